@@ -1,0 +1,3 @@
+"""Real-time liquidation heatmap hub."""
+
+__version__ = "0.1.0"

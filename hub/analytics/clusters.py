@@ -1,0 +1,222 @@
+"""Clusters: the peaks of the liquidation density, measured against the heatmap bins.
+
+`find_clusters` turns one density (see `hub.analytics.density`) plus the heatmap bins into
+`ClusterShape`s; `ClusterTracker` gives them ids that survive small moves, producing the
+wire `hub.models.Cluster`. Everything here is pure except the tracker's own memory of the
+previous update.
+
+Decisions:
+
+* A peak is a maximal run of equal values (so a plateau is one peak, centred on the run)
+  whose neighbouring runs are both lower; "equal" allows float round-off, so a plateau
+  that came out of an FFT is still one peak. The grid ends count as lower: a concentration at
+  the edge of the visible range is reported at the edge rather than dropped.
+* Peaks below ``min_relative_height`` x the global maximum are noise. Peaks closer than one
+  bandwidth are one cluster: taken in descending height, a peak within a bandwidth of one
+  already kept widens that one's [low, high] instead of standing alone.
+* ``low``/``high`` are the half-height crossings, interpolated linearly between grid
+  points. Walking outward, a valley (the density starting to rise again) reached before
+  half height ends the walk there, so a cluster never claims its neighbour's slope; the grid
+  end does too.
+* ``z_score`` compares the peak with every grid point: ``(peak - mean) / std`` (population
+  std). Over the whole grid the mean and std describe the "background" the peak stands out
+  of, need no extra parameter, and are the same for every cluster of one update, so
+  z-scores rank clusters by height. A constant density has std 0 and gets z 0.
+* Nothing is rounded here; the wire encoder can round if it ever needs to.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from hub.models import Cluster, RiskLevel
+
+# Steps smaller than this fraction of the maximum are float round-off (an FFT convolution
+# leaves ~1e-16 of the total), not shape: they neither end a plateau nor make a valley.
+_NOISE = 1e-9
+
+
+class ClusterShape(NamedTuple):
+    price: float
+    low: float
+    high: float
+    peak_density: float
+    notional: float
+    count: int
+    long_share: float
+    z_score: float
+    risk: RiskLevel
+
+
+def risk_level(z: float) -> RiskLevel:
+    if z < 1.0:
+        return "low"
+    if z < 2.0:
+        return "moderate"
+    if z < 3.0:
+        return "high"
+    return "extreme"
+
+
+def find_clusters(
+    density: np.ndarray,
+    start: float,
+    step: float,
+    bandwidth: float,
+    bin_low: np.ndarray,
+    bin_long: np.ndarray,
+    bin_short: np.ndarray,
+    bin_count: np.ndarray,
+    bin_width: float,
+    max_clusters: int = 20,
+    min_relative_height: float = 0.05,
+) -> list[ClusterShape]:
+    """Peaks of `density` (sampled at ``start + i * step``), largest notional first.
+
+    Bin ``i`` covers ``[bin_low[i], bin_low[i] + bin_width)`` and holds ``bin_long[i]`` +
+    ``bin_short[i]`` notional over ``bin_count[i]`` events.
+    """
+    density = np.asarray(density, dtype=np.float64)
+    if density.size == 0 or max_clusters <= 0:
+        return []
+    top = float(density.max())
+    if not top > 0.0:
+        return []
+
+    noise = _NOISE * top
+    # (position in grid units, height, low, high), positions may be fractional.
+    peaks: list[list[float]] = []
+    for first, last in _peak_runs(density, min_relative_height * top, noise):
+        height = float(density[first : last + 1].max())
+        peaks.append(
+            [
+                (first + last) / 2.0,
+                height,
+                first - _half_height_reach(density[first::-1], height, noise),
+                last + _half_height_reach(density[last:], height, noise),
+            ]
+        )
+
+    merged: list[list[float]] = []
+    reach = bandwidth / step
+    for peak in sorted(peaks, key=lambda p: (-p[1], p[0])):
+        near = [kept for kept in merged if abs(kept[0] - peak[0]) < reach]
+        if near:
+            kept = min(near, key=lambda k: abs(k[0] - peak[0]))
+            kept[2] = min(kept[2], peak[2])
+            kept[3] = max(kept[3], peak[3])
+        else:
+            merged.append(peak)
+
+    mean = float(density.mean())
+    std = float(density.std())
+    centres = np.asarray(bin_low, dtype=np.float64) + bin_width / 2.0
+    bin_long = np.asarray(bin_long, dtype=np.float64)
+    bin_short = np.asarray(bin_short, dtype=np.float64)
+    bin_count = np.asarray(bin_count)
+
+    shapes = []
+    for position, height, low_pos, high_pos in merged:
+        low = start + low_pos * step
+        high = start + high_pos * step
+        inside = (centres >= low) & (centres <= high)
+        long_notional = float(bin_long[inside].sum())
+        short_notional = float(bin_short[inside].sum())
+        notional = long_notional + short_notional
+        z = (height - mean) / std if std > 0.0 else 0.0
+        shapes.append(
+            ClusterShape(
+                price=start + position * step,
+                low=low,
+                high=high,
+                peak_density=height,
+                notional=notional,
+                count=int(bin_count[inside].sum()),
+                long_share=long_notional / notional if notional > 0.0 else 0.0,
+                z_score=z,
+                risk=risk_level(z),
+            )
+        )
+    shapes.sort(key=lambda s: (-s.notional, -s.peak_density, s.price))
+    return shapes[:max_clusters]
+
+
+class ClusterTracker:
+    """Gives clusters a stable id across updates: a peak that stays within one bandwidth of a
+    previous cluster keeps its id.
+
+    Matching is greedy by distance, closest pairs first, each previous id used at most once.
+    Only the previous update is remembered, so a cluster that vanishes for one update comes
+    back with a new id; ids count up from 1 and are never reused.
+    """
+
+    def __init__(self, bandwidth: float) -> None:
+        self._bandwidth = bandwidth
+        self._previous: list[tuple[int, float]] = []
+        self._next_id = 1
+
+    def track(self, shapes: list[ClusterShape]) -> list[Cluster]:
+        pairs = sorted(
+            (abs(shape.price - price), index, cluster_id)
+            for index, shape in enumerate(shapes)
+            for cluster_id, price in self._previous
+            if abs(shape.price - price) <= self._bandwidth
+        )
+        ids: list[int | None] = [None] * len(shapes)
+        taken: set[int] = set()
+        for _, index, cluster_id in pairs:
+            if ids[index] is None and cluster_id not in taken:
+                ids[index] = cluster_id
+                taken.add(cluster_id)
+
+        clusters = []
+        for shape, cluster_id in zip(shapes, ids, strict=True):
+            if cluster_id is None:
+                cluster_id = self._next_id
+                self._next_id += 1
+            clusters.append(
+                Cluster(
+                    id=cluster_id,
+                    price=shape.price,
+                    low=shape.low,
+                    high=shape.high,
+                    notional=shape.notional,
+                    count=shape.count,
+                    long_share=shape.long_share,
+                    z_score=shape.z_score,
+                    risk=shape.risk,
+                )
+            )
+        self._previous = [(cluster.id, cluster.price) for cluster in clusters]
+        return clusters
+
+
+def _peak_runs(density: np.ndarray, floor: float, noise: float) -> list[tuple[int, int]]:
+    """(first, last) index of every run of equal values higher than both neighbouring runs."""
+    steps = np.diff(density)
+    changes = np.flatnonzero(np.abs(steps) > noise)
+    firsts = np.concatenate(([0], changes + 1))
+    lasts = np.concatenate((changes, [density.size - 1]))
+    rises_into = np.concatenate(([True], steps[changes] > 0.0))
+    falls_after = np.concatenate((steps[changes] < 0.0, [True]))
+    chosen = rises_into & falls_after & (np.maximum.reduceat(density, firsts) >= floor)
+    return list(zip(firsts[chosen].tolist(), lasts[chosen].tolist(), strict=True))
+
+
+def _half_height_reach(side: np.ndarray, height: float, noise: float) -> float:
+    """Grid steps from side[0] (the peak's edge) to half `height`, walking along `side`.
+
+    Stops early at the first valley (a rise of more than `noise`), and at the end of `side`
+    if neither comes.
+    """
+    half = height / 2.0
+    below = np.flatnonzero(side < half)
+    rises = np.flatnonzero(np.diff(side) > noise)
+    first_below = int(below[0]) if below.size else side.size
+    valley = int(rises[0]) if rises.size else side.size - 1
+    if first_below > valley:
+        return float(valley)
+    above = side[first_below - 1]
+    return first_below - 1 + float((above - half) / (above - side[first_below]))

@@ -1,0 +1,129 @@
+"""Weighted Gaussian kernel density of liquidation notional over a fixed price grid.
+
+`KernelDensity` owns one grid (``x_i = start + i * step``) and the running sum of every
+point added to it; it answers ``values()``, the notional per grid step
+``sum_k w_k * phi((x_i - p_k) / h) / h * step``. It is pure: no I/O, no clock.
+
+Decisions:
+
+* Linear binning. Each point is split between the two nearest nodes of a fine grid in
+  proportion to its distance from each, so an update is an O(1) scatter (batched with
+  ``np.bincount``) and the KDE becomes one convolution of the binned grid with the kernel.
+  Linear binning keeps total weight and mean exactly; removal is the same scatter with a
+  negative weight.
+* Oversampling. The fine grid has spacing ``d = step / oversample`` and contains every
+  coarse point exactly (coarse ``i`` is fine ``pad + i * oversample``), so sampling needs
+  no interpolation. The binning error of one point is bounded by linear interpolation of
+  the kernel: ``|err| <= (d / h)**2 / 8 * w * phi(0) * step / h``, i.e. at most
+  ``(d/h)**2 / 8`` of that point's own peak: 9.6e-5 for h = 9 steps and 2.2e-4 for h = 6
+  steps with oversample 4.
+* Truncation. The kernel is cut at +-5 h and the fine grid is padded by the same 5 h on
+  both sides; points beyond the padded grid are dropped. Each cut costs at most
+  ``phi(5) / phi(0) = 3.7e-6`` of the point's own peak, so both are below 1e-5.
+* Convolution: ``scipy.signal.fftconvolve``. For the typical grid (600-1000 points,
+  oversample 4, h = 6-9 steps: a fine grid of 2,600-4,400 nodes and a kernel of 241-361
+  taps) it measured 78-109 us against 75-185 us for direct ``np.convolve``: a tie at the
+  small end and 1.7x faster at the large end, and its cost does not grow with the
+  bandwidth. Its round-off floor (~1e-16 of the peak) is far below the binning error.
+* Float cancellation after removals leaves tiny negative values; they are clamped to 0.
+  Non-finite prices or weights are ignored rather than poisoning the whole grid.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.signal import fftconvolve
+
+_TRUNCATE_SIGMAS = 5.0
+
+
+class KernelDensity:
+    """Weighted Gaussian KDE of notional over a fixed price grid."""
+
+    def __init__(
+        self, start: float, step: float, size: int, bandwidth: float, oversample: int = 4
+    ) -> None:
+        if not (step > 0 and bandwidth > 0):
+            raise ValueError("step and bandwidth must be positive")
+        if size < 1 or oversample < 1:
+            raise ValueError("size and oversample must be at least 1")
+        self.start = float(start)
+        self.step = float(step)
+        self.size = int(size)
+        self.bandwidth = float(bandwidth)
+        self.oversample = int(oversample)
+
+        fine_step = self.step / self.oversample
+        self._pad = math.ceil(_TRUNCATE_SIGMAS * self.bandwidth / fine_step)
+        self._fine_step = fine_step
+        self._fine_start = self.start - self._pad * fine_step
+        self._fine_size = (self.size - 1) * self.oversample + 1 + 2 * self._pad
+        self._fine = np.zeros(self._fine_size)
+
+        offsets = np.arange(-self._pad, self._pad + 1) * (fine_step / self.bandwidth)
+        self._kernel = np.exp(-0.5 * offsets**2) * (
+            self.step / (self.bandwidth * math.sqrt(2.0 * math.pi))
+        )
+
+        # Single adds are queued here and binned in one vectorised pass by values().
+        self._pending_prices: list[float] = []
+        self._pending_weights: list[float] = []
+        self._cache: np.ndarray | None = None
+
+    def add(self, price: float, weight: float) -> None:
+        """Add a point; a negative weight removes one added earlier at the same price."""
+        self._pending_prices.append(price)
+        self._pending_weights.append(weight)
+        self._cache = None
+
+    def add_many(self, prices: np.ndarray, weights: np.ndarray) -> None:
+        prices = np.asarray(prices, dtype=np.float64)
+        weights = np.asarray(weights, dtype=np.float64)
+        if prices.shape != weights.shape:
+            raise ValueError("prices and weights must have the same shape")
+        self._bin(prices.ravel(), weights.ravel())
+        self._cache = None
+
+    def values(self) -> np.ndarray:
+        """Notional per grid step at each grid point; read-only, cached until the next add."""
+        if self._cache is None:
+            if self._pending_prices:
+                self._bin(
+                    np.array(self._pending_prices, dtype=np.float64),
+                    np.array(self._pending_weights, dtype=np.float64),
+                )
+                self._pending_prices.clear()
+                self._pending_weights.clear()
+            smoothed = fftconvolve(self._fine, self._kernel, mode="valid")[:: self.oversample]
+            np.maximum(smoothed, 0.0, out=smoothed)
+            smoothed.flags.writeable = False
+            self._cache = smoothed
+        return self._cache
+
+    def clear(self) -> None:
+        self._fine.fill(0.0)
+        self._pending_prices.clear()
+        self._pending_weights.clear()
+        self._cache = None
+
+    def _bin(self, prices: np.ndarray, weights: np.ndarray) -> None:
+        position = (prices - self._fine_start) / self._fine_step
+        inside = (
+            np.isfinite(position)
+            & np.isfinite(weights)
+            & (position >= 0.0)
+            & (position <= self._fine_size - 1)
+        )
+        position = position[inside]
+        weights = weights[inside]
+        left = np.floor(position).astype(np.intp)
+        right_share = position - left
+        # A point exactly on the last node spills a zero share one past the end: minlength
+        # has room for it and the slice drops it.
+        self._fine += np.bincount(
+            np.concatenate((left, left + 1)),
+            np.concatenate((weights * (1.0 - right_share), weights * right_share)),
+            minlength=self._fine_size + 1,
+        )[: self._fine_size]

@@ -1,0 +1,178 @@
+"""Leverage of liquidated positions: the per-symbol estimate and the per-window tier breakdown.
+
+Owns `tier_of` (SPEC's tier labels), `LeverageEstimator` (one per symbol: the recent price path
+and the estimate made from it) and `TierDistribution` (one per window: count and notional per
+tier, kept incrementally as events enter and leave the window).
+
+The method, and why it is only an estimate. An exchange never publishes a liquidated position's
+entry or leverage, only where it was closed. A long liquidated at price P was most plausibly
+opened above P, so its entry is taken as the highest price of the recent path (the lowest, for a
+short) within `lookback_ms`. With the adverse move m = (entry - P) / entry (P - entry for a
+short, floored at 0), an isolated position is liquidated when its margin, 1 / leverage, is used
+up down to the maintenance margin, so leverage ~= 1 / (m + maintenance_margin), clamped to
+[1, 125] (125x is Binance's maximum). The extreme is the entry with the largest move, so the
+result is the lowest leverage consistent with an entry inside the lookback: for such positions
+it is a lower bound. Its limits:
+- a position opened before the lookback saw a larger move than the path shows, so its leverage
+  is overestimated;
+- cross-margin positions are backed by the whole account, so what is measured is the account's
+  effective leverage; fees and funding are ignored;
+- maintenance margin is tiered by position size (0.4% is BTCUSDT's smallest bracket), so large
+  positions were less leveraged than estimated;
+- the path is, for now, liquidation prices only: Binance samples them (one per symbol per
+  second), longs fill below the market and shorts above, which widens the path.
+Another reference was considered: the entry must follow the last time the price was at or beyond
+P, since a position liquidated at P would have been closed then. It is sounder on a continuous
+trade path, but on a sparse, noisy liquidation path every bounce inside a cascade resets it and
+pushes the estimate to the clamp; worth revisiting once trades or the mark price feed the path.
+
+The path is kept as two monotonic deques (running max and min over the lookback), so observe()
+and estimate() are amortised O(1) and memory holds only the points that can still be an extreme.
+Times are clamped to the latest seen so the deques stay ordered; a late point therefore lives a
+little longer than its own time would allow.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from collections import deque
+
+from hub.models import Side
+
+TIERS: tuple[str, ...] = ("1-5x", "5-10x", "10-25x", "25-50x", "50-100x", "100x+")
+_TIER_FLOORS = (5.0, 10.0, 25.0, 50.0, 100.0)  # lower bound of TIERS[1:]
+MIN_LEVERAGE = 1.0
+MAX_LEVERAGE = 125.0
+# Notional sums are kept in integer micro-units of the quote currency so that remove() restores
+# exactly what add() changed: float sums drift over millions of pairs and can leave a negative
+# or phantom notional in a tier that no longer holds any event.
+_MICROS = 1_000_000
+
+
+def tier_of(leverage: float) -> str:
+    """The tier label for a leverage; below 1x (not a real leverage) still reads as "1-5x"."""
+    return TIERS[bisect_right(_TIER_FLOORS, leverage)]
+
+
+def _is_price(value: float) -> bool:
+    return value > 0.0 and math.isfinite(value)
+
+
+class LeverageEstimator:
+    """Per-symbol recent price path; estimates the leverage of a liquidated position.
+
+    Call estimate() for an event before observe() of its price, so that the event does not
+    count as its own entry.
+    """
+
+    def __init__(
+        self,
+        lookback_ms: int = 4 * 3600_000,
+        maintenance_margin: float = 0.004,
+        min_path_points: int = 2,
+    ) -> None:
+        if lookback_ms <= 0:
+            raise ValueError(f"lookback_ms must be positive, got {lookback_ms}")
+        if not 0.0 < maintenance_margin < 1.0:
+            raise ValueError(f"maintenance_margin must be in (0, 1), got {maintenance_margin}")
+        if min_path_points < 1:
+            raise ValueError(f"min_path_points must be at least 1, got {min_path_points}")
+        self._lookback_ms = lookback_ms
+        self._maintenance_margin = maintenance_margin
+        self._min_path_points = min_path_points
+        self._latest = -math.inf
+        # (time, price); prices strictly falling from the front in _highs, rising in _lows.
+        self._highs: deque[tuple[float, float]] = deque()
+        self._lows: deque[tuple[float, float]] = deque()
+        # Only the last min_path_points times are needed to tell whether that many are recent.
+        self._recent: deque[float] = deque(maxlen=min_path_points)
+
+    def observe(self, price: float, time: int) -> None:
+        """Record a price seen on the market; a non-positive or non-finite price is ignored."""
+        if not _is_price(price):
+            return
+        now = self._advance(time)
+        while self._highs and self._highs[-1][1] <= price:
+            self._highs.pop()
+        self._highs.append((now, price))
+        while self._lows and self._lows[-1][1] >= price:
+            self._lows.pop()
+        self._lows.append((now, price))
+        self._recent.append(now)
+
+    def estimate(self, side: Side, price: float, time: int) -> float | None:
+        """Leverage of a `side` position liquidated at `price`; None while the path is too short."""
+        now = self._advance(time)
+        recent = self._recent
+        if len(recent) < self._min_path_points or recent[0] < now - self._lookback_ms:
+            return None
+        if not _is_price(price):
+            return None
+        if side == "long":
+            entry = self._highs[0][1]
+            move = (entry - price) / entry
+        else:
+            entry = self._lows[0][1]
+            move = (price - entry) / entry
+        leverage = 1.0 / (max(move, 0.0) + self._maintenance_margin)
+        return min(max(leverage, MIN_LEVERAGE), MAX_LEVERAGE)
+
+    def _advance(self, time: int) -> float:
+        self._latest = max(self._latest, time)
+        horizon = self._latest - self._lookback_ms
+        while self._highs and self._highs[0][0] < horizon:
+            self._highs.popleft()
+        while self._lows and self._lows[0][0] < horizon:
+            self._lows.popleft()
+        return self._latest
+
+
+class TierDistribution:
+    """Count and notional per tier over the events of one window.
+
+    `share` is the notional share: the heatmap is notional-weighted and one 5M liquidation
+    weighs more than fifty small ones; the count is in every row for whoever wants count shares.
+    When the known-tier events add up to zero notional the share falls back to counts, so shares
+    still sum to 1. Events without a tier (no estimate yet) are not counted anywhere.
+    """
+
+    def __init__(self) -> None:
+        self._counts = dict.fromkeys(TIERS, 0)
+        self._micros = dict.fromkeys(TIERS, 0)
+
+    def add(self, tier: str | None, notional: float) -> None:
+        self._apply(tier, notional, 1)
+
+    def remove(self, tier: str | None, notional: float) -> None:
+        self._apply(tier, notional, -1)
+
+    def rows(self) -> list[dict]:
+        """[{"tier", "count", "notional", "share"}] for every tier, in TIERS order."""
+        total_micros = sum(self._micros.values())
+        total_count = sum(self._counts.values())
+        rows = []
+        for tier in TIERS:
+            if total_micros > 0:
+                share = self._micros[tier] / total_micros
+            elif total_count > 0:
+                share = self._counts[tier] / total_count
+            else:
+                share = 0.0
+            rows.append(
+                {
+                    "tier": tier,
+                    "count": self._counts[tier],
+                    "notional": self._micros[tier] / _MICROS,
+                    "share": share,
+                }
+            )
+        return rows
+
+    def _apply(self, tier: str | None, notional: float, sign: int) -> None:
+        if tier is None:
+            return
+        if tier not in self._counts:
+            raise ValueError(f"unknown leverage tier {tier!r}")
+        self._counts[tier] += sign
+        self._micros[tier] += sign * round(notional * _MICROS)

@@ -1,0 +1,194 @@
+"""The liquidation processor: events in, channel messages out. Pure: `now` is an argument.
+
+It owns one `SymbolBook` per tracked symbol (store, price grid, one `HeatmapWindow` per
+window of SPEC, leverage estimator, alert engine) and numbers every message it emits: a
+heatmap channel's seq comes from its window, a liquidations/alerts channel's from a
+counter here, so every web process that relays them shows the same seq and epoch.
+
+Diffs are produced by `flush`, which the caller runs every HEATMAP_FLUSH_MS; events only
+mark what they touch, so a burst of events costs one diff per window, not one per event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import msgspec
+
+from hub.analytics.alerts import AlertEngine, AlertThresholds
+from hub.analytics.grid import PriceGrid
+from hub.analytics.leverage import LeverageEstimator, tier_of
+from hub.analytics.store import EventStore
+from hub.analytics.window import EMPTY_STATISTICS, HeatmapWindow
+from hub.channels import ANY_SYMBOL, WINDOWS, heatmap_channel
+from hub.models import (
+    Alert,
+    ChannelMessage,
+    Density,
+    HeatmapSnapshot,
+    LiquidationEvent,
+)
+
+ALERT_WINDOW = "1h"
+
+
+class ProcessorConfig(msgspec.Struct, frozen=True):
+    max_events: int = 10_000
+    retention_ms: int = 30 * 86_400_000
+    bandwidth_pct: float = 0.3
+    range_pct: float = 15.0
+    alerts: AlertThresholds = AlertThresholds()
+
+
+class SymbolBook:
+    """Everything the processor knows about one symbol."""
+
+    def __init__(self, symbol: str, config: ProcessorConfig) -> None:
+        self.symbol = symbol
+        self.config = config
+        self.store = EventStore(config.max_events, config.retention_ms)
+        self.leverage = LeverageEstimator()
+        self.alerts = AlertEngine(symbol, config.alerts)
+        self.grid: PriceGrid | None = None
+        self.windows: dict[str, HeatmapWindow] = {}
+        self.pending_snapshots: list[HeatmapSnapshot] = []
+        self.empty_epoch = f"{symbol}.0"
+
+    @property
+    def epoch(self) -> str:
+        return self.grid.epoch if self.grid else self.empty_epoch
+
+    def place(self, price: float, now: int) -> None:
+        """Make sure the grid fits `price`: create it, recentre it, or start a new epoch."""
+        grid = self.grid
+        if grid is None or grid.needs_new_epoch(price):
+            self.grid = PriceGrid.around(price, self.config.range_pct, f"{self.symbol}.{now:x}")
+            if not self.windows:
+                self.windows = {
+                    name: HeatmapWindow(
+                        self.symbol, name, span, self.grid, self.config.bandwidth_pct
+                    )
+                    for name, span in WINDOWS.items()
+                }
+            self.pending_snapshots = [w.restart(self.grid, now) for w in self.windows.values()]
+            return
+        moved = grid.recentred(price)
+        if moved is not None:
+            self.grid = moved
+            for window in self.windows.values():
+                window.recentre(moved)
+
+    def snapshot(self, window: str, now: int) -> HeatmapSnapshot:
+        held = self.windows.get(window)
+        if held is not None:
+            return held.snapshot()
+        return HeatmapSnapshot(
+            symbol=self.symbol,
+            window=window,
+            seq=0,
+            epoch=self.empty_epoch,
+            time=now,
+            reference_price=0.0,
+            bin_width=0.0,
+            bins=[],
+            density=Density(0.0, 0.0, []),
+            clusters=[],
+            statistics=EMPTY_STATISTICS,
+        )
+
+
+class LiquidationProcessor:
+    def __init__(self, config: ProcessorConfig, epoch: str) -> None:
+        self.config = config
+        self.epoch = epoch  # of the liquidations/alerts channels
+        self.books: dict[str, SymbolBook] = {}
+        self._seq: dict[str, int] = {}
+        self.rejected = 0
+
+    def track(self, symbol: str) -> SymbolBook:
+        book = self.books.get(symbol)
+        if book is None:
+            book = self.books[symbol] = SymbolBook(symbol, self.config)
+        return book
+
+    def untrack(self, symbol: str) -> None:
+        self.books.pop(symbol, None)
+
+    def apply(self, event: LiquidationEvent, now: int) -> list[ChannelMessage]:
+        """Take one event; returns its liquidation messages and any event alerts."""
+        book = self.books.get(event.symbol)
+        if book is None or not book.store.accepts(event, now):
+            self.rejected += 1
+            return []
+        leverage = book.leverage.estimate(event.side, event.price, event.time)
+        book.leverage.observe(event.price, event.time)
+        if leverage is not None:
+            leverage = round(leverage, 2)
+            event = msgspec.structs.replace(event, est_leverage=leverage, tier=tier_of(leverage))
+        book.place(event.price, now)
+        z_score = book.windows[ALERT_WINDOW].z_score(event.notional)
+        for evicted in book.store.add(event):
+            for window in book.windows.values():
+                window.forget(evicted)
+        for window in book.windows.values():
+            if event.time >= window.cutoff(now):
+                window.add(event)
+        messages = self._fan("liquidations", event.symbol, "liquidation", event)
+        for alert in book.alerts.on_event(event, z_score, ALERT_WINDOW):
+            messages.extend(self._alert(alert))
+        return messages
+
+    def flush(self, now: int) -> list[ChannelMessage]:
+        """Diffs for every window that changed, new-epoch snapshots first, then cluster alerts."""
+        messages: list[ChannelMessage] = []
+        for book in self.books.values():
+            for snapshot in book.pending_snapshots:
+                messages.append(self._snapshot_message(snapshot))
+            book.pending_snapshots = []
+            for name, window in book.windows.items():
+                diff = window.flush(now)
+                if diff is None:
+                    continue
+                channel = heatmap_channel(book.symbol, name)
+                messages.append(ChannelMessage(channel, "diff", window.seq, book.epoch, diff))
+                if name == ALERT_WINDOW and diff.clusters is not None:
+                    for alert in book.alerts.on_clusters(diff.clusters, name, now):
+                        messages.extend(self._alert(alert))
+        return messages
+
+    def sweep(self, now: int) -> None:
+        """Retention: drop events older than the configured age from every book."""
+        for book in self.books.values():
+            for evicted in book.store.sweep(now):
+                for window in book.windows.values():
+                    window.forget(evicted)
+
+    def snapshots_of(self, symbol: str, now: int) -> list[ChannelMessage]:
+        """The current snapshot of each heatmap channel of `symbol` (seeds a replica)."""
+        book = self.books[symbol]
+        return [self._snapshot_message(book.snapshot(name, now)) for name in WINDOWS]
+
+    def events(
+        self, symbol: str, since: int, side: str | None = None
+    ) -> Iterable[LiquidationEvent]:
+        """Held events of `symbol` with time >= since, newest first."""
+        for event in reversed(self.books[symbol].store):
+            if event.time < since:
+                break
+            if side is None or event.side == side:
+                yield event
+
+    def _snapshot_message(self, snapshot: HeatmapSnapshot) -> ChannelMessage:
+        channel = heatmap_channel(snapshot.symbol, snapshot.window)
+        return ChannelMessage(channel, "snapshot", snapshot.seq, snapshot.epoch, snapshot)
+
+    def _alert(self, alert: Alert) -> list[ChannelMessage]:
+        return self._fan("alerts", alert.symbol, "alert", alert)
+
+    def _fan(self, kind: str, symbol: str, type_: str, data: object) -> list[ChannelMessage]:
+        """One message on the symbol's channel and one on the `*` channel, each numbered."""
+        messages = []
+        for channel in (f"{kind}:{symbol}", f"{kind}:{ANY_SYMBOL}"):
+            seq = self._seq[channel] = self._seq.get(channel, 0) + 1
+            messages.append(ChannelMessage(channel, type_, seq, self.epoch, data))
+        return messages

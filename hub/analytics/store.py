@@ -1,0 +1,83 @@
+"""The bounded, time-ordered event store of one symbol.
+
+It is the only owner of accepted events: windows hold references into it and drop an
+event when the store does. Bounds are a count (`HEATMAP_MAX_EVENTS`) and an age
+(`HEATMAP_RETENTION_DAYS`); when full, the oldest event goes first. Events are kept in
+trade-time order (out-of-order arrivals are inserted in place, which is rare and costs
+O(n)), and a duplicate of an event already held (a reconnect overlap, a replayed log) is
+refused, so re-delivery never double counts.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import deque
+from collections.abc import Iterator
+
+from hub.models import LiquidationEvent
+
+
+def event_key(event: LiquidationEvent) -> int:
+    return hash((event.exchange, event.time, event.side, event.price, event.quantity))
+
+
+class EventStore:
+    def __init__(self, max_events: int, retention_ms: int) -> None:
+        self.max_events = max_events
+        self.retention_ms = retention_ms
+        self._events: deque[LiquidationEvent] = deque()
+        self._keys: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+    def __iter__(self) -> Iterator[LiquidationEvent]:
+        return iter(self._events)
+
+    def __reversed__(self) -> Iterator[LiquidationEvent]:
+        return reversed(self._events)
+
+    @property
+    def newest(self) -> LiquidationEvent | None:
+        return self._events[-1] if self._events else None
+
+    def is_duplicate(self, event: LiquidationEvent) -> bool:
+        return event_key(event) in self._keys
+
+    def accepts(self, event: LiquidationEvent, now: int) -> bool:
+        """Whether `add` would keep this event: not a duplicate, not past retention,
+        and not older than everything in a full store."""
+        if event.time < now - self.retention_ms or self.is_duplicate(event):
+            return False
+        full = len(self._events) >= self.max_events
+        return not (full and event.time < self._events[0].time)
+
+    def add(self, event: LiquidationEvent) -> list[LiquidationEvent]:
+        """Insert an event that `accepts` allowed; returns the events pushed out by the bound."""
+        events = self._events
+        if not events or event.time >= events[-1].time:
+            events.append(event)
+        else:
+            events.insert(bisect.bisect_right(events, event.time, key=_time), event)
+        self._keys.add(event_key(event))
+        evicted: list[LiquidationEvent] = []
+        while len(events) > self.max_events:
+            evicted.append(self._pop_oldest())
+        return evicted
+
+    def sweep(self, now: int) -> list[LiquidationEvent]:
+        """Drop events past retention; returns them, oldest first."""
+        cutoff = now - self.retention_ms
+        evicted: list[LiquidationEvent] = []
+        while self._events and self._events[0].time < cutoff:
+            evicted.append(self._pop_oldest())
+        return evicted
+
+    def _pop_oldest(self) -> LiquidationEvent:
+        event = self._events.popleft()
+        self._keys.discard(event_key(event))
+        return event
+
+
+def _time(event: LiquidationEvent) -> int:
+    return event.time

@@ -1,0 +1,257 @@
+"""One heatmap window of one symbol: the events of the last `span` ms, kept incrementally.
+
+An event entering or ageing out touches only its own bin, the running statistics, the
+density's binned weights and its leverage tier; everything derived (density values,
+clusters) is recomputed once per flush, not per event. A flush turns what changed since
+the previous flush into a `HeatmapDiff` and advances `seq` by one, so the published
+stream is: snapshot at seq S, then one diff per seq, each holding new absolute values.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections import deque
+
+import numpy as np
+
+from hub.analytics.clusters import ClusterTracker, find_clusters
+from hub.analytics.density import KernelDensity
+from hub.analytics.grid import PriceGrid
+from hub.analytics.leverage import TierDistribution
+from hub.models import (
+    Bin,
+    Cluster,
+    Density,
+    HeatmapDiff,
+    HeatmapSnapshot,
+    LiquidationEvent,
+    Statistics,
+)
+
+EMPTY_STATISTICS = Statistics(0, 0.0, 0.0, 0.0, 0.0, 0.0)
+
+
+class _BinTotals:
+    __slots__ = ("count", "long", "short")
+
+    def __init__(self) -> None:
+        self.long = 0.0
+        self.short = 0.0
+        self.count = 0
+
+
+class HeatmapWindow:
+    def __init__(
+        self, symbol: str, name: str, span_ms: int, grid: PriceGrid, bandwidth_pct: float
+    ) -> None:
+        self.symbol = symbol
+        self.name = name
+        self.span_ms = span_ms
+        self.bandwidth_pct = bandwidth_pct
+        self.events: deque[LiquidationEvent] = deque()
+        self.seq = 0
+        self.tiers = TierDistribution()
+        self._bins: dict[int, _BinTotals] = {}
+        self._dirty_bins: set[int] = set()
+        self._count = 0
+        self._total = 0.0
+        self._long = 0.0
+        self._short = 0.0
+        self._sum_squares = 0.0
+        self._changed = False
+        self._time = 0
+        self._set_grid(grid)
+        self._clusters = ClusterTracker(self._bandwidth)
+        self._published_statistics = EMPTY_STATISTICS
+        self._published_clusters: list[Cluster] = []
+        self._published_reference = grid.reference_price
+
+    # -- events in and out ------------------------------------------------------------
+
+    def cutoff(self, now: int) -> int:
+        return now - self.span_ms
+
+    def add(self, event: LiquidationEvent) -> None:
+        events = self.events
+        if not events or event.time >= events[-1].time:
+            events.append(event)
+        else:
+            events.insert(bisect.bisect_right(events, event.time, key=_time), event)
+        self._account(event, +1)
+
+    def expire(self, now: int) -> None:
+        """Drop the events that have aged out of the window at `now`."""
+        cutoff = self.cutoff(now)
+        events = self.events
+        while events and events[0].time < cutoff:
+            self._account(events.popleft(), -1)
+
+    def forget(self, event: LiquidationEvent) -> None:
+        """The store dropped `event` (its oldest); drop it here too if held."""
+        if self.events and self.events[0] is event:
+            self._account(self.events.popleft(), -1)
+
+    def _account(self, event: LiquidationEvent, sign: int) -> None:
+        index = self.grid.bin_index(event.price)
+        totals = self._bins.get(index)
+        if totals is None:
+            totals = self._bins[index] = _BinTotals()
+        notional = event.notional * sign
+        if event.side == "long":
+            totals.long += notional
+            self._long += notional
+        else:
+            totals.short += notional
+            self._short += notional
+        totals.count += sign
+        self._count += sign
+        self._total += notional
+        self._sum_squares += event.notional * notional
+        if totals.count == 0:
+            del self._bins[index]
+        self._dirty_bins.add(index)
+        self.density.add(event.price, notional)
+        if sign > 0:
+            self.tiers.add(event.tier, event.notional)
+        else:
+            self.tiers.remove(event.tier, event.notional)
+        self._changed = True
+
+    # -- grid -------------------------------------------------------------------------
+
+    def _set_grid(self, grid: PriceGrid) -> None:
+        self.grid = grid
+        self._bandwidth = grid.reference_price * self.bandwidth_pct / 100.0
+        self.density = KernelDensity(
+            grid.density_start, grid.bin_width, grid.density_size, self._bandwidth
+        )
+        self._density_values = np.zeros(grid.density_size)
+        events = self.events
+        if events:
+            self.density.add_many(
+                np.fromiter((e.price for e in events), float, len(events)),
+                np.fromiter((e.notional for e in events), float, len(events)),
+            )
+
+    def recentre(self, grid: PriceGrid) -> None:
+        """Move the density axis to a new reference price; bins and seq carry on."""
+        self._set_grid(grid)
+        self._changed = True
+
+    def restart(self, grid: PriceGrid, now: int) -> HeatmapSnapshot:
+        """Start a new epoch on `grid`: bins rebuilt from the held events, seq from 0."""
+        self._set_grid(grid)
+        self._bins.clear()
+        self._dirty_bins.clear()
+        for event in self.events:
+            index = grid.bin_index(event.price)
+            totals = self._bins.get(index) or self._bins.setdefault(index, _BinTotals())
+            if event.side == "long":
+                totals.long += event.notional
+            else:
+                totals.short += event.notional
+            totals.count += 1
+        self._clusters = ClusterTracker(self._bandwidth)
+        self.expire(now)
+        self._time = now
+        self._published_clusters = self._recompute()
+        self._published_statistics = self.statistics()
+        self._published_reference = grid.reference_price
+        self._dirty_bins.clear()
+        self._changed = False
+        self.seq = 0
+        return self.snapshot()
+
+    # -- what clients see -------------------------------------------------------------
+
+    def statistics(self) -> Statistics:
+        count = self._count
+        if count == 0:
+            return EMPTY_STATISTICS
+        mean = self._total / count
+        variance = max(self._sum_squares / count - mean * mean, 0.0)
+        return Statistics(count, self._total, self._long, self._short, mean, math.sqrt(variance))
+
+    def z_score(self, notional: float) -> float:
+        stats = self.statistics()
+        return (notional - stats.mean) / stats.std if stats.std > 0 else 0.0
+
+    def bins(self) -> list[Bin]:
+        return [self._bin(index) for index in sorted(self._bins)]
+
+    def _bin(self, index: int) -> Bin:
+        totals = self._bins.get(index)
+        if totals is None:
+            return (self.grid.bin_low(index), 0.0, 0.0, 0)
+        return (self.grid.bin_low(index), totals.long, totals.short, totals.count)
+
+    def density_message(self) -> Density:
+        return Density(self.grid.density_start, self.grid.bin_width, self._density_values.tolist())
+
+    def clusters(self) -> list[Cluster]:
+        return self._published_clusters
+
+    def _recompute(self) -> list[Cluster]:
+        self._density_values = self.density.values()
+        if not self._bins:
+            return self._clusters.track([])
+        indices = np.fromiter(sorted(self._bins), dtype=np.int64, count=len(self._bins))
+        width = self.grid.bin_width
+        totals = [self._bins[int(i)] for i in indices]
+        shapes = find_clusters(
+            self._density_values,
+            self.grid.density_start,
+            width,
+            self._bandwidth,
+            indices * width,
+            np.fromiter((t.long for t in totals), float, len(totals)),
+            np.fromiter((t.short for t in totals), float, len(totals)),
+            np.fromiter((t.count for t in totals), np.int64, len(totals)),
+            width,
+        )
+        return self._clusters.track(shapes)
+
+    def flush(self, now: int) -> HeatmapDiff | None:
+        """What changed since the previous flush, as the next diff; None when nothing did."""
+        self.expire(now)
+        if not self._changed:
+            return None
+        self._changed = False
+        self._time = now
+        clusters = self._recompute()
+        statistics = self.statistics()
+        diff = HeatmapDiff(
+            time=now,
+            bins=[self._bin(index) for index in sorted(self._dirty_bins)],
+            density=self.density_message(),
+        )
+        self._dirty_bins.clear()
+        if statistics != self._published_statistics:
+            diff.statistics = self._published_statistics = statistics
+        if clusters != self._published_clusters:
+            diff.clusters = self._published_clusters = clusters
+        if self.grid.reference_price != self._published_reference:
+            diff.reference_price = self._published_reference = self.grid.reference_price
+        self.seq += 1
+        return diff
+
+    def snapshot(self) -> HeatmapSnapshot:
+        """The state as of the last flush (callers flush first to include newer events)."""
+        return HeatmapSnapshot(
+            symbol=self.symbol,
+            window=self.name,
+            seq=self.seq,
+            epoch=self.grid.epoch,
+            time=self._time,
+            reference_price=self._published_reference,
+            bin_width=self.grid.bin_width,
+            bins=self.bins(),
+            density=self.density_message(),
+            clusters=self._published_clusters,
+            statistics=self._published_statistics,
+        )
+
+
+def _time(event: LiquidationEvent) -> int:
+    return event.time

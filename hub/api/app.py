@@ -1,0 +1,42 @@
+"""The Starlette application: explicit route list, hub started and stopped by lifespan."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.routing import Route, WebSocketRoute
+
+from hub.api.rest import RestApi
+from hub.api.websocket import WebSocketApi
+from hub.fanout.protocol import Limits
+from hub.runtime import Hub
+
+API = "/api/heatmap"
+
+
+def create_app(hub: Hub, limits: Limits | None = None) -> Starlette:
+    rest = RestApi(hub)
+    sockets = WebSocketApi(hub, limits)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await hub.start()
+        try:
+            yield
+        finally:
+            await hub.stop()
+
+    routes = [
+        Route("/health", rest.health),
+        Route(f"{API}/status", rest.status),
+        Route(f"{API}/liquidations/{{symbol}}", rest.liquidations),
+        Route(f"{API}/liquidations/{{symbol}}/heatmap", rest.heatmap),
+        Route(f"{API}/liquidations/{{symbol}}/leverage", rest.leverage),
+        Route(f"{API}/export/{{symbol}}", rest.export),
+        WebSocketRoute("/ws", sockets),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.hub = hub
+    return app

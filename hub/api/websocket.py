@@ -1,0 +1,81 @@
+"""`GET /ws`: the thin I/O loop around `hub.fanout.protocol.Session`.
+
+Two tasks per client: the reader feeds frames to the session, the writer drains the
+session's queue whenever it is woken. A slow socket only ever stalls its own writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from hub.fanout.codec import FORMATS
+from hub.fanout.protocol import Limits, Session
+from hub.runtime import Hub
+
+log = logging.getLogger("hub.api")
+
+
+class WebSocketApi:
+    def __init__(self, hub: Hub, limits: Limits | None = None) -> None:
+        self.hub = hub
+        self.limits = limits or Limits()
+
+    def origin_allowed(self, websocket: WebSocket) -> bool:
+        origin = websocket.headers.get("origin")
+        allowed = self.hub.settings.allowed_origins
+        return origin is None or "*" in allowed or origin.rstrip("/") in allowed
+
+    async def __call__(self, websocket: WebSocket) -> None:
+        if not self.origin_allowed(websocket):
+            await websocket.close(code=1008)  # before accept: the client gets HTTP 403
+            return
+        fmt = websocket.query_params.get("format", "json")
+        if fmt not in FORMATS:
+            await websocket.close(code=1008)
+            return
+        await websocket.accept()
+        fanout = self.hub.fanout
+        session = Session(fmt, fanout, self.limits, self.hub.clock())  # type: ignore[arg-type]
+        wake = asyncio.Event()
+        session.on_ready = wake.set
+        fanout.attach(session)
+        writer = asyncio.create_task(self._write(websocket, session, wake))
+        try:
+            await self._read(websocket, session, wake)
+        finally:
+            fanout.detach(session)
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await writer
+
+    async def _read(self, websocket: WebSocket, session: Session, wake: asyncio.Event) -> None:
+        while session.close is None:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            frame = message.get("text")
+            if frame is None:
+                frame = message.get("bytes") or b""
+            session.receive(frame, self.hub.clock())
+        wake.set()  # let the writer send the close
+        await asyncio.sleep(0)
+
+    async def _write(self, websocket: WebSocket, session: Session, wake: asyncio.Event) -> None:
+        try:
+            while True:
+                await wake.wait()
+                wake.clear()
+                for frame in session.drain():
+                    if isinstance(frame, str):
+                        await websocket.send_text(frame)
+                    else:
+                        await websocket.send_bytes(frame)
+                if session.close is not None:
+                    await websocket.close(session.close.code, session.close.reason)
+                    return
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            return

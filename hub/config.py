@@ -1,0 +1,153 @@
+"""Settings: read once from the environment at start, overridden by CLI flags.
+
+Every variable of SPEC's configuration table lives here with its default. A bad value
+raises `ConfigError` naming the variable, which the CLI turns into exit code 2; nothing
+else in the hub reads `os.environ`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from hub.errors import ConfigError
+
+DEFAULT_SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "ADAUSDT", "BNBUSDT")
+ALL_SYMBOLS = "*"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Settings:
+    binance_ws_url: str = "wss://fstream.binance.com/market"
+    symbols: tuple[str, ...] = DEFAULT_SYMBOLS  # ("*",) tracks every symbol seen
+    max_events: int = 10_000
+    retention_days: float = 30.0
+    cleanup_interval_ms: int = 3_600_000
+    kde_bandwidth_pct: float = 0.3
+    price_range_pct: float = 15.0
+    flush_ms: int = 50
+    redis_url: str | None = None
+    okx_ws_url: str = "wss://ws.okx.com:8443/ws/v5/public"
+    okx_rest_url: str = "https://www.okx.com"
+    coinglass_api_key: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 5000
+    allowed_origins: tuple[str, ...] = ("*",)
+    admin_token: str | None = None
+
+    @property
+    def track_all_symbols(self) -> bool:
+        return self.symbols == (ALL_SYMBOLS,)
+
+    @property
+    def retention_ms(self) -> int:
+        return int(self.retention_days * 86_400_000)
+
+
+def _ws_url(name: str, raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("ws", "wss") or not parts.netloc:
+        raise ConfigError(name, f"must be a ws:// or wss:// URL, got {raw!r}")
+    return raw.rstrip("/")
+
+
+def _http_url(name: str, raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(name, f"must be an http:// or https:// URL, got {raw!r}")
+    return raw.rstrip("/")
+
+
+def _redis_url(name: str, raw: str) -> str | None:
+    if raw == "":
+        return None
+    if urlsplit(raw).scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(name, f"must be a redis://, rediss:// or unix:// URL, got {raw!r}")
+    return raw
+
+
+def _symbols(name: str, raw: str) -> tuple[str, ...]:
+    if raw.strip() == ALL_SYMBOLS:
+        return (ALL_SYMBOLS,)
+    symbols = tuple(dict.fromkeys(s.strip().upper() for s in raw.split(",") if s.strip()))
+    if not symbols:
+        raise ConfigError(name, "must list at least one symbol, or be '*'")
+    for symbol in symbols:
+        if not symbol.isalnum():
+            raise ConfigError(name, f"{symbol!r} is not a symbol (letters and digits only)")
+    return symbols
+
+
+def _origins(name: str, raw: str) -> tuple[str, ...]:
+    origins = tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
+    if not origins:
+        raise ConfigError(name, "must be '*' or a comma-separated list of origins")
+    return origins
+
+
+def _number(kind: type, low: float, high: float) -> Callable[[str, str], Any]:
+    def parse(name: str, raw: str) -> Any:
+        try:
+            value = kind(raw)
+        except ValueError:
+            raise ConfigError(name, f"must be a {kind.__name__}, got {raw!r}") from None
+        if not low <= value <= high:
+            raise ConfigError(name, f"must be between {low:g} and {high:g}, got {raw}")
+        return value
+
+    return parse
+
+
+def _text(name: str, raw: str) -> str | None:
+    return raw or None
+
+
+def _host(name: str, raw: str) -> str:
+    if not raw or any(c.isspace() for c in raw):
+        raise ConfigError(name, f"must be a host name or address, got {raw!r}")
+    return raw
+
+
+# variable -> (settings field, parser)
+_VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
+    "BINANCE_WS_URL": ("binance_ws_url", _ws_url),
+    "HEATMAP_SYMBOLS": ("symbols", _symbols),
+    "HEATMAP_MAX_EVENTS": ("max_events", _number(int, 1, 10_000_000)),
+    "HEATMAP_RETENTION_DAYS": ("retention_days", _number(float, 0.001, 3650)),
+    "HEATMAP_CLEANUP_INTERVAL": ("cleanup_interval_ms", _number(int, 100, 86_400_000)),
+    "HEATMAP_KDE_BANDWIDTH": ("kde_bandwidth_pct", _number(float, 0.01, 10)),
+    "HEATMAP_PRICE_RANGE": ("price_range_pct", _number(float, 0.5, 90)),
+    "HEATMAP_FLUSH_MS": ("flush_ms", _number(int, 0, 10_000)),
+    "REDIS_URL": ("redis_url", _redis_url),
+    "OKX_WS_URL": ("okx_ws_url", _ws_url),
+    "OKX_REST_URL": ("okx_rest_url", _http_url),
+    "COINGLASS_API_KEY": ("coinglass_api_key", _text),
+    "HOST": ("host", _host),
+    "PORT": ("port", _number(int, 0, 65_535)),
+    "HUB_ALLOWED_ORIGINS": ("allowed_origins", _origins),
+    "HUB_ADMIN_TOKEN": ("admin_token", _text),
+}
+
+FIELD_TO_VARIABLE = {field: variable for variable, (field, _) in _VARIABLES.items()}
+
+
+def load_settings(
+    environ: Mapping[str, str], overrides: Mapping[str, str | None] | None = None
+) -> Settings:
+    """Settings from `environ`, then `overrides` (field name -> raw text, as a CLI flag gives it).
+
+    Raises `ConfigError` for the first bad value.
+    """
+    values: dict[str, Any] = {}
+    for variable, (field, parse) in _VARIABLES.items():
+        if variable in environ:
+            values[field] = parse(variable, environ[variable])
+    for field, raw in (overrides or {}).items():
+        if raw is None:
+            continue
+        variable = FIELD_TO_VARIABLE[field]
+        _, parse = _VARIABLES[variable]
+        values[field] = parse(f"{variable} (--{field.replace('_', '-')})", raw)
+    return Settings(**values)

@@ -1,0 +1,41 @@
+"""The hub's small exception hierarchy.
+
+Each error type is mapped once at its edge: `ConfigError` to exit code 2 (cli),
+`ProtocolError.code` to a WebSocket `error` message, `RequestError.status` to an HTTP
+status, `UpstreamError` to a feed reconnect.
+"""
+
+
+class HubError(Exception):
+    """Base of every error the hub raises on purpose."""
+
+
+class ConfigError(HubError):
+    """A configuration value is missing or malformed; the process must not start."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"{variable}: {problem}")
+        self.variable = variable
+        self.problem = problem
+
+
+class RequestError(HubError):
+    """A client request that cannot be served (bad parameter, unknown symbol)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class ProtocolError(HubError):
+    """A WebSocket request that breaks the protocol; `code` is what the client sees."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class UpstreamError(HubError):
+    """An exchange connection failed or misbehaved; the feed reconnects."""

@@ -1,0 +1,106 @@
+"""What a fan-out process remembers of one channel: its position, recent history and,
+for heatmap channels, a replica of the snapshot.
+
+The replica is kept by applying the same diffs clients apply, so a snapshot handed to a
+new subscriber is exactly the state the diff stream has reached (the invariant holds by
+construction), and a web process needs nothing from the processor but the stream.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from hub.fanout.codec import EncodedMessage, decode_diff, decode_snapshot
+from hub.models import Bin, HeatmapSnapshot
+
+HISTORY_MIN_MESSAGES = 1_000
+HISTORY_MIN_MS = 60_000
+HISTORY_MAX_MESSAGES = 20_000
+
+
+class HeatmapReplica:
+    def __init__(self, snapshot: HeatmapSnapshot) -> None:
+        self.state = snapshot
+        self._bins: dict[float, Bin] = {b[0]: b for b in snapshot.bins}
+
+    def apply_diff(self, message: EncodedMessage) -> None:
+        diff = decode_diff(message.header.data)
+        state = self.state
+        for row in diff.bins:
+            if row[3] == 0:
+                self._bins.pop(row[0], None)
+            else:
+                self._bins[row[0]] = row
+        state.seq = message.header.seq
+        state.time = diff.time
+        if diff.clusters is not None:
+            state.clusters = diff.clusters
+        if diff.statistics is not None:
+            state.statistics = diff.statistics
+        if diff.reference_price is not None:
+            state.reference_price = diff.reference_price
+        if diff.density is not None:
+            state.density = diff.density
+        state.bins = []  # rebuilt on demand by snapshot()
+
+    def snapshot(self) -> HeatmapSnapshot:
+        if not self.state.bins and self._bins:
+            self.state.bins = [self._bins[price] for price in sorted(self._bins)]
+        return self.state
+
+
+class ChannelState:
+    """Position (epoch, seq), bounded history of encoded messages, optional replica."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.epoch: str | None = None
+        self.seq = 0
+        self.history: deque[tuple[int, EncodedMessage]] = deque()  # (received ms, message)
+        self.replica: HeatmapReplica | None = None
+        self.snapshot_cache: EncodedMessage | None = None
+
+    def accept(self, message: EncodedMessage, now: int) -> bool:
+        """Take the next message. False for a heatmap diff that does not follow on (a gap,
+        another epoch, no snapshot yet): the state is unchanged and the caller resyncs.
+        Liquidation and alert gaps are passed on; clients see them as a seq jump."""
+        header = message.header
+        if header.type == "snapshot":
+            self.replica = HeatmapReplica(decode_snapshot(header.data))
+            self.history.clear()
+        elif header.type == "diff":
+            if self.replica is None or header.epoch != self.epoch or header.seq != self.seq + 1:
+                return False
+            self.replica.apply_diff(message)
+            self._remember(message, now)
+        else:
+            if header.epoch != self.epoch:
+                self.history.clear()
+            self._remember(message, now)
+        self.epoch = header.epoch
+        self.seq = header.seq
+        self.snapshot_cache = None
+        return True
+
+    def _remember(self, message: EncodedMessage, now: int) -> None:
+        self.history.append((now, message))
+        self._trim(now)
+
+    def _trim(self, now: int) -> None:
+        history = self.history
+        while len(history) > HISTORY_MAX_MESSAGES or (
+            len(history) > HISTORY_MIN_MESSAGES and history[0][0] < now - HISTORY_MIN_MS
+        ):
+            history.popleft()
+
+    def since(self, epoch: str, seq: int) -> list[EncodedMessage] | None:
+        """The messages after `seq` in `epoch`, or None when they are no longer all held."""
+        if epoch != self.epoch or seq > self.seq:
+            return None
+        if seq == self.seq:
+            return []
+        missed = self.seq - seq
+        if missed > len(self.history):
+            return None
+        messages = [m for _, m in list(self.history)[-missed:]]
+        return messages if messages[0].header.seq == seq + 1 else None

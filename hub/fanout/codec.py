@@ -1,0 +1,83 @@
+"""Encoding of channel messages: once per message and format, never once per client.
+
+The processor's messages cross the broker as JSON bytes; a JSON subscriber is handed
+those very bytes, a MessagePack subscriber the one re-encoding made for the message.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypeVar
+
+import msgspec
+
+from hub.models import ChannelMessage, HeatmapDiff, HeatmapSnapshot, RawChannelMessage
+
+Format = Literal["json", "msgpack"]
+FORMATS: tuple[Format, ...] = ("json", "msgpack")
+T = TypeVar("T")
+
+_json_encoder = msgspec.json.Encoder()
+_msgpack_encoder = msgspec.msgpack.Encoder()
+_raw_decoder = msgspec.json.Decoder(RawChannelMessage)
+_snapshot_decoder = msgspec.json.Decoder(HeatmapSnapshot)
+_diff_decoder = msgspec.json.Decoder(HeatmapDiff)
+_any_json = msgspec.json.Decoder()
+
+
+def encode_message(message: ChannelMessage) -> bytes:
+    return _json_encoder.encode(message)
+
+
+def decode_header(payload: bytes) -> RawChannelMessage:
+    """Channel, type, seq and epoch of an encoded message; `data` stays encoded."""
+    return _raw_decoder.decode(payload)
+
+
+def decode_snapshot(data: msgspec.Raw) -> HeatmapSnapshot:
+    return _snapshot_decoder.decode(data)
+
+
+def decode_diff(data: msgspec.Raw) -> HeatmapDiff:
+    return _diff_decoder.decode(data)
+
+
+def encode(value: Any, fmt: Format) -> bytes:
+    return _json_encoder.encode(value) if fmt == "json" else _msgpack_encoder.encode(value)
+
+
+def json_to_msgpack(payload: bytes) -> bytes:
+    return _msgpack_encoder.encode(_any_json.decode(payload))
+
+
+class EncodedMessage:
+    """A channel message with its encodings, each made at most once."""
+
+    __slots__ = ("_decoded", "_msgpack", "_text", "header", "json")
+
+    def __init__(self, payload: bytes, header: RawChannelMessage | None = None) -> None:
+        self.json = payload
+        self.header = header if header is not None else decode_header(payload)
+        self._msgpack: bytes | None = None
+        self._text: str | None = None
+        self._decoded: Any = None
+
+    def encoded(self, fmt: Format) -> bytes:
+        if fmt == "json":
+            return self.json
+        if self._msgpack is None:
+            self._msgpack = json_to_msgpack(self.json)
+        return self._msgpack
+
+    def frame(self, fmt: Format) -> str | bytes:
+        """What goes on the socket: one shared str for JSON text frames, bytes for MessagePack."""
+        if fmt == "msgpack":
+            return self.encoded("msgpack")
+        if self._text is None:
+            self._text = self.json.decode()
+        return self._text
+
+    def decoded(self, kind: type[T]) -> T:
+        """`data` decoded as `kind`, once for all the subscribers that need to look inside."""
+        if self._decoded is None:
+            self._decoded = msgspec.json.decode(self.header.data, type=kind)
+        return self._decoded

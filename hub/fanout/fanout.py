@@ -1,0 +1,115 @@
+"""The fan-out: broker messages in, the same encoded frames to every subscribed session.
+
+One `ChannelState` per channel keeps position, history and the heatmap replica; the
+`Fanout` is the sessions' `Directory` (subscribe, resume, fresh snapshot). Delivery is a
+plain loop of non-blocking `Session.deliver` calls: a message is encoded once per format
+before the loop, and no client is awaited inside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import msgspec
+
+from hub.channels import ANY_SYMBOL, Channel
+from hub.errors import ProtocolError
+from hub.fanout.channel_state import ChannelState
+from hub.fanout.codec import EncodedMessage, encode_message
+from hub.fanout.protocol import Position, Session
+from hub.models import ChannelMessage, HeatmapSnapshot
+
+
+class FanoutStats(msgspec.Struct):
+    messages: int = 0
+    deliveries: int = 0
+    gaps: int = 0
+
+
+class Fanout:
+    def __init__(self, clock: Callable[[], int]) -> None:
+        self.clock = clock
+        self.channels: dict[str, ChannelState] = {}
+        self.subscribers: dict[str, set[Session]] = {}
+        self.symbols: set[str] = set()
+        self.sessions: set[Session] = set()
+        self.stale: set[str] = set()  # heatmap channels waiting for a snapshot after a gap
+        self.stats = FanoutStats()
+
+    # -- from the broker ----------------------------------------------------------------
+
+    def publish(self, payload: bytes) -> None:
+        """Take one encoded channel message from the broker and deliver it."""
+        message = EncodedMessage(payload)
+        name = message.header.ch
+        state = self.channels.get(name)
+        if state is None:
+            state = self.channels[name] = ChannelState(name)
+        now = self.clock()
+        if not state.accept(message, now):
+            self.stats.gaps += 1
+            self.stale.add(name)
+            return
+        if message.header.type == "snapshot":
+            self.stale.discard(name)
+            self.symbols.add(name.split(":")[1])
+        self.stats.messages += 1
+        subscribers = self.subscribers.get(name)
+        if subscribers:
+            delivered = 0
+            for session in subscribers:
+                delivered += session.deliver(name, message, now)
+            self.stats.deliveries += delivered
+
+    def publish_message(self, message: ChannelMessage) -> None:
+        self.publish(encode_message(message))
+
+    # -- the sessions' directory --------------------------------------------------------
+
+    def attach(self, session: Session) -> None:
+        self.sessions.add(session)
+
+    def detach(self, session: Session) -> None:
+        self.sessions.discard(session)
+        for name in session.subscriptions:
+            self.leave(session, name)
+
+    def check(self, channel: Channel) -> None:
+        if channel.symbol != ANY_SYMBOL and channel.symbol not in self.symbols:
+            raise ProtocolError("unknown_symbol", f"{channel.symbol} is not tracked here")
+
+    def join(self, session: Session, channel: str, since: Position | None) -> list[EncodedMessage]:
+        self.subscribers.setdefault(channel, set()).add(session)
+        state = self.channels.get(channel)
+        if state is None:
+            return []
+        if since is not None:
+            missed = state.since(since.epoch, since.seq)
+            if missed is not None:
+                return missed
+        if state.replica is None:
+            return []
+        snapshot = self.fresh_snapshot(channel)
+        return [snapshot] if snapshot is not None else []
+
+    def leave(self, session: Session, channel: str) -> None:
+        subscribers = self.subscribers.get(channel)
+        if subscribers is not None:
+            subscribers.discard(session)
+            if not subscribers:
+                del self.subscribers[channel]
+
+    def fresh_snapshot(self, channel: str) -> EncodedMessage | None:
+        """The replica's snapshot, encoded once per seq however many clients ask."""
+        state = self.channels.get(channel)
+        if state is None or state.replica is None or channel in self.stale:
+            return None
+        if state.snapshot_cache is None:
+            snapshot = state.replica.snapshot()
+            message = ChannelMessage(channel, "snapshot", snapshot.seq, snapshot.epoch, snapshot)
+            state.snapshot_cache = EncodedMessage(encode_message(message))
+        return state.snapshot_cache
+
+    def snapshot(self, channel: str) -> HeatmapSnapshot | None:
+        state = self.channels.get(channel)
+        return state.replica.snapshot() if state and state.replica else None

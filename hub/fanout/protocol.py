@@ -1,0 +1,296 @@
+"""The WebSocket protocol of one client, without I/O (after python-websockets and h11).
+
+`Session.receive(frame, now)` takes what the client sent; `Session.deliver(...)` takes a
+channel message; both only queue. The I/O driver takes frames to send with `next_frame()`
+and closes the socket when `close` is set. Nothing here awaits, so the fan-out can hand a
+message to ten thousand sessions without waiting on any of them.
+
+Decisions:
+- The outbound queue is bounded. On overflow the oldest entry goes; if it belonged to a
+  heatmap channel, every queued message of that channel goes with it and one marker
+  takes their place, which becomes a fresh snapshot when the client reads that far
+  (conflation: a slow reader gets the present, not a backlog). Liquidation and alert
+  losses show as a seq jump. Still over the limit after `slow_close_ms`: close 1013.
+- Requests are rate limited per second; over the limit is an `error`, still over after
+  `abuse_close_ms` is close 1008. A frame over `max_frame_bytes` is close 1009.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any, Literal, NamedTuple, Protocol
+
+import msgspec
+
+from hub.channels import Channel, parse_channel
+from hub.errors import ProtocolError
+from hub.fanout.codec import EncodedMessage, Format, encode
+from hub.models import Alert
+
+
+class Limits(msgspec.Struct, frozen=True):
+    max_subscriptions: int = 200
+    max_frame_bytes: int = 64 * 1024
+    max_requests_per_second: int = 50
+    abuse_close_ms: int = 10_000
+    max_queue: int = 1_000
+    slow_close_ms: int = 10_000
+
+
+class Close(NamedTuple):
+    code: int
+    reason: str
+
+
+class AlertFilter(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    min_z: float | None = None
+    min_notional: float | None = None
+    kinds: list[Literal["cluster_new", "cluster_growth", "large_liquidation", "cascade"]] | None = (
+        None
+    )
+    side: Literal["long", "short"] | None = None
+
+    def admits(self, alert: Alert) -> bool:
+        return (
+            (self.min_z is None or alert.z_score >= self.min_z)
+            and (self.min_notional is None or alert.notional >= self.min_notional)
+            and (self.kinds is None or alert.kind in self.kinds)
+            and (self.side is None or alert.side == self.side)
+        )
+
+
+class Position(msgspec.Struct, frozen=True):
+    epoch: str
+    seq: int
+
+
+class Request(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    op: str
+    id: int | str | None = None
+    channels: list[str] = []
+    filter: AlertFilter | None = None
+    since: dict[str, Position] = {}
+
+
+class Directory(Protocol):
+    """What a session needs from the fan-out; plain calls, no awaits."""
+
+    def check(self, channel: Channel) -> None:
+        """Raise `ProtocolError('unknown_symbol', ...)` for a symbol nobody tracks."""
+
+    def join(self, session: Session, channel: str, since: Position | None) -> list[EncodedMessage]:
+        """Subscribe; returns the catch-up messages (a snapshot, or the missed history)."""
+
+    def leave(self, session: Session, channel: str) -> None: ...
+
+    def fresh_snapshot(self, channel: str) -> EncodedMessage | None: ...
+
+
+class _Resync(NamedTuple):
+    channel: str
+
+
+Outgoing = EncodedMessage | bytes | _Resync
+
+_json_any = msgspec.json.Decoder()
+_msgpack_any = msgspec.msgpack.Decoder()
+
+
+class Session:
+    def __init__(self, fmt: Format, directory: Directory, limits: Limits, now: int) -> None:
+        self.format = fmt
+        self.directory = directory
+        self.limits = limits
+        self.subscriptions: dict[str, AlertFilter | None] = {}
+        self.close: Close | None = None
+        self.dropped = 0
+        self._outbox: deque[tuple[str | None, Outgoing]] = deque()
+        self._resyncing: set[str] = set()
+        self._overflow_since: int | None = None
+        self._window_start = now
+        self._window_requests = 0
+        self._abuse_since: int | None = None
+        self.on_ready: Callable[[], None] = _nothing  # the I/O driver's wake-up
+
+    # -- inbound ----------------------------------------------------------------------
+
+    def receive(self, frame: str | bytes, now: int) -> None:
+        if self.close is not None:
+            return
+        if len(frame) > self.limits.max_frame_bytes:
+            self.close = Close(1009, f"frame over {self.limits.max_frame_bytes} bytes")
+            return
+        if not self._admit_request(now):
+            return
+        body = None
+        try:
+            body = self._decode(frame)
+            self._handle(body)
+        except ProtocolError as error:
+            request_id = body.get("id") if isinstance(body, dict) else None
+            if not isinstance(request_id, int | str) or isinstance(request_id, bool):
+                request_id = None
+            self._reply(
+                {"op": "error", "id": request_id, "code": error.code, "message": error.message}
+            )
+
+    def _admit_request(self, now: int) -> bool:
+        if now - self._window_start >= 1000:
+            if self._window_requests <= self.limits.max_requests_per_second:
+                self._abuse_since = None
+            self._window_start = now
+            self._window_requests = 0
+        self._window_requests += 1
+        if self._window_requests <= self.limits.max_requests_per_second:
+            return True
+        if self._abuse_since is None:
+            self._abuse_since = now
+        if now - self._abuse_since >= self.limits.abuse_close_ms:
+            self.close = Close(1008, "request rate limit exceeded for too long")
+        elif self._window_requests == self.limits.max_requests_per_second + 1:
+            self._reply(
+                {
+                    "op": "error",
+                    "id": None,
+                    "code": "rate_limited",
+                    "message": f"over {self.limits.max_requests_per_second} requests/s",
+                }
+            )
+        return False
+
+    def _decode(self, frame: str | bytes) -> Any:
+        try:
+            if isinstance(frame, str):
+                return _json_any.decode(frame)
+            return _msgpack_any.decode(frame)
+        except (msgspec.DecodeError, RecursionError):
+            raise ProtocolError(
+                "bad_request", "a request is one JSON (or MessagePack) object"
+            ) from None
+
+    def _handle(self, body: Any) -> None:
+        if not isinstance(body, dict):
+            raise ProtocolError("bad_request", "a request is one JSON (or MessagePack) object")
+        try:
+            request = msgspec.convert(body, Request)
+        except msgspec.ValidationError as error:
+            raise ProtocolError("bad_request", f"invalid request: {error}") from None
+        if request.op == "ping":
+            self._reply({"op": "pong", "id": request.id})
+        elif request.op == "subscribe":
+            self._subscribe(request)
+        elif request.op == "unsubscribe":
+            names = [c.name for c in self._channels(request.channels)]
+            for name in names:
+                if self.subscriptions.pop(name, 0) != 0:
+                    self.directory.leave(self, name)
+            self._reply({"op": "unsubscribed", "id": request.id, "channels": names})
+        else:
+            raise ProtocolError(
+                "unknown_op", f"unknown op {request.op!r}; use subscribe, unsubscribe or ping"
+            )
+
+    def _channels(self, names: list[str]) -> list[Channel]:
+        if not names:
+            raise ProtocolError("bad_request", "'channels' must list at least one channel")
+        return list({parse_channel(name): None for name in names})
+
+    def _subscribe(self, request: Request) -> None:
+        channels = self._channels(request.channels)
+        for channel in channels:
+            self.directory.check(channel)
+        if request.filter is not None and any(c.kind != "alerts" for c in channels):
+            raise ProtocolError("bad_request", "'filter' applies to alerts channels only")
+        new = [c.name for c in channels if c.name not in self.subscriptions]
+        if len(self.subscriptions) + len(new) > self.limits.max_subscriptions:
+            raise ProtocolError(
+                "too_many_subscriptions",
+                f"at most {self.limits.max_subscriptions} subscriptions per connection",
+            )
+        since = {parse_channel(name).name: pos for name, pos in request.since.items()}
+        self._reply({"op": "subscribed", "id": request.id, "channels": [c.name for c in channels]})
+        for channel in channels:
+            name = channel.name
+            self.subscriptions[name] = request.filter
+            if name in new or name in since:
+                for message in self.directory.join(self, name, since.get(name)):
+                    self._queue(name, message)
+
+    # -- outbound ---------------------------------------------------------------------
+
+    def _reply(self, body: dict[str, Any]) -> None:
+        self._outbox.append((None, encode(body, self.format)))
+        self.on_ready()
+
+    def deliver(self, channel: str, message: EncodedMessage, now: int) -> bool:
+        """Queue a channel message; False when the session is not subscribed or filters it."""
+        if channel not in self.subscriptions or self.close is not None:
+            return False
+        alert_filter = self.subscriptions[channel]
+        if alert_filter is not None and not alert_filter.admits(_alert_of(message)):
+            return False
+        if channel in self._resyncing:
+            return True  # the queued resync marker will bring this channel up to date
+        if len(self._outbox) >= self.limits.max_queue:
+            self._overflow(now)
+            if self.close is not None:
+                return False
+        else:
+            self._overflow_since = None
+        self._queue(channel, message)
+        return True
+
+    def _queue(self, channel: str, message: Outgoing) -> None:
+        self._outbox.append((channel, message))
+        self.on_ready()
+
+    def _overflow(self, now: int) -> None:
+        if self._overflow_since is None:
+            self._overflow_since = now
+        elif now - self._overflow_since >= self.limits.slow_close_ms:
+            self.close = Close(1013, "client too slow: outbound queue over its limit")
+            self._outbox.clear()
+            return
+        channel, oldest = self._outbox.popleft()
+        self.dropped += 1
+        if channel is None or not isinstance(oldest, EncodedMessage):
+            return
+        if oldest.header.type in ("diff", "snapshot"):
+            kept = [(c, m) for c, m in self._outbox if c != channel]
+            self.dropped += len(self._outbox) - len(kept)
+            self._outbox = deque(kept)
+            self._resyncing.add(channel)
+            self._outbox.append((channel, _Resync(channel)))
+
+    def pending(self) -> int:
+        return len(self._outbox)
+
+    def next_frame(self) -> str | bytes | None:
+        """The next frame to send (text for JSON, binary for MessagePack), or None."""
+        while self._outbox:
+            _, item = self._outbox.popleft()
+            if isinstance(item, _Resync):
+                self._resyncing.discard(item.channel)
+                if item.channel not in self.subscriptions:
+                    continue
+                fresh = self.directory.fresh_snapshot(item.channel)
+                if fresh is None:
+                    continue
+                item = fresh
+            if isinstance(item, EncodedMessage):
+                return item.frame(self.format)
+            return item.decode() if self.format == "json" else item
+        return None
+
+    def drain(self) -> Iterable[str | bytes]:
+        while (frame := self.next_frame()) is not None:
+            yield frame
+
+
+def _nothing() -> None:
+    return None
+
+
+def _alert_of(message: EncodedMessage) -> Alert:
+    return message.decoded(Alert)

@@ -1,0 +1,133 @@
+"""Binance USD-M futures `forceOrder` frames, decoded straight from bytes (no I/O).
+
+Accepted shapes: the combined-stream envelope `{"stream", "data"}` (per-symbol and
+`!forceOrder@arr`), the bare payload of a raw `/ws` connection, and control replies
+`{"result", "id"}` / `{"code", "msg"}`. Unknown fields (the live `ps`, `st`) are ignored.
+
+Normalization (SPEC): `S=SELL` is a liquidated long, `BUY` a short; price is the average
+fill price `ap`, else the order price `p`; quantity is the filled `z`, else `q`; time is
+the trade time `T`. Binance pushes at most the latest liquidation per symbol per second,
+so what arrives is a sample of all liquidations; nothing here depends on that rate.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import msgspec
+
+from hub.models import LiquidationEvent
+
+ALL_MARKET_STREAM = "!forceOrder@arr"
+
+
+class Order(msgspec.Struct, frozen=True):
+    s: str  # symbol
+    S: str  # order side
+    q: str  # original quantity
+    p: str  # order price
+    ap: str = "0"  # average fill price
+    z: str = "0"  # accumulated filled quantity
+    T: int = 0  # trade time, ms
+    X: str = ""
+    l: str = "0"  # noqa: E741 - Binance's field name
+
+
+class Payload(msgspec.Struct, frozen=True):
+    e: str
+    E: int = 0
+    o: msgspec.Raw = msgspec.Raw()  # empty when absent
+
+
+class Frame(msgspec.Struct, frozen=True):
+    """Any frame on a Binance market connection; which fields are set tells its kind."""
+
+    stream: str | None = None
+    data: msgspec.Raw = msgspec.Raw()  # empty when absent
+    e: str | None = None
+    E: int | None = None
+    o: msgspec.Raw = msgspec.Raw()  # empty when absent
+    result: Any = None
+    id: int | None = None
+    code: int | None = None
+    msg: str | None = None
+
+
+class Parsed(NamedTuple):
+    """The outcome of one frame: an event, a control reply, or an anomaly kind + detail."""
+
+    event: LiquidationEvent | None = None
+    reply_id: int | None = None
+    anomaly: str | None = None
+    detail: str = ""
+
+
+_frame_decoder = msgspec.json.Decoder(Frame)
+_payload_decoder = msgspec.json.Decoder(Payload)
+_order_decoder = msgspec.json.Decoder(Order)
+
+
+def stream_name(symbol: str) -> str:
+    return f"{symbol.lower()}@forceOrder"
+
+
+def parse_frame(frame: bytes | str) -> Parsed:
+    try:
+        outer = _frame_decoder.decode(frame)
+    except msgspec.DecodeError as error:
+        return Parsed(anomaly="malformed", detail=str(error))
+    if outer.data:
+        try:
+            payload = _payload_decoder.decode(outer.data)
+        except msgspec.DecodeError as error:
+            return Parsed(anomaly="malformed", detail=f"data: {error}")
+        return _parse_payload(payload.e, payload.o)
+    if outer.e is not None:
+        return _parse_payload(outer.e, outer.o)
+    if outer.code is not None:
+        return Parsed(reply_id=outer.id, anomaly="error_reply", detail=f"{outer.code}: {outer.msg}")
+    if outer.id is not None:
+        return Parsed(reply_id=outer.id)
+    return Parsed(anomaly="unexpected_frame", detail=_excerpt(frame))
+
+
+def _parse_payload(event_type: str, order_raw: msgspec.Raw) -> Parsed:
+    if event_type != "forceOrder":
+        return Parsed(anomaly=f"unknown_event:{event_type[:40]}", detail=event_type[:40])
+    if not order_raw:
+        return Parsed(anomaly="malformed", detail="forceOrder without 'o'")
+    try:
+        order = _order_decoder.decode(order_raw)
+        return Parsed(event=normalize(order))
+    except (msgspec.DecodeError, ValueError) as error:
+        return Parsed(anomaly="malformed", detail=f"order: {error}")
+
+
+def normalize(order: Order) -> LiquidationEvent:
+    if order.S == "SELL":
+        side = "long"
+    elif order.S == "BUY":
+        side = "short"
+    else:
+        raise ValueError(f"side {order.S!r} is neither BUY nor SELL")
+    price = float(order.ap) or float(order.p)
+    quantity = float(order.z) or float(order.q)
+    if not (math.isfinite(price) and math.isfinite(quantity)) or price <= 0 or quantity <= 0:
+        raise ValueError(f"price {price} and quantity {quantity} must be positive")
+    if not order.s.isalnum():
+        raise ValueError(f"symbol {order.s!r} is not a symbol")
+    return LiquidationEvent(
+        exchange="binance",
+        symbol=order.s.upper(),
+        side=side,
+        price=price,
+        quantity=quantity,
+        notional=price * quantity,
+        time=order.T,
+    )
+
+
+def _excerpt(frame: bytes | str) -> str:
+    text = frame if isinstance(frame, str) else frame.decode("utf-8", "replace")
+    return text[:120]

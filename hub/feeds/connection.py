@@ -1,0 +1,146 @@
+"""A WebSocket connection to an exchange that stays up: reconnects, keep-alive, watchdog.
+
+Shared by every exchange adapter; the adapter supplies the URL, what to send on open and
+what to do with each frame. Decisions:
+- Our own keep-alive (a ping every `ping_interval`), not the library's, so a pong counts
+  as life for the watchdog exactly like a data frame does. Binance's pings are answered
+  by the protocol layer.
+- The watchdog closes a connection that has shown no frame (data or pong) for
+  `watchdog_timeout`: a half-open TCP connection would otherwise look healthy for hours.
+- A planned reconnect after `max_age` beats Binance's 24-hour cut, and skips the backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from hub.errors import UpstreamError
+from hub.feeds.backoff import Backoff
+from hub.feeds.base import FeedStatus
+
+log = logging.getLogger("hub.feeds")
+
+
+class Timing:
+    def __init__(
+        self,
+        ping_interval: float = 30.0,
+        watchdog_timeout: float = 90.0,
+        max_age: float = 23.5 * 3600,
+        open_timeout: float = 10.0,
+    ) -> None:
+        self.ping_interval = ping_interval
+        self.watchdog_timeout = watchdog_timeout
+        self.max_age = max_age
+        self.open_timeout = open_timeout
+
+
+class _Expired(Exception):
+    """The connection reached its planned age."""
+
+
+class PersistentConnection:
+    def __init__(
+        self,
+        status: FeedStatus,
+        url: Callable[[], str],
+        on_frame: Callable[[bytes, int], None],
+        on_open: Callable[[ClientConnection], Awaitable[None]] | None = None,
+        timing: Timing | None = None,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.status = status
+        self.url = url
+        self.on_frame = on_frame
+        self.on_open = on_open
+        self.timing = timing or Timing()
+        self.backoff = backoff or Backoff()
+        self.websocket: ClientConnection | None = None
+        self._last_life = 0.0
+
+    async def run(self) -> None:
+        while True:
+            url = self.url()
+            self.status.url = url
+            opened = time.monotonic()
+            planned = False
+            try:
+                async with connect(
+                    url,
+                    ping_interval=None,
+                    open_timeout=self.timing.open_timeout,
+                    max_size=2**22,
+                    close_timeout=2,
+                ) as websocket:
+                    await self._serve(websocket)
+            except _Expired:
+                planned = True
+            except (OSError, TimeoutError, ConnectionClosed, InvalidHandshake, UpstreamError) as e:
+                self.status.last_error = f"{type(e).__name__}: {e}"
+                log.warning("%s: connection to %s lost: %s", self.status.name, url, e)
+            except InvalidURI as error:
+                raise UpstreamError(f"bad upstream URL {url!r}: {error}") from error
+            finally:
+                self.websocket = None
+                self.status.connected = False
+            self.status.reconnects += 1
+            self.backoff.connection_lasted(time.monotonic() - opened)
+            if not planned:
+                await asyncio.sleep(self.backoff.next_delay())
+
+    async def _serve(self, websocket: ClientConnection) -> None:
+        self.websocket = websocket
+        self.status.connected = True
+        self.status.last_error = None
+        self._last_life = time.monotonic()
+        if self.on_open is not None:
+            await self.on_open(websocket)
+        reader = asyncio.create_task(self._read(websocket))
+        keeper = asyncio.create_task(self._keep_alive(websocket))
+        try:
+            done, _ = await asyncio.wait((reader, keeper), return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()
+        finally:
+            for task in (reader, keeper):
+                task.cancel()
+            for task in (reader, keeper):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    async def _read(self, websocket: ClientConnection) -> None:
+        while True:
+            frame = await websocket.recv(decode=False)
+            self._last_life = time.monotonic()
+            received = int(time.time() * 1000)
+            self.status.frames += 1
+            self.status.last_frame_at = received
+            self.on_frame(frame, received)
+
+    async def _keep_alive(self, websocket: ClientConnection) -> None:
+        opened = time.monotonic()
+        interval = min(self.timing.ping_interval, self.timing.watchdog_timeout / 2)
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            if now - opened >= self.timing.max_age:
+                await websocket.close(1000, "planned reconnect")
+                raise _Expired
+            if now - self._last_life >= self.timing.watchdog_timeout:
+                raise UpstreamError(
+                    f"no frame or pong for {now - self._last_life:.1f}s; reconnecting"
+                )
+            with contextlib.suppress(ConnectionClosed):
+                waiter = await websocket.ping()
+                waiter.add_done_callback(self._pong)
+
+    def _pong(self, waiter: asyncio.Future[float]) -> None:
+        if not waiter.cancelled() and waiter.exception() is None:
+            self._last_life = time.monotonic()

@@ -1,0 +1,170 @@
+"""Replay files (SPEC): JSON Lines of `{"t": RECEIVED_MS, "source": ..., "raw": FRAME}`.
+
+`ReplayFeed` plays a file through the same frame parser as the live feed, paced by the
+recorded receive times divided by `speed` (0: as fast as possible). Its `clock` is the
+replay's own time, so windows and ageing behave as they did when the frames arrived.
+With `loop` and `shift_to_now` (the demo), each pass is moved to the present: event
+times and the clock are the wall clock's, so a fresh machine shows a live heatmap.
+
+`Recorder` writes the frames a live feed receives, byte for byte, in the same format.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO
+
+import msgspec
+
+from hub.errors import ConfigError
+from hub.feeds.base import EventSink, Feed, FeedStatus
+from hub.feeds.binance_wire import parse_frame
+
+log = logging.getLogger("hub.feeds")
+PARSERS = {"binance": parse_frame}
+
+
+class ReplayLine(msgspec.Struct, frozen=True):
+    t: int
+    source: str
+    raw: msgspec.Raw
+
+
+_line_decoder = msgspec.json.Decoder(ReplayLine)
+
+
+def read_replay(path: Path) -> list[ReplayLine]:
+    """Every valid line of a replay file; a bad line is skipped and counted in the log."""
+    try:
+        handle = path.open("rb")
+    except OSError as error:
+        raise ConfigError("--replay", f"cannot read {path}: {error.strerror}") from None
+    lines: list[ReplayLine] = []
+    bad = 0
+    with handle:
+        for raw_line in handle:
+            if not raw_line.strip():
+                continue
+            try:
+                lines.append(_line_decoder.decode(raw_line))
+            except msgspec.DecodeError:
+                bad += 1
+    if bad:
+        log.warning("replay %s: skipped %d malformed lines", path, bad)
+    if not lines:
+        raise ConfigError("--replay", f"{path} holds no replay lines")
+    return lines
+
+
+class ReplayFeed(Feed):
+    def __init__(
+        self,
+        lines: list[ReplayLine],
+        sink: EventSink,
+        speed: float = 1.0,
+        loop: bool = False,
+        shift_to_now: bool = False,
+        symbols: set[str] | None = None,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.lines = lines
+        self.sink = sink
+        self.speed = speed
+        self.loop = loop
+        self.shift_to_now = shift_to_now
+        self.symbols = symbols
+        self.wall_clock = wall_clock
+        self.status = FeedStatus(name="replay", url=f"replay of {len(lines)} frames")
+        self.finished = asyncio.Event()
+        self._shift = 0
+        self._now = lines[0].t
+
+    def clock(self) -> int:
+        """The replay's present, in ms: the receive time of the latest frame played."""
+        if self.shift_to_now:
+            return int(self.wall_clock() * 1000)
+        return self._now
+
+    async def run(self) -> None:
+        self.status.connected = True
+        try:
+            while True:
+                await self._play_once()
+                if not self.loop:
+                    break
+        finally:
+            self.status.connected = False
+            self.finished.set()
+
+    async def _play_once(self) -> None:
+        first = self.lines[0].t
+        started = self.wall_clock()
+        if self.shift_to_now:
+            self._shift = int(started * 1000) - first
+        for index, line in enumerate(self.lines):
+            if self.speed > 0:
+                due = started + (line.t - first) / 1000 / self.speed
+                delay = due - self.wall_clock()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            elif index % 256 == 0:
+                await asyncio.sleep(0)  # let the server breathe during a fast replay
+            self._now = line.t + self._shift
+            self._play(line)
+        if self.loop:
+            # A pause the length of a typical gap, so the loop seam looks like the data.
+            await asyncio.sleep(1.0 / max(self.speed, 1.0))
+
+    def _play(self, line: ReplayLine) -> None:
+        self.status.frames += 1
+        self.status.last_frame_at = self._now
+        parser = PARSERS.get(line.source)
+        if parser is None:
+            self.status.count_anomaly(f"unknown_source:{line.source[:20]}", line.source[:40])
+            return
+        parsed = parser(line.raw)
+        if parsed.event is None:
+            if parsed.anomaly is not None:
+                self.status.malformed += parsed.anomaly == "malformed"
+                self.status.count_anomaly(parsed.anomaly, parsed.detail)
+            return
+        event = parsed.event
+        if self.symbols is not None and event.symbol not in self.symbols:
+            self.status.ignored += 1
+            return
+        if self._shift:
+            event = msgspec.structs.replace(event, time=event.time + self._shift)
+        self.status.events += 1
+        self.sink(event)
+
+
+class Recorder:
+    """A frame listener that appends each frame to a replay file as it arrives."""
+
+    def __init__(self, out: IO[bytes], source: str) -> None:
+        self.out = out
+        self.source = source.encode()
+        self.written = 0
+
+    def __call__(self, received_ms: int, frame: bytes) -> None:
+        try:
+            if not isinstance(msgspec.json.decode(frame), dict):
+                return
+        except msgspec.DecodeError:
+            return  # SPEC: a replay line's raw is a JSON object
+        self.out.write(b'{"t":%d,"source":"%s","raw":%s}\n' % (received_ms, self.source, frame))
+        self.out.flush()
+        self.written += 1
+
+
+def iter_events(lines: list[ReplayLine]) -> Iterator[object]:
+    for line in lines:
+        parser = PARSERS.get(line.source)
+        if parser is not None:
+            parsed = parser(line.raw)
+            if parsed.event is not None:
+                yield parsed.event

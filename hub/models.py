@@ -1,0 +1,126 @@
+"""Wire models shared by every layer: the normalized event and the messages clients see.
+
+They are msgspec Structs so that a frame is decoded straight from bytes and encoded once;
+field names are SPEC's and are stable.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+Side = Literal["long", "short"]
+RiskLevel = Literal["low", "moderate", "high", "extreme"]
+
+
+class LiquidationEvent(msgspec.Struct, frozen=True, gc=False):
+    """One liquidation, normalized from any exchange (SPEC: 'A liquidation event')."""
+
+    exchange: str
+    symbol: str
+    side: Side
+    price: float
+    quantity: float
+    notional: float
+    time: int  # exchange trade time, ms since epoch
+    est_leverage: float | None = None
+    tier: str | None = None
+
+
+class Cluster(msgspec.Struct, frozen=True, gc=False):
+    """A peak of the density: where liquidations concentrate.
+
+    `id` is stable while the same peak persists across updates, so alerts can tell a new
+    cluster from one that grew.
+    """
+
+    id: int
+    price: float
+    low: float
+    high: float
+    notional: float
+    count: int
+    long_share: float
+    z_score: float
+    risk: RiskLevel
+
+
+class Statistics(msgspec.Struct, frozen=True, gc=False):
+    event_count: int
+    total_notional: float
+    long_notional: float
+    short_notional: float
+    mean: float
+    std: float
+
+
+class Density(msgspec.Struct, frozen=True, gc=False):
+    """KDE-smoothed notional per `step` of price, sampled at `start + i * step`."""
+
+    start: float
+    step: float
+    values: list[float]
+
+
+# [price_low, long_notional, short_notional, count]
+Bin = tuple[float, float, float, int]
+
+
+class HeatmapSnapshot(msgspec.Struct, gc=False):
+    symbol: str
+    window: str
+    seq: int
+    epoch: str
+    time: int
+    reference_price: float
+    bin_width: float
+    bins: list[Bin]
+    density: Density
+    clusters: list[Cluster]
+    statistics: Statistics
+
+
+class HeatmapDiff(msgspec.Struct, omit_defaults=True, gc=False):
+    """Only what changed, as new absolute values; a bin with count 0 is gone."""
+
+    time: int
+    bins: list[Bin] = []
+    clusters: list[Cluster] | None = None
+    statistics: Statistics | None = None
+    reference_price: float | None = None
+    density: Density | None = None
+
+
+class Alert(msgspec.Struct, frozen=True, gc=False):
+    id: str
+    kind: Literal["cluster_new", "cluster_growth", "large_liquidation", "cascade"]
+    symbol: str
+    price: float
+    notional: float
+    z_score: float
+    risk: RiskLevel
+    window: str
+    time: int
+    side: Side | None = None
+    detail: str = ""
+
+
+class ChannelMessage(msgspec.Struct, gc=False):
+    """What a subscriber receives on a channel; `data` depends on `type`."""
+
+    ch: str
+    type: str
+    seq: int
+    epoch: str
+    data: Any
+
+
+class RawChannelMessage(msgspec.Struct, gc=False):
+    """A channel message whose `data` is left encoded, for routing without a full decode."""
+
+    ch: str
+    type: str
+    seq: int
+    epoch: str
+    data: msgspec.Raw
