@@ -67,7 +67,7 @@ def parse_channel(name: object) -> Channel:
             "bad_channel", f"unknown channel {name!r}; kinds are {', '.join(KINDS)}"
         )
     symbol = parts[1].upper()
-    if symbol != ANY_SYMBOL and not is_symbol(symbol):
+    if symbol != ANY_SYMBOL and not is_symbol(parts[1]):  # before upper(): 'ß' is not 'SS'
         raise ProtocolError("bad_channel", f"{parts[1]!r} in {name!r} is not a symbol")
     if symbol == ANY_SYMBOL and kind in ("heatmap", "liquidity"):
         raise ProtocolError("bad_channel", f"{kind} channels name one symbol, not '*'")

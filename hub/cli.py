@@ -82,25 +82,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
-    import uvicorn
-
     from hub.api.app import create_app
+    from hub.api.server import run
     from hub.runtime import Hub
 
     speed = _speed(args.speed)
     if args.replay is not None and not args.replay.is_file():
         raise ConfigError("--replay", f"{args.replay} is not a readable file")
     hub = Hub(settings, replay=args.replay, speed=speed, demo=args.demo)
-    config = uvicorn.Config(
-        create_app(hub),
-        host=settings.host,
-        port=settings.port,
-        log_level=args.log_level,
-        ws_ping_interval=20.0,
-        ws_ping_timeout=20.0,
-        lifespan="on",
-    )
-    uvicorn.Server(config).run()
+    run(create_app(hub), settings.host, settings.port, args.log_level)
     return 0
 
 

@@ -20,8 +20,10 @@ from hub.fanout.broker import Broker, topic_for
 from hub.fanout.broker_memory import MemoryBroker
 from hub.fanout.codec import encode_message
 from hub.fanout.fanout import Fanout
+from hub.feeds.backoff import Backoff
 from hub.feeds.base import Feed
 from hub.feeds.binance import BinanceFeed
+from hub.feeds.connection import Timing
 from hub.feeds.replay import ReplayFeed, read_replay
 from hub.models import ChannelMessage, LiquidationEvent
 
@@ -43,6 +45,8 @@ class Hub:
         speed: float = 1.0,
         demo: bool = False,
         broker: Broker | None = None,
+        timing: Timing | None = None,
+        backoff: Backoff | None = None,
     ) -> None:
         self.settings = settings
         self.started_at = time.time()
@@ -57,7 +61,9 @@ class Hub:
             )
             self.clock = self.feed.clock
         else:
-            self.feed = BinanceFeed(settings.binance_ws_url, tracked, self.on_event)
+            self.feed = BinanceFeed(
+                settings.binance_ws_url, tracked, self.on_event, timing=timing, backoff=backoff
+            )
             self.clock = wall_clock_ms
         self.processor = LiquidationProcessor(
             ProcessorConfig(

@@ -35,7 +35,7 @@ def create_app(hub: Hub, limits: Limits | None = None) -> Starlette:
         Route(f"{API}/liquidations/{{symbol}}/heatmap", rest.heatmap),
         Route(f"{API}/liquidations/{{symbol}}/leverage", rest.leverage),
         Route(f"{API}/export/{{symbol}}", rest.export),
-        WebSocketRoute("/ws", sockets),
+        WebSocketRoute("/ws", sockets.serve),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.hub = hub

@@ -29,7 +29,7 @@ class WebSocketApi:
         allowed = self.hub.settings.allowed_origins
         return origin is None or "*" in allowed or origin.rstrip("/") in allowed
 
-    async def __call__(self, websocket: WebSocket) -> None:
+    async def serve(self, websocket: WebSocket) -> None:
         if not self.origin_allowed(websocket):
             await websocket.close(code=1008)  # before accept: the client gets HTTP 403
             return

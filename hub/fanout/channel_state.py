@@ -99,8 +99,8 @@ class ChannelState:
             return None
         if seq == self.seq:
             return []
-        missed = self.seq - seq
-        if missed > len(self.history):
+        history = self.history
+        if not history or history[0][1].header.seq > seq + 1:
             return None
-        messages = [m for _, m in list(self.history)[-missed:]]
-        return messages if messages[0].header.seq == seq + 1 else None
+        # by seq, not by count: a liquidations/alerts channel may carry seq jumps
+        return [m for _, m in history if m.header.seq > seq]

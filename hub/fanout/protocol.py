@@ -67,7 +67,7 @@ class Position(msgspec.Struct, frozen=True):
 
 class Request(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     op: str
-    id: int | str | None = None
+    id: int | float | str | None = None
     channels: list[str] = []
     filter: AlertFilter | None = None
     since: dict[str, Position] = {}
@@ -118,7 +118,10 @@ class Session:
     def receive(self, frame: str | bytes, now: int) -> None:
         if self.close is not None:
             return
-        if len(frame) > self.limits.max_frame_bytes:
+        size = len(frame)
+        if isinstance(frame, str) and not frame.isascii():
+            size = len(frame.encode("utf-8", "surrogatepass"))  # the limit is in bytes
+        if size > self.limits.max_frame_bytes:
             self.close = Close(1009, f"frame over {self.limits.max_frame_bytes} bytes")
             return
         if not self._admit_request(now):
@@ -126,18 +129,21 @@ class Session:
         body = None
         try:
             body = self._decode(frame)
-            self._handle(body)
+            self._handle(body, now)
         except ProtocolError as error:
-            request_id = body.get("id") if isinstance(body, dict) else None
-            if not isinstance(request_id, int | str) or isinstance(request_id, bool):
-                request_id = None
+            request_id = _echo_id(body.get("id")) if isinstance(body, dict) else None
             self._reply(
-                {"op": "error", "id": request_id, "code": error.code, "message": error.message}
+                {"op": "error", "id": request_id, "code": error.code, "message": error.message},
+                now,
             )
 
     def _admit_request(self, now: int) -> bool:
         if now - self._window_start >= 1000:
-            if self._window_requests <= self.limits.max_requests_per_second:
+            # calm again: the last window was within the limit, or a whole second was silent
+            if (
+                self._window_requests <= self.limits.max_requests_per_second
+                or now - self._window_start >= 2000
+            ):
                 self._abuse_since = None
             self._window_start = now
             self._window_requests = 0
@@ -155,7 +161,8 @@ class Session:
                     "id": None,
                     "code": "rate_limited",
                     "message": f"over {self.limits.max_requests_per_second} requests/s",
-                }
+                },
+                now,
             )
         return False
 
@@ -164,28 +171,31 @@ class Session:
             if isinstance(frame, str):
                 return _json_any.decode(frame)
             return _msgpack_any.decode(frame)
-        except (msgspec.DecodeError, RecursionError):
+        except (msgspec.DecodeError, RecursionError, UnicodeError):
             raise ProtocolError(
                 "bad_request", "a request is one JSON (or MessagePack) object"
             ) from None
 
-    def _handle(self, body: Any) -> None:
+    def _handle(self, body: Any, now: int) -> None:
         if not isinstance(body, dict):
             raise ProtocolError("bad_request", "a request is one JSON (or MessagePack) object")
         try:
             request = msgspec.convert(body, Request)
         except msgspec.ValidationError as error:
             raise ProtocolError("bad_request", f"invalid request: {error}") from None
+        if request.id is not None and _echo_id(request.id) is None:
+            raise ProtocolError("bad_request", "'id' is a string or a number within int64")
         if request.op == "ping":
-            self._reply({"op": "pong", "id": request.id})
+            self._reply({"op": "pong", "id": request.id}, now)
         elif request.op == "subscribe":
-            self._subscribe(request)
+            self._subscribe(request, now)
         elif request.op == "unsubscribe":
             names = [c.name for c in self._channels(request.channels)]
             for name in names:
                 if self.subscriptions.pop(name, 0) != 0:
                     self.directory.leave(self, name)
-            self._reply({"op": "unsubscribed", "id": request.id, "channels": names})
+                    self._purge(name)  # nothing of it follows the reply
+            self._reply({"op": "unsubscribed", "id": request.id, "channels": names}, now)
         else:
             raise ProtocolError(
                 "unknown_op", f"unknown op {request.op!r}; use subscribe, unsubscribe or ping"
@@ -196,7 +206,7 @@ class Session:
             raise ProtocolError("bad_request", "'channels' must list at least one channel")
         return list({parse_channel(name): None for name in names})
 
-    def _subscribe(self, request: Request) -> None:
+    def _subscribe(self, request: Request, now: int) -> None:
         channels = self._channels(request.channels)
         for channel in channels:
             self.directory.check(channel)
@@ -209,17 +219,40 @@ class Session:
                 f"at most {self.limits.max_subscriptions} subscriptions per connection",
             )
         since = {parse_channel(name).name: pos for name, pos in request.since.items()}
-        self._reply({"op": "subscribed", "id": request.id, "channels": [c.name for c in channels]})
+        self._reply(
+            {"op": "subscribed", "id": request.id, "channels": [c.name for c in channels]}, now
+        )
         for channel in channels:
             name = channel.name
             self.subscriptions[name] = request.filter
             if name in new or name in since:
-                for message in self.directory.join(self, name, since.get(name)):
-                    self._queue(name, message)
+                catch_up = self.directory.join(self, name, since.get(name))
+                self._catch_up(channel, catch_up, replace=name not in new)
+
+    def _catch_up(self, channel: Channel, messages: list[EncodedMessage], replace: bool) -> None:
+        """Queue what `join` returned, within the queue limit. A catch-up reaches the
+        channel's present, so on a resumed subscription it replaces what was queued."""
+        if not messages:
+            return
+        name = channel.name
+        if replace:
+            self._purge(name)
+        room = self.limits.max_queue - len(self._outbox)
+        if len(messages) > max(room, 1):
+            if channel.kind == "heatmap":  # too much history: a fresh snapshot instead
+                self._resyncing.add(name)
+                self._queue(name, _Resync(name))
+                return
+            self.dropped += len(messages) - max(room, 0)
+            messages = messages[len(messages) - max(room, 0) :]
+        for message in messages:
+            self._queue(name, message)
 
     # -- outbound ---------------------------------------------------------------------
 
-    def _reply(self, body: dict[str, Any]) -> None:
+    def _reply(self, body: dict[str, Any], now: int) -> None:
+        if not self._make_room(now):
+            return
         self._outbox.append((None, encode(body, self.format)))
         self.on_ready()
 
@@ -232,18 +265,24 @@ class Session:
             return False
         if channel in self._resyncing:
             return True  # the queued resync marker will bring this channel up to date
-        if len(self._outbox) >= self.limits.max_queue:
-            self._overflow(now)
-            if self.close is not None:
-                return False
-        else:
-            self._overflow_since = None
+        if not self._make_room(now):
+            return False
+        if channel in self._resyncing:
+            return True  # making room conflated this very channel: the marker covers it
         self._queue(channel, message)
         return True
 
     def _queue(self, channel: str, message: Outgoing) -> None:
         self._outbox.append((channel, message))
         self.on_ready()
+
+    def _make_room(self, now: int) -> bool:
+        """Below the queue limit, or drop the oldest to stay at it; False once closed."""
+        if len(self._outbox) < self.limits.max_queue:
+            self._overflow_since = None
+            return True
+        self._overflow(now)
+        return self.close is None
 
     def _overflow(self, now: int) -> None:
         if self._overflow_since is None:
@@ -252,16 +291,31 @@ class Session:
             self.close = Close(1013, "client too slow: outbound queue over its limit")
             self._outbox.clear()
             return
-        channel, oldest = self._outbox.popleft()
+        # A resync marker is never dropped (its channel would stay silent for good); the
+        # markers are at most one per heatmap subscription, so the queue stays bounded.
+        index = next(
+            (i for i, (_, item) in enumerate(self._outbox) if not isinstance(item, _Resync)),
+            None,
+        )
+        if index is None:
+            return
+        channel, oldest = self._outbox[index]
+        del self._outbox[index]
         self.dropped += 1
         if channel is None or not isinstance(oldest, EncodedMessage):
             return
         if oldest.header.type in ("diff", "snapshot"):
-            kept = [(c, m) for c, m in self._outbox if c != channel]
-            self.dropped += len(self._outbox) - len(kept)
-            self._outbox = deque(kept)
+            self.dropped += self._purge(channel)
             self._resyncing.add(channel)
             self._outbox.append((channel, _Resync(channel)))
+
+    def _purge(self, channel: str) -> int:
+        """Forget everything queued for `channel`, its resync marker included."""
+        kept = deque(entry for entry in self._outbox if entry[0] != channel)
+        removed = len(self._outbox) - len(kept)
+        self._outbox = kept
+        self._resyncing.discard(channel)
+        return removed
 
     def pending(self) -> int:
         return len(self._outbox)
@@ -290,6 +344,19 @@ class Session:
 
 def _nothing() -> None:
     return None
+
+
+_ID_MIN, _ID_MAX = -(2**63), 2**63 - 1
+
+
+def _echo_id(value: object) -> int | float | str | None:
+    """`value` when it can be echoed as an `id` (a string, or a number that every client
+    and both formats can carry), else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    if isinstance(value, int) and not _ID_MIN <= value <= _ID_MAX:
+        return None
+    return value
 
 
 def _alert_of(message: EncodedMessage) -> Alert:

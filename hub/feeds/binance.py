@@ -50,8 +50,9 @@ class BinanceFeed(Feed):
         self._request_ids = itertools.count(1)
         self._pending_replies: set[int] = set()
         self._control_lock = asyncio.Lock()
+        self._url_streams: list[str] = []
         self.connection = PersistentConnection(
-            self.status, self.url, self._on_frame, timing=timing, backoff=backoff
+            self.status, self._connect_url, self._on_frame, self._on_open, timing, backoff
         )
 
     @property
@@ -65,6 +66,18 @@ class BinanceFeed(Feed):
 
     def url(self) -> str:
         return f"{self.base_url}/stream?streams={'/'.join(self.streams())}"
+
+    def _connect_url(self) -> str:
+        self._url_streams = self.streams()
+        return self.url()
+
+    async def _on_open(self, websocket: ClientConnection) -> None:
+        """Catch up with symbols changed while the connection was being opened."""
+        if self.all_market:
+            return
+        wanted, asked = set(self.streams()), set(self._url_streams)
+        await self._request("SUBSCRIBE", sorted(wanted - asked), websocket)
+        await self._request("UNSUBSCRIBE", sorted(asked - wanted - {ALL_MARKET_STREAM}), websocket)
 
     async def run(self) -> None:
         await self.connection.run()
@@ -110,8 +123,10 @@ class BinanceFeed(Feed):
         if not self.all_market and gone:
             await self._request("UNSUBSCRIBE", [stream_name(s) for s in sorted(gone)])
 
-    async def _request(self, method: str, params: list[str]) -> None:
-        websocket = self.connection.websocket
+    async def _request(
+        self, method: str, params: list[str], websocket: ClientConnection | None = None
+    ) -> None:
+        websocket = websocket or self.connection.websocket
         if websocket is None or not params:
             return  # the next connection's URL carries the change
         async with self._control_lock:

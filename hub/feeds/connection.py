@@ -96,12 +96,11 @@ class PersistentConnection:
                 await asyncio.sleep(self.backoff.next_delay())
 
     async def _serve(self, websocket: ClientConnection) -> None:
-        self.websocket = websocket
         self.status.connected = True
-        self.status.last_error = None
         self._last_life = time.monotonic()
         if self.on_open is not None:
             await self.on_open(websocket)
+        self.websocket = websocket
         reader = asyncio.create_task(self._read(websocket))
         keeper = asyncio.create_task(self._keep_alive(websocket))
         try:
@@ -131,8 +130,7 @@ class PersistentConnection:
             await asyncio.sleep(interval)
             now = time.monotonic()
             if now - opened >= self.timing.max_age:
-                await websocket.close(1000, "planned reconnect")
-                raise _Expired
+                raise _Expired  # leaving `connect` closes the socket cleanly
             if now - self._last_life >= self.timing.watchdog_timeout:
                 raise UpstreamError(
                     f"no frame or pong for {now - self._last_life:.1f}s; reconnecting"

@@ -1,0 +1,102 @@
+"""Fixtures that start real servers on loopback: a Binance look-alike and the hub itself
+under uvicorn. Each test gets its own, on free ports, and everything is stopped after."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from hub.api.app import create_app
+from hub.config import Settings
+from hub.feeds.backoff import Backoff
+from hub.feeds.connection import Timing
+from hub.runtime import Hub
+from tests.fakes.binance_server import FakeBinance
+
+DATA = Path(__file__).parent / "data"
+FAST_TIMING = Timing(ping_interval=0.2, watchdog_timeout=1.0, max_age=3600, open_timeout=2)
+
+
+def fast_backoff() -> Backoff:
+    return Backoff(base=0.05, cap=0.2, healthy_after=5)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+async def fake_binance() -> AsyncIterator[FakeBinance]:
+    async with FakeBinance(ping_interval=None) as server:
+        yield server
+
+
+@dataclass
+class RunningHub:
+    hub: Hub
+    http: str
+    ws: str
+    client: httpx.AsyncClient
+
+    async def get(self, path: str, **params: str) -> httpx.Response:
+        return await self.client.get(f"{self.http}{path}", params=params)
+
+
+HubFactory = Callable[..., Awaitable[RunningHub]]
+
+
+@pytest.fixture
+async def start_hub() -> AsyncIterator[HubFactory]:
+    """Start the hub app under a real uvicorn server; returns a factory taking Hub kwargs."""
+    servers: list[tuple[uvicorn.Server, asyncio.Task[None], httpx.AsyncClient]] = []
+
+    async def start(settings: Settings, **hub_kwargs: object) -> RunningHub:
+        port = free_port()
+        hub_kwargs.setdefault("timing", FAST_TIMING)
+        hub_kwargs.setdefault("backoff", fast_backoff())
+        hub = Hub(settings, **hub_kwargs)  # type: ignore[arg-type]
+        config = uvicorn.Config(
+            create_app(hub), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+        )
+        server = uvicorn.Server(config)
+        task = asyncio.create_task(server.serve())
+        for _ in range(500):
+            if server.started:
+                break
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.01)
+        client = httpx.AsyncClient(timeout=5)
+        servers.append((server, task, client))
+        return RunningHub(hub, f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/ws", client)
+
+    yield start
+    for server, task, client in servers:
+        await client.aclose()
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]] | Callable[[], bool], within: float = 5.0
+) -> None:
+    """Poll `check` until it holds; fail with a clear message when it never does."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {within}s: {check}")
+        await asyncio.sleep(0.02)

@@ -1,0 +1,136 @@
+"""The command line as a user meets it: configuration errors, record, serve --replay."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from hub.config import DEFAULT_SYMBOLS, load_settings
+from hub.errors import ConfigError
+from tests.conftest import DATA, free_port
+from tests.fakes.binance_server import FakeBinance, force_order
+
+ROOT = Path(__file__).parent.parent
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 20) -> (
+    subprocess.CompletedProcess[str]
+):
+    return subprocess.run(
+        [sys.executable, "-m", "hub", *args],
+        capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_defaults_follow_spec() -> None:
+    settings = load_settings({})
+    assert settings.binance_ws_url == "wss://fstream.binance.com/market"
+    assert settings.symbols == DEFAULT_SYMBOLS
+    assert (settings.max_events, settings.flush_ms, settings.port) == (10_000, 50, 5000)
+    assert settings.redis_url is None
+
+
+def test_flags_override_environment() -> None:
+    settings = load_settings({"PORT": "6000", "HEATMAP_SYMBOLS": "btcusdt, ethusdt"},
+                             {"port": "7000"})
+    assert settings.port == 7000
+    assert settings.symbols == ("BTCUSDT", "ETHUSDT")
+    assert load_settings({"HEATMAP_SYMBOLS": "*"}).track_all_symbols
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "words"),
+    [
+        ("HEATMAP_MAX_EVENTS", "lots", "must be a int"),
+        ("HEATMAP_MAX_EVENTS", "0", "between"),
+        ("PORT", "70000", "between"),
+        ("BINANCE_WS_URL", "http://x", "ws://"),
+        ("HEATMAP_SYMBOLS", "BTC-USDT", "not a symbol"),
+        ("HEATMAP_SYMBOLS", " , ", "at least one"),
+        ("REDIS_URL", "localhost:6379", "redis://"),
+        ("HEATMAP_KDE_BANDWIDTH", "nan", "between"),
+    ],
+)
+def test_bad_values_name_the_variable(variable: str, value: str, words: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({variable: value})
+    assert caught.value.variable == variable
+    assert words in str(caught.value)
+
+
+def test_bad_configuration_exits_2_with_one_line() -> None:
+    result = run_cli("serve", env={"HEATMAP_FLUSH_MS": "soon"})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines == ["heatmap-hub: configuration error: HEATMAP_FLUSH_MS: must be a int, got 'soon'"]
+    flag = run_cli("serve", "--port", "-1")
+    assert flag.returncode == 2 and "PORT (--port)" in flag.stderr
+    speed = run_cli("serve", "--replay", "nowhere.jsonl")
+    assert speed.returncode == 2 and "--replay" in speed.stderr
+
+
+async def test_record_writes_replay_lines(fake_binance: FakeBinance, tmp_path: Path) -> None:
+    import asyncio
+
+    out = tmp_path / "session.jsonl"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hub", "record", "--out", str(out), "--frames", "3",
+        cwd=ROOT, env={**os.environ, "BINANCE_WS_URL": fake_binance.base_url,
+                       "HEATMAP_SYMBOLS": "BTCUSDT"},
+    )
+    await fake_binance.wait_for_subscription("btcusdt@forceOrder", timeout=15)
+    sent = [force_order("BTCUSDT", "SELL", f"{60000 + i}.00", "0.010") for i in range(3)]
+    for payload in sent:
+        await fake_binance.push(payload)
+    assert await asyncio.wait_for(process.wait(), 15) == 0
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [line["raw"]["data"] for line in lines] == sent
+    assert all(line["source"] == "binance" and isinstance(line["t"], int) for line in lines)
+
+
+def test_serve_replay_matches_the_expected_totals() -> None:
+    expected = json.loads((DATA / "sample_session.expected.json").read_text())["per_symbol"]
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hub", "serve", "--replay", "hub/data/demo_session.jsonl",
+         "--speed", "0", "--port", str(port)],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}/api/heatmap"
+        deadline = time.monotonic() + 30
+        status = None
+        while time.monotonic() < deadline:
+            try:
+                status = httpx.get(f"{base}/status").json()["data"]
+                if status["sources"]["replay"]["frames"] == 4987:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        assert status is not None
+        for symbol, totals in expected.items():
+            assert status["symbols"][symbol]["events"] == totals["events"]
+
+            def statistics(symbol: str = symbol) -> dict[str, float]:
+                body = httpx.get(f"{base}/liquidations/{symbol}/heatmap").json()
+                return body["data"]["statistics"]
+
+            deadline = time.monotonic() + 5
+            while statistics()["event_count"] != totals["events"]:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            stats = statistics()
+            for key in ("long_notional", "short_notional", "total_notional"):
+                assert stats[key] == pytest.approx(totals[key], rel=1e-9)
+    finally:
+        process.terminate()
+        assert process.wait(10) == 0
