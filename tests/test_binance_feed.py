@@ -196,3 +196,10 @@ def test_backoff_full_jitter_caps_and_resets() -> None:
     assert backoff.next_delay() == 4  # a short-lived connection keeps the backoff
     backoff.connection_lasted(61)
     assert backoff.next_delay() == 0.5
+
+
+def test_the_bare_binance_root_is_moved_to_the_market_route() -> None:
+    feed = BinanceFeed("wss://fstream.binance.com", {"BTCUSDT"}, lambda event: None)
+    assert feed.url() == "wss://fstream.binance.com/market/stream?streams=btcusdt@forceOrder"
+    local = BinanceFeed("ws://127.0.0.1:1234", {"BTCUSDT"}, lambda event: None)
+    assert local.url() == "ws://127.0.0.1:1234/stream?streams=btcusdt@forceOrder"

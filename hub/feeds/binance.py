@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from urllib.parse import urlsplit
 
 import msgspec
 from websockets.asyncio.client import ClientConnection
@@ -30,6 +31,17 @@ log = logging.getLogger("hub.feeds")
 _request_encoder = msgspec.json.Encoder()
 
 
+def market_route(base_url: str) -> str:
+    """Binance's bare root accepts a forceOrder subscription and then sends nothing (since
+    2026-04-23 the streams live under /market), so the bare root is moved there."""
+    base_url = base_url.rstrip("/")
+    parts = urlsplit(base_url)
+    if parts.hostname and parts.hostname.endswith("binance.com") and parts.path == "":
+        log.warning("binance: %s serves no forceOrder; using %s/market", base_url, base_url)
+        return f"{base_url}/market"
+    return base_url
+
+
 class BinanceFeed(Feed):
     def __init__(
         self,
@@ -40,7 +52,7 @@ class BinanceFeed(Feed):
         backoff: Backoff | None = None,
     ) -> None:
         """`symbols` None tracks every symbol on the all-market stream."""
-        self.base_url = base_url.rstrip("/")
+        self.base_url = market_route(base_url)
         self.symbols = None if symbols is None else {s.upper() for s in symbols}
         self.sink = sink
         self.status = FeedStatus(

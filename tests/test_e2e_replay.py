@@ -1,0 +1,118 @@
+"""User journey: a script pulls events, leverage tiers and exports after a replay, and a
+MessagePack bot and a JSON browser watch the same channel."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from hub.config import Settings
+from hub.runtime import DEMO_REPLAY
+from tests.conftest import DATA, HubFactory, RunningHub, eventually
+
+EXPECTED = json.loads((DATA / "sample_session.expected.json").read_text())
+
+
+@pytest.fixture
+async def replayed(start_hub: HubFactory) -> RunningHub:
+    settings = Settings(flush_ms=20, allowed_origins=("https://ok.example",))
+    running = await start_hub(settings, replay=Path(DEMO_REPLAY), speed=0)
+    feed = running.hub.feed
+
+    async def finished() -> bool:
+        return feed.status.frames == EXPECTED["lines"] and not feed.status.connected
+
+    await eventually(finished, within=20)
+    await running.hub.flush_now()
+    return running
+
+
+async def test_events_newest_first_with_filters(replayed: RunningHub) -> None:
+    body = (await replayed.get("/api/heatmap/liquidations/solusdt", timeWindow="1h",
+                               limit="10000")).json()
+    events = body["data"]
+    assert len(events) == EXPECTED["per_symbol"]["SOLUSDT"]["events"]
+    times = [e["time"] for e in events]
+    assert times == sorted(times, reverse=True)
+    longs = (await replayed.get("/api/heatmap/liquidations/SOLUSDT", side="long",
+                                limit="10000")).json()["data"]
+    assert len(longs) == EXPECTED["per_symbol"]["SOLUSDT"]["long_events"]
+    assert {e["side"] for e in longs} == {"long"}
+    five = (await replayed.get("/api/heatmap/liquidations/SOLUSDT", limit="5")).json()["data"]
+    assert five == events[:5]
+    big = [e for e in events if e["notional"] >= 1_000_000]
+    assert big and all(e["outlier"] for e in big)
+    assert sum(e["outlier"] for e in events) < len(events) / 10
+    recent = (await replayed.get("/api/heatmap/liquidations/SOLUSDT", timeWindow="5m",
+                                 limit="10000")).json()["data"]
+    assert 0 < len(recent) < len(events)
+    assert all(e["time"] >= events[0]["time"] - 5 * 60_000 for e in recent)
+
+
+async def test_leverage_tiers_add_up(replayed: RunningHub) -> None:
+    data = (await replayed.get("/api/heatmap/liquidations/BTCUSDT/leverage")).json()["data"]
+    assert data["estimated"] is True
+    tiers = data["tiers"]
+    assert [t["tier"] for t in tiers] == ["1-5x", "5-10x", "10-25x", "25-50x", "50-100x",
+                                          "100x+"]
+    assert sum(t["share"] for t in tiers) == pytest.approx(1.0)
+    assert sum(t["count"] for t in tiers) >= EXPECTED["per_symbol"]["BTCUSDT"]["events"] - 2
+
+
+async def test_export_csv_and_json(replayed: RunningHub) -> None:
+    response = await replayed.get("/api/heatmap/export/ADAUSDT", format="csv")
+    assert response.status_code == 200
+    assert response.headers["content-disposition"].startswith("attachment; filename=")
+    rows = list(csv.reader(io.StringIO(response.text)))
+    assert rows[0] == ["exchange", "symbol", "side", "price", "quantity", "notional", "time",
+                       "est_leverage", "tier"]
+    assert len(rows) - 1 == EXPECTED["per_symbol"]["ADAUSDT"]["events"]
+    total = sum(float(row[5]) for row in rows[1:])
+    assert total == pytest.approx(EXPECTED["per_symbol"]["ADAUSDT"]["total_notional"], rel=1e-9)
+    as_json = await replayed.get("/api/heatmap/export/ADAUSDT", format="json")
+    assert "attachment" in as_json.headers["content-disposition"]
+    assert len(as_json.json()["data"]) == len(rows) - 1
+    bad = await replayed.get("/api/heatmap/export/ADAUSDT", format="xml")
+    assert bad.status_code == 400
+
+
+async def receive(ws: Any, binary: bool) -> dict[str, Any]:
+    frame = await asyncio.wait_for(ws.recv(), 5)
+    assert isinstance(frame, bytes) is binary
+    return msgspec.msgpack.decode(frame) if binary else json.loads(frame)
+
+
+async def test_msgpack_and_json_clients_see_the_same_data(replayed: RunningHub) -> None:
+    request = {"op": "subscribe", "id": 1, "channels": ["heatmap:ETHUSDT:15m"]}
+    async with connect(replayed.ws) as text, connect(f"{replayed.ws}?format=msgpack") as packed:
+        await text.send(json.dumps(request))
+        await packed.send(msgspec.msgpack.encode(request))
+        assert (await receive(text, False))["op"] == "subscribed"
+        assert (await receive(packed, True)) == {"op": "subscribed", "id": 1,
+                                                 "channels": ["heatmap:ETHUSDT:15m"]}
+        from_text, from_packed = await receive(text, False), await receive(packed, True)
+        assert from_text["type"] == "snapshot"
+        assert from_text == from_packed
+        assert from_text["data"]["statistics"]["event_count"] > 0
+
+
+async def test_origin_allow_list(replayed: RunningHub) -> None:
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(replayed.ws, origin="https://evil.example"):
+            pass
+    assert refused.value.response.status_code == 403
+    async with connect(replayed.ws, origin="https://ok.example") as ws:
+        await ws.send(json.dumps({"op": "ping", "id": 1}))
+        assert json.loads(await ws.recv()) == {"op": "pong", "id": 1}
+    async with connect(replayed.ws) as ws:  # no Origin: a bot, allowed
+        await ws.send(json.dumps({"op": "ping", "id": 2}))
+        assert json.loads(await ws.recv()) == {"op": "pong", "id": 2}

@@ -1,0 +1,543 @@
+"""The liquidation processor, end to end on its message stream.
+
+The property tests drive `LiquidationProcessor` with random event sequences and feed every
+message, encoded as the fan-out encodes it, to a `ChannelState` per channel: the replica a
+real client builds. They check SPEC's invariant (snapshot + diffs == state, seq +1 per diff,
+new epoch only with a snapshot) and compare every window with a brute-force recomputation
+from an independent model of the event store. The scripted tests cover the liquidation and
+alert channels, leverage filling and the bundled replay against its ground truth.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hub.analytics.density import KernelDensity
+from hub.analytics.leverage import tier_of
+from hub.analytics.processor import LiquidationProcessor, ProcessorConfig
+from hub.channels import WINDOWS, heatmap_channel
+from hub.fanout.channel_state import ChannelState, HeatmapReplica
+from hub.fanout.codec import EncodedMessage, decode_snapshot, encode_message
+from hub.feeds.binance_wire import parse_frame
+from hub.feeds.replay import read_replay
+from hub.models import Alert, ChannelMessage, LiquidationEvent
+
+ROOT = Path(__file__).parent.parent
+DEMO = ROOT / "hub" / "data" / "demo_session.jsonl"
+EXPECTED = Path(__file__).parent / "data" / "sample_session.expected.json"
+
+MINUTE = 60_000
+HOUR = 60 * MINUTE
+DAY = 24 * HOUR
+START = 1_795_176_000_000
+REL, ABS = 1e-9, 1e-6
+
+# Realistic starting prices and ticks: BTC's bins are 20 wide, ADA's 0.0002.
+BASE = {"BTCUSDT": 60_000.0, "ADAUSDT": 0.45}
+TICK_DECIMALS = {"BTCUSDT": 1, "ADAUSDT": 4}
+UNTRACKED = "DOGEUSDT"
+
+
+def close(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=REL, abs_tol=ABS)
+
+
+def make_event(
+    symbol: str, side: str, price: float, notional: float, time: int, quantity: float | None = None
+) -> LiquidationEvent:
+    if quantity is None:
+        quantity = max(round(notional / price, 3), 0.001)
+    return LiquidationEvent("binance", symbol, side, price, quantity, price * quantity, time)  # type: ignore[arg-type]
+
+
+# -- an independent model of the event store ---------------------------------------------
+
+
+def key(event: LiquidationEvent) -> tuple[Any, ...]:
+    return (event.exchange, event.time, event.side, event.price, event.quantity)
+
+
+class ModelStore:
+    """What SPEC says a symbol holds: at most `max_events`, oldest out, nothing older than
+    retention, no duplicates, in trade-time order (ties in arrival order)."""
+
+    def __init__(self, max_events: int, retention_ms: int) -> None:
+        self.max_events = max_events
+        self.retention_ms = retention_ms
+        self.held: list[tuple[int, int, LiquidationEvent]] = []  # (time, arrival, event)
+        self.arrivals = 0
+
+    def offer(self, event: LiquidationEvent, now: int) -> bool:
+        if event.time < now - self.retention_ms:
+            return False
+        if any(key(e) == key(event) for _, _, e in self.held):
+            return False
+        if len(self.held) >= self.max_events and event.time < self.held[0][0]:
+            return False
+        self.arrivals += 1
+        self.held.append((event.time, self.arrivals, event))
+        self.held.sort(key=lambda item: item[:2])
+        del self.held[: max(0, len(self.held) - self.max_events)]
+        return True
+
+    def sweep(self, now: int) -> None:
+        self.held = [item for item in self.held if item[0] >= now - self.retention_ms]
+
+    def in_window(self, now: int, span: int) -> list[LiquidationEvent]:
+        return [e for t, _, e in self.held if t >= now - span]
+
+
+# -- the client side: what the fan-out and its clients do with the stream ----------------
+
+
+class Recorder:
+    """Encodes every message and feeds it to a ChannelState per channel, checking order."""
+
+    def __init__(self) -> None:
+        self.states: dict[str, ChannelState] = {}
+        self.log: dict[str, list[EncodedMessage]] = {}
+        self.marks: list[tuple[str, bytes, int]] = []  # (channel, snapshot json, log position)
+        self.liquidations: list[ChannelMessage] = []
+        self.alerts: list[ChannelMessage] = []
+        self.snapshots = 0
+        self.epochs: set[str] = set()
+
+    def take(self, messages: list[ChannelMessage], now: int) -> None:
+        for message in messages:
+            encoded = EncodedMessage(encode_message(message))
+            header = encoded.header
+            state = self.states.setdefault(header.ch, ChannelState(header.ch))
+            if header.ch.startswith("heatmap:"):
+                if header.type == "diff":
+                    # (c): a diff continues its epoch at the next seq; never a gap.
+                    assert state.replica is not None, f"{header.ch}: diff before any snapshot"
+                    assert header.epoch == state.epoch, f"{header.ch}: epoch changed in a diff"
+                    assert header.seq == state.seq + 1, (
+                        f"{header.ch}: seq {header.seq} after {state.seq}"
+                    )
+                else:
+                    assert header.type == "snapshot"
+                    # A snapshot opens a new epoch; a snapshot inside a known epoch could
+                    # only be a re-send of the position already reached.
+                    assert header.epoch not in self.epochs or (
+                        header.epoch == state.epoch and header.seq == state.seq
+                    ), f"{header.ch}: epoch {header.epoch} reused at seq {header.seq}"
+                    self.snapshots += 1
+                self.epochs.add(header.epoch)
+            else:
+                assert header.seq == state.seq + 1, f"{header.ch}: seq {header.seq} after {state.seq}"
+                (self.liquidations if header.type == "liquidation" else self.alerts).append(
+                    message
+                )
+            assert state.accept(encoded, now)
+            self.log.setdefault(header.ch, []).append(encoded)
+
+    def mark(self) -> None:
+        """(b): remember every replica as a client holding seq S would."""
+        for name, state in self.states.items():
+            if state.replica is not None:
+                frozen = msgspec.json.encode(state.replica.snapshot())
+                self.marks.append((name, frozen, len(self.log[name])))
+
+
+def as_builtins(snapshot: object) -> Any:
+    return msgspec.json.decode(msgspec.json.encode(snapshot))
+
+
+def assert_same_snapshot(replica: object, held: object, what: str) -> None:
+    a, b = as_builtins(replica), as_builtins(held)
+    if a != b:
+        diffs = {k: (a[k], b[k]) for k in a if a[k] != b.get(k)}
+        raise AssertionError(f"{what}: replica != processor in {sorted(diffs)}: {diffs!r:.2000}")
+
+
+# -- brute force --------------------------------------------------------------------------
+
+
+def assert_matches_brute_force(
+    processor: LiquidationProcessor, model: dict[str, ModelStore], now: int, density: bool
+) -> None:
+    """(d): statistics and bins of every window equal a recomputation from the raw events."""
+    for symbol, book in processor.books.items():
+        held = [key(e) for e in book.store]
+        assert held == [key(e) for _, _, e in model[symbol].held], f"{symbol}: store != model"
+        if book.grid is None:
+            continue
+        for name, span in WINDOWS.items():
+            window = book.windows[name]
+            events = model[symbol].in_window(now, span)
+            assert [key(e) for e in window.events] == [key(e) for e in events], (
+                f"{symbol} {name}: held events"
+            )
+            snap = window.snapshot()
+            stats = snap.statistics
+            what = f"{symbol} {name}"
+            assert stats.event_count == len(events), what
+            if events:
+                notionals = [e.notional for e in events]
+                total = math.fsum(notionals)
+                mean = total / len(events)
+                std = math.sqrt(math.fsum((x - mean) ** 2 for x in notionals) / len(events))
+                long_ = math.fsum(e.notional for e in events if e.side == "long")
+                short = math.fsum(e.notional for e in events if e.side == "short")
+                expected = (total, long_, short, mean, std)
+            else:
+                expected = (0.0, 0.0, 0.0, 0.0, 0.0)
+            got = (
+                stats.total_notional,
+                stats.long_notional,
+                stats.short_notional,
+                stats.mean,
+                stats.std,
+            )
+            for field, g, e in zip(("total", "long", "short", "mean", "std"), got, expected, strict=True):
+                assert close(g, e), f"{what}: statistics.{field} {g!r} != {e!r}"
+
+            grid = book.grid
+            bins: dict[int, list[float]] = {}
+            for e in events:
+                row = bins.setdefault(grid.bin_index(e.price), [0.0, 0.0, 0])
+                row[0 if e.side == "long" else 1] += e.notional
+                row[2] += 1
+            want = [(grid.bin_low(i), *bins[i]) for i in sorted(bins)]
+            assert [(b[0], b[3]) for b in snap.bins] == [(w[0], w[3]) for w in want], (
+                f"{what}: bin prices/counts"
+            )
+            for b, w in zip(snap.bins, want, strict=True):
+                assert close(b[1], w[1]) and close(b[2], w[2]), f"{what}: bin {b} != {w}"
+
+            if density:
+                fresh = KernelDensity(
+                    grid.density_start, grid.bin_width, grid.density_size, window._bandwidth
+                )
+                if events:
+                    fresh.add_many(
+                        np.array([e.price for e in events]), np.array([e.notional for e in events])
+                    )
+                values = np.array(snap.density.values)
+                assert snap.density.start == grid.density_start
+                assert values.shape == (grid.density_size,)
+                scale = max(1.0, max((e.notional for e in book.store), default=1.0))
+                np.testing.assert_allclose(values, fresh.values(), rtol=1e-7, atol=1e-9 * scale)
+
+
+# -- the property test --------------------------------------------------------------------
+
+# Price moves (log): mostly small, sometimes past the recentre threshold (a quarter of the
+# +-15 % range) and sometimes far enough (x3) that the bin width is off and a new epoch starts.
+MOVES = [0.0, 0.0, 0.0, 0.0005, -0.0005, 0.002, -0.002, 0.01, -0.01, 0.06, -0.06, 0.15, -0.15]
+EPOCH_MOVES = [math.log(3.0), -math.log(3.0)]
+DTS = [0, 0, 20, 50, 400, 1_000, 5_000, 30_000, 2 * MINUTE, 6 * MINUTE, 16 * MINUTE, 70 * MINUTE]
+LAGS = [0, 0, 0, 5, 250, 3_000, 4 * MINUTE, 20 * MINUTE, -2_000]
+NOTIONALS = [20.0, 950.0, 10_000.0, 87_500.0, 400_000.0, 1_000_000.0, 7_500_000.0]
+
+event_op = st.tuples(
+    st.just("event"),
+    st.integers(0, 1),  # symbol index (modulo the symbols tracked)
+    st.sampled_from(DTS),
+    st.one_of(st.sampled_from(MOVES), st.sampled_from(EPOCH_MOVES)),
+    st.sampled_from(["long", "short"]),
+    st.sampled_from(NOTIONALS),
+    st.floats(0.5, 2.0),
+    st.sampled_from(LAGS),
+    st.sampled_from([0.0, 0.0, 0.0004, -0.0007, 0.0031]),  # where in the spread it filled
+)
+other_op = st.tuples(
+    st.sampled_from(["flush", "flush", "sweep", "dup", "mark", "untracked"]),
+    st.sampled_from(DTS),
+    st.integers(0, 10_000),
+)
+ops_strategy = st.lists(st.one_of(event_op, event_op, other_op), min_size=1, max_size=70)
+
+
+def run_sequence(
+    ops: list[tuple[Any, ...]], symbols: tuple[str, ...], max_events: int, retention_ms: int
+) -> None:
+    config = ProcessorConfig(max_events=max_events, retention_ms=retention_ms)
+    processor = LiquidationProcessor(config, epoch="test")
+    for symbol in symbols:
+        processor.track(symbol)
+    model = {s: ModelStore(max_events, retention_ms) for s in symbols}
+    recorder = Recorder()
+    prices = dict(BASE)
+    sent: list[LiquidationEvent] = []
+    now = START
+
+    def flush() -> None:
+        recorder.take(processor.flush(now), now)
+        # (a) after every flush, not only the last: each replica is the processor's state.
+        for symbol in symbols:
+            book = processor.books[symbol]
+            for name, window in book.windows.items():
+                state = recorder.states[heatmap_channel(symbol, name)]
+                assert state.replica is not None
+                assert_same_snapshot(
+                    state.replica.snapshot(), window.snapshot(), f"{symbol} {name}"
+                )
+        assert_matches_brute_force(processor, model, now, density=False)
+
+    for op in ops:
+        kind = op[0]
+        now += op[2]
+        if kind == "event":
+            _, index, _, move, side, notional, factor, lag, spread = op
+            symbol = symbols[index % len(symbols)]
+            base = BASE[symbol]
+            # Bounded so a run of x3 moves stays a plausible price.
+            prices[symbol] = min(max(prices[symbol] * math.exp(move), base / 20), base * 20)
+            decimals = TICK_DECIMALS[symbol] + max(0, round(-math.log10(prices[symbol] / base)))
+            price = round(prices[symbol] * (1 + spread), decimals)
+            event = make_event(symbol, side, price, notional * factor, now - lag)
+            messages = processor.apply(event, now)
+            accepted = model[symbol].offer(event, now)
+            assert bool(messages) == accepted, f"accepted {accepted} but got {messages}"
+            recorder.take(messages, now)
+            sent.append(event)
+        elif kind == "dup" and sent:
+            event = sent[op[2] % len(sent)]
+            messages = processor.apply(event, now)
+            assert bool(messages) == model[event.symbol].offer(event, now)
+            recorder.take(messages, now)
+        elif kind == "untracked":
+            before = processor.rejected
+            assert processor.apply(make_event(UNTRACKED, "long", 0.1, 500.0, now), now) == []
+            assert processor.rejected == before + 1
+        elif kind == "sweep":
+            processor.sweep(now)
+            for store in model.values():
+                store.sweep(now)
+        elif kind == "mark":
+            recorder.mark()
+        else:
+            flush()
+
+    flush()
+    # (a) at the end, with the density checked against a fresh KDE too.
+    assert_matches_brute_force(processor, model, now, density=True)
+
+    # (b): each remembered snapshot at seq S plus the diffs after it gives the state at T.
+    for name, frozen, position in recorder.marks:
+        later = recorder.log[name][position:]
+        if any(m.header.type == "snapshot" for m in later):
+            continue  # history was reset by a new epoch; the client took that snapshot
+        replica = HeatmapReplica(decode_snapshot(msgspec.Raw(frozen)))
+        seq = replica.state.seq
+        for message in later:
+            assert message.header.seq == seq + 1
+            seq = message.header.seq
+            replica.apply_diff(message)
+        _, symbol, window = name.split(":")
+        assert_same_snapshot(
+            replica.snapshot(), processor.books[symbol].windows[window].snapshot(), name
+        )
+
+    # Every accepted event appeared once on its symbol's channel and once on `*`.
+    per_channel = Counter(m.ch for m in recorder.liquidations)
+    accepted = sum(store.arrivals for store in model.values())
+    assert per_channel["liquidations:*"] == accepted
+    assert sum(n for ch, n in per_channel.items() if ch != "liquidations:*") == accepted
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    ops=ops_strategy,
+    symbols=st.sampled_from([("BTCUSDT",), ("ADAUSDT",), ("BTCUSDT", "ADAUSDT")]),
+    max_events=st.integers(2, 25),
+    retention_ms=st.sampled_from([90 * MINUTE, 5 * HOUR, 30 * DAY]),
+)
+def test_stream_invariant_and_brute_force(
+    ops: list[tuple[Any, ...]], symbols: tuple[str, ...], max_events: int, retention_ms: int
+) -> None:
+    run_sequence(ops, symbols, max_events, retention_ms)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ops=st.lists(event_op, min_size=20, max_size=120), max_events=st.integers(3, 60))
+def test_dense_bursts_in_one_symbol(ops: list[tuple[Any, ...]], max_events: int) -> None:
+    # Events only, flushed at the end: many per bin, evictions and ageing between flushes.
+    run_sequence(ops, ("BTCUSDT",), max_events, 2 * HOUR)
+
+
+def test_epoch_change_and_recentre_on_the_stream() -> None:
+    """A scripted path through a recentre (same epoch, new reference) and a new epoch."""
+    processor = LiquidationProcessor(ProcessorConfig(), epoch="test")
+    processor.track("BTCUSDT")
+    recorder = Recorder()
+    now = START
+    for price in (60_000.0, 60_100.0, 64_000.0, 200_000.0):
+        now += 1_000
+        recorder.take(processor.apply(make_event("BTCUSDT", "long", price, 50_000, now), now), now)
+        recorder.take(processor.flush(now), now)
+    log = recorder.log[heatmap_channel("BTCUSDT", "1h")]
+    kinds = [(m.header.type, m.header.seq) for m in log]
+    # first event: snapshot at seq 0 of the first epoch, then one diff per flush
+    assert kinds == [("snapshot", 0), ("diff", 1), ("diff", 2), ("diff", 3), ("snapshot", 0), ("diff", 1)]
+    first_epoch, second_epoch = log[0].header.epoch, log[4].header.epoch
+    assert first_epoch != second_epoch
+    recentred = msgspec.json.decode(log[3].header.data)
+    assert recentred["reference_price"] == 64_000.0
+    assert "reference_price" not in msgspec.json.decode(log[2].header.data)
+    fresh = decode_snapshot(log[4].header.data)
+    assert fresh.bin_width == 100.0  # 0.05 % of 200,000
+    assert fresh.statistics.event_count == 3  # the held events carry over into the new epoch
+    assert [b[3] for b in fresh.bins] == [1, 1, 1]
+    state = recorder.states[heatmap_channel("BTCUSDT", "1h")]
+    assert state.replica is not None
+    assert state.replica.snapshot().statistics.event_count == 4
+
+
+# -- liquidation and alert channels -------------------------------------------------------
+
+
+def test_liquidation_messages_numbered_per_channel() -> None:
+    processor = LiquidationProcessor(ProcessorConfig(), epoch="e1")
+    processor.track("BTCUSDT")
+    processor.track("ETHUSDT")
+    seen: list[tuple[str, int]] = []
+    for i, symbol in enumerate(["BTCUSDT", "ETHUSDT", "BTCUSDT", "BTCUSDT", "ETHUSDT"]):
+        price = 60_000.0 if symbol == "BTCUSDT" else 3_000.0
+        messages = processor.apply(make_event(symbol, "short", price, 5_000, START + i), START + i)
+        liquidations = [m for m in messages if m.type == "liquidation"]
+        assert [m.ch for m in liquidations] == [f"liquidations:{symbol}", "liquidations:*"]
+        assert all(m.epoch == "e1" and m.data.symbol == symbol for m in liquidations)
+        seen.extend((m.ch, m.seq) for m in liquidations)
+    assert seen == [
+        ("liquidations:BTCUSDT", 1), ("liquidations:*", 1),
+        ("liquidations:ETHUSDT", 1), ("liquidations:*", 2),
+        ("liquidations:BTCUSDT", 2), ("liquidations:*", 3),
+        ("liquidations:BTCUSDT", 3), ("liquidations:*", 4),
+        ("liquidations:ETHUSDT", 2), ("liquidations:*", 5),
+    ]  # fmt: skip
+
+
+def test_untracked_symbol_and_duplicate_are_rejected() -> None:
+    processor = LiquidationProcessor(ProcessorConfig(), epoch="e1")
+    processor.track("BTCUSDT")
+    assert processor.apply(make_event("ETHUSDT", "long", 3_000.0, 5_000, START), START) == []
+    assert "ETHUSDT" not in processor.books
+    event = make_event("BTCUSDT", "long", 60_000.0, 5_000, START)
+    assert processor.apply(event, START)
+    assert processor.apply(event, START + 10) == []  # a re-delivery never double counts
+    assert processor.rejected == 2
+    processor.flush(START + 10)
+    assert processor.books["BTCUSDT"].windows["1h"].statistics().event_count == 1
+
+
+def test_leverage_and_tier_filled_once_a_price_path_exists() -> None:
+    processor = LiquidationProcessor(ProcessorConfig(), epoch="e1")
+    processor.track("BTCUSDT")
+    data = []
+    for i, (side, price) in enumerate(
+        [("long", 60_000.0), ("short", 59_000.0), ("long", 58_800.0), ("short", 60_500.0)]
+    ):
+        now = START + i * 1_000
+        messages = processor.apply(make_event("BTCUSDT", side, price, 20_000, now), now)
+        data.append(messages[0].data)
+    # The estimate needs two earlier prices on the path.
+    assert data[0].est_leverage is None and data[0].tier is None
+    assert data[1].est_leverage is None and data[1].tier is None
+    # A long at 58,800 after a high of 60,000: move 2 %, leverage 1 / (0.02 + 0.004).
+    assert data[2].est_leverage == round(1 / ((60_000 - 58_800) / 60_000 + 0.004), 2)
+    assert data[2].tier == tier_of(data[2].est_leverage) == "25-50x"
+    assert data[3].est_leverage is not None and data[3].tier == tier_of(data[3].est_leverage)
+    held = list(processor.events("BTCUSDT", 0))
+    assert held[0].est_leverage == data[3].est_leverage  # newest first, as stored
+
+
+def test_large_liquidation_alert_on_symbol_and_any_channel() -> None:
+    processor = LiquidationProcessor(ProcessorConfig(), epoch="e1")
+    processor.track("ETHUSDT")
+    quiet = processor.apply(make_event("ETHUSDT", "long", 3_000.0, 999_000, START), START)
+    assert [m.type for m in quiet] == ["liquidation", "liquidation"]
+    big = processor.apply(
+        make_event("ETHUSDT", "long", 3_000.0, 0, START + 1, quantity=333.334), START + 1
+    )
+    alerts = [m for m in big if m.type == "alert"]
+    assert [(m.ch, m.seq) for m in alerts] == [("alerts:ETHUSDT", 1), ("alerts:*", 1)]
+    alert = alerts[0].data
+    assert isinstance(alert, Alert)
+    assert alert.kind == "large_liquidation" and alert.symbol == "ETHUSDT"
+    assert alert.notional == 3_000.0 * 333.334 >= 1_000_000
+    assert alerts[1].data == alert
+
+
+# -- the bundled replay against its ground truth ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def replayed() -> tuple[LiquidationProcessor, list[Alert], dict[str, Any]]:
+    expected = json.loads(EXPECTED.read_text())
+    processor = LiquidationProcessor(ProcessorConfig(), epoch="replay")
+    for symbol in expected["per_symbol"]:
+        processor.track(symbol)
+    alerts: list[Alert] = []
+    last_flush = None
+    for line in read_replay(DEMO):
+        parsed = parse_frame(line.raw)
+        if parsed.event is None:
+            continue
+        messages = processor.apply(parsed.event, line.t)
+        if last_flush is None or line.t - last_flush >= 50:  # HEATMAP_FLUSH_MS
+            messages += processor.flush(line.t)
+            last_flush = line.t
+        alerts.extend(m.data for m in messages if m.ch == "alerts:*")
+    alerts.extend(m.data for m in processor.flush(line.t) if m.ch == "alerts:*")
+    return processor, alerts, expected
+
+
+def test_replay_totals_match_ground_truth(
+    replayed: tuple[LiquidationProcessor, list[Alert], dict[str, Any]],
+) -> None:
+    processor, _, expected = replayed
+    assert processor.rejected == 0
+    for symbol, truth in expected["per_symbol"].items():
+        stats = processor.books[symbol].windows["1h"].snapshot().statistics
+        assert stats.event_count == truth["events"], symbol
+        for field in ("total_notional", "long_notional", "short_notional"):
+            assert math.isclose(getattr(stats, field), truth[field], rel_tol=1e-9), (symbol, field)
+        assert len(processor.books[symbol].store) == truth["events"]
+
+
+def test_replay_large_liquidations_alerted(
+    replayed: tuple[LiquidationProcessor, list[Alert], dict[str, Any]],
+) -> None:
+    _, alerts, expected = replayed
+    large = [a for a in alerts if a.kind == "large_liquidation"]
+    for truth in expected["events_ge_1m"]:
+        notional = float(truth["notional"])
+        assert any(
+            a.symbol == truth["symbol"]
+            and a.side == truth["side"]
+            and math.isclose(a.notional, notional, rel_tol=1e-9)
+            and a.time <= truth["E"]
+            for a in large
+        ), truth
+    # ids are unique: the same liquidation never alerts twice
+    assert len({a.id for a in large}) == len(large)
+
+
+def test_replay_cascades_alerted_within_ground_truth_windows(
+    replayed: tuple[LiquidationProcessor, list[Alert], dict[str, Any]],
+) -> None:
+    _, alerts, expected = replayed
+    cascades = [a for a in alerts if a.kind == "cascade"]
+    slack = 30_000  # the cascade window is 30 s; be lenient on exactly when it crosses
+    for truth in expected["cascades_ground_truth"]:
+        if len(truth["symbols"]) < 2:
+            continue
+        assert any(
+            a.side == truth["side"]
+            and a.symbol in truth["symbols"]
+            and truth["start_ms"] - slack <= a.time <= truth["end_ms"] + slack
+            for a in cascades
+        ), truth
