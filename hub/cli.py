@@ -82,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
-    from hub.api.app import create_app
+    from hub.api.app import create_app, say_goodbye
     from hub.api.server import run
     from hub.runtime import Hub
 
@@ -90,7 +90,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     if args.replay is not None and not args.replay.is_file():
         raise ConfigError("--replay", f"{args.replay} is not a readable file")
     hub = Hub(settings, replay=args.replay, speed=speed, demo=args.demo)
-    run(create_app(hub), settings.host, settings.port, args.log_level)
+    app = create_app(hub)
+    run(app, settings.host, settings.port, args.log_level, lambda: say_goodbye(app))
     return 0
 
 

@@ -134,3 +134,39 @@ def test_serve_replay_matches_the_expected_totals() -> None:
     finally:
         process.terminate()
         assert process.wait(10) == 0
+
+
+async def test_sigterm_closes_clients_with_1001_and_exits_0() -> None:
+    import asyncio
+    import signal
+
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
+
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hub", "serve", "--demo", "--port", str(port), cwd=ROOT,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(150):
+            try:
+                websocket = await connect(f"ws://127.0.0.1:{port}/ws")
+                break
+            except OSError:
+                await asyncio.sleep(0.1)
+        await websocket.send(json.dumps({"op": "subscribe", "id": 1,
+                                         "channels": ["liquidations:*"]}))
+        await asyncio.wait_for(websocket.recv(), 5)
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        with pytest.raises(ConnectionClosed):
+            while True:
+                await asyncio.wait_for(websocket.recv(), 10)
+        assert websocket.close_code == 1001
+        assert await asyncio.wait_for(process.wait(), 10) == 0
+        assert time.monotonic() - started < 10
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()

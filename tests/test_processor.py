@@ -110,7 +110,7 @@ class Recorder:
         self.liquidations: list[ChannelMessage] = []
         self.alerts: list[ChannelMessage] = []
         self.snapshots = 0
-        self.epochs: set[str] = set()
+        self.epochs: dict[str, set[str]] = {}  # per channel, every epoch seen
 
     def take(self, messages: list[ChannelMessage], now: int) -> None:
         for message in messages:
@@ -129,11 +129,11 @@ class Recorder:
                     assert header.type == "snapshot"
                     # A snapshot opens a new epoch; a snapshot inside a known epoch could
                     # only be a re-send of the position already reached.
-                    assert header.epoch not in self.epochs or (
+                    assert header.epoch not in self.epochs.get(header.ch, ()) or (
                         header.epoch == state.epoch and header.seq == state.seq
                     ), f"{header.ch}: epoch {header.epoch} reused at seq {header.seq}"
                     self.snapshots += 1
-                self.epochs.add(header.epoch)
+                self.epochs.setdefault(header.ch, set()).add(header.epoch)
             else:
                 assert header.seq == state.seq + 1, f"{header.ch}: seq {header.seq} after {state.seq}"
                 (self.liquidations if header.type == "liquidation" else self.alerts).append(

@@ -39,4 +39,11 @@ def create_app(hub: Hub, limits: Limits | None = None) -> Starlette:
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.hub = hub
+    app.state.sockets = sockets
     return app
+
+
+async def say_goodbye(app: Starlette) -> None:
+    """Before the server stops: flush pending diffs, then close every client with 1001."""
+    await app.state.hub.flush_now()
+    await app.state.sockets.close_all(1001, "server shutting down")

@@ -13,7 +13,7 @@ import logging
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from hub.fanout.codec import FORMATS
-from hub.fanout.protocol import Limits, Session
+from hub.fanout.protocol import Close, Limits, Session
 from hub.runtime import Hub
 
 log = logging.getLogger("hub.api")
@@ -28,6 +28,17 @@ class WebSocketApi:
         origin = websocket.headers.get("origin")
         allowed = self.hub.settings.allowed_origins
         return origin is None or "*" in allowed or origin.rstrip("/") in allowed
+
+    async def close_all(self, code: int, reason: str, within: float = 5.0) -> None:
+        """Close every client with `code` after what is queued for it, and wait for them."""
+        sessions = list(self.hub.fanout.sessions)
+        for session in sessions:
+            session.close = Close(code, reason)
+            session.on_ready()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while self.hub.fanout.sessions and loop.time() < deadline:
+            await asyncio.sleep(0.02)
 
     async def serve(self, websocket: WebSocket) -> None:
         if not self.origin_allowed(websocket):
