@@ -116,3 +116,14 @@ async def test_origin_allow_list(replayed: RunningHub) -> None:
     async with connect(replayed.ws) as ws:  # no Origin: a bot, allowed
         await ws.send(json.dumps({"op": "ping", "id": 2}))
         assert json.loads(await ws.recv()) == {"op": "pong", "id": 2}
+
+
+async def test_prometheus_metrics(replayed: RunningHub) -> None:
+    response = await replayed.get("/metrics")
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    lines = response.text.splitlines()
+    assert 'hub_source_events_total{source="replay"} 4987' in lines
+    assert 'hub_symbol_events{symbol="BTCUSDT"} 1128' in lines
+    assert "# TYPE hub_clients gauge" in lines
+    for line in lines:
+        assert line.startswith("#") or len(line.rsplit(" ", 1)) == 2

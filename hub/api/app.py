@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from importlib import resources
 
 from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
 from starlette.routing import Route, WebSocketRoute
 
+from hub.api.metrics import MetricsApi
 from hub.api.rest import RestApi
 from hub.api.websocket import WebSocketApi
 from hub.fanout.protocol import Limits
@@ -18,7 +22,13 @@ API = "/api/heatmap"
 
 def create_app(hub: Hub, limits: Limits | None = None) -> Starlette:
     rest = RestApi(hub)
+    metrics = MetricsApi(hub)
     sockets = WebSocketApi(hub, limits)
+    page_html = resources.files("hub").joinpath("web/heatmap.html").read_text(encoding="utf-8")
+
+    async def page(request: Request) -> HTMLResponse:
+        """The live heatmap page: one self-contained HTML file talking to /ws."""
+        return HTMLResponse(page_html, headers={"Cache-Control": "no-cache"})
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -29,7 +39,9 @@ def create_app(hub: Hub, limits: Limits | None = None) -> Starlette:
             await hub.stop()
 
     routes = [
+        Route("/", page),
         Route("/health", rest.health),
+        Route("/metrics", metrics.metrics),
         Route(f"{API}/status", rest.status),
         Route(f"{API}/liquidations/{{symbol}}", rest.liquidations),
         Route(f"{API}/liquidations/{{symbol}}/heatmap", rest.heatmap),
