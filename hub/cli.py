@@ -91,7 +91,14 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         raise ConfigError("--replay", f"{args.replay} is not a readable file")
     hub = Hub(settings, replay=args.replay, speed=speed, demo=args.demo)
     app = create_app(hub)
-    run(app, settings.host, settings.port, args.log_level, lambda: say_goodbye(app))
+    run(
+        app,
+        settings.host,
+        settings.port,
+        args.log_level,
+        lambda: say_goodbye(app),
+        settings.ws_ping_interval,
+    )
     return 0
 
 

@@ -36,6 +36,16 @@ class Settings:
     port: int = 5000
     allowed_origins: tuple[str, ...] = ("*",)
     admin_token: str | None = None
+    # WebSocket limits (SPEC: "each limit is configurable")
+    max_subscriptions: int = 200
+    max_frame_bytes: int = 64 * 1024
+    max_requests_per_second: int = 50
+    abuse_close_ms: int = 10_000
+    max_queue: int = 1_000
+    slow_close_ms: int = 10_000
+    max_connections: int = 10_000
+    max_connections_per_ip: int = 200
+    ws_ping_interval: float = 20.0
 
     @property
     def track_all_symbols(self) -> bool:
@@ -128,6 +138,15 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "PORT": ("port", _number(int, 0, 65_535)),
     "HUB_ALLOWED_ORIGINS": ("allowed_origins", _origins),
     "HUB_ADMIN_TOKEN": ("admin_token", _text),
+    "HUB_MAX_SUBSCRIPTIONS": ("max_subscriptions", _number(int, 1, 100_000)),
+    "HUB_MAX_FRAME_BYTES": ("max_frame_bytes", _number(int, 256, 16 * 1024 * 1024)),
+    "HUB_MAX_REQUESTS_PER_SECOND": ("max_requests_per_second", _number(int, 1, 100_000)),
+    "HUB_ABUSE_CLOSE_MS": ("abuse_close_ms", _number(int, 0, 3_600_000)),
+    "HUB_MAX_QUEUE": ("max_queue", _number(int, 8, 10_000_000)),
+    "HUB_SLOW_CLOSE_MS": ("slow_close_ms", _number(int, 100, 3_600_000)),
+    "HUB_MAX_CONNECTIONS": ("max_connections", _number(int, 1, 10_000_000)),
+    "HUB_MAX_CONNECTIONS_PER_IP": ("max_connections_per_ip", _number(int, 1, 10_000_000)),
+    "HUB_WS_PING_INTERVAL": ("ws_ping_interval", _number(float, 0.1, 3600)),
 }
 
 FIELD_TO_VARIABLE = {field: variable for variable, (field, _) in _VARIABLES.items()}

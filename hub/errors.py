@@ -39,3 +39,7 @@ class ProtocolError(HubError):
 
 class UpstreamError(HubError):
     """An exchange connection failed or misbehaved; the feed reconnects."""
+
+
+class BrokerUnavailable(UpstreamError):
+    """The broker (Redis) cannot take a message right now; the caller keeps it and retries."""

@@ -94,6 +94,20 @@ class Hub:
         self._outbox.extend(self.processor.apply(event, now))
         self._wake.set()
 
+    async def add_symbols(self, symbols: set[str]) -> None:
+        now = self.clock()
+        for symbol in sorted(symbols - self.processor.books.keys()):
+            self.processor.track(symbol)
+            self._outbox.extend(self.processor.snapshots_of(symbol, now))
+        await self.feed.add_symbols(symbols)
+        self._wake.set()
+
+    async def remove_symbols(self, symbols: set[str]) -> None:
+        await self.feed.remove_symbols(symbols)
+        for symbol in symbols:
+            self.processor.untrack(symbol)
+            self.fanout.symbols.discard(symbol)
+
     async def _publish_loop(self) -> None:
         flush_every = self.settings.flush_ms / 1000
         next_flush = time.monotonic()

@@ -11,6 +11,7 @@ refused, so re-delivery never double counts.
 from __future__ import annotations
 
 import bisect
+import math
 from collections import deque
 from collections.abc import Iterator
 
@@ -45,8 +46,13 @@ class EventStore:
         return event_key(event) in self._keys
 
     def accepts(self, event: LiquidationEvent, now: int) -> bool:
-        """Whether `add` would keep this event: not a duplicate, not past retention,
-        and not older than everything in a full store."""
+        """Whether `add` would keep this event: a positive finite price and a finite
+        notional, not a duplicate, not past retention, and not older than everything in a
+        full store."""
+        # The grid cannot place a price <= 0 (ValueError) and an inf notional would poison
+        # every sum of the windows, so such an event is refused here, whatever feed sent it.
+        if not (0.0 < event.price < math.inf and 0.0 <= event.notional < math.inf):
+            return False
         if event.time < now - self.retention_ms or self.is_duplicate(event):
             return False
         full = len(self._events) >= self.max_events

@@ -31,13 +31,29 @@ from hub.models import (
 
 EMPTY_STATISTICS = Statistics(0, 0.0, 0.0, 0.0, 0.0, 0.0)
 
+# Notional sums are exact integers in units of 2**-62 of the quote currency: every float
+# notional >= 2**-10 converts exactly, so adding and later removing an event restores the
+# sums bit for bit. Float running sums drifted: after a 10M event left the window, a lone
+# event's std came out as 0.05 instead of 0, and the next event got z ~ 1000 (a spurious
+# large_liquidation). The sum of squares in the same units makes the variance exact too.
+_FIXED_BITS = 62
+_FIXED = float(1 << _FIXED_BITS)
+
+
+def _fixed(notional: float) -> int:
+    return int(notional * _FIXED)  # exact: scaling by a power of two only moves the exponent
+
+
+def _float(value: int) -> float:
+    return value / (1 << _FIXED_BITS)  # int / int: correctly rounded
+
 
 class _BinTotals:
     __slots__ = ("count", "long", "short")
 
     def __init__(self) -> None:
-        self.long = 0.0
-        self.short = 0.0
+        self.long = 0  # fixed point, see _FIXED
+        self.short = 0
         self.count = 0
 
 
@@ -55,10 +71,9 @@ class HeatmapWindow:
         self._bins: dict[int, _BinTotals] = {}
         self._dirty_bins: set[int] = set()
         self._count = 0
-        self._total = 0.0
-        self._long = 0.0
-        self._short = 0.0
-        self._sum_squares = 0.0
+        self._long = 0  # fixed point, see _FIXED
+        self._short = 0
+        self._sum_squares = 0  # in units of 2**-124
         self._changed = False
         self._time = 0
         self._set_grid(grid)
@@ -97,21 +112,21 @@ class HeatmapWindow:
         totals = self._bins.get(index)
         if totals is None:
             totals = self._bins[index] = _BinTotals()
-        notional = event.notional * sign
+        fixed = _fixed(event.notional)
+        signed = fixed * sign
         if event.side == "long":
-            totals.long += notional
-            self._long += notional
+            totals.long += signed
+            self._long += signed
         else:
-            totals.short += notional
-            self._short += notional
+            totals.short += signed
+            self._short += signed
         totals.count += sign
         self._count += sign
-        self._total += notional
-        self._sum_squares += event.notional * notional
+        self._sum_squares += fixed * signed
         if totals.count == 0:
             del self._bins[index]
         self._dirty_bins.add(index)
-        self.density.add(event.price, notional)
+        self.density.add(event.price, event.notional * sign)
         if sign > 0:
             self.tiers.add(event.tier, event.notional)
         else:
@@ -148,9 +163,9 @@ class HeatmapWindow:
             index = grid.bin_index(event.price)
             totals = self._bins.get(index) or self._bins.setdefault(index, _BinTotals())
             if event.side == "long":
-                totals.long += event.notional
+                totals.long += _fixed(event.notional)
             else:
-                totals.short += event.notional
+                totals.short += _fixed(event.notional)
             totals.count += 1
         self._clusters = ClusterTracker(self._bandwidth)
         self.expire(now)
@@ -169,9 +184,17 @@ class HeatmapWindow:
         count = self._count
         if count == 0:
             return EMPTY_STATISTICS
-        mean = self._total / count
-        variance = max(self._sum_squares / count - mean * mean, 0.0)
-        return Statistics(count, self._total, self._long, self._short, mean, math.sqrt(variance))
+        total = self._long + self._short
+        # n * sum(x^2) - sum(x)^2 is an exact integer >= 0: no cancellation, no clamp.
+        variance = (count * self._sum_squares - total * total) / (count * count << 2 * _FIXED_BITS)
+        return Statistics(
+            count,
+            _float(total),
+            _float(self._long),
+            _float(self._short),
+            total / (count << _FIXED_BITS),
+            math.sqrt(variance),
+        )
 
     def z_score(self, notional: float) -> float:
         stats = self.statistics()
@@ -184,7 +207,7 @@ class HeatmapWindow:
         totals = self._bins.get(index)
         if totals is None:
             return (self.grid.bin_low(index), 0.0, 0.0, 0)
-        return (self.grid.bin_low(index), totals.long, totals.short, totals.count)
+        return (self.grid.bin_low(index), _float(totals.long), _float(totals.short), totals.count)
 
     def density_message(self) -> Density:
         return Density(self.grid.density_start, self.grid.bin_width, self._density_values.tolist())
@@ -205,8 +228,8 @@ class HeatmapWindow:
             width,
             self._bandwidth,
             indices * width,
-            np.fromiter((t.long for t in totals), float, len(totals)),
-            np.fromiter((t.short for t in totals), float, len(totals)),
+            np.fromiter((_float(t.long) for t in totals), float, len(totals)),
+            np.fromiter((_float(t.short) for t in totals), float, len(totals)),
             np.fromiter((t.count for t in totals), np.int64, len(totals)),
             width,
         )

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import Route, WebSocketRoute
 
+from hub.api.admin import AdminApi
 from hub.api.metrics import MetricsApi
 from hub.api.rest import RestApi
 from hub.api.websocket import WebSocketApi
@@ -23,6 +24,7 @@ API = "/api/heatmap"
 def create_app(hub: Hub, limits: Limits | None = None) -> Starlette:
     rest = RestApi(hub)
     metrics = MetricsApi(hub)
+    admin = AdminApi(hub)
     sockets = WebSocketApi(hub, limits)
     page_html = resources.files("hub").joinpath("web/heatmap.html").read_text(encoding="utf-8")
 
@@ -43,6 +45,8 @@ def create_app(hub: Hub, limits: Limits | None = None) -> Starlette:
         Route("/health", rest.health),
         Route("/metrics", metrics.metrics),
         Route(f"{API}/status", rest.status),
+        Route(f"{API}/symbols", admin.add, methods=["POST"]),
+        Route(f"{API}/symbols", admin.remove, methods=["DELETE"]),
         Route(f"{API}/liquidations/{{symbol}}", rest.liquidations),
         Route(f"{API}/liquidations/{{symbol}}/heatmap", rest.heatmap),
         Route(f"{API}/liquidations/{{symbol}}/leverage", rest.leverage),

@@ -47,14 +47,16 @@ def run(
     port: int,
     log_level: str,
     before_shutdown: Callable[[], Awaitable[None]],
+    ws_ping_interval: float = 20.0,
 ) -> None:
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
         log_level=log_level,
-        ws_ping_interval=20.0,
-        ws_ping_timeout=20.0,
+        ws_ping_interval=ws_ping_interval,
+        ws_ping_timeout=ws_ping_interval,
+        ws_max_size=1024 * 1024,  # SPEC's 64 KiB limit is the app's; this bounds memory
         lifespan="on",
     )
     GracefulServer(config, before_shutdown).run()

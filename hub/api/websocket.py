@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from hub.api.responses import failure
 from hub.fanout.codec import FORMATS
 from hub.fanout.protocol import Close, Limits, Session
 from hub.runtime import Hub
@@ -22,7 +24,11 @@ log = logging.getLogger("hub.api")
 class WebSocketApi:
     def __init__(self, hub: Hub, limits: Limits | None = None) -> None:
         self.hub = hub
-        self.limits = limits or Limits()
+        settings = hub.settings
+        self.limits = limits or Limits(
+            **{name: getattr(settings, name) for name in Limits.__struct_fields__}
+        )
+        self.per_ip: Counter[str] = Counter()
 
     def origin_allowed(self, websocket: WebSocket) -> bool:
         origin = websocket.headers.get("origin")
@@ -37,7 +43,8 @@ class WebSocketApi:
             session.on_ready()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
-        while self.hub.fanout.sessions and loop.time() < deadline:
+        # Polling once at shutdown, bounded by the deadline, beats wiring an event per client.
+        while self.hub.fanout.sessions and loop.time() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.02)
 
     async def serve(self, websocket: WebSocket) -> None:
@@ -46,8 +53,27 @@ class WebSocketApi:
             return
         fmt = websocket.query_params.get("format", "json")
         if fmt not in FORMATS:
-            await websocket.close(code=1008)
+            await websocket.send_denial_response(
+                failure(400, f"format: {fmt!r} is not one of {', '.join(FORMATS)}")
+            )
             return
+        settings = self.hub.settings
+        address = websocket.client.host if websocket.client else "?"
+        if len(self.hub.fanout.sessions) >= settings.max_connections:
+            await websocket.send_denial_response(failure(503, "connection limit reached"))
+            return
+        if self.per_ip[address] >= settings.max_connections_per_ip:
+            await websocket.send_denial_response(failure(429, "too many connections from you"))
+            return
+        self.per_ip[address] += 1
+        try:
+            await self._serve(websocket, fmt)
+        finally:
+            self.per_ip[address] -= 1
+            if not self.per_ip[address]:
+                del self.per_ip[address]
+
+    async def _serve(self, websocket: WebSocket, fmt: str) -> None:
         await websocket.accept()
         fanout = self.hub.fanout
         session = Session(fmt, fanout, self.limits, self.hub.clock())  # type: ignore[arg-type]
@@ -81,12 +107,18 @@ class WebSocketApi:
                 await wake.wait()
                 wake.clear()
                 for frame in session.drain():
-                    if isinstance(frame, str):
-                        await websocket.send_text(frame)
-                    else:
-                        await websocket.send_bytes(frame)
+                    send = (
+                        websocket.send_text(frame)
+                        if isinstance(frame, str)
+                        else websocket.send_bytes(frame)
+                    )
+                    # A client that stopped reading blocks only this task, and not for ever.
+                    await asyncio.wait_for(send, self.limits.slow_close_ms / 1000)
                 if session.close is not None:
                     await websocket.close(session.close.code, session.close.reason)
                     return
+        except TimeoutError:
+            with contextlib.suppress(Exception):
+                await websocket.close(1013, "client too slow: a send did not complete")
         except (WebSocketDisconnect, RuntimeError, OSError):
             return

@@ -50,6 +50,14 @@ class Feed(abc.ABC):
     async def run(self) -> None:
         """Consume until cancelled (a replay may also finish)."""
 
+    @abc.abstractmethod
+    async def add_symbols(self, symbols: set[str]) -> None:
+        """Start delivering these symbols too (upper case)."""
+
+    @abc.abstractmethod
+    async def remove_symbols(self, symbols: set[str]) -> None:
+        """Stop delivering these symbols."""
+
     def add_frame_listener(self, listener: FrameListener) -> None:
         self._listeners = [*getattr(self, "_listeners", []), listener]
 

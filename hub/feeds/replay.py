@@ -89,6 +89,14 @@ class ReplayFeed(Feed):
             return int(self.wall_clock() * 1000)
         return self._now
 
+    async def add_symbols(self, symbols: set[str]) -> None:
+        if self.symbols is not None:
+            self.symbols |= symbols
+
+    async def remove_symbols(self, symbols: set[str]) -> None:
+        if self.symbols is not None:
+            self.symbols -= symbols
+
     async def run(self) -> None:
         self.status.connected = True
         try:

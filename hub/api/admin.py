@@ -1,0 +1,62 @@
+"""Admin endpoints: add or remove tracked symbols at run time.
+
+Off unless HUB_ADMIN_TOKEN is set; then a request needs `Authorization: Bearer <token>`,
+compared in constant time so response timing tells nothing about the token.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from hub.api.responses import endpoint, ok
+from hub.channels import is_symbol
+from hub.errors import RequestError
+from hub.runtime import Hub
+
+
+class SymbolsBody(msgspec.Struct, forbid_unknown_fields=True):
+    symbols: list[str]
+
+
+class AdminApi:
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+
+    def _authorize(self, request: Request) -> None:
+        token = self.hub.settings.admin_token
+        if token is None:
+            raise RequestError(404, "admin endpoints are off (HUB_ADMIN_TOKEN is not set)")
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            given.strip().encode(), token.encode()
+        ):
+            raise RequestError(401, "a valid 'Authorization: Bearer <token>' is required")
+
+    async def _symbols(self, request: Request) -> set[str]:
+        self._authorize(request)
+        try:
+            body = msgspec.json.decode(await request.body(), type=SymbolsBody)
+        except msgspec.DecodeError as error:
+            raise RequestError(400, f'body: expected {{"symbols": [...]}}: {error}') from None
+        symbols = {s.upper() for s in body.symbols}
+        bad = sorted(s for s in symbols if not is_symbol(s))
+        if bad or not symbols:
+            raise RequestError(400, f"symbols: not symbols: {bad or 'none given'}")
+        return symbols
+
+    def _tracked(self) -> Response:
+        return ok({"symbols": sorted(self.hub.processor.books)})
+
+    @endpoint
+    async def add(self, request: Request) -> Response:
+        await self.hub.add_symbols(await self._symbols(request))
+        return self._tracked()
+
+    @endpoint
+    async def remove(self, request: Request) -> Response:
+        await self.hub.remove_symbols(await self._symbols(request))
+        return self._tracked()
