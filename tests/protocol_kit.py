@@ -164,6 +164,7 @@ class Client:
         self.clock = clock
         self.format = fmt
         self.session = Session(fmt, fanout, limits or Limits(), clock.now)
+        self._held: list[str | bytes] = []  # frames read past a reply by `subscribe`
         fanout.attach(self.session)
 
     def send(self, body: Any) -> None:
@@ -177,32 +178,40 @@ class Client:
         self.session.receive(frame, self.clock.now)
 
     def frames(self) -> list[str | bytes]:
-        return list(self.session.drain())
+        held, self._held = self._held, []
+        return held + list(self.session.drain())
+
+    def decode(self, frame: str | bytes) -> dict[str, Any]:
+        """One frame, checking it has the connection's frame type."""
+        if self.format == "json":
+            assert isinstance(frame, str)
+            decoded: dict[str, Any] = json.loads(frame)
+        else:
+            assert isinstance(frame, bytes)
+            decoded = msgspec.msgpack.decode(frame)
+        return decoded
 
     def read(self) -> list[dict[str, Any]]:
-        """Everything queued, decoded; checks each frame has the connection's frame type."""
-        out = []
-        for frame in self.session.drain():
-            if self.format == "json":
-                assert isinstance(frame, str)
-                out.append(json.loads(frame))
-            else:
-                assert isinstance(frame, bytes)
-                out.append(msgspec.msgpack.decode(frame))
-        return out
+        """Everything queued, decoded."""
+        return [self.decode(frame) for frame in self.frames()]
 
     def request(self, body: Any) -> list[dict[str, Any]]:
         self.send(body)
         return self.read()
 
     def subscribe(self, *channels: str, request_id: Any = 1, **extra: Any) -> dict[str, Any]:
-        """Subscribe; returns the reply and leaves the catch-up queued."""
+        """Subscribe; returns the reply, and `read`/`frames` still return what else came."""
         self.send({"op": "subscribe", "id": request_id, "channels": list(channels), **extra})
-        frame = self.session.next_frame()
-        assert frame is not None
-        reply: dict[str, Any] = (
-            json.loads(frame) if isinstance(frame, str) else msgspec.msgpack.decode(frame)
-        )
+        reply = None
+        held = []
+        for frame in self.frames():
+            decoded = self.decode(frame)
+            if reply is None and decoded.get("id") == request_id and "op" in decoded:
+                reply = decoded
+            else:
+                held.append(frame)
+        self._held = held
+        assert reply is not None, "no reply to subscribe"
         return reply
 
 
