@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +19,7 @@ from hub.feeds.backoff import Backoff
 from hub.feeds.connection import Timing
 from hub.runtime import Hub
 from tests.fakes.binance_server import FakeBinance
+from tests.redis_server import RedisServer
 
 DATA = Path(__file__).parent / "data"
 FAST_TIMING = Timing(ping_interval=0.2, watchdog_timeout=1.0, max_age=3600, open_timeout=2)
@@ -100,3 +101,17 @@ async def eventually(
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {within}s: {check}")
         await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A private redis-server on a free loopback port (never the machine's own Redis)."""
+    try:
+        server = RedisServer()
+    except RuntimeError as error:
+        pytest.fail(str(error))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

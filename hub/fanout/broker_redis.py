@@ -1,0 +1,204 @@
+"""Redis broker: topics between `ingest` and any number of `web` processes.
+
+Owns one redis-py asyncio client (also exposed as `.redis`, for streams and keys) and,
+while `messages()` is iterated, one pub/sub connection for the subscribed topics.
+
+Sharded pub/sub (SPUBLISH/SSUBSCRIBE, Redis >= 7) is used when the server has it: a shard
+channel belongs to the hash slot of its name, so in a Redis Cluster each `hub:{SYMBOL}`
+topic is carried by one shard instead of being broadcast to every node, and the load
+spreads by symbol. On a single server it behaves like plain pub/sub. Older servers get
+PUBLISH/SUBSCRIBE; both ends read the version from the same server, so they agree.
+
+On disconnect: redis-py's own retries are off, so no reconnect happens behind our back
+and hides a gap. `publish` raises `BrokerUnavailable` at once and buffers nothing (the
+caller owns what must not be lost). `messages()` never ends: it reconnects with full-jitter
+backoff, re-subscribes every topic, then yields `(RESYNC_TOPIC, b"")`, because pub/sub
+does not replay what was published meanwhile. A periodic PING on the subscriber connection
+detects a half-open connection, and its round trip (queued behind undelivered messages)
+is `lag_ms`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, ResponseError
+from redis.maint_notifications import MaintNotificationsConfig
+
+from hub.errors import BrokerUnavailable
+from hub.fanout.broker import Broker, BrokerStatus
+from hub.feeds.backoff import Backoff
+
+__all__ = ["RESYNC_TOPIC", "RedisBroker"]
+
+RESYNC_TOPIC = "hub:~resync"
+"""Yielded by `messages()` after a reconnect: messages may have been missed before it."""
+
+_FAILURES = (RedisError, OSError)
+
+
+class RedisBroker(Broker):
+    def __init__(
+        self,
+        url: str,
+        *,
+        backoff: Backoff | None = None,
+        connect_timeout: float = 1.0,
+        command_timeout: float = 2.0,
+        ping_interval: float = 5.0,
+        pong_timeout: float = 5.0,
+    ) -> None:
+        # Retry(…, 0): every failure reaches us at once; reconnecting is this class's job.
+        # Maintenance notifications (on by default, "auto") make redis-py 8 skip its check
+        # of pooled connections, so the first command after a Redis restart would fail.
+        self.redis: Redis = Redis.from_url(
+            url,
+            socket_connect_timeout=connect_timeout,
+            socket_timeout=command_timeout,
+            retry=Retry(NoBackoff(), 0),
+            maint_notifications_config=MaintNotificationsConfig(enabled=False),
+        )
+        self._backoff = backoff or Backoff(base=0.2, cap=10.0, healthy_after=30.0)
+        self._ping_interval = ping_interval
+        self._pong_timeout = pong_timeout
+        self._topics: set[str] = set()
+        self._pubsub: PubSub | None = None
+        self._subscribe_lock = asyncio.Lock()  # a topic added mid-reconnect is not lost
+        self._sharded: bool | None = None
+        self._closed = asyncio.Event()
+        self._status = BrokerStatus(kind="redis", connected=False)
+
+    @property
+    def sharded(self) -> bool | None:
+        """Whether SPUBLISH/SSUBSCRIBE are in use; None until the server was asked."""
+        return self._sharded
+
+    async def publish(self, topic: str, payload: bytes) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            command = "SPUBLISH" if await self._use_sharded() else "PUBLISH"
+            started = loop.time()
+            await self.redis.execute_command(command, topic, payload)
+        except _FAILURES as error:
+            self._status.connected = False
+            raise BrokerUnavailable(f"Redis unavailable, {topic} not published: {error}") from error
+        self._status.connected = True
+        self._status.lag_ms = (loop.time() - started) * 1000
+        self._status.published += 1
+
+    async def subscribe(self, topics: Iterable[str]) -> None:
+        """Add topics, at any time; while Redis is down they are subscribed on reconnect."""
+        async with self._subscribe_lock:
+            new = sorted(set(topics) - self._topics)
+            self._topics.update(new)
+            if new and self._pubsub is not None:
+                # On failure the reader sees the same broken connection and re-subscribes all.
+                with contextlib.suppress(*_FAILURES):
+                    await self._send_subscribe(self._pubsub, new)
+
+    async def messages(self) -> AsyncIterator[tuple[str, bytes]]:
+        """(topic, payload) for subscribed topics; one consumer at a time; ends on close()."""
+        resync = False
+        while not self._closed.is_set():
+            connected_at = asyncio.get_running_loop().time()
+            try:
+                pubsub = await self._open_pubsub()
+                try:
+                    async for item in self._read(pubsub, resync):
+                        yield item
+                finally:
+                    await self._close_pubsub(pubsub)
+            except _FAILURES:
+                self._status.connected = False
+                resync = True
+            if self._closed.is_set():
+                return
+            self._backoff.connection_lasted(asyncio.get_running_loop().time() - connected_at)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closed.wait(), self._backoff.next_delay())
+
+    def status(self) -> BrokerStatus:
+        return self._status
+
+    async def close(self) -> None:
+        self._closed.set()
+        self._status.connected = False
+        if self._pubsub is not None:
+            await self._pubsub.aclose()
+        await self.redis.aclose()
+
+    async def _use_sharded(self) -> bool:
+        if self._sharded is None:
+            try:
+                info: dict[str, Any] = await self.redis.info("server")
+                major = int(str(info.get("redis_version", "0")).split(".")[0])
+            except ResponseError:  # INFO disabled (some managed services): plain pub/sub
+                major = 0
+            self._sharded = major >= 7
+        return self._sharded
+
+    async def _send_subscribe(self, pubsub: PubSub, topics: Iterable[str]) -> None:
+        if self._sharded:
+            await pubsub.ssubscribe(*topics)
+        else:
+            await pubsub.subscribe(*topics)
+
+    async def _open_pubsub(self) -> PubSub:
+        await self._use_sharded()
+        pubsub = self.redis.pubsub()
+        try:
+            async with self._subscribe_lock:
+                await pubsub.connect()
+                if self._topics:
+                    await self._send_subscribe(pubsub, sorted(self._topics))
+                # Replies come in order: this PING's pong proves the subscriptions are live.
+                await pubsub.ping()
+                self._pubsub = pubsub
+        except BaseException:
+            await pubsub.aclose()
+            raise
+        return pubsub
+
+    async def _close_pubsub(self, pubsub: PubSub) -> None:
+        async with self._subscribe_lock:
+            if self._pubsub is pubsub:
+                self._pubsub = None
+        await pubsub.aclose()
+
+    async def _read(self, pubsub: PubSub, resync: bool) -> AsyncIterator[tuple[str, bytes]]:
+        """Messages from one connection until it fails (raises) or the broker closes."""
+        loop = asyncio.get_running_loop()
+        ping_sent: float | None = loop.time()  # the one sent by _open_pubsub
+        next_ping = 0.0
+        while not self._closed.is_set():
+            if ping_sent is None and loop.time() >= next_ping:
+                await pubsub.ping()
+                ping_sent = loop.time()
+            deadline = next_ping if ping_sent is None else ping_sent + self._pong_timeout
+            # Never 0: a zero timeout can give up before reading what is already buffered.
+            wait = max(deadline - loop.time(), 0.1)
+            message = await pubsub.get_message(timeout=wait)
+            if message is None:
+                # Only silence counts: time spent suspended at a yield is not Redis's fault.
+                if ping_sent is not None and loop.time() - ping_sent >= self._pong_timeout:
+                    raise RedisConnectionError("Redis did not answer PING on the pub/sub link")
+                continue
+            kind = message["type"]
+            if kind in ("message", "smessage"):
+                self._status.delivered += 1
+                yield message["channel"].decode(), message["data"]
+            elif kind == "pong" and ping_sent is not None:
+                self._status.lag_ms = (loop.time() - ping_sent) * 1000
+                self._status.connected = True
+                ping_sent, next_ping = None, loop.time() + self._ping_interval
+                if resync:
+                    resync = False
+                    yield RESYNC_TOPIC, b""

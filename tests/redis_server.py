@@ -1,0 +1,136 @@
+"""A real `redis-server` on a free loopback port, for integration tests.
+
+Tests never touch a Redis already running on the machine: each gets its own process, no
+persistence, in a temporary directory. `kill()` then `start()` restarts it on the same
+port, which is how the broker's reconnect path is exercised.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+START_TIMEOUT = 5.0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _answers_ping(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+class RedisServer:
+    def __init__(self, port: int | None = None) -> None:
+        # REDIS_SERVER lets a developer point at another build; CI installs the package.
+        binary = os.environ.get("REDIS_SERVER") or shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError(
+                "redis-server not found on PATH (install the redis-server package, or set "
+                "REDIS_SERVER to its path): the Redis integration tests need a real server"
+            )
+        self.binary = binary
+        self.port = port or _free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._dir = Path(tempfile.mkdtemp(prefix="hub-redis-"))
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def start(self) -> None:
+        """Start (or restart after `kill`) on the same port; returns once it answers PING."""
+        if self.running:
+            return
+        deadline = time.monotonic() + START_TIMEOUT
+        # A restart can lose a race for the port (another process grabbed it, or a slow
+        # release); redis then exits at once, so start it again until the deadline.
+        while True:
+            self._process = self._spawn()
+            while time.monotonic() < deadline and self._process.poll() is None:
+                if _answers_ping(self.port):
+                    return
+                time.sleep(0.02)
+            if time.monotonic() >= deadline:
+                self._terminate()
+                raise RuntimeError(
+                    f"redis-server did not answer PING on port {self.port} within "
+                    f"{START_TIMEOUT}s; log:\n{self._log_tail()}"
+                )
+            time.sleep(0.1)
+
+    def kill(self) -> None:
+        """SIGKILL: the server vanishes without closing anything cleanly."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.send_signal(signal.SIGKILL)
+            self._process.wait(5)
+
+    def pause(self) -> None:
+        """SIGSTOP: connections stay open but nothing answers (a half-open link)."""
+        if self.running:
+            assert self._process is not None
+            self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.running:
+            assert self._process is not None
+            self._process.send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        self._terminate()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [
+                self.binary,
+                "--port", str(self.port),
+                "--bind", "127.0.0.1",
+                "--save", "",
+                "--appendonly", "no",
+                "--dir", str(self._dir),
+                "--logfile", str(self._dir / "redis.log"),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    def _terminate(self) -> None:
+        if self._process is None or self._process.poll() is not None:
+            return
+        self._process.send_signal(signal.SIGCONT)  # a paused server cannot act on SIGTERM
+        self._process.terminate()
+        try:
+            self._process.wait(5)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait(5)
+
+    def _log_tail(self) -> str:
+        try:
+            return "".join((self._dir / "redis.log").read_text().splitlines(True)[-20:])
+        except OSError:
+            return "(no log)"
+
+    def __enter__(self) -> RedisServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
