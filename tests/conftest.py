@@ -8,6 +8,7 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -57,16 +58,24 @@ HubFactory = Callable[..., Awaitable[RunningHub]]
 
 @pytest.fixture
 async def start_hub() -> AsyncIterator[HubFactory]:
-    """Start the hub app under a real uvicorn server; returns a factory taking Hub kwargs."""
+    """Start the hub app under a real uvicorn server; returns a factory taking Hub kwargs
+    (and `uvicorn_options`, extra `uvicorn.Config` keywords such as `ws_ping_interval`)."""
     servers: list[tuple[uvicorn.Server, asyncio.Task[None], httpx.AsyncClient]] = []
 
-    async def start(settings: Settings, **hub_kwargs: object) -> RunningHub:
+    async def start(
+        settings: Settings, *, uvicorn_options: dict[str, Any] | None = None, **hub_kwargs: object
+    ) -> RunningHub:
         port = free_port()
         hub_kwargs.setdefault("timing", FAST_TIMING)
         hub_kwargs.setdefault("backoff", fast_backoff())
         hub = Hub(settings, **hub_kwargs)  # type: ignore[arg-type]
         config = uvicorn.Config(
-            create_app(hub), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+            create_app(hub),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="on",
+            **(uvicorn_options or {}),
         )
         server = uvicorn.Server(config)
         task = asyncio.create_task(server.serve())

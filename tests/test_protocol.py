@@ -586,6 +586,20 @@ def test_resume_of_liquidations_across_an_upstream_seq_jump() -> None:
     assert [f["seq"] for f in client.read()] == [5, 6]
 
 
+def test_resumed_alerts_are_filtered_like_live_ones() -> None:
+    clock, fanout, feed = new_hub()
+    for notional in (50_000.0, 2_000_000.0, 10_000.0, 3_000_000.0):
+        feed.alert(notional=notional)
+    client = Client(fanout, clock)
+    channel = f"alerts:{SYMBOL}"
+    client.subscribe(
+        channel,
+        filter={"min_notional": 1_000_000},
+        since={channel: {"epoch": EPOCH, "seq": 0}},
+    )
+    assert [f["data"]["notional"] for f in client.read()] == [2_000_000.0, 3_000_000.0]
+
+
 def test_since_for_a_channel_not_asked_for_is_ignored() -> None:
     clock, fanout, feed = new_hub()
     feed.liquidation()

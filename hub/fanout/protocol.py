@@ -235,6 +235,9 @@ class Session:
         if not messages:
             return
         name = channel.name
+        alert_filter = self.subscriptions.get(name)
+        if alert_filter is not None:  # a resumed alerts channel gets only what it asked for
+            messages = [m for m in messages if alert_filter.admits(_alert_of(m))]
         if replace:
             self._purge(name)
         room = self.limits.max_queue - len(self._outbox)
