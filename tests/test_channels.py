@@ -20,7 +20,7 @@ from hub.channels import (
 )
 from hub.errors import ProtocolError
 from hub.fanout import channel_state
-from hub.fanout.channel_state import ChannelState
+from hub.fanout.channel_state import ChannelState, Outcome
 from hub.fanout.codec import EncodedMessage, encode_message
 from hub.fanout.fanout import Fanout
 from hub.fanout.protocol import Position
@@ -172,10 +172,12 @@ def heatmap_messages(count: int, epoch: str = EPOCH) -> list[EncodedMessage]:
 def test_heatmap_state_follows_snapshot_and_diffs() -> None:
     state = ChannelState(HEATMAP)
     messages = heatmap_messages(3)
-    assert not state.accept(messages[1], 0), "no diff before a snapshot"
+    assert state.accept(messages[1], 0) is Outcome.GAP, "no diff before a snapshot"
     assert state.replica is None
     for message in messages:
-        assert state.accept(message, 0)
+        assert state.accept(message, 0) is Outcome.ACCEPTED
+    assert state.accept(messages[2], 0) is Outcome.DUPLICATE
+    assert state.accept(messages[0], 0) is Outcome.DUPLICATE, "the same snapshot again"
     assert (state.epoch, state.seq, len(state.history)) == (EPOCH, 3, 3)
     assert state.replica is not None and state.replica.snapshot().seq == 3
 
@@ -192,21 +194,23 @@ def test_a_diff_that_does_not_follow_on_is_refused_and_changes_nothing(bad: str)
         "repeat": messages[2],
         "other_epoch": heatmap_messages(4, epoch="epoch-2")[3],
     }[bad]
-    assert not state.accept(offending, 0)
+    expected = Outcome.DUPLICATE if bad == "repeat" else Outcome.GAP
+    assert state.accept(offending, 0) is expected
     assert (state.seq, len(state.history)) == (2, 2)
     assert msgspec.to_builtins(state.replica.snapshot()) == before  # type: ignore[union-attr]
-    assert state.accept(messages[3], 0), "the right diff still follows on"
+    assert state.accept(messages[3], 0) is Outcome.ACCEPTED, "the right diff still follows on"
 
 
 def test_liquidation_state_passes_seq_jumps_and_resets_on_a_new_epoch() -> None:
     state = ChannelState(f"liquidations:{SYMBOL}")
     for seq in (1, 2, 5):
-        assert state.accept(liquidation(seq), 0)
+        assert state.accept(liquidation(seq), 0) is Outcome.ACCEPTED
+    assert state.accept(liquidation(2), 0) is Outcome.DUPLICATE
     assert state.seq == 5 and state.replica is None
     assert state.since(EPOCH, 2) is not None
     assert [m.header.seq for m in state.since(EPOCH, 2) or []] == [5]
     assert [m.header.seq for m in state.since(EPOCH, 0) or []] == [1, 2, 5]
-    assert state.accept(liquidation(1, epoch="epoch-2"), 0)
+    assert state.accept(liquidation(1, epoch="epoch-2"), 0) is Outcome.ACCEPTED
     assert [m.header.seq for _, m in state.history] == [1]
     assert state.since(EPOCH, 5) is None
 

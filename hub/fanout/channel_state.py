@@ -8,10 +8,17 @@ construction), and a web process needs nothing from the processor but the stream
 
 from __future__ import annotations
 
+import enum
 from collections import deque
 
 from hub.fanout.codec import EncodedMessage, decode_diff, decode_snapshot
 from hub.models import Bin, HeatmapSnapshot
+
+class Outcome(enum.Enum):
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    GAP = "gap"
+
 
 HISTORY_MIN_MESSAGES = 1_000
 HISTORY_MIN_MS = 60_000
@@ -60,27 +67,36 @@ class ChannelState:
         self.replica: HeatmapReplica | None = None
         self.snapshot_cache: EncodedMessage | None = None
 
-    def accept(self, message: EncodedMessage, now: int) -> bool:
-        """Take the next message. False for a heatmap diff that does not follow on (a gap,
-        another epoch, no snapshot yet): the state is unchanged and the caller resyncs.
-        Liquidation and alert gaps are passed on; clients see them as a seq jump."""
+    def accept(self, message: EncodedMessage, now: int) -> Outcome:
+        """Take the next message.
+
+        DUPLICATE: already held (a repeated delivery, or a snapshot answering another
+        process's resync request at the position this replica has); nothing changes.
+        GAP: a heatmap diff that does not follow on (lost messages, another epoch, no
+        snapshot yet); nothing changes and the caller must resynchronise. Liquidation and
+        alert gaps are accepted; clients see them as a seq jump."""
         header = message.header
+        same_epoch = header.epoch == self.epoch
         if header.type == "snapshot":
+            if same_epoch and header.seq <= self.seq and self.replica is not None:
+                return Outcome.DUPLICATE
             self.replica = HeatmapReplica(decode_snapshot(header.data))
             self.history.clear()
+        elif same_epoch and header.seq <= self.seq:
+            return Outcome.DUPLICATE
         elif header.type == "diff":
-            if self.replica is None or header.epoch != self.epoch or header.seq != self.seq + 1:
-                return False
+            if self.replica is None or not same_epoch or header.seq != self.seq + 1:
+                return Outcome.GAP
             self.replica.apply_diff(message)
             self._remember(message, now)
         else:
-            if header.epoch != self.epoch:
+            if not same_epoch:
                 self.history.clear()
             self._remember(message, now)
         self.epoch = header.epoch
         self.seq = header.seq
         self.snapshot_cache = None
-        return True
+        return Outcome.ACCEPTED
 
     def _remember(self, message: EncodedMessage, now: int) -> None:
         self.history.append((now, message))

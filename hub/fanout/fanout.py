@@ -14,7 +14,7 @@ import msgspec
 
 from hub.channels import ANY_SYMBOL, Channel
 from hub.errors import ProtocolError
-from hub.fanout.channel_state import ChannelState
+from hub.fanout.channel_state import ChannelState, Outcome
 from hub.fanout.codec import EncodedMessage, encode_message
 from hub.fanout.protocol import Position, Session
 from hub.models import ChannelMessage, HeatmapSnapshot
@@ -24,6 +24,7 @@ class FanoutStats(msgspec.Struct):
     messages: int = 0
     deliveries: int = 0
     gaps: int = 0
+    duplicates: int = 0
 
 
 class Fanout:
@@ -46,12 +47,18 @@ class Fanout:
         if state is None:
             state = self.channels[name] = ChannelState(name)
         now = self.clock()
-        if not state.accept(message, now):
+        outcome = state.accept(message, now)
+        if outcome is Outcome.DUPLICATE:
+            self.stats.duplicates += 1
+            return
+        if outcome is Outcome.GAP:
             self.stats.gaps += 1
             self.stale.add(name)
             return
-        if message.header.type == "snapshot":
+        if state.replica is not None:
+            # A snapshot, or a diff that follows on: the replica is known to be current.
             self.stale.discard(name)
+        if message.header.type == "snapshot":
             self.symbols.add(name.split(":")[1])
         self.stats.messages += 1
         subscribers = self.subscribers.get(name)
