@@ -18,7 +18,8 @@ from hub.api.app import create_app
 from hub.config import Settings
 from hub.feeds.backoff import Backoff
 from hub.feeds.connection import Timing
-from hub.runtime import Hub
+from hub.service.hubs import ServeHub
+from hub.service.sources import Source
 from tests.fakes.binance_server import FakeBinance
 from tests.redis_server import RedisServer
 
@@ -44,7 +45,7 @@ async def fake_binance() -> AsyncIterator[FakeBinance]:
 
 @dataclass
 class RunningHub:
-    hub: Hub
+    hub: ServeHub
     http: str
     ws: str
     client: httpx.AsyncClient
@@ -68,7 +69,7 @@ async def start_hub() -> AsyncIterator[HubFactory]:
         port = free_port()
         hub_kwargs.setdefault("timing", FAST_TIMING)
         hub_kwargs.setdefault("backoff", fast_backoff())
-        hub = Hub(settings, **hub_kwargs)  # type: ignore[arg-type]
+        hub = ServeHub(settings, Source(**hub_kwargs))  # type: ignore[arg-type]
         config = uvicorn.Config(
             create_app(hub),
             host="127.0.0.1",

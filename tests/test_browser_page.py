@@ -57,7 +57,7 @@ def alert(number: int, notional: float, alert_id: str | None = None) -> Alert:
 
 async def publish(running: RunningHub, seq: int, body: Alert) -> None:
     message = ChannelMessage("alerts:*", "alert", seq, EPOCH, body)
-    await running.hub.broker.publish(topic_for(message.ch), encode_message(message))
+    await running.hub.ingest.broker.publish(topic_for(message.ch), encode_message(message))
 
 
 class Lines:

@@ -16,7 +16,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from hub.config import Settings
-from hub.runtime import DEMO_REPLAY
+from hub.service.sources import DEMO_REPLAY
 from tests.conftest import DATA, HubFactory, RunningHub, eventually
 
 EXPECTED = json.loads((DATA / "sample_session.expected.json").read_text())

@@ -12,6 +12,7 @@ mark what they touch, so a burst of events costs one diff per window, not one pe
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import NamedTuple
 
 import msgspec
 
@@ -30,6 +31,11 @@ from hub.models import (
 )
 
 ALERT_WINDOW = "1h"
+
+
+class Applied(NamedTuple):
+    event: LiquidationEvent | None
+    messages: list[ChannelMessage]
 
 
 class ProcessorConfig(msgspec.Struct, frozen=True):
@@ -53,6 +59,8 @@ class SymbolBook:
         self.windows: dict[str, HeatmapWindow] = {}
         self.pending_snapshots: list[HeatmapSnapshot] = []
         self.empty_epoch = f"{symbol}.0"
+        self._epoch_ms = -1
+        self._epochs_this_ms = 0
 
     @property
     def epoch(self) -> str:
@@ -62,7 +70,7 @@ class SymbolBook:
         """Make sure the grid fits `price`: create it, recentre it, or start a new epoch."""
         grid = self.grid
         if grid is None or grid.needs_new_epoch(price):
-            self.grid = PriceGrid.around(price, self.config.range_pct, f"{self.symbol}.{now:x}")
+            self.grid = PriceGrid.around(price, self.config.range_pct, self._new_epoch(now))
             if not self.windows:
                 self.windows = {
                     name: HeatmapWindow(
@@ -77,6 +85,16 @@ class SymbolBook:
             self.grid = moved
             for window in self.windows.values():
                 window.recentre(moved)
+
+    def _new_epoch(self, now: int) -> str:
+        """A name no earlier epoch of this book had: a second new epoch within the same ms
+        gets a suffix, or a client resuming from the first would take the second's diffs
+        (same epoch, same seqs) as its own continuation."""
+        if now == self._epoch_ms:
+            self._epochs_this_ms += 1
+            return f"{self.symbol}.{now:x}-{self._epochs_this_ms}"
+        self._epoch_ms, self._epochs_this_ms = now, 0
+        return f"{self.symbol}.{now:x}"
 
     def snapshot(self, window: str, now: int) -> HeatmapSnapshot:
         held = self.windows.get(window)
@@ -114,12 +132,13 @@ class LiquidationProcessor:
     def untrack(self, symbol: str) -> None:
         self.books.pop(symbol, None)
 
-    def apply(self, event: LiquidationEvent, now: int) -> list[ChannelMessage]:
-        """Take one event; returns its liquidation messages and any event alerts."""
+    def apply(self, event: LiquidationEvent, now: int) -> Applied:
+        """Take one event; returns it as kept (with its leverage estimate), or None when
+        refused, and its liquidation messages and any event alerts."""
         book = self.books.get(event.symbol)
         if book is None or not book.store.accepts(event, now):
             self.rejected += 1
-            return []
+            return Applied(None, [])
         leverage = book.leverage.estimate(event.side, event.price, event.time)
         book.leverage.observe(event.price, event.time)
         if leverage is not None:
@@ -136,7 +155,7 @@ class LiquidationProcessor:
         messages = self._fan("liquidations", event.symbol, "liquidation", event)
         for alert in book.alerts.on_event(event, z_score, ALERT_WINDOW):
             messages.extend(self._alert(alert))
-        return messages
+        return Applied(event, messages)
 
     def flush(self, now: int) -> list[ChannelMessage]:
         """Diffs for every window that changed, new-epoch snapshots first, then cluster alerts."""

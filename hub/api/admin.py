@@ -15,7 +15,7 @@ from starlette.responses import Response
 from hub.api.responses import endpoint, ok
 from hub.channels import is_symbol
 from hub.errors import RequestError
-from hub.runtime import Hub
+from hub.service.hubs import HubView
 
 
 class SymbolsBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -23,7 +23,7 @@ class SymbolsBody(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class AdminApi:
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: HubView) -> None:
         self.hub = hub
 
     def _authorize(self, request: Request) -> None:
@@ -49,7 +49,7 @@ class AdminApi:
         return symbols
 
     def _tracked(self) -> Response:
-        return ok({"symbols": sorted(self.hub.processor.books)})
+        return ok({"symbols": sorted(self.hub.tracked())})
 
     @endpoint
     async def add(self, request: Request) -> Response:

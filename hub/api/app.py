@@ -16,12 +16,12 @@ from hub.api.metrics import MetricsApi
 from hub.api.rest import RestApi
 from hub.api.websocket import WebSocketApi
 from hub.fanout.protocol import Limits
-from hub.runtime import Hub
+from hub.service.hubs import HubView
 
 API = "/api/heatmap"
 
 
-def create_app(hub: Hub, limits: Limits | None = None) -> Starlette:
+def create_app(hub: HubView, limits: Limits | None = None) -> Starlette:
     rest = RestApi(hub)
     metrics = MetricsApi(hub)
     admin = AdminApi(hub)

@@ -7,11 +7,13 @@ does not justify a client library.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
+import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from hub.runtime import Hub
+from hub.service.hubs import HubView
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -35,93 +37,92 @@ def render(families: Iterable[tuple[str, str, str, list[Sample]]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def hub_families(hub: Hub) -> list[tuple[str, str, str, list[Sample]]]:
-    feed = hub.feed.status
-    source = {"source": feed.name}
-    broker = hub.broker.status()
-    stats = hub.fanout.stats
-    return [
+def _samples(name: str, rows: list[tuple[dict[str, str], float]]) -> list[Sample]:
+    return [(name, labels, value) for labels, value in rows]
+
+
+def hub_families(status: dict[str, Any]) -> list[tuple[str, str, str, list[Sample]]]:
+    """Metric families from the same status document `GET /api/heatmap/status` serves."""
+    sources: dict[str, dict[str, Any]] = status.get("sources", {})
+    broker = msgspec.to_builtins(status["broker"])
+    fanout = msgspec.to_builtins(status["fanout"])
+    families = [
         (
-            "hub_source_connected",
-            "gauge",
-            "1 when the upstream connection is up",
-            [("hub_source_connected", source, float(feed.connected))],
-        ),
-        (
-            "hub_source_frames_total",
-            "counter",
-            "upstream frames received",
-            [("hub_source_frames_total", source, feed.frames)],
-        ),
-        (
-            "hub_source_events_total",
-            "counter",
-            "liquidation events decoded",
-            [("hub_source_events_total", source, feed.events)],
-        ),
-        (
-            "hub_source_malformed_total",
-            "counter",
-            "frames that could not be decoded",
-            [("hub_source_malformed_total", source, feed.malformed)],
-        ),
-        (
-            "hub_source_reconnects_total",
-            "counter",
-            "upstream reconnects",
-            [("hub_source_reconnects_total", source, feed.reconnects)],
-        ),
+            f"hub_source_{key}",
+            kind,
+            help_text,
+            _samples(
+                f"hub_source_{key}",
+                [
+                    ({"source": name}, float(source.get(field, 0)))
+                    for name, source in sources.items()
+                ],
+            ),
+        )
+        for key, field, kind, help_text in _SOURCE_FIELDS
+    ]
+    families += [
         (
             "hub_symbol_events",
             "gauge",
             "events held per symbol",
-            [
-                ("hub_symbol_events", {"symbol": s}, len(b.store))
-                for s, b in hub.processor.books.items()
-            ],
+            _samples(
+                "hub_symbol_events",
+                [
+                    ({"symbol": symbol}, float(data.get("events", 0)))
+                    for symbol, data in status.get("symbols", {}).items()
+                ],
+            ),
         ),
         (
             "hub_clients",
             "gauge",
             "connected WebSocket clients",
-            [("hub_clients", {}, len(hub.fanout.sessions))],
-        ),
-        (
-            "hub_fanout_messages_total",
-            "counter",
-            "channel messages taken from the broker",
-            [("hub_fanout_messages_total", {}, stats.messages)],
-        ),
-        (
-            "hub_fanout_deliveries_total",
-            "counter",
-            "messages queued to clients",
-            [("hub_fanout_deliveries_total", {}, stats.deliveries)],
-        ),
-        (
-            "hub_fanout_gaps_total",
-            "counter",
-            "heatmap seq gaps seen (then resynced)",
-            [("hub_fanout_gaps_total", {}, stats.gaps)],
+            [("hub_clients", {}, float(status["clients"]))],
         ),
         (
             "hub_broker_connected",
             "gauge",
             "1 when the broker is reachable",
-            [("hub_broker_connected", {"kind": broker.kind}, float(broker.connected))],
+            [("hub_broker_connected", {"kind": broker["kind"]}, float(broker["connected"]))],
         ),
         (
             "hub_broker_published_total",
             "counter",
             "messages published to the broker",
-            [("hub_broker_published_total", {"kind": broker.kind}, broker.published)],
+            [("hub_broker_published_total", {"kind": broker["kind"]}, float(broker["published"]))],
         ),
     ]
+    families += [
+        (
+            f"hub_fanout_{key}_total",
+            "counter",
+            help_text,
+            [(f"hub_fanout_{key}_total", {}, float(fanout[key]))],
+        )
+        for key, help_text in _FANOUT_FIELDS
+    ]
+    return families
+
+
+_SOURCE_FIELDS = (
+    ("connected", "connected", "gauge", "1 when the upstream connection is up"),
+    ("frames_total", "frames", "counter", "upstream frames received"),
+    ("events_total", "events", "counter", "liquidation events decoded"),
+    ("malformed_total", "malformed", "counter", "frames that could not be decoded"),
+    ("reconnects_total", "reconnects", "counter", "upstream reconnects"),
+)
+_FANOUT_FIELDS = (
+    ("messages", "channel messages taken from the broker"),
+    ("deliveries", "messages queued to clients"),
+    ("gaps", "heatmap seq gaps seen (then resynced)"),
+    ("duplicates", "messages received twice and dropped"),
+)
 
 
 class MetricsApi:
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: HubView) -> None:
         self.hub = hub
 
     async def metrics(self, request: Request) -> Response:
-        return Response(render(hub_families(self.hub)), media_type=CONTENT_TYPE)
+        return Response(render(hub_families(await self.hub.status())), media_type=CONTENT_TYPE)

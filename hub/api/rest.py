@@ -1,73 +1,71 @@
 """REST handlers of SPEC. They read the hub; they never change what it holds.
 
 Heatmap snapshots come from the fan-out's replica, the very state WebSocket clients
-reach by applying diffs, so REST and the socket never disagree at the same seq.
+reach by applying diffs, so REST and the socket never disagree at the same seq. Event
+lists, leverage tiers and exports are computed from the held events of the window, in
+`serve` from the processor and in `web` from the durable log.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import os
-import time
 from typing import Any
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from hub.analytics.processor import SymbolBook
+from hub.analytics.leverage import TierDistribution
 from hub.api.responses import choice_param, endpoint, int_param, ok, window_param
-from hub.channels import heatmap_channel, is_symbol
+from hub.channels import WINDOWS, heatmap_channel, is_symbol
 from hub.errors import RequestError
-from hub.models import LiquidationEvent
-from hub.runtime import Hub
+from hub.models import HeatmapSnapshot, LiquidationEvent
+from hub.service.hubs import HubView
 
 OUTLIER_Z = 3.0
 EXPORT_FIELDS = tuple(LiquidationEvent.__struct_fields__)
+LEVERAGE_METHOD = "1 / (adverse move from the recent price extreme + maintenance margin)"
 
 
 class RestApi:
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: HubView) -> None:
         self.hub = hub
 
-    def _book(self, request: Request) -> SymbolBook:
+    def _symbol(self, request: Request) -> str:
         raw = request.path_params["symbol"]
         symbol = raw.upper()
-        book = self.hub.processor.books.get(symbol) if is_symbol(symbol) else None
-        if book is None:
+        if not is_symbol(symbol) or symbol not in self.hub.tracked():
             raise RequestError(404, f"symbol {raw!r} is not tracked")
-        return book
+        return symbol
+
+    def _snapshot(self, symbol: str, window: str) -> HeatmapSnapshot:
+        snapshot = self.hub.fanout.snapshot(heatmap_channel(symbol, window))
+        if snapshot is None:
+            raise RequestError(503, f"no heatmap for {symbol} yet; the hub is starting up")
+        return snapshot
+
+    async def _window_events(self, request: Request) -> tuple[str, str, list[LiquidationEvent]]:
+        symbol = self._symbol(request)
+        window = window_param(request)
+        side = choice_param(request, "side", ("long", "short"))
+        since = self.hub.clock() - WINDOWS[window]
+        return symbol, window, await self.hub.events(symbol, since, side)
 
     @endpoint
     async def heatmap(self, request: Request) -> Response:
-        book = self._book(request)
-        window = window_param(request)
-        snapshot = self.hub.fanout.snapshot(heatmap_channel(book.symbol, window))
-        if snapshot is None:
-            snapshot = book.snapshot(window, self.hub.clock())
-        return ok(snapshot)
-
-    def _window_events(self, request: Request) -> tuple[SymbolBook, str, list[LiquidationEvent]]:
-        book = self._book(request)
-        window = window_param(request)
-        side = choice_param(request, "side", ("long", "short"))
-        held = book.windows.get(window)
-        if held is None:
-            return book, window, []
-        cutoff = held.cutoff(self.hub.clock())
-        events = self.hub.processor.events(book.symbol, cutoff, side)
-        return book, window, list(events)
+        symbol = self._symbol(request)
+        return ok(self._snapshot(symbol, window_param(request)))
 
     @endpoint
     async def liquidations(self, request: Request) -> Response:
         limit = int_param(request, "limit", 100, 1, 10_000)
-        book, window, events = self._window_events(request)
-        held = book.windows.get(window)
+        symbol, window, events = await self._window_events(request)
+        statistics = self._snapshot(symbol, window).statistics
         rows: list[dict[str, Any]] = []
         for event in events[:limit]:
             row = msgspec.structs.asdict(event)
-            z_score = held.z_score(event.notional) if held is not None else 0.0
+            z_score = (event.notional - statistics.mean) / statistics.std if statistics.std else 0.0
             row["z_score"] = round(z_score, 4)
             row["outlier"] = z_score >= OUTLIER_Z
             rows.append(row)
@@ -75,26 +73,27 @@ class RestApi:
 
     @endpoint
     async def leverage(self, request: Request) -> Response:
-        book = self._book(request)
-        window = window_param(request)
-        held = book.windows.get(window)
-        tiers = held.tiers.rows() if held is not None else []
+        symbol, window, events = await self._window_events(request)
+        tiers = TierDistribution()
+        for event in events:
+            tiers.add(event.tier, event.notional)
         return ok(
             {
-                "symbol": book.symbol,
+                "symbol": symbol,
                 "window": window,
                 "estimated": True,
-                "method": "1 / (adverse move from the recent price extreme + maintenance margin)",
-                "tiers": tiers,
+                "method": LEVERAGE_METHOD,
+                "unknown": sum(1 for e in events if e.tier is None),
+                "tiers": tiers.rows(),
             }
         )
 
     @endpoint
     async def export(self, request: Request) -> Response:
         fmt = choice_param(request, "format", ("csv", "json")) or "csv"
-        book, window, events = self._window_events(request)
+        symbol, window, events = await self._window_events(request)
         events.reverse()  # oldest first reads naturally in a file
-        filename = f"{book.symbol}_{window}_liquidations.{fmt}"
+        filename = f"{symbol}_{window}_liquidations.{fmt}"
         headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
         if fmt == "json":
             return ok(events, headers=headers)
@@ -107,39 +106,8 @@ class RestApi:
 
     @endpoint
     async def status(self, request: Request) -> Response:
-        hub = self.hub
-        now = hub.clock()
-        feed = hub.feed.status
-        last = feed.last_frame_at
-        return ok(
-            {
-                "sources": {
-                    feed.name: {
-                        **msgspec.structs.asdict(feed),
-                        "last_message_age_ms": None if last is None else max(0, now - last),
-                    }
-                },
-                "symbols": {
-                    symbol: {"events": len(book.store), "epoch": book.epoch}
-                    for symbol, book in hub.processor.books.items()
-                },
-                "clients": len(hub.fanout.sessions),
-                "broker": hub.broker.status(),
-                "fanout": hub.fanout.stats,
-                "processor": {"rejected": hub.processor.rejected},
-                "memory": {"rss_bytes": _rss_bytes()},
-                "uptime_s": round(time.time() - hub.started_at, 3),
-            }
-        )
+        return ok(await self.hub.status())
 
     @endpoint
     async def health(self, request: Request) -> Response:
         return ok({"status": "ok"})
-
-
-def _rss_bytes() -> int:
-    try:
-        with open("/proc/self/statm") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except OSError:
-        return 0

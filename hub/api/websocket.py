@@ -16,13 +16,13 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from hub.api.responses import failure
 from hub.fanout.codec import FORMATS
 from hub.fanout.protocol import Close, Limits, Session
-from hub.runtime import Hub
+from hub.service.hubs import HubView
 
 log = logging.getLogger("hub.api")
 
 
 class WebSocketApi:
-    def __init__(self, hub: Hub, limits: Limits | None = None) -> None:
+    def __init__(self, hub: HubView, limits: Limits | None = None) -> None:
         self.hub = hub
         settings = hub.settings
         self.limits = limits or Limits(

@@ -7,11 +7,13 @@ in-memory backend, `ingest`/`web` (or `serve` with REDIS_URL) the Redis one.
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Sequence
 
 import msgspec
 
 TOPIC_PREFIX = "hub:"
+RESYNC_TOPIC = "hub:~resync"
+"""Yielded by `messages()` after a reconnect: messages may have been missed before it."""
 
 
 def topic_for(channel: str) -> str:
@@ -31,6 +33,15 @@ class BrokerStatus(msgspec.Struct):
 class Broker(abc.ABC):
     @abc.abstractmethod
     async def publish(self, topic: str, payload: bytes) -> None: ...
+
+    async def publish_many(self, messages: Sequence[tuple[str, bytes]]) -> None:
+        """Publish in order; a backend may batch them into one round trip."""
+        for topic, payload in messages:
+            await self.publish(topic, payload)
+
+    async def subscribe(self, topics: Iterable[str]) -> None:
+        """Receive these topics too (a backend that delivers every topic ignores this)."""
+        return None
 
     @abc.abstractmethod
     def messages(self) -> AsyncIterator[tuple[str, bytes]]:

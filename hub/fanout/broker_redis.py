@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
@@ -34,13 +34,11 @@ from redis.exceptions import RedisError, ResponseError
 from redis.maint_notifications import MaintNotificationsConfig
 
 from hub.errors import BrokerUnavailable
-from hub.fanout.broker import Broker, BrokerStatus
+from hub.fanout.broker import RESYNC_TOPIC, Broker, BrokerStatus
 from hub.feeds.backoff import Backoff
 
 __all__ = ["RESYNC_TOPIC", "RedisBroker"]
 
-RESYNC_TOPIC = "hub:~resync"
-"""Yielded by `messages()` after a reconnect: messages may have been missed before it."""
 
 _FAILURES = (RedisError, OSError)
 
@@ -93,6 +91,27 @@ class RedisBroker(Broker):
         self._status.connected = True
         self._status.lag_ms = (loop.time() - started) * 1000
         self._status.published += 1
+
+    async def publish_many(self, messages: Sequence[tuple[str, bytes]]) -> None:
+        """One pipelined round trip for a flush's worth of messages, in order."""
+        if not messages:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            command = "SPUBLISH" if await self._use_sharded() else "PUBLISH"
+            started = loop.time()
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for topic, payload in messages:
+                    pipe.execute_command(command, topic, payload)
+                await pipe.execute()
+        except _FAILURES as error:
+            self._status.connected = False
+            raise BrokerUnavailable(
+                f"Redis unavailable, {len(messages)} messages not published: {error}"
+            ) from error
+        self._status.connected = True
+        self._status.lag_ms = (loop.time() - started) * 1000
+        self._status.published += len(messages)
 
     async def subscribe(self, topics: Iterable[str]) -> None:
         """Add topics, at any time; while Redis is down they are subscribed on reconnect."""

@@ -14,6 +14,7 @@ from collections import deque
 from hub.fanout.codec import EncodedMessage, decode_diff, decode_snapshot
 from hub.models import Bin, HeatmapSnapshot
 
+
 class Outcome(enum.Enum):
     ACCEPTED = "accepted"
     DUPLICATE = "duplicate"

@@ -1,0 +1,235 @@
+"""The process shapes of SPEC, as what the API layer reads (`HubView`).
+
+- `ServeHub` (`serve`): ingest and fan-out in one process; in-memory broker, or Redis
+  when REDIS_URL is set (then it is one ingest plus one web, and other web processes may
+  join it).
+- `WebHub` (`web`): fan-out only, fed from Redis; events come from the durable log.
+- `IngestOnly` (`ingest`): no clients, the processor publishing to Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from typing import Any, Protocol
+
+import msgspec
+from redis.exceptions import RedisError
+
+from hub.analytics.processor import LiquidationProcessor
+from hub.config import Settings
+from hub.errors import ConfigError
+from hub.fanout.broker import Broker
+from hub.fanout.broker_memory import MemoryBroker
+from hub.fanout.broker_redis import RedisBroker
+from hub.fanout.fanout import Fanout
+from hub.feeds.base import Feed
+from hub.models import LiquidationEvent
+from hub.service import control
+from hub.service.control import ControlRequest
+from hub.service.ingest import Ingest
+from hub.service.relay import Relay
+from hub.service.sources import Source, wall_clock_ms
+from hub.storage.event_log import read_events
+
+LIVE = Source()
+
+
+class HubView(Protocol):
+    settings: Settings
+    fanout: Fanout
+    started_at: float
+
+    def clock(self) -> int: ...
+
+    def tracked(self) -> set[str]: ...
+
+    async def events(self, symbol: str, since: int, side: str | None) -> list[LiquidationEvent]:
+        """Events of `symbol` with time >= since, newest first."""
+
+    async def status(self) -> dict[str, Any]: ...
+
+    async def add_symbols(self, symbols: set[str]) -> None: ...
+
+    async def remove_symbols(self, symbols: set[str]) -> None: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def flush_now(self) -> None: ...
+
+
+class _Tasks:
+    def __init__(self) -> None:
+        self.tasks: list[asyncio.Task[None]] = []
+
+    def spawn(self, *coroutines: Any) -> None:
+        self.tasks.extend(asyncio.create_task(c) for c in coroutines)
+
+    async def cancel(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self.tasks.clear()
+
+
+def _fanout_status(fanout: Fanout, broker: Broker) -> dict[str, Any]:
+    return {
+        "clients": len(fanout.sessions),
+        "broker": broker.status(),
+        "fanout": fanout.stats,
+        "memory": {"rss_bytes": _rss_bytes()},
+    }
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return 0
+
+
+class ServeHub:
+    def __init__(self, settings: Settings, source: Source = LIVE) -> None:
+        self.settings = settings
+        self.started_at = time.time()
+        publisher: Broker
+        if settings.redis_url:
+            publisher = RedisBroker(settings.redis_url)
+            self.inbound: Broker = RedisBroker(settings.redis_url)
+            self.ingest = Ingest(settings, source, publisher, publisher.redis)
+        else:
+            publisher = self.inbound = MemoryBroker()
+            self.ingest = Ingest(settings, source, publisher)
+        self.clock = self.ingest.clock
+        self.fanout = Fanout(self.clock)
+        self.relay = Relay(self.inbound, self.fanout, self.ingest.handle)
+        self._tasks = _Tasks()
+
+    @property
+    def processor(self) -> LiquidationProcessor:
+        return self.ingest.processor
+
+    @property
+    def feed(self) -> Feed:
+        return self.ingest.feed
+
+    def tracked(self) -> set[str]:
+        return set(self.ingest.processor.books)
+
+    async def events(self, symbol: str, since: int, side: str | None) -> list[LiquidationEvent]:
+        return list(self.ingest.processor.events(symbol, since, side))
+
+    async def status(self) -> dict[str, Any]:
+        return {
+            **self.ingest.status(),
+            **_fanout_status(self.fanout, self.inbound),
+            "uptime_s": round(time.time() - self.started_at, 3),
+        }
+
+    async def add_symbols(self, symbols: set[str]) -> None:
+        await self.ingest.add_symbols(symbols)
+
+    async def remove_symbols(self, symbols: set[str]) -> None:
+        await self.ingest.remove_symbols(symbols)
+        self.fanout.symbols -= symbols
+
+    async def flush_now(self) -> None:
+        await self.ingest.flush_now()
+
+    async def start(self) -> None:
+        await self.relay.track(self.tracked())
+        self._tasks.spawn(self.relay.run())
+        await self.ingest.start(control_messages=bool(self.settings.redis_url))
+
+    async def stop(self) -> None:
+        await self.ingest.stop()
+        await self._tasks.cancel()
+        await self.ingest.broker.close()
+        await self.inbound.close()
+
+
+class WebHub:
+    def __init__(self, settings: Settings) -> None:
+        if not settings.redis_url:
+            raise ConfigError("REDIS_URL", "`web` is fed from Redis: set REDIS_URL")
+        self.settings = settings
+        self.started_at = time.time()
+        self.clock = wall_clock_ms
+        self.broker = RedisBroker(settings.redis_url)
+        self.redis = self.broker.redis
+        self.fanout = Fanout(self.clock)
+        self.relay = Relay(self.broker, self.fanout, self._request, self._load_symbols)
+        self._tasks = _Tasks()
+
+    async def _request(self, request: ControlRequest) -> None:
+        await self.broker.publish(control.CONTROL_TOPIC, control.encode(request))
+
+    async def _load_symbols(self) -> set[str]:
+        try:
+            members = await self.redis.smembers(control.SYMBOLS_KEY)
+        except (RedisError, OSError):
+            return set(self.fanout.symbols)
+        return {m.decode() for m in members}
+
+    def tracked(self) -> set[str]:
+        return set(self.fanout.symbols)
+
+    async def events(self, symbol: str, since: int, side: str | None) -> list[LiquidationEvent]:
+        events = await read_events(self.redis, symbol, newest_first=True)
+        return [e for e in events if e.time >= since and (side is None or e.side == side)]
+
+    async def status(self) -> dict[str, Any]:
+        ingest: dict[str, Any] = {}
+        with contextlib.suppress(RedisError, OSError, msgspec.DecodeError):
+            raw = await self.redis.get(control.STATUS_KEY)
+            if raw:
+                ingest = msgspec.json.decode(raw)
+        return {
+            "sources": ingest.get("sources", {}),
+            "symbols": ingest.get("symbols", {s: {} for s in sorted(self.fanout.symbols)}),
+            "ingest": "reporting" if ingest else "silent (no status in Redis for 10 s)",
+            **_fanout_status(self.fanout, self.broker),
+            "uptime_s": round(time.time() - self.started_at, 3),
+        }
+
+    async def add_symbols(self, symbols: set[str]) -> None:
+        await self._request(ControlRequest("add_symbols", symbols=sorted(symbols)))
+
+    async def remove_symbols(self, symbols: set[str]) -> None:
+        await self._request(ControlRequest("remove_symbols", symbols=sorted(symbols)))
+
+    async def flush_now(self) -> None:
+        return None
+
+    async def start(self) -> None:
+        await self.relay.start()
+        self._tasks.spawn(self.relay.run())
+
+    async def stop(self) -> None:
+        await self._tasks.cancel()
+        await self.broker.close()
+
+
+class IngestOnly:
+    """`heatmap-hub ingest`: runs until cancelled."""
+
+    def __init__(self, settings: Settings, source: Source = LIVE) -> None:
+        if not settings.redis_url:
+            raise ConfigError("REDIS_URL", "`ingest` publishes to Redis: set REDIS_URL")
+        self.broker = RedisBroker(settings.redis_url)
+        self.ingest = Ingest(settings, source, self.broker, self.broker.redis)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.ingest.start(control_messages=True)
+        try:
+            await stop.wait()
+        finally:
+            await self.ingest.stop()
+            await self.broker.close()

@@ -1,0 +1,264 @@
+"""Ingest: the upstream feed through the processor onto the broker.
+
+The processor is fed synchronously from the feed; its messages leave in order through
+one publisher loop, which also flushes diffs every HEATMAP_FLUSH_MS. With Redis, every
+accepted event also goes to the durable event log, the tracked symbols are announced for
+web processes, and snapshot requests from them are answered on the channels' topics.
+A publish that fails (Redis down) is dropped and counted: the processor keeps the state,
+and web processes resynchronise from fresh snapshots once Redis is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+import msgspec
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from hub.analytics.processor import LiquidationProcessor, ProcessorConfig
+from hub.channels import parse_channel
+from hub.config import Settings
+from hub.errors import BrokerUnavailable, ProtocolError
+from hub.fanout.broker import RESYNC_TOPIC, Broker, topic_for
+from hub.fanout.codec import encode_message
+from hub.models import ChannelMessage, LiquidationEvent
+from hub.service import control
+from hub.service.control import ControlRequest, SymbolsAnnouncement
+from hub.service.sources import Source, build_feed, wall_clock_ms
+from hub.storage.event_log import RedisEventLog
+
+log = logging.getLogger("hub.ingest")
+_encoder = msgspec.json.Encoder()
+
+
+class Ingest:
+    def __init__(
+        self,
+        settings: Settings,
+        source: Source,
+        broker: Broker,
+        redis: Redis | None = None,
+    ) -> None:
+        self.settings = settings
+        self.broker = broker
+        self.redis = redis
+        self.feed, self.clock = build_feed(settings, source, self.on_event)
+        self.processor = LiquidationProcessor(
+            ProcessorConfig(
+                max_events=settings.max_events,
+                retention_ms=settings.retention_ms,
+                bandwidth_pct=settings.kde_bandwidth_pct,
+                range_pct=settings.price_range_pct,
+            ),
+            epoch=f"{wall_clock_ms():x}",
+        )
+        self.event_log = (
+            RedisEventLog(redis, settings.max_events, self._holdings) if redis is not None else None
+        )
+        self.unpublished = 0
+        self._outbox: list[ChannelMessage] = []
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._symbols_changed = True
+        for symbol in () if settings.track_all_symbols else settings.symbols:
+            self.processor.track(symbol)
+
+    def _holdings(self) -> dict[str, list[LiquidationEvent]]:
+        return {symbol: list(book.store) for symbol, book in self.processor.books.items()}
+
+    # -- events in ----------------------------------------------------------------------
+
+    def on_event(self, event: LiquidationEvent) -> None:
+        now = self.clock()
+        if event.symbol not in self.processor.books:
+            if not self.settings.track_all_symbols:
+                return
+            self._track(event.symbol, now)
+        accepted, messages = self.processor.apply(event, now)
+        if accepted is not None and self.event_log is not None:
+            self.event_log.append(accepted)
+        self._outbox.extend(messages)
+        self._wake.set()
+
+    def _track(self, symbol: str, now: int) -> None:
+        self.processor.track(symbol)
+        self._outbox.extend(self.processor.snapshots_of(symbol, now))
+        self._symbols_changed = True
+
+    async def add_symbols(self, symbols: set[str]) -> None:
+        now = self.clock()
+        for symbol in sorted(symbols - self.processor.books.keys()):
+            self._track(symbol, now)
+        await self.feed.add_symbols(symbols)
+        self._wake.set()
+
+    async def remove_symbols(self, symbols: set[str]) -> None:
+        await self.feed.remove_symbols(symbols)
+        for symbol in symbols:
+            self.processor.untrack(symbol)
+        self._symbols_changed = True
+        self._wake.set()
+
+    async def handle(self, request: ControlRequest) -> None:
+        """A web process's request: fresh snapshots, or a change of tracked symbols."""
+        if request.op == "add_symbols":
+            await self.add_symbols({s.upper() for s in request.symbols})
+        elif request.op == "remove_symbols":
+            await self.remove_symbols({s.upper() for s in request.symbols})
+        else:
+            await self.flush_now()  # diffs first, so the snapshots follow them in order
+            now = self.clock()
+            for name in request.channels:
+                try:
+                    channel = parse_channel(name)
+                except ProtocolError:
+                    continue
+                if channel.kind == "heatmap" and channel.symbol in self.processor.books:
+                    self._outbox.extend(
+                        m for m in self.processor.snapshots_of(channel.symbol, now) if m.ch == name
+                    )
+            await self._publish_pending()
+
+    # -- messages out -------------------------------------------------------------------
+
+    async def _publish_loop(self) -> None:
+        flush_every = self.settings.flush_ms / 1000
+        next_flush = time.monotonic()
+        while True:
+            timeout = max(0.0, next_flush - time.monotonic())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            self._wake.clear()
+            if time.monotonic() >= next_flush:
+                self._outbox.extend(self.processor.flush(self.clock()))
+                next_flush = time.monotonic() + flush_every
+            await self._publish_pending()
+
+    async def _publish_pending(self) -> None:
+        if self._symbols_changed:
+            await self._announce_symbols()
+        outbox, self._outbox = self._outbox, []
+        if not outbox:
+            return
+        try:
+            await self.broker.publish_many([(topic_for(m.ch), encode_message(m)) for m in outbox])
+        except BrokerUnavailable as error:
+            if not self.unpublished:
+                log.warning("ingest: %s; web processes will resync when it is back", error)
+            self.unpublished += len(outbox)
+
+    async def _announce_symbols(self) -> None:
+        if self.redis is None:
+            self._symbols_changed = False
+            return
+        symbols = sorted(self.processor.books)
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.delete(control.SYMBOLS_KEY)
+                if symbols:
+                    pipe.sadd(control.SYMBOLS_KEY, *symbols)
+                await pipe.execute()
+            await self.broker.publish(
+                control.SYMBOLS_TOPIC, control.encode(SymbolsAnnouncement(symbols))
+            )
+            self._symbols_changed = False
+        except (BrokerUnavailable, RedisError, OSError) as error:
+            log.warning("ingest: could not announce symbols yet (retried): %s", error)
+
+    async def flush_now(self) -> None:
+        self._outbox.extend(self.processor.flush(self.clock()))
+        await self._publish_pending()
+
+    # -- background loops ---------------------------------------------------------------
+
+    async def _control_loop(self) -> None:
+        await self.broker.subscribe({control.CONTROL_TOPIC})
+        async for topic, payload in self.broker.messages():
+            if topic == RESYNC_TOPIC:
+                self._symbols_changed = True  # Redis may have restarted empty
+                self._wake.set()
+                continue
+            if topic != control.CONTROL_TOPIC:
+                continue
+            try:
+                await self.handle(control.decode_request(payload))
+            except msgspec.DecodeError:
+                log.warning("ingest: ignored a malformed control message")
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.cleanup_interval_ms / 1000)
+            now = self.clock()
+            self.processor.sweep(now)
+            if self.event_log is not None:
+                oldest = now - self.settings.retention_ms
+                with contextlib.suppress(RedisError, OSError):
+                    await self.event_log.trim(self.processor.books, oldest)
+
+    async def _status_loop(self) -> None:
+        assert self.redis is not None
+        while True:
+            with contextlib.suppress(RedisError, OSError):
+                await self.redis.set(control.STATUS_KEY, _encoder.encode(self.status()), ex=10)
+            await asyncio.sleep(1.0)
+
+    async def _feed_loop(self) -> None:
+        try:
+            await self.feed.run()
+        except Exception:
+            log.exception("feed %s stopped", self.feed.status.name)
+            raise
+
+    def status(self) -> dict[str, object]:
+        now = self.clock()
+        feed = self.feed.status
+        last = feed.last_frame_at
+        return {
+            "sources": {
+                feed.name: {
+                    **msgspec.structs.asdict(feed),
+                    "last_message_age_ms": None if last is None else max(0, now - last),
+                }
+            },
+            "symbols": {
+                symbol: {"events": len(book.store), "epoch": book.epoch}
+                for symbol, book in self.processor.books.items()
+            },
+            "processor": {"rejected": self.processor.rejected, "unpublished": self.unpublished},
+            "event_log": None if self.event_log is None else self.event_log.status,
+        }
+
+    async def start(self, control_messages: bool) -> None:
+        now = self.clock()
+        for symbol in self.processor.books:
+            self._outbox.extend(self.processor.snapshots_of(symbol, now))
+        if self.event_log is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await self.event_log.claim()
+        await self._publish_pending()
+        loops = [self._publish_loop, self._sweep_loop, self._feed_loop]
+        if control_messages:
+            loops.append(self._control_loop)
+        if self.redis is not None:
+            loops.append(self._status_loop)
+        if self.event_log is not None:
+            loops.append(self.event_log.run)
+        for loop in loops:
+            self._tasks.append(asyncio.create_task(loop(), name=loop.__name__))
+
+    async def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.flush_now()
+        if self.event_log is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.event_log.flushed(), 5)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()

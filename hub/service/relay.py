@@ -1,0 +1,104 @@
+"""The relay: broker messages into the fan-out, keeping every replica in step.
+
+A replica that cannot follow on (a seq gap, a Redis reconnect after which pub/sub may
+have lost messages, a process that just started) asks the processor for fresh
+snapshots, and asks again every `retry_s` while it is still stale. Until the snapshot
+arrives the channel's clients get nothing on it rather than a silent gap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+
+from hub.channels import WINDOWS, heatmap_channel
+from hub.fanout.broker import RESYNC_TOPIC, Broker, topic_for
+from hub.fanout.fanout import Fanout
+from hub.service.control import (
+    CONTROL_TOPIC,
+    SYMBOLS_TOPIC,
+    ControlRequest,
+    decode_symbols,
+)
+
+log = logging.getLogger("hub.relay")
+
+Requester = Callable[[ControlRequest], Awaitable[None]]
+
+
+def heatmap_channels(symbols: Iterable[str]) -> list[str]:
+    return [heatmap_channel(symbol, window) for symbol in sorted(symbols) for window in WINDOWS]
+
+
+class Relay:
+    def __init__(
+        self,
+        broker: Broker,
+        fanout: Fanout,
+        request: Requester,
+        load_symbols: Callable[[], Awaitable[set[str]]] | None = None,
+        retry_s: float = 2.0,
+    ) -> None:
+        self.broker = broker
+        self.fanout = fanout
+        self.request = request
+        self.load_symbols = load_symbols
+        self.retry_s = retry_s
+        self.resyncs = 0
+
+    async def start(self) -> None:
+        """Learn the symbols (web) and subscribe to their topics before the first message."""
+        if self.load_symbols is not None:
+            await self.track(await self.load_symbols(), replace=True)
+
+    async def track(self, symbols: set[str], replace: bool = False) -> None:
+        new = symbols - self.fanout.symbols
+        if replace:
+            self.fanout.symbols = set(symbols)
+        else:
+            self.fanout.symbols |= symbols
+        topics = {topic_for(f"x:{s}") for s in symbols} | {topic_for("x:*"), SYMBOLS_TOPIC}
+        await self.broker.subscribe(topics)
+        if new:
+            await self._ask(heatmap_channels(new))
+
+    async def run(self) -> None:
+        retry = asyncio.create_task(self._retry_stale())
+        try:
+            async for topic, payload in self.broker.messages():
+                try:
+                    await self._take(topic, payload)
+                except Exception:  # one bad message must not stop the relay
+                    log.exception("relay: failed on a message of %s", topic)
+        finally:
+            retry.cancel()
+
+    async def _take(self, topic: str, payload: bytes) -> None:
+        if topic == RESYNC_TOPIC:
+            self.resyncs += 1
+            if self.load_symbols is not None:
+                await self.track(await self.load_symbols(), replace=True)
+            channels = heatmap_channels(self.fanout.symbols)
+            self.fanout.stale.update(channels)
+            await self._ask(channels)
+        elif topic == SYMBOLS_TOPIC:
+            await self.track(set(decode_symbols(payload).symbols), replace=True)
+        elif topic != CONTROL_TOPIC:
+            stale = len(self.fanout.stale)
+            self.fanout.publish(payload)
+            if len(self.fanout.stale) > stale:
+                await self._ask(sorted(self.fanout.stale))
+
+    async def _ask(self, channels: list[str]) -> None:
+        if channels:
+            await self.request(ControlRequest("snapshot", channels=channels))
+
+    async def _retry_stale(self) -> None:
+        while True:
+            await asyncio.sleep(self.retry_s)
+            if self.fanout.stale:
+                try:
+                    await self._ask(sorted(self.fanout.stale))
+                except Exception as error:  # the broker is down; the next round retries
+                    log.warning("relay: snapshot request failed: %s", error)

@@ -1,0 +1,180 @@
+"""The durable event log: one Redis Stream of accepted events per symbol.
+
+`ingest` appends every event it accepts; a restarted `ingest` reads the streams back to
+rebuild its processor, and `web` processes read them for event lists and exports.
+
+Writes go through a bounded in-memory buffer drained by one task, so the feed never waits
+on Redis. When Redis is unreachable the buffer keeps filling (oldest dropped past its
+bound) and the task retries with backoff; once Redis answers again it writes the buffer
+in order. If the buffer overflowed, or Redis came back empty (a restart without
+persistence: the instance marker is gone), the log is rewritten from what the processor
+still holds, so nothing already accepted is lost. Streams are trimmed by count
+(`MAXLEN ~ HEATMAP_MAX_EVENTS`) on every write and by age (`MINID`) on each sweep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+
+import msgspec
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from hub.feeds.backoff import Backoff
+from hub.models import LiquidationEvent
+
+log = logging.getLogger("hub.storage")
+PREFIX = "hub:"
+MARKER_KEY = f"{PREFIX}instance"
+WRITE_BATCH = 500
+_FAILURES = (RedisError, OSError)
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(LiquidationEvent)
+
+
+def stream_key(symbol: str) -> str:
+    return f"{PREFIX}events:{symbol}"
+
+
+class EventLogStatus(msgspec.Struct):
+    connected: bool = False
+    written: int = 0
+    buffered: int = 0
+    dropped_from_buffer: int = 0
+    rewrites: int = 0
+    last_error: str | None = None
+
+
+class RedisEventLog:
+    def __init__(
+        self,
+        redis: Redis,
+        max_events: int,
+        holdings: Callable[[], Mapping[str, Iterable[LiquidationEvent]]],
+        max_buffer: int = 200_000,
+        backoff: Backoff | None = None,
+    ) -> None:
+        """`holdings` gives every event the processor holds, per symbol, oldest first."""
+        self.redis = redis
+        self.max_events = max_events
+        self.holdings = holdings
+        self.max_buffer = max_buffer
+        self.backoff = backoff or Backoff(base=0.2, cap=5.0, healthy_after=10.0)
+        self.status = EventLogStatus()
+        self._pending: deque[LiquidationEvent] = deque()
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._rewrite = False
+        self._marker = uuid.uuid4().hex
+
+    # -- writing ------------------------------------------------------------------------
+
+    def append(self, event: LiquidationEvent) -> None:
+        if len(self._pending) >= self.max_buffer:
+            self._pending.popleft()
+            self.status.dropped_from_buffer += 1
+            self._rewrite = True  # the processor still holds what the buffer let go
+        self._pending.append(event)
+        self.status.buffered = len(self._pending)
+        self._idle.clear()
+        self._wake.set()
+
+    async def claim(self) -> None:
+        """Mark this Redis as written by us, so a restart that empties it is noticed."""
+        await self.redis.set(MARKER_KEY, self._marker)
+        self.status.connected = True
+
+    async def run(self, check_interval: float = 2.0) -> None:
+        """Write what is appended; every `check_interval` also check Redis kept our data."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), check_interval)
+            self._wake.clear()
+            while True:
+                try:
+                    await self._write_some()
+                except _FAILURES as error:
+                    self.status.connected = False
+                    self.status.last_error = f"{type(error).__name__}: {error}"
+                    await asyncio.sleep(self.backoff.next_delay())
+                    continue
+                self.status.connected = True
+                self.backoff.attempt = 0
+                if not self._pending and not self._rewrite:
+                    break
+            self.status.buffered = len(self._pending)
+            self._idle.set()
+
+    async def flushed(self) -> None:
+        """Wait until everything appended so far is written (tests, shutdown)."""
+        await self._idle.wait()
+
+    async def _write_some(self) -> None:
+        if await self.redis.get(MARKER_KEY) != self._marker.encode():
+            if self.status.written:
+                log.warning("event log: Redis lost our data (restarted?); rewriting it")
+            self._rewrite = True
+        if self._rewrite:
+            await self._rewrite_all()
+            return
+        if not self._pending:
+            return
+        batch = [self._pending[i] for i in range(min(WRITE_BATCH, len(self._pending)))]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for event in batch:
+                pipe.xadd(
+                    stream_key(event.symbol),
+                    {"e": _encoder.encode(event)},
+                    maxlen=self.max_events,
+                    approximate=True,
+                )
+            await pipe.execute()
+        for _ in batch:
+            self._pending.popleft()
+        self.status.written += len(batch)
+        self.status.buffered = len(self._pending)
+
+    async def _rewrite_all(self) -> None:
+        holdings = self.holdings()
+        self._pending.clear()  # every pending event still held is in `holdings`
+        for symbol, events in holdings.items():
+            held = list(events)
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.delete(stream_key(symbol))
+                for event in held:
+                    pipe.xadd(stream_key(symbol), {"e": _encoder.encode(event)})
+                await pipe.execute()
+            self.status.written += len(held)
+        await self.redis.set(MARKER_KEY, self._marker)
+        self._rewrite = False
+        self.status.rewrites += 1
+
+    async def trim(self, symbols: Iterable[str], oldest_ms: int) -> None:
+        """Drop entries older than retention; IDs start with their write time in ms."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for symbol in symbols:
+                pipe.xtrim(stream_key(symbol), minid=oldest_ms, approximate=False)
+            await pipe.execute()
+
+
+async def read_events(
+    redis: Redis, symbol: str, newest_first: bool = False, count: int | None = None
+) -> list[LiquidationEvent]:
+    key = stream_key(symbol)
+    if newest_first:
+        entries = await redis.xrevrange(key, count=count)
+    else:
+        entries = await redis.xrange(key, count=count)
+    events = []
+    for _entry_id, fields in entries:
+        try:
+            events.append(_decoder.decode(fields[b"e"]))
+        except (KeyError, msgspec.DecodeError):
+            log.warning("event log %s: skipped an unreadable entry", key)
+    return events
