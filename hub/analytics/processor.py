@@ -59,6 +59,8 @@ class SymbolBook:
         self.windows: dict[str, HeatmapWindow] = {}
         self.pending_snapshots: list[HeatmapSnapshot] = []
         self.empty_epoch = f"{symbol}.0"
+        self.last_applied: LiquidationEvent | None = None
+        self.flushed: tuple[int, LiquidationEvent | None] | None = None  # (time, last applied)
         self._epoch_ms = -1
         self._epochs_this_ms = 0
 
@@ -121,6 +123,7 @@ class LiquidationProcessor:
         self.epoch = epoch  # of the liquidations/alerts channels
         self.books: dict[str, SymbolBook] = {}
         self._seq: dict[str, int] = {}
+        self._flushed_seq: dict[str, int] = {}
         self.rejected = 0
 
     def track(self, symbol: str) -> SymbolBook:
@@ -128,6 +131,14 @@ class LiquidationProcessor:
         if book is None:
             book = self.books[symbol] = SymbolBook(symbol, self.config)
         return book
+
+    def seqs(self) -> dict[str, int]:
+        """The liquidations/alerts channels' seqs as of the last flush (for a checkpoint,
+        whose watermarks are taken at the same moment)."""
+        return dict(self._flushed_seq)
+
+    def restore_seqs(self, seqs: dict[str, int]) -> None:
+        self._seq.update(seqs)
 
     def untrack(self, symbol: str) -> None:
         self.books.pop(symbol, None)
@@ -152,6 +163,7 @@ class LiquidationProcessor:
         for window in book.windows.values():
             if event.time >= window.cutoff(now):
                 window.add(event)
+        book.last_applied = event
         messages = self._fan("liquidations", event.symbol, "liquidation", event)
         for alert in book.alerts.on_event(event, z_score, ALERT_WINDOW):
             messages.extend(self._alert(alert))
@@ -160,10 +172,12 @@ class LiquidationProcessor:
     def flush(self, now: int) -> list[ChannelMessage]:
         """Diffs for every window that changed, new-epoch snapshots first, then cluster alerts."""
         messages: list[ChannelMessage] = []
+        self._flushed_seq = dict(self._seq)
         for book in self.books.values():
             for snapshot in book.pending_snapshots:
                 messages.append(self._snapshot_message(snapshot))
             book.pending_snapshots = []
+            book.flushed = (now, book.last_applied)
             for name, window in book.windows.items():
                 diff = window.flush(now)
                 if diff is None:

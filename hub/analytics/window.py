@@ -30,6 +30,9 @@ from hub.models import (
 )
 
 EMPTY_STATISTICS = Statistics(0, 0.0, 0.0, 0.0, 0.0, 0.0)
+# Equal to nothing a flush computes (NaN != NaN, no cluster has id -1): forces a re-send.
+_UNSENT_STATISTICS = Statistics(-1, math.nan, math.nan, math.nan, math.nan, math.nan)
+_UNSENT_CLUSTERS = [Cluster(-1, math.nan, math.nan, math.nan, 0.0, 0, 0.0, 0.0, "low")]
 
 # Notional sums are exact integers in units of 2**-62 of the quote currency: every float
 # notional >= 2**-10 converts exactly, so adding and later removing an event restores the
@@ -112,7 +115,7 @@ class HeatmapWindow:
         totals = self._bins.get(index)
         if totals is None:
             totals = self._bins[index] = _BinTotals()
-        fixed = _fixed(event.notional)
+        fixed = int(event.notional * _FIXED)  # _fixed, inlined: this runs 9 times per event
         signed = fixed * sign
         if event.side == "long":
             totals.long += signed
@@ -167,7 +170,12 @@ class HeatmapWindow:
             else:
                 totals.short += _fixed(event.notional)
             totals.count += 1
+        # New epoch, new peaks; but ids stay unique for the window's life (as the tracker
+        # promises), because alert memory and alert ids key on them: restarting from 1 made
+        # the new epoch's clusters look already alerted (no cluster_new) and reused ids.
+        next_id = self._clusters._next_id
         self._clusters = ClusterTracker(self._bandwidth)
+        self._clusters._next_id = next_id
         self.expire(now)
         self._time = now
         self._published_clusters = self._recompute()
@@ -177,6 +185,19 @@ class HeatmapWindow:
         self._changed = False
         self.seq = 0
         return self.snapshot()
+
+    def resume(self, seq: int, flushed_at: int) -> None:
+        """Carry on a stream from a restored state: the events held are those of the flush
+        at `seq`, so the bins are exactly what clients hold (they are exact sums). Derived
+        parts (clusters, statistics, density, reference) are recomputed and need not match
+        to the last bit, so the next diff sends all of them."""
+        self.seq = seq
+        self._time = flushed_at
+        self._dirty_bins.clear()
+        self._published_statistics = _UNSENT_STATISTICS
+        self._published_clusters = _UNSENT_CLUSTERS
+        self._published_reference = math.nan
+        self._changed = True
 
     # -- what clients see -------------------------------------------------------------
 
@@ -228,8 +249,9 @@ class HeatmapWindow:
             width,
             self._bandwidth,
             indices * width,
-            np.fromiter((_float(t.long) for t in totals), float, len(totals)),
-            np.fromiter((_float(t.short) for t in totals), float, len(totals)),
+            # int -> float rounds once; the power-of-two scale is exact (same as _float).
+            np.fromiter((t.long for t in totals), float, len(totals)) / _FIXED,
+            np.fromiter((t.short for t in totals), float, len(totals)) / _FIXED,
             np.fromiter((t.count for t in totals), np.int64, len(totals)),
             width,
         )

@@ -49,8 +49,11 @@ class RestApi:
         symbol = self._symbol(request)
         window = window_param(request)
         side = choice_param(request, "side", ("long", "short"))
-        since = self.hub.clock() - WINDOWS[window]
-        return symbol, window, await self.hub.events(symbol, since, side)
+        # The window ends at the processor's present, which a `web` process only knows from
+        # the stream (a replay's clock is not the wall clock).
+        snapshot = self.hub.fanout.snapshot(heatmap_channel(symbol, window))
+        now = snapshot.time if snapshot is not None and snapshot.time else self.hub.clock()
+        return symbol, window, await self.hub.events(symbol, now - WINDOWS[window], side)
 
     @endpoint
     async def heatmap(self, request: Request) -> Response:

@@ -7,11 +7,12 @@ in-memory backend, `ingest`/`web` (or `serve` with REDIS_URL) the Redis one.
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 
 import msgspec
 
 TOPIC_PREFIX = "hub:"
+STATE_KEY = "hub:positions"
 RESYNC_TOPIC = "hub:~resync"
 """Yielded by `messages()` after a reconnect: messages may have been missed before it."""
 
@@ -34,8 +35,12 @@ class Broker(abc.ABC):
     @abc.abstractmethod
     async def publish(self, topic: str, payload: bytes) -> None: ...
 
-    async def publish_many(self, messages: Sequence[tuple[str, bytes]]) -> None:
-        """Publish in order; a backend may batch them into one round trip."""
+    async def publish_many(
+        self, messages: Sequence[tuple[str, bytes]], state: Mapping[str, bytes] | None = None
+    ) -> None:
+        """Publish in order; a backend may batch them into one round trip. `state` (the
+        processor's checkpoint) is stored, where the backend can store, before the
+        messages and with them, so it never lags behind what subscribers have seen."""
         for topic, payload in messages:
             await self.publish(topic, payload)
 

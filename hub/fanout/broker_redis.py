@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
@@ -34,7 +34,7 @@ from redis.exceptions import RedisError, ResponseError
 from redis.maint_notifications import MaintNotificationsConfig
 
 from hub.errors import BrokerUnavailable
-from hub.fanout.broker import RESYNC_TOPIC, Broker, BrokerStatus
+from hub.fanout.broker import RESYNC_TOPIC, STATE_KEY, Broker, BrokerStatus
 from hub.feeds.backoff import Backoff
 
 __all__ = ["RESYNC_TOPIC", "RedisBroker"]
@@ -92,15 +92,20 @@ class RedisBroker(Broker):
         self._status.lag_ms = (loop.time() - started) * 1000
         self._status.published += 1
 
-    async def publish_many(self, messages: Sequence[tuple[str, bytes]]) -> None:
-        """One pipelined round trip for a flush's worth of messages, in order."""
-        if not messages:
+    async def publish_many(
+        self, messages: Sequence[tuple[str, bytes]], state: Mapping[str, bytes] | None = None
+    ) -> None:
+        """One pipelined round trip for a flush's worth of messages, in order, the state
+        first (commands of one pipeline run in order on the server)."""
+        if not messages and not state:
             return
         loop = asyncio.get_running_loop()
         try:
             command = "SPUBLISH" if await self._use_sharded() else "PUBLISH"
             started = loop.time()
             async with self.redis.pipeline(transaction=False) as pipe:
+                if state:
+                    pipe.hset(STATE_KEY, mapping=dict(state))
                 for topic, payload in messages:
                     pipe.execute_command(command, topic, payload)
                 await pipe.execute()

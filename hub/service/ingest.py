@@ -19,17 +19,18 @@ import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from hub.analytics import checkpoint
 from hub.analytics.processor import LiquidationProcessor, ProcessorConfig
 from hub.channels import parse_channel
 from hub.config import Settings
 from hub.errors import BrokerUnavailable, ProtocolError
-from hub.fanout.broker import RESYNC_TOPIC, Broker, topic_for
+from hub.fanout.broker import RESYNC_TOPIC, STATE_KEY, Broker, topic_for
 from hub.fanout.codec import encode_message
 from hub.models import ChannelMessage, LiquidationEvent
 from hub.service import control
 from hub.service.control import ControlRequest, SymbolsAnnouncement
 from hub.service.sources import Source, build_feed, wall_clock_ms
-from hub.storage.event_log import RedisEventLog
+from hub.storage.event_log import RedisEventLog, read_events
 
 log = logging.getLogger("hub.ingest")
 _encoder = msgspec.json.Encoder()
@@ -60,6 +61,7 @@ class Ingest:
             RedisEventLog(redis, settings.max_events, self._holdings) if redis is not None else None
         )
         self.unpublished = 0
+        self._saved_state: dict[str, bytes] = {}
         self._outbox: list[ChannelMessage] = []
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -141,15 +143,57 @@ class Ingest:
     async def _publish_pending(self) -> None:
         if self._symbols_changed:
             await self._announce_symbols()
+        state = await self._checkpoint()
         outbox, self._outbox = self._outbox, []
-        if not outbox:
+        if not outbox and not state:
             return
         try:
-            await self.broker.publish_many([(topic_for(m.ch), encode_message(m)) for m in outbox])
+            await self.broker.publish_many(
+                [(topic_for(m.ch), encode_message(m)) for m in outbox], state
+            )
+            if state:
+                self._saved_state.update(state)
         except BrokerUnavailable as error:
             if not self.unpublished:
                 log.warning("ingest: %s; web processes will resync when it is back", error)
             self.unpublished += len(outbox)
+
+    async def _checkpoint(self) -> dict[str, bytes] | None:
+        """The processor's positions that changed since last saved, once the events they
+        name are in the log: a checkpoint ahead of the log could not be resumed from."""
+        if self.event_log is None:
+            return None
+        try:
+            await self.event_log.write_pending()
+        except (RedisError, OSError):
+            return None
+        positions = checkpoint.positions(self.processor)
+        return {k: v for k, v in positions.items() if self._saved_state.get(k) != v}
+
+    async def restore(self) -> dict[str, bool]:
+        """Rebuild the processor from the event log and the last checkpoint; per symbol,
+        whether its stream was resumed (same epoch and seq) rather than restarted."""
+        assert self.redis is not None
+        saved = await self.redis.hgetall(STATE_KEY)
+        checkpoint.restore_channels(self.processor, saved.get(checkpoint.CHANNELS_FIELD.encode()))
+        symbols = set(self.processor.books)
+        if self.settings.track_all_symbols:
+            symbols |= {m.decode() for m in await self.redis.smembers(control.SYMBOLS_KEY)}
+        resumed: dict[str, bool] = {}
+        now = self.clock()
+        for symbol in sorted(symbols):
+            events = await read_events(self.redis, symbol)
+            resumed[symbol], messages = checkpoint.restore_book(
+                self.processor, symbol, events, saved.get(symbol.encode()), now
+            )
+            self._outbox.extend(messages)
+            log.info(
+                "ingest: %s restored from %d logged events (%s)",
+                symbol,
+                len(events),
+                "stream resumed" if resumed[symbol] else "new epoch",
+            )
+        return resumed
 
     async def _announce_symbols(self) -> None:
         if self.redis is None:
@@ -233,12 +277,18 @@ class Ingest:
         }
 
     async def start(self, control_messages: bool) -> None:
+        if self.event_log is not None:
+            try:
+                await self.restore()
+                await self.event_log.claim()
+            except (RedisError, OSError) as error:
+                log.warning("ingest: Redis unavailable at start, nothing restored: %s", error)
+        # A flush first: a resumed stream's next diff (re-sending its derived parts) comes
+        # before any snapshot, so every snapshot published matches the stream.
+        self._outbox.extend(self.processor.flush(self.clock()))
         now = self.clock()
         for symbol in self.processor.books:
             self._outbox.extend(self.processor.snapshots_of(symbol, now))
-        if self.event_log is not None:
-            with contextlib.suppress(RedisError, OSError):
-                await self.event_log.claim()
         await self._publish_pending()
         loops = [self._publish_loop, self._sweep_loop, self._feed_loop]
         if control_messages:

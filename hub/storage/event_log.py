@@ -72,6 +72,7 @@ class RedisEventLog:
         self._idle.set()
         self._rewrite = False
         self._marker = uuid.uuid4().hex
+        self._lock = asyncio.Lock()  # one writer at a time keeps each stream in order
 
     # -- writing ------------------------------------------------------------------------
 
@@ -98,7 +99,8 @@ class RedisEventLog:
             self._wake.clear()
             while True:
                 try:
-                    await self._write_some()
+                    async with self._lock:
+                        await self._write_some()
                 except _FAILURES as error:
                     self.status.connected = False
                     self.status.last_error = f"{type(error).__name__}: {error}"
@@ -114,6 +116,17 @@ class RedisEventLog:
     async def flushed(self) -> None:
         """Wait until everything appended so far is written (tests, shutdown)."""
         await self._idle.wait()
+
+    async def write_pending(self) -> None:
+        """Write everything appended so far, now; raises when Redis does not take it (the
+        background loop keeps retrying). A checkpoint saved after this names only logged
+        events."""
+        async with self._lock:
+            while self._pending or self._rewrite:
+                await self._write_some()
+                self.status.connected = True
+        if not self._pending:
+            self._idle.set()
 
     async def _write_some(self) -> None:
         if await self.redis.get(MARKER_KEY) != self._marker.encode():
