@@ -1,0 +1,304 @@
+"""Throughput, memory and an incremental-vs-naive comparison for `LiquidationProcessor`.
+
+Run from the repository root: ``python bench/bench_processor.py`` (about a minute on 2 cores).
+
+(a) Throughput: 200,000 synthetic events over 5 symbols (realistic prices, lognormal
+    notionals) through `apply`, with a `flush` every 2,500 events, in two time profiles:
+    "burst", where simulated time runs at 50,000 events/s (so a flush every 2,500 events is
+    HEATMAP_FLUSH_MS = 50 ms and the store bound of 10,000 per symbol evicts on every event),
+    and "spread", the same events over 24 h, so the short windows age events out.
+    CPU time (`time.process_time`) is one core's; the share spent in `flush` is reported.
+(b) Memory: 5 symbols x 10,000 events held, every window populated, measured with
+    tracemalloc (current traced memory once loaded). Target <= 25 MB.
+(c) Incremental vs naive for one window (BTCUSDT 1h, up to 10,000 events): the hub's
+    `HeatmapWindow` (add + flush) against a baseline that rebuilds
+    `scipy.stats.gaussian_kde` over the held events at every update, on the same events
+    and the same update points (20 of them). Also reports how far apart the two densities are.
+Figures are printed; nothing is asserted about time.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import sys
+import time
+import tracemalloc
+from collections import deque
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import gaussian_kde
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere
+
+from hub.analytics.grid import PriceGrid
+from hub.analytics.processor import LiquidationProcessor, ProcessorConfig
+from hub.analytics.window import HeatmapWindow
+from hub.models import LiquidationEvent, Side
+
+N_EVENTS = 200_000
+FLUSH_EVERY = 2_500
+BURST_RATE = 50_000  # simulated events per second in the burst profile
+START = 1_795_176_000_000
+DAY = 86_400_000
+MEMORY_EVENTS = 10_000  # per symbol, HEATMAP_MAX_EVENTS
+MEMORY_TARGET_MB = 25.0
+BASELINE_UPDATES = 20
+
+# symbol: (start price, tick decimals, quantity decimals, per-event log volatility)
+SYMBOLS = {
+    "BTCUSDT": (60_000.0, 1, 3, 3e-4),
+    "ETHUSDT": (3_000.0, 2, 3, 4e-4),
+    "SOLUSDT": (150.0, 3, 0, 5.5e-4),
+    "ADAUSDT": (0.45, 4, 0, 5.5e-4),
+    "BNBUSDT": (580.0, 2, 2, 3.5e-4),
+}
+
+
+def synthetic_events(n: int, span_ms: int, seed: int = 7) -> list[LiquidationEvent]:
+    """`n` events over `span_ms`, round-robin-ish over the symbols, each on its own random
+    walk; notionals lognormal (median ~4,000, a few over 1,000,000, as on Binance)."""
+    rng = np.random.default_rng(seed)
+    names = list(SYMBOLS)
+    which = rng.integers(0, len(names), n)
+    notionals = rng.lognormal(math.log(4_000.0), 1.6, n)
+    sides = rng.random(n) < 0.55
+    times = START + (np.arange(n) * span_ms) // n
+    walks = {}
+    for index, name in enumerate(names):
+        price, _, _, vol = SYMBOLS[name]
+        count = int(np.sum(which == index))
+        walks[name] = iter((price * np.exp(np.cumsum(rng.normal(0.0, vol, count)))).tolist())
+    events = []
+    for i in range(n):
+        name = names[which[i]]
+        _, price_decimals, qty_decimals, _ = SYMBOLS[name]
+        price = round(next(walks[name]), price_decimals)
+        quantity = max(round(notionals[i] / price, qty_decimals), 10.0**-qty_decimals)
+        events.append(
+            LiquidationEvent(
+                "binance",
+                name,
+                "long" if sides[i] else "short",
+                price,
+                quantity,
+                price * quantity,
+                int(times[i]),
+            )
+        )
+    return events
+
+
+def new_processor(max_events: int = MEMORY_EVENTS) -> LiquidationProcessor:
+    processor = LiquidationProcessor(ProcessorConfig(max_events=max_events), epoch="bench")
+    for name in SYMBOLS:
+        processor.track(name)
+    return processor
+
+
+# -- (a) throughput ----------------------------------------------------------------------
+
+
+def throughput(events: list[LiquidationEvent], lag_ms: int) -> dict[str, float]:
+    """`now` is the event time plus a receive lag; a flush every FLUSH_EVERY events."""
+    processor = new_processor()
+    apply, flush = processor.apply, processor.flush
+    in_flush = 0.0
+    messages = diffs = 0
+    gc.collect()
+    began = time.process_time()
+    for i, event in enumerate(events, 1):
+        messages += len(apply(event, event.time + lag_ms).messages)
+        if i % FLUSH_EVERY == 0:
+            flushed = time.process_time()
+            out = flush(event.time + lag_ms)
+            in_flush += time.process_time() - flushed
+            diffs += len(out)
+    total = time.process_time() - began
+    return {
+        "events_per_s": len(events) / total,
+        "cpu_s": total,
+        "flush_share": in_flush / total,
+        "flush_ms": 1_000 * in_flush / (len(events) // FLUSH_EVERY),
+        "messages": messages + diffs,
+        "held": sum(len(book.store) for book in processor.books.values()),
+    }
+
+
+# -- (b) memory --------------------------------------------------------------------------
+
+
+def memory(span_ms: int) -> tuple[float, int]:
+    """MB traced for 5 x 10,000 held events and every window, events spread over `span_ms`."""
+    # Drawn with room to spare, then the first MEMORY_EVENTS of each symbol: every symbol
+    # holds exactly the bound. Plain tuples, so that the events themselves are created (and
+    # counted) while tracing.
+    template = synthetic_events(len(SYMBOLS) * MEMORY_EVENTS * 6 // 5, span_ms, seed=11)
+    taken = dict.fromkeys(SYMBOLS, 0)
+    fields: list[tuple[str, Side, float, float, float, int]] = []
+    for e in template:
+        if taken[e.symbol] < MEMORY_EVENTS:
+            taken[e.symbol] += 1
+            fields.append((e.symbol, e.side, e.price, e.quantity, e.notional, e.time))
+    del template
+    gc.collect()
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    processor = new_processor(max_events=MEMORY_EVENTS)
+    now = 0
+    for symbol, side, price, quantity, notional, t in fields:
+        now = t + 200
+        event = LiquidationEvent("binance", symbol, side, price, quantity, notional, t)
+        processor.apply(event, now)
+    processor.flush(now)
+    gc.collect()
+    used = tracemalloc.get_traced_memory()[0] - base
+    tracemalloc.stop()
+    held = sum(len(book.store) for book in processor.books.values())
+    return used / 1e6, held
+
+
+# -- (c) incremental vs a naive gaussian_kde rebuild -------------------------------------
+
+
+class NaiveWindow:
+    """What the hub avoids: keep the events, rebuild a weighted gaussian_kde per update."""
+
+    def __init__(self, grid: PriceGrid, bandwidth: float, span_ms: int, max_events: int) -> None:
+        self.grid = grid
+        self.bandwidth = bandwidth
+        self.span_ms = span_ms
+        self.max_events = max_events
+        self.events: deque[LiquidationEvent] = deque()
+        self.xs = grid.density_start + grid.bin_width * np.arange(grid.density_size)
+
+    def add(self, event: LiquidationEvent) -> None:
+        self.events.append(event)
+        if len(self.events) > self.max_events:
+            self.events.popleft()
+
+    def flush(self, now: int) -> np.ndarray:
+        while self.events and self.events[0].time < now - self.span_ms:
+            self.events.popleft()
+        prices = np.fromiter((e.price for e in self.events), float, len(self.events))
+        weights = np.fromiter((e.notional for e in self.events), float, len(self.events))
+        total = weights.sum()
+        # bw_method is a factor of the data's std, which gaussian_kde takes as np.cov with
+        # these weights: pick the factor that makes the kernel exactly h wide.
+        spread = math.sqrt(float(np.cov(prices, aweights=weights)))
+        kde = gaussian_kde(prices, bw_method=self.bandwidth / spread, weights=weights)
+        assert math.isclose(math.sqrt(float(kde.covariance[0, 0])), self.bandwidth, rel_tol=1e-9)
+        return kde(self.xs) * total * self.grid.bin_width  # notional per step, as the hub's
+
+
+def incremental_vs_naive(events: list[LiquidationEvent]) -> dict[str, float]:
+    btc = [e for e in events if e.symbol == "BTCUSDT"]
+    span = 3_600_000
+    grid = PriceGrid.around(btc[0].price, 15.0, "bench")
+    bandwidth_pct = 0.3
+    window = HeatmapWindow("BTCUSDT", "1h", span, grid, bandwidth_pct)
+    naive = NaiveWindow(grid, grid.reference_price * bandwidth_pct / 100, span, MEMORY_EVENTS)
+    held: deque[LiquidationEvent] = deque()  # stands in for the store's count bound
+    per_update = len(btc) // (BASELINE_UPDATES * 3)  # the last 20 of 60 updates are timed
+    incremental_s = naive_s = 0.0
+    worst_gap = 0.0
+    updates = 0
+    batches = _batches(btc, per_update)
+    for index, batch in enumerate(batches):
+        timed = index >= len(batches) - BASELINE_UPDATES
+        now = batch[-1].time + 200
+        began = time.process_time()
+        for event in batch:
+            held.append(event)
+            if len(held) > MEMORY_EVENTS:
+                window.forget(held.popleft())
+            window.add(event)
+        window.flush(now)
+        spent = time.process_time() - began
+        if not timed:
+            for event in batch:
+                naive.add(event)
+            continue
+        began = time.process_time()
+        for event in batch:
+            naive.add(event)
+        baseline = naive.flush(now)
+        naive_s += time.process_time() - began
+        incremental_s += spent
+        updates += 1
+        values = np.asarray(window.density_message().values)
+        worst_gap = max(worst_gap, float(np.max(np.abs(values - baseline)) / np.max(baseline)))
+    return {
+        "updates": updates,
+        "events_per_update": per_update,
+        "held": len(window.events),
+        "incremental_ms": 1_000 * incremental_s / updates,
+        "naive_ms": 1_000 * naive_s / updates,
+        "ratio": naive_s / incremental_s,
+        "max_rel_gap": worst_gap,
+    }
+
+
+def _batches(events: list[LiquidationEvent], size: int) -> list[list[LiquidationEvent]]:
+    def chunks() -> Iterator[list[LiquidationEvent]]:
+        for start in range(0, len(events) - size + 1, size):
+            yield events[start : start + size]
+
+    return list(chunks())
+
+
+def main() -> None:
+    wall = time.perf_counter()
+    print(
+        f"heatmap-hub processor benchmark: {N_EVENTS:,} events over {len(SYMBOLS)} symbols, "
+        f"flush every {FLUSH_EVERY:,} events, CPU time of one core\n"
+    )
+
+    burst = synthetic_events(N_EVENTS, N_EVENTS * 1_000 // BURST_RATE)
+    spread = synthetic_events(N_EVENTS, DAY)
+    rows = [
+        ("burst", f"{N_EVENTS * 1_000 // BURST_RATE // 1000} s", throughput(burst, 40)),
+        ("spread", "24 h", throughput(spread, 40)),
+    ]
+    print("(a) throughput: apply + flush")
+    print(
+        f"  {'profile':<8} {'sim. span':>9} {'events/s':>10} {'CPU s':>7} {'in flush':>9} "
+        f"{'ms/flush':>9} {'messages':>9} {'held':>7}"
+    )
+    for name, span, r in rows:
+        print(
+            f"  {name:<8} {span:>9} {r['events_per_s']:>10,.0f} {r['cpu_s']:>7.2f} "
+            f"{r['flush_share']:>8.1%} {r['flush_ms']:>9.2f} {r['messages']:>9,} "
+            f"{r['held']:>7,}"
+        )
+
+    # The worst case: every event inside even the 5m window, so all 9 windows hold all of
+    # them (one run only: tracemalloc makes it slow).
+    mb, held = memory(240_000)
+    print(
+        f"\n(b) memory: {len(SYMBOLS)} symbols x {MEMORY_EVENTS:,} events, all 9 windows "
+        f"holding every event (tracemalloc, current)"
+    )
+    verdict = "within" if mb <= MEMORY_TARGET_MB else "OVER"
+    print(
+        f"  {mb:.2f} MB for {held:,} events: {verdict} the {MEMORY_TARGET_MB:.0f} MB target "
+        f"({1e6 * mb / held:,.0f} bytes per held event)"
+    )
+
+    r = incremental_vs_naive(burst)
+    print(
+        f"\n(c) one window (BTCUSDT 1h, {r['held']:,} events held), {r['updates']} updates of "
+        f"{r['events_per_update']:,} events each"
+    )
+    print(f"  {'':<38} {'ms/update':>10}")
+    print(f"  {'incremental (HeatmapWindow add+flush)':<38} {r['incremental_ms']:>10.3f}")
+    print(f"  {'naive (scipy gaussian_kde rebuild)':<38} {r['naive_ms']:>10.3f}")
+    print(f"  {'naive / incremental':<38} {r['ratio']:>10.1f}x")
+    print(f"  largest density difference: {r['max_rel_gap']:.2e} of the peak")
+    print(f"\nwall time {time.perf_counter() - wall:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
