@@ -102,7 +102,8 @@ def _number(kind: type, low: float, high: float) -> Callable[[str, str], Any]:
         try:
             value = kind(raw)
         except ValueError:
-            raise ConfigError(name, f"must be a {kind.__name__}, got {raw!r}") from None
+            what = "an integer" if kind is int else "a number"
+            raise ConfigError(name, f"must be {what}, got {raw!r}") from None
         if not low <= value <= high:
             raise ConfigError(name, f"must be between {low:g} and {high:g}, got {raw}")
         return value

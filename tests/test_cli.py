@@ -49,7 +49,7 @@ def test_flags_override_environment() -> None:
 @pytest.mark.parametrize(
     ("variable", "value", "words"),
     [
-        ("HEATMAP_MAX_EVENTS", "lots", "must be a int"),
+        ("HEATMAP_MAX_EVENTS", "lots", "must be an integer"),
         ("HEATMAP_MAX_EVENTS", "0", "between"),
         ("PORT", "70000", "between"),
         ("BINANCE_WS_URL", "http://x", "ws://"),
@@ -70,7 +70,8 @@ def test_bad_configuration_exits_2_with_one_line() -> None:
     result = run_cli("serve", env={"HEATMAP_FLUSH_MS": "soon"})
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
-    assert lines == ["heatmap-hub: configuration error: HEATMAP_FLUSH_MS: must be a int, got 'soon'"]
+    expected = "heatmap-hub: configuration error: HEATMAP_FLUSH_MS: must be an integer, got 'soon'"
+    assert lines == [expected]
     flag = run_cli("serve", "--port", "-1")
     assert flag.returncode == 2 and "PORT (--port)" in flag.stderr
     speed = run_cli("serve", "--replay", "nowhere.jsonl")

@@ -407,12 +407,16 @@ def test_dense_bursts_in_one_symbol(ops: list[tuple[Any, ...]], max_events: int)
 
 
 def test_epoch_change_and_recentre_on_the_stream() -> None:
-    """A scripted path through a recentre (same epoch, new reference) and a new epoch."""
+    """A scripted path through a recentre (same epoch, new reference) and a new epoch.
+
+    The reference follows the market price (an exponential average of liquidation
+    prices): three fills at 64,000 drag it past a quarter of the range (2,250 from
+    60,000), and one fill at 200,000 needs a bin width 2.5 times larger: a new epoch."""
     processor = LiquidationProcessor(ProcessorConfig(), epoch="test")
     processor.track("BTCUSDT")
     recorder = Recorder()
     now = START
-    for price in (60_000.0, 60_100.0, 64_000.0, 200_000.0):
+    for price in (60_000.0, 60_100.0, 64_000.0, 64_000.0, 64_000.0, 200_000.0):
         now += 1_000
         recorder.take(
             processor.apply(make_event("BTCUSDT", "long", price, 50_000, now), now).messages, now
@@ -426,21 +430,24 @@ def test_epoch_change_and_recentre_on_the_stream() -> None:
         ("diff", 1),
         ("diff", 2),
         ("diff", 3),
+        ("diff", 4),
+        ("diff", 5),
         ("snapshot", 0),
         ("diff", 1),
     ]
-    first_epoch, second_epoch = log[0].header.epoch, log[4].header.epoch
+    first_epoch, second_epoch = log[0].header.epoch, log[6].header.epoch
     assert first_epoch != second_epoch
-    recentred = msgspec.json.decode(log[3].header.data)
-    assert recentred["reference_price"] == 64_000.0
-    assert "reference_price" not in msgspec.json.decode(log[2].header.data)
-    fresh = decode_snapshot(log[4].header.data)
+    for quiet in (2, 3, 4):  # one or two fills at 64,000 do not move the axis
+        assert "reference_price" not in msgspec.json.decode(log[quiet].header.data)
+    recentred = msgspec.json.decode(log[5].header.data)
+    assert recentred["reference_price"] == 62_640.0  # 62,638.3 snapped to the 20 grid
+    fresh = decode_snapshot(log[6].header.data)
     assert fresh.bin_width == 100.0  # 0.05 % of 200,000
-    assert fresh.statistics.event_count == 3  # the held events carry over into the new epoch
-    assert [b[3] for b in fresh.bins] == [1, 1, 1]
+    assert fresh.statistics.event_count == 5  # the held events carry over into the new epoch
+    assert [b[3] for b in fresh.bins] == [1, 1, 3]
     state = recorder.states[heatmap_channel("BTCUSDT", "1h")]
     assert state.replica is not None
-    assert state.replica.snapshot().statistics.event_count == 4
+    assert state.replica.snapshot().statistics.event_count == 6
 
 
 # -- liquidation and alert channels -------------------------------------------------------
@@ -640,7 +647,9 @@ def test_two_new_epochs_in_the_same_millisecond_have_different_names() -> None:
     processor = LiquidationProcessor(ProcessorConfig(), epoch="test")
     processor.track("BTCUSDT")
     recorder = Recorder()  # asserts that no epoch is reused on a channel
-    for i, price in enumerate([60_000.0, 200_000.0, 60_000.0]):
+    # back at 60,000, the market price needs a few fills to fall far enough for a new epoch
+    prices = [60_000.0, 200_000.0] + [60_000.0] * 8
+    for i, price in enumerate(prices):
         event = make_event("BTCUSDT", "long", price, 10_000, START + i)
         recorder.take(processor.apply(event, START).messages, START)
         recorder.take(processor.flush(START), START)

@@ -18,7 +18,7 @@ import msgspec
 
 from hub.analytics.grid import PriceGrid
 from hub.analytics.processor import LiquidationProcessor, SymbolBook
-from hub.analytics.window import HeatmapWindow
+from hub.analytics.window import HeatmapWindow, entry
 from hub.channels import WINDOWS
 from hub.models import ChannelMessage, LiquidationEvent
 
@@ -126,9 +126,10 @@ def _rebuild(book: SymbolBook, events: list[LiquidationEvent], position: BookPos
         for evicted in book.store.add(event):
             for window in book.windows.values():
                 window.forget(evicted)
+        held = entry(event, book.grid)
         for window in book.windows.values():
             if event.time >= window.cutoff(flushed_at):
-                window.add(event)
+                window.add(held)
         book.last_applied = event
     for name, window in book.windows.items():
         window.resume(position.seqs.get(name, 0), flushed_at)

@@ -5,8 +5,9 @@ Decisions:
   life of an epoch, so a bin a client holds never moves or splits under it. w is the 1-2-5
   step nearest (in log scale) to 0.05 % of the price at the epoch's start: 20 for BTC at
   60,000, 0.0002 for ADA at 0.45.
-- The reference price centres the density range (±HEATMAP_PRICE_RANGE %). It is the latest
-  liquidation price snapped to the bin grid, but it only moves when the latest price drifts
+- The reference price centres the density range (±HEATMAP_PRICE_RANGE %). It is the
+  market price (an exponential average of recent liquidation prices, kept by the
+  processor) snapped to the bin grid, and it only moves when the market price drifts
   more than a quarter of the range away from it, so the density axis stays put while the
   market wanders and clients are not sent a new axis on every event.
 - A new epoch (and a fresh grid) starts only when the price has moved so far that the bin

@@ -20,7 +20,7 @@ from hub.analytics.alerts import AlertEngine, AlertThresholds
 from hub.analytics.grid import PriceGrid
 from hub.analytics.leverage import LeverageEstimator, tier_of
 from hub.analytics.store import EventStore
-from hub.analytics.window import EMPTY_STATISTICS, HeatmapWindow
+from hub.analytics.window import EMPTY_STATISTICS, HeatmapWindow, entry
 from hub.channels import ANY_SYMBOL, WINDOWS, heatmap_channel
 from hub.models import (
     Alert,
@@ -31,6 +31,7 @@ from hub.models import (
 )
 
 ALERT_WINDOW = "1h"
+MARKET_PRICE_WEIGHT = 0.3  # a single outlier moves the market price by 30 % of its gap
 
 
 class Applied(NamedTuple):
@@ -56,6 +57,7 @@ class SymbolBook:
         self.leverage = LeverageEstimator()
         self.alerts = AlertEngine(symbol, config.alerts)
         self.grid: PriceGrid | None = None
+        self.market_price = 0.0
         self.windows: dict[str, HeatmapWindow] = {}
         self.pending_snapshots: list[HeatmapSnapshot] = []
         self.empty_epoch = f"{symbol}.0"
@@ -69,9 +71,19 @@ class SymbolBook:
         return self.grid.epoch if self.grid else self.empty_epoch
 
     def place(self, price: float, now: int) -> None:
-        """Make sure the grid fits `price`: create it, recentre it, or start a new epoch."""
+        """Make sure the grid fits the market: create it, recentre it, or start a new epoch.
+
+        The market price is an exponential average of recent liquidation prices, so one
+        fill far through the book does not swing the density axis out and back (each move
+        rebuilds the density of every window). A new epoch is sized on the event's own
+        price, so a genuine jump gets the bin width it needs at once."""
+        if self.grid is None:
+            self.market_price = price
+        else:
+            self.market_price += MARKET_PRICE_WEIGHT * (price - self.market_price)
         grid = self.grid
-        if grid is None or grid.needs_new_epoch(price):
+        if grid is None or grid.needs_new_epoch(self.market_price):
+            self.market_price = price
             self.grid = PriceGrid.around(price, self.config.range_pct, self._new_epoch(now))
             if not self.windows:
                 self.windows = {
@@ -82,7 +94,7 @@ class SymbolBook:
                 }
             self.pending_snapshots = [w.restart(self.grid, now) for w in self.windows.values()]
             return
-        moved = grid.recentred(price)
+        moved = grid.recentred(self.market_price)
         if moved is not None:
             self.grid = moved
             for window in self.windows.values():
@@ -160,9 +172,10 @@ class LiquidationProcessor:
         for evicted in book.store.add(event):
             for window in book.windows.values():
                 window.forget(evicted)
+        held = entry(event, book.grid)  # type: ignore[arg-type]
         for window in book.windows.values():
             if event.time >= window.cutoff(now):
-                window.add(event)
+                window.add(held)
         book.last_applied = event
         messages = self._fan("liquidations", event.symbol, "liquidation", event)
         for alert in book.alerts.on_event(event, z_score, ALERT_WINDOW):

@@ -1,7 +1,7 @@
 """One heatmap window of one symbol: the events of the last `span` ms, kept incrementally.
 
-An event entering or ageing out touches only its own bin, the running statistics, the
-density's binned weights and its leverage tier; everything derived (density values,
+An event entering or ageing out touches only its own bin, the running statistics and the
+density's binned weights; everything derived (density values,
 clusters) is recomputed once per flush, not per event. A flush turns what changed since
 the previous flush into a `HeatmapDiff` and advances `seq` by one, so the published
 stream is: snapshot at seq S, then one diff per seq, each holding new absolute values.
@@ -18,7 +18,6 @@ import numpy as np
 from hub.analytics.clusters import ClusterTracker, find_clusters
 from hub.analytics.density import KernelDensity
 from hub.analytics.grid import PriceGrid
-from hub.analytics.leverage import TierDistribution
 from hub.models import (
     Bin,
     Cluster,
@@ -60,6 +59,16 @@ class _BinTotals:
         self.count = 0
 
 
+# What a window keeps of an event: (event, bin index). Made once per event by `entry` and
+# shared by every window of the symbol (they share the grid), so the nine windows skip
+# nine bin look-ups; small, because the longest windows hold every event of the store.
+Entry = tuple[LiquidationEvent, int]
+
+
+def entry(event: LiquidationEvent, grid: PriceGrid) -> Entry:
+    return (event, grid.bin_index(event.price))
+
+
 class HeatmapWindow:
     def __init__(
         self, symbol: str, name: str, span_ms: int, grid: PriceGrid, bandwidth_pct: float
@@ -68,9 +77,8 @@ class HeatmapWindow:
         self.name = name
         self.span_ms = span_ms
         self.bandwidth_pct = bandwidth_pct
-        self.events: deque[LiquidationEvent] = deque()
+        self._entries: deque[Entry] = deque()
         self.seq = 0
-        self.tiers = TierDistribution()
         self._bins: dict[int, _BinTotals] = {}
         self._dirty_bins: set[int] = set()
         self._count = 0
@@ -85,37 +93,41 @@ class HeatmapWindow:
         self._published_clusters: list[Cluster] = []
         self._published_reference = grid.reference_price
 
+    @property
+    def events(self) -> list[LiquidationEvent]:
+        return [held[0] for held in self._entries]
+
     # -- events in and out ------------------------------------------------------------
 
     def cutoff(self, now: int) -> int:
         return now - self.span_ms
 
-    def add(self, event: LiquidationEvent) -> None:
-        events = self.events
-        if not events or event.time >= events[-1].time:
-            events.append(event)
+    def add(self, held: Entry) -> None:
+        entries = self._entries
+        if not entries or held[0].time >= entries[-1][0].time:
+            entries.append(held)
         else:
-            events.insert(bisect.bisect_right(events, event.time, key=_time), event)
-        self._account(event, +1)
+            entries.insert(bisect.bisect_right(entries, held[0].time, key=_time), held)
+        self._account(held, +1)
 
     def expire(self, now: int) -> None:
         """Drop the events that have aged out of the window at `now`."""
         cutoff = self.cutoff(now)
-        events = self.events
-        while events and events[0].time < cutoff:
-            self._account(events.popleft(), -1)
+        entries = self._entries
+        while entries and entries[0][0].time < cutoff:
+            self._account(entries.popleft(), -1)
 
     def forget(self, event: LiquidationEvent) -> None:
         """The store dropped `event` (its oldest); drop it here too if held."""
-        if self.events and self.events[0] is event:
-            self._account(self.events.popleft(), -1)
+        if self._entries and self._entries[0][0] is event:
+            self._account(self._entries.popleft(), -1)
 
-    def _account(self, event: LiquidationEvent, sign: int) -> None:
-        index = self.grid.bin_index(event.price)
+    def _account(self, held: Entry, sign: int) -> None:
+        event, index = held
         totals = self._bins.get(index)
         if totals is None:
             totals = self._bins[index] = _BinTotals()
-        fixed = int(event.notional * _FIXED)  # _fixed, inlined: this runs 9 times per event
+        fixed = int(event.notional * _FIXED)  # _fixed, inlined: this runs 18 times per event
         signed = fixed * sign
         if event.side == "long":
             totals.long += signed
@@ -130,10 +142,6 @@ class HeatmapWindow:
             del self._bins[index]
         self._dirty_bins.add(index)
         self.density.add(event.price, event.notional * sign)
-        if sign > 0:
-            self.tiers.add(event.tier, event.notional)
-        else:
-            self.tiers.remove(event.tier, event.notional)
         self._changed = True
 
     # -- grid -------------------------------------------------------------------------
@@ -162,8 +170,8 @@ class HeatmapWindow:
         self._set_grid(grid)
         self._bins.clear()
         self._dirty_bins.clear()
-        for event in self.events:
-            index = grid.bin_index(event.price)
+        self._entries = deque(entry(held[0], grid) for held in self._entries)
+        for event, index in self._entries:
             totals = self._bins.get(index) or self._bins.setdefault(index, _BinTotals())
             if event.side == "long":
                 totals.long += _fixed(event.notional)
@@ -298,5 +306,5 @@ class HeatmapWindow:
         )
 
 
-def _time(event: LiquidationEvent) -> int:
-    return event.time
+def _time(held: Entry) -> int:
+    return held[0].time

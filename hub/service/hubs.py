@@ -176,6 +176,10 @@ class WebHub:
             members = await self.redis.smembers(control.SYMBOLS_KEY)
         except (RedisError, OSError):
             return set(self.fanout.symbols)
+        if not members:
+            # Redis restarted empty and ingest has not announced again yet (or has not
+            # started): keep what we know, its announcement on SYMBOLS_TOPIC will correct it.
+            return set(self.fanout.symbols)
         return {m.decode() for m in members}
 
     def tracked(self) -> set[str]:

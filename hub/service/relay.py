@@ -61,7 +61,12 @@ class Relay:
         topics = {topic_for(f"x:{s}") for s in symbols} | {topic_for("x:*"), SYMBOLS_TOPIC}
         await self.broker.subscribe(topics)
         if new:
-            await self._ask(heatmap_channels(new))
+            # Stale until the snapshot arrives, so `_retry_stale` asks again: the answer to
+            # this first request is lost when the subscriber link is not up yet (a `web`
+            # process asks in `start`, before `run` opens it).
+            channels = heatmap_channels(new)
+            self.fanout.stale.update(channels)
+            await self._ask(channels)
 
     async def run(self) -> None:
         retry = asyncio.create_task(self._retry_stale())
