@@ -13,7 +13,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from hub.errors import ConfigError
+from hub.fanout.protocol import Limits
 
+_LIMITS = Limits()
 DEFAULT_SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "ADAUSDT", "BNBUSDT")
 ALL_SYMBOLS = "*"
 
@@ -36,13 +38,13 @@ class Settings:
     port: int = 5000
     allowed_origins: tuple[str, ...] = ("*",)
     admin_token: str | None = None
-    # WebSocket limits (SPEC: "each limit is configurable")
-    max_subscriptions: int = 200
-    max_frame_bytes: int = 64 * 1024
-    max_requests_per_second: int = 50
-    abuse_close_ms: int = 10_000
-    max_queue: int = 1_000
-    slow_close_ms: int = 10_000
+    # WebSocket limits (SPEC: "each limit is configurable"); defaults are the protocol's
+    max_subscriptions: int = _LIMITS.max_subscriptions
+    max_frame_bytes: int = _LIMITS.max_frame_bytes
+    max_requests_per_second: int = _LIMITS.max_requests_per_second
+    abuse_close_ms: int = _LIMITS.abuse_close_ms
+    max_queue: int = _LIMITS.max_queue
+    slow_close_ms: int = _LIMITS.slow_close_ms
     max_connections: int = 10_000
     max_connections_per_ip: int = 200
     ws_ping_interval: float = 20.0
