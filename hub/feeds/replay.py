@@ -3,8 +3,9 @@
 `ReplayFeed` plays a file through the same frame parser as the live feed, paced by the
 recorded receive times divided by `speed` (0: as fast as possible). Its `clock` is the
 replay's own time, so windows and ageing behave as they did when the frames arrived.
-With `loop` and `shift_to_now` (the demo), each pass is moved to the present: event
-times and the clock are the wall clock's, so a fresh machine shows a live heatmap.
+With `loop` and `shift_to_now` (the demo), the file is first laid in the past, ending
+now, in one fast pass, then each further pass plays live from the present: event times
+and the clock are the wall clock's, so a fresh machine opens on a full, live heatmap.
 
 `Recorder` writes the frames a live feed receives, byte for byte, in the same format.
 """
@@ -100,6 +101,8 @@ class ReplayFeed(Feed):
     async def run(self) -> None:
         self.status.connected = True
         try:
+            if self.shift_to_now:
+                await self._play_once(backfill=True)
             while True:
                 await self._play_once()
                 if not self.loop:
@@ -108,13 +111,17 @@ class ReplayFeed(Feed):
             self.status.connected = False
             self.finished.set()
 
-    async def _play_once(self) -> None:
+    async def _play_once(self, backfill: bool = False) -> None:
+        """One pass. A backfill pass lays the whole file in the past, ending now, as fast
+        as possible, so a fresh demo opens on a full heatmap instead of an empty one."""
         first = self.lines[0].t
         started = self.wall_clock()
         if self.shift_to_now:
-            self._shift = int(started * 1000) - first
+            anchor = self.lines[-1].t if backfill else first
+            self._shift = int(started * 1000) - anchor
+        speed = 0.0 if backfill else self.speed
         for index, line in enumerate(self.lines):
-            if self.speed > 0:
+            if speed > 0:
                 due = started + (line.t - first) / 1000 / self.speed
                 delay = due - self.wall_clock()
                 if delay > 0:
@@ -123,7 +130,7 @@ class ReplayFeed(Feed):
                 await asyncio.sleep(0)  # let the server breathe during a fast replay
             self._now = line.t + self._shift
             self._play(line)
-        if self.loop:
+        if self.loop and not backfill:
             # A pause the length of a typical gap, so the loop seam looks like the data.
             await asyncio.sleep(1.0 / max(self.speed, 1.0))
 
