@@ -187,19 +187,24 @@ class LiquidationProcessor:
         messages: list[ChannelMessage] = []
         self._flushed_seq = dict(self._seq)
         for book in self.books.values():
+            changed = bool(book.pending_snapshots)
             for snapshot in book.pending_snapshots:
                 messages.append(self._snapshot_message(snapshot))
             book.pending_snapshots = []
-            book.flushed = (now, book.last_applied)
             for name, window in book.windows.items():
                 diff = window.flush(now)
                 if diff is None:
                     continue
+                changed = True
                 channel = heatmap_channel(book.symbol, name)
                 messages.append(ChannelMessage(channel, "diff", window.seq, book.epoch, diff))
                 if name == ALERT_WINDOW and diff.clusters is not None:
                     for alert in book.alerts.on_clusters(diff.clusters, name, now):
                         messages.extend(self._alert(alert))
+            if changed or book.flushed is None:
+                # The position of the last flush that moved a stream: an idle book keeps
+                # its checkpoint, so nothing is rewritten every few milliseconds.
+                book.flushed = (now, book.last_applied)
         return messages
 
     def sweep(self, now: int) -> None:

@@ -62,6 +62,7 @@ class Ingest:
         )
         self.unpublished = 0
         self._saved_state: dict[str, bytes] = {}
+        self._rewrites_seen = 0
         self._outbox: list[ChannelMessage] = []
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -167,6 +168,9 @@ class Ingest:
             await self.event_log.write_pending()
         except (RedisError, OSError):
             return None
+        if self.event_log.status.rewrites != self._rewrites_seen:
+            self._rewrites_seen = self.event_log.status.rewrites
+            self._saved_state.clear()  # Redis lost everything, checkpoints included
         positions = checkpoint.positions(self.processor)
         return {k: v for k, v in positions.items() if self._saved_state.get(k) != v}
 
