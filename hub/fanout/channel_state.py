@@ -23,7 +23,7 @@ class Outcome(enum.Enum):
 
 HISTORY_MIN_MESSAGES = 1_000
 HISTORY_MIN_MS = 60_000
-HISTORY_MAX_MESSAGES = 20_000
+HISTORY_MAX_MESSAGES = 2_000  # 60 s of diffs at one per 50 ms flush, with room
 
 
 class HeatmapReplica:
