@@ -18,8 +18,14 @@ from collections.abc import Iterator
 from hub.models import LiquidationEvent
 
 
-def event_key(event: LiquidationEvent) -> int:
-    return hash((event.exchange, event.time, event.side, event.price, event.quantity))
+def same_event(a: LiquidationEvent, b: LiquidationEvent) -> bool:
+    return (a.time, a.side, a.price, a.quantity, a.exchange) == (
+        b.time,
+        b.side,
+        b.price,
+        b.quantity,
+        b.exchange,
+    )
 
 
 class EventStore:
@@ -27,7 +33,10 @@ class EventStore:
         self.max_events = max_events
         self.retention_ms = retention_ms
         self._events: deque[LiquidationEvent] = deque()
-        self._keys: set[int] = set()
+        # trade time -> the event held at that time (a list in the rare case of several):
+        # an exact duplicate check (a set of hashes can collide: hash(-1) == hash(-2))
+        # that costs one dict slot per event, the longer windows being memory-bound
+        self._by_time: dict[int, LiquidationEvent | list[LiquidationEvent]] = {}
 
     def __len__(self) -> int:
         return len(self._events)
@@ -43,7 +52,12 @@ class EventStore:
         return self._events[-1] if self._events else None
 
     def is_duplicate(self, event: LiquidationEvent) -> bool:
-        return event_key(event) in self._keys
+        held = self._by_time.get(event.time)
+        if held is None:
+            return False
+        if isinstance(held, list):
+            return any(same_event(event, other) for other in held)
+        return same_event(event, held)
 
     def accepts(self, event: LiquidationEvent, now: int) -> bool:
         """Whether `add` would keep this event: a positive finite price and a finite
@@ -65,7 +79,13 @@ class EventStore:
             events.append(event)
         else:
             events.insert(bisect.bisect_right(events, event.time, key=_time), event)
-        self._keys.add(event_key(event))
+        held = self._by_time.get(event.time)
+        if held is None:
+            self._by_time[event.time] = event
+        elif isinstance(held, list):
+            held.append(event)
+        else:
+            self._by_time[event.time] = [held, event]
         evicted: list[LiquidationEvent] = []
         while len(events) > self.max_events:
             evicted.append(self._pop_oldest())
@@ -81,7 +101,11 @@ class EventStore:
 
     def _pop_oldest(self) -> LiquidationEvent:
         event = self._events.popleft()
-        self._keys.discard(event_key(event))
+        held = self._by_time[event.time]
+        if isinstance(held, list) and len(held) > 1:
+            held.remove(event)
+        else:
+            del self._by_time[event.time]
         return event
 
 

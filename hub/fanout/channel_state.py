@@ -11,7 +11,12 @@ from __future__ import annotations
 import enum
 from collections import deque
 
-from hub.fanout.codec import EncodedMessage, decode_diff, decode_snapshot
+from hub.fanout.codec import (
+    EncodedMessage,
+    decode_diff_body,
+    decode_diff_density,
+    decode_snapshot,
+)
 from hub.models import Bin, HeatmapSnapshot
 
 
@@ -24,36 +29,54 @@ class Outcome(enum.Enum):
 HISTORY_MIN_MESSAGES = 1_000
 HISTORY_MIN_MS = 60_000
 HISTORY_MAX_MESSAGES = 2_000  # 60 s of diffs at one per 50 ms flush, with room
+REPLICA_MAX_PENDING = 200
 
 
 class HeatmapReplica:
+    """A snapshot kept current by the channel's diffs, applied lazily: a diff is only
+    queued when it arrives, and the queue is applied when a snapshot is asked for (or
+    grows long). Of a run of diffs only the last density matters, so only it is decoded:
+    the relay's cost per message is its header, not its 900 density values."""
+
     def __init__(self, snapshot: HeatmapSnapshot) -> None:
         self.state = snapshot
         self._bins: dict[float, Bin] = {b[0]: b for b in snapshot.bins}
+        self._pending: list[EncodedMessage] = []
 
     def apply_diff(self, message: EncodedMessage) -> None:
-        diff = decode_diff(message.header.data)
+        self._pending.append(message)
+        if len(self._pending) >= REPLICA_MAX_PENDING:
+            self._catch_up()
+
+    def _catch_up(self) -> None:
+        if not self._pending:
+            return
         state = self.state
-        for row in diff.bins:
-            if row[3] == 0:
-                self._bins.pop(row[0], None)
-            else:
-                self._bins[row[0]] = row
-        state.seq = message.header.seq
-        state.time = diff.time
-        if diff.clusters is not None:
-            state.clusters = diff.clusters
-        if diff.statistics is not None:
-            state.statistics = diff.statistics
-        if diff.reference_price is not None:
-            state.reference_price = diff.reference_price
-        if diff.density is not None:
-            state.density = diff.density
-        state.bins = []  # rebuilt on demand by snapshot()
+        for message in self._pending:
+            diff = decode_diff_body(message.header.data)
+            for row in diff.bins:
+                if row[3] == 0:
+                    self._bins.pop(row[0], None)
+                else:
+                    self._bins[row[0]] = row
+            state.time = diff.time
+            if diff.clusters is not None:
+                state.clusters = diff.clusters
+            if diff.statistics is not None:
+                state.statistics = diff.statistics
+            if diff.reference_price is not None:
+                state.reference_price = diff.reference_price
+        for message in reversed(self._pending):
+            density = decode_diff_density(message.header.data)
+            if density is not None:
+                state.density = density
+                break
+        state.seq = self._pending[-1].header.seq
+        state.bins = [self._bins[price] for price in sorted(self._bins)]
+        self._pending.clear()
 
     def snapshot(self) -> HeatmapSnapshot:
-        if not self.state.bins and self._bins:
-            self.state.bins = [self._bins[price] for price in sorted(self._bins)]
+        self._catch_up()
         return self.state
 
 

@@ -10,7 +10,15 @@ from typing import Any, Literal, TypeVar
 
 import msgspec
 
-from hub.models import ChannelMessage, HeatmapDiff, HeatmapSnapshot, RawChannelMessage
+from hub.models import (
+    Bin,
+    ChannelMessage,
+    Cluster,
+    Density,
+    HeatmapSnapshot,
+    RawChannelMessage,
+    Statistics,
+)
 
 Format = Literal["json", "msgpack"]
 FORMATS: tuple[Format, ...] = ("json", "msgpack")
@@ -20,7 +28,24 @@ _json_encoder = msgspec.json.Encoder()
 _msgpack_encoder = msgspec.msgpack.Encoder()
 _raw_decoder = msgspec.json.Decoder(RawChannelMessage)
 _snapshot_decoder = msgspec.json.Decoder(HeatmapSnapshot)
-_diff_decoder = msgspec.json.Decoder(HeatmapDiff)
+
+
+class _DiffBody(msgspec.Struct, gc=False):
+    """A diff without its density, which is most of its bytes and only the last counts."""
+
+    time: int
+    bins: list[Bin] = []
+    clusters: list[Cluster] | None = None
+    statistics: Statistics | None = None
+    reference_price: float | None = None
+
+
+class _DiffDensity(msgspec.Struct, gc=False):
+    density: Density | None = None
+
+
+_diff_body_decoder = msgspec.json.Decoder(_DiffBody)
+_diff_density_decoder = msgspec.json.Decoder(_DiffDensity)
 _any_json = msgspec.json.Decoder()
 
 
@@ -37,8 +62,12 @@ def decode_snapshot(data: msgspec.Raw) -> HeatmapSnapshot:
     return _snapshot_decoder.decode(data)
 
 
-def decode_diff(data: msgspec.Raw) -> HeatmapDiff:
-    return _diff_decoder.decode(data)
+def decode_diff_body(data: msgspec.Raw) -> _DiffBody:
+    return _diff_body_decoder.decode(data)
+
+
+def decode_diff_density(data: msgspec.Raw) -> Density | None:
+    return _diff_density_decoder.decode(data).density
 
 
 def encode(value: Any, fmt: Format) -> bytes:
