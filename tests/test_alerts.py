@@ -84,9 +84,12 @@ def test_every_large_event_alerts_once() -> None:
 
 # -- cascade -----------------------------------------------------------------------------
 
+# The scripts count to ten: the mechanism is the same at the default threshold (18).
+TEN_EVENTS = AlertThresholds(cascade_events=10)
+
 
 def test_cascade_by_count_fires_once_per_episode() -> None:
-    engine = AlertEngine(SYMBOL)
+    engine = AlertEngine(SYMBOL, TEN_EVENTS)
     burst = [event(i * SECOND, price=100.0 - i) for i in range(9)]
     assert feed(engine, burst) == []
     zs = iter([0.5, 2.2])
@@ -106,7 +109,7 @@ def test_cascade_by_count_fires_once_per_episode() -> None:
 
 
 def test_cascade_by_notional() -> None:
-    engine = AlertEngine(SYMBOL)
+    engine = AlertEngine(SYMBOL, TEN_EVENTS)
     alerts = feed(
         engine,
         [
@@ -124,20 +127,20 @@ def test_cascade_by_notional() -> None:
 
 @pytest.mark.parametrize(("notional", "risk"), [(3_000_000.0, "high"), (4_000_000.0, "extreme")])
 def test_cascade_risk_grows_with_how_far_past_the_threshold(notional: float, risk: str) -> None:
-    engine = AlertEngine(SYMBOL)
+    engine = AlertEngine(SYMBOL, TEN_EVENTS)
     alerts = engine.on_event(event(0, notional=notional, side="short"), 0.0, WINDOW)
     assert kinds(alerts) == ["large_liquidation", "cascade"]
     assert alerts[1].risk == risk
 
 
 def test_events_spread_wider_than_the_window_do_not_cascade() -> None:
-    engine = AlertEngine(SYMBOL)
+    engine = AlertEngine(SYMBOL, TEN_EVENTS)
     # Ten events four seconds apart: a 30 s window never holds more than eight.
     assert feed(engine, [event(i * 4 * SECOND) for i in range(10)]) == []
 
 
 def test_window_edge_is_exclusive() -> None:
-    engine = AlertEngine(SYMBOL)
+    engine = AlertEngine(SYMBOL, TEN_EVENTS)
     assert feed(engine, [event(i) for i in range(9)]) == []
     # At exactly 30 s the event at 0 has left the window: nine inside, no cascade yet.
     assert feed(engine, [event(30 * SECOND)]) == []
@@ -145,7 +148,7 @@ def test_window_edge_is_exclusive() -> None:
 
 
 def test_rearms_only_after_the_window_drops_below_half() -> None:
-    engine = AlertEngine(SYMBOL)
+    engine = AlertEngine(SYMBOL, TEN_EVENTS)
     assert kinds(feed(engine, [event(i * 100) for i in range(10)])) == ["cascade"]
     # 40 s later the burst has left the window: the first event re-arms, the burst fires.
     later = 40 * SECOND
@@ -155,7 +158,7 @@ def test_rearms_only_after_the_window_drops_below_half() -> None:
 
 
 def test_count_at_half_keeps_the_side_quiet() -> None:
-    engine = AlertEngine(SYMBOL)
+    engine = AlertEngine(SYMBOL, TEN_EVENTS)
     assert kinds(feed(engine, [event(i * 100) for i in range(10)])) == ["cascade"]
     # A steady trickle of 5 events per 30 s (exactly half the count) never re-arms ...
     trickle = [event(10 * SECOND + i * 6 * SECOND) for i in range(20)]
@@ -165,7 +168,7 @@ def test_count_at_half_keeps_the_side_quiet() -> None:
 
 
 def test_notional_at_half_keeps_the_side_quiet_until_both_drop() -> None:
-    engine = AlertEngine(SYMBOL, AlertThresholds(large_notional=1e12))
+    engine = AlertEngine(SYMBOL, AlertThresholds(large_notional=1e12, cascade_events=10))
     assert kinds(feed(engine, [event(i * 100, notional=150_000.0) for i in range(10)])) == [
         "cascade"
     ]
@@ -178,19 +181,19 @@ def test_notional_at_half_keeps_the_side_quiet_until_both_drop() -> None:
 
 
 def test_sides_are_independent() -> None:
-    engine = AlertEngine(SYMBOL)
+    engine = AlertEngine(SYMBOL, TEN_EVENTS)
     longs = [event(i * 100, side="long") for i in range(10)]
     shorts = [event(i * 100 + 50, side="short") for i in range(10)]
     mixed = [e for pair in zip(longs, shorts, strict=True) for e in pair]
     alerts = feed(engine, mixed)
     assert [(a.kind, a.side) for a in alerts] == [("cascade", "long"), ("cascade", "short")]
     # Nine shorts alone would not have fired: the long events did not count for them.
-    engine = AlertEngine(SYMBOL)
+    engine = AlertEngine(SYMBOL, TEN_EVENTS)
     assert feed(engine, longs[:9] + shorts[:9]) == []
 
 
 def test_out_of_order_event_counts_at_the_latest_time() -> None:
-    engine = AlertEngine(SYMBOL)
+    engine = AlertEngine(SYMBOL, TEN_EVENTS)
     feed(engine, [event(60 * SECOND)])
     late = [event(i * SECOND) for i in range(9)]  # far older than the window, still counted
     assert kinds(feed(engine, late)) == ["cascade"]

@@ -61,7 +61,10 @@ def _money(value: float) -> str:
 class AlertThresholds(msgspec.Struct, frozen=True):
     large_notional: float = 1_000_000.0  # SPEC: one event of notional >= 1,000,000 ...
     large_z: float = 3.0  # ... or z-score >= 3 in its window
-    cascade_events: int = 10  # cascade: >= N events OR >= V notional within T s on one side
+    # cascade: >= N events OR >= V notional within T s on one side. Binance pushes at most
+    # one liquidation per symbol per second, and same-side counts per 30 s run at 8
+    # (median) to 19 (max) in normal times and 23-29 in cascades: 18 separates them.
+    cascade_events: int = 18
     cascade_notional: float = 2_000_000.0
     cascade_seconds: float = 30.0
     growth_pct: float = 50.0  # notional up >= X% since the cluster's last alert

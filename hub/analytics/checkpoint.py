@@ -3,11 +3,12 @@
 At every flush the processor's position is saved beside the durable event log: per
 symbol the epoch, the grid, each window's seq, the flush time and the last event applied
 before it (the watermark). A new process replays the log: events up to the watermark
-rebuild exactly the state of that flush (bins are exact sums, windows are cut at the
-flush time), the windows resume at the saved seq in the same epoch, and the events after
-the watermark are applied as new. Clients then simply see the next diff. When the
-watermark is not in the log (it was trimmed, or lost), the state cannot be claimed to be
-the same, and the book starts a new epoch instead.
+rebuild exactly the state of that flush (bins are sums in store order, which the replay
+reproduces, and windows are cut at the flush time), the windows resume at the saved seq
+in the same epoch, and the events after the watermark are applied as new. Clients then
+simply see the next diff. When the watermark is not in the log (it was trimmed, or
+lost), the state cannot be claimed to be the same, and the book starts a new epoch
+instead.
 
 Pure: the caller reads and writes the bytes.
 """
@@ -18,7 +19,7 @@ import msgspec
 
 from hub.analytics.grid import PriceGrid
 from hub.analytics.processor import LiquidationProcessor, SymbolBook
-from hub.analytics.window import HeatmapWindow, entry
+from hub.analytics.window import HeatmapWindow
 from hub.channels import WINDOWS
 from hub.models import ChannelMessage, LiquidationEvent
 
@@ -115,7 +116,7 @@ def _rebuild(book: SymbolBook, events: list[LiquidationEvent], position: BookPos
         position.bin_width, position.reference_price, config.range_pct, position.epoch
     )
     book.windows = {
-        name: HeatmapWindow(book.symbol, name, span, book.grid, config.bandwidth_pct)
+        name: HeatmapWindow(book.symbol, name, span, book.grid, config.bandwidth_pct, book.columns)
         for name, span in WINDOWS.items()
     }
     flushed_at = position.flushed_at
@@ -123,14 +124,7 @@ def _rebuild(book: SymbolBook, events: list[LiquidationEvent], position: BookPos
         if not book.store.accepts(event, flushed_at):
             continue
         book.leverage.observe(event.price, event.time)
-        for evicted in book.store.add(event):
-            for window in book.windows.values():
-                window.forget(evicted)
-        held = entry(event, book.grid)
-        for window in book.windows.values():
-            if event.time >= window.cutoff(flushed_at):
-                window.add(held)
-        book.last_applied = event
+        book.hold(event, flushed_at)
     for name, window in book.windows.items():
         window.resume(position.seqs.get(name, 0), flushed_at)
     book.flushed = (flushed_at, book.last_applied)

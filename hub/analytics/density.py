@@ -25,6 +25,9 @@ Decisions:
   taps) it measured 78-109 us against 75-185 us for direct ``np.convolve``: a tie at the
   small end and 1.7x faster at the large end, and its cost does not grow with the
   bandwidth. Its round-off floor (~1e-16 of the peak) is far below the binning error.
+  The same product is now computed with ``scipy.fft`` directly, keeping the kernel's
+  spectrum (fixed per grid): the same transforms in half the time (52 against 108 us for
+  4,400 nodes), which matters since a flush recomputes every changed window's density.
 * Float cancellation after removals leaves tiny negative values; they are clamped to 0.
   Non-finite prices or weights are ignored rather than poisoning the whole grid.
 """
@@ -34,7 +37,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.signal import fftconvolve
+from scipy import fft
 
 _TRUNCATE_SIGMAS = 5.0
 
@@ -67,6 +70,10 @@ class KernelDensity:
             self.step / (self.bandwidth * math.sqrt(2.0 * math.pi))
         )
 
+        # The kernel's spectrum at the padded length of a full linear convolution.
+        self._fft_size = fft.next_fast_len(self._fine_size + len(self._kernel) - 1, real=True)
+        self._kernel_fft: np.ndarray | None = None
+
         # Single adds are queued here and binned in one vectorised pass by values().
         self._pending_prices: list[float] = []
         self._pending_weights: list[float] = []
@@ -96,7 +103,12 @@ class KernelDensity:
                 )
                 self._pending_prices.clear()
                 self._pending_weights.clear()
-            smoothed = fftconvolve(self._fine, self._kernel, mode="valid")[:: self.oversample]
+            if self._kernel_fft is None:
+                self._kernel_fft = fft.rfft(self._kernel, self._fft_size)
+            size = self._fft_size
+            full = fft.irfft(fft.rfft(self._fine, size) * self._kernel_fft, size)
+            # "valid" part: where the kernel lies wholly on the fine grid (= fftconvolve's).
+            smoothed = full[len(self._kernel) - 1 : self._fine_size : self.oversample].copy()
             np.maximum(smoothed, 0.0, out=smoothed)
             smoothed.flags.writeable = False
             self._cache = smoothed

@@ -1,12 +1,14 @@
 """The liquidation processor: events in, channel messages out. Pure: `now` is an argument.
 
-It owns one `SymbolBook` per tracked symbol (store, price grid, one `HeatmapWindow` per
-window of SPEC, leverage estimator, alert engine) and numbers every message it emits: a
-heatmap channel's seq comes from its window, a liquidations/alerts channel's from a
-counter here, so every web process that relays them shows the same seq and epoch.
+It owns one `SymbolBook` per tracked symbol (store, the store's events as columns, price
+grid, one `HeatmapWindow` per window of SPEC, leverage estimator, alert engine) and
+numbers every message it emits: a heatmap channel's seq comes from its window, a
+liquidations/alerts channel's from a counter here, so every web process that relays them
+shows the same seq and epoch.
 
-Diffs are produced by `flush`, which the caller runs every HEATMAP_FLUSH_MS; events only
-mark what they touch, so a burst of events costs one diff per window, not one per event.
+Diffs are produced by `flush`, which the caller runs every HEATMAP_FLUSH_MS; an event is
+only written once into its book's columns, so a burst of events costs one diff per window,
+not one per event, and nine windows cost no more per event than one.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ from typing import NamedTuple
 import msgspec
 
 from hub.analytics.alerts import AlertEngine, AlertThresholds
+from hub.analytics.columns import EventColumns
 from hub.analytics.grid import PriceGrid
 from hub.analytics.leverage import LeverageEstimator, tier_of
+from hub.analytics.running import RunningStatistics
 from hub.analytics.store import EventStore
-from hub.analytics.window import EMPTY_STATISTICS, HeatmapWindow, entry
+from hub.analytics.window import EMPTY_STATISTICS, HeatmapWindow
 from hub.channels import ANY_SYMBOL, WINDOWS, heatmap_channel
 from hub.models import (
     Alert,
@@ -54,6 +58,9 @@ class SymbolBook:
         self.symbol = symbol
         self.config = config
         self.store = EventStore(config.max_events, config.retention_ms)
+        self.columns = EventColumns()  # the store's events, row for row; windows read it
+        # The per-event alert z-score, exact between flushes (windows are flush-time only).
+        self.alert_statistics = RunningStatistics(WINDOWS[ALERT_WINDOW])
         self.leverage = LeverageEstimator()
         self.alerts = AlertEngine(symbol, config.alerts)
         self.grid: PriceGrid | None = None
@@ -88,10 +95,11 @@ class SymbolBook:
             if not self.windows:
                 self.windows = {
                     name: HeatmapWindow(
-                        self.symbol, name, span, self.grid, self.config.bandwidth_pct
+                        self.symbol, name, span, self.grid, self.config.bandwidth_pct, self.columns
                     )
                     for name, span in WINDOWS.items()
                 }
+            self.alert_statistics.expire(now)
             self.pending_snapshots = [w.restart(self.grid, now) for w in self.windows.values()]
             return
         moved = grid.recentred(self.market_price)
@@ -99,6 +107,19 @@ class SymbolBook:
             self.grid = moved
             for window in self.windows.values():
                 window.recentre(moved)
+
+    def hold(self, event: LiquidationEvent, now: int) -> None:
+        """Keep an accepted event (the grid placed): store, columns, alert statistics."""
+        for evicted in self.store.add(event):
+            self.forget(evicted)
+        self.columns.add(event, self.grid.bin_index(event.price))  # type: ignore[union-attr]
+        self.alert_statistics.add(event, now)
+        self.last_applied = event
+
+    def forget(self, evicted: LiquidationEvent) -> None:
+        """The store dropped `evicted` (its oldest)."""
+        self.columns.forget(evicted)
+        self.alert_statistics.forget(evicted)
 
     def _new_epoch(self, now: int) -> str:
         """A name no earlier epoch of this book had: a second new epoch within the same ms
@@ -168,15 +189,8 @@ class LiquidationProcessor:
             leverage = round(leverage, 2)
             event = msgspec.structs.replace(event, est_leverage=leverage, tier=tier_of(leverage))
         book.place(event.price, now)
-        z_score = book.windows[ALERT_WINDOW].z_score(event.notional)
-        for evicted in book.store.add(event):
-            for window in book.windows.values():
-                window.forget(evicted)
-        held = entry(event, book.grid)  # type: ignore[arg-type]
-        for window in book.windows.values():
-            if event.time >= window.cutoff(now):
-                window.add(held)
-        book.last_applied = event
+        z_score = book.alert_statistics.z_score(event.notional)
+        book.hold(event, now)
         messages = self._fan("liquidations", event.symbol, "liquidation", event)
         for alert in book.alerts.on_event(event, z_score, ALERT_WINDOW):
             messages.extend(self._alert(alert))
@@ -191,6 +205,7 @@ class LiquidationProcessor:
             for snapshot in book.pending_snapshots:
                 messages.append(self._snapshot_message(snapshot))
             book.pending_snapshots = []
+            book.alert_statistics.expire(now)
             for name, window in book.windows.items():
                 diff = window.flush(now)
                 if diff is None:
@@ -211,8 +226,7 @@ class LiquidationProcessor:
         """Retention: drop events older than the configured age from every book."""
         for book in self.books.values():
             for evicted in book.store.sweep(now):
-                for window in book.windows.values():
-                    window.forget(evicted)
+                book.forget(evicted)
 
     def snapshots_of(self, symbol: str, now: int) -> list[ChannelMessage]:
         """The current snapshot of each heatmap channel of `symbol` (seeds a replica)."""

@@ -19,6 +19,7 @@ from hub.fanout.protocol import Close, Limits, Session
 from hub.service.hubs import HubView
 
 log = logging.getLogger("hub.api")
+CLOSE_WAIT_S = 2.0
 
 
 class WebSocketApi:
@@ -76,32 +77,38 @@ class WebSocketApi:
     async def _serve(self, websocket: WebSocket, fmt: str) -> None:
         await websocket.accept()
         fanout = self.hub.fanout
-        session = Session(fmt, fanout, self.limits, self.hub.clock())  # type: ignore[arg-type]
+        session = Session(fmt, fanout, self.limits, fanout.clock())  # type: ignore[arg-type]
         wake = asyncio.Event()
         session.on_ready = wake.set
         fanout.attach(session)
+        reader = asyncio.create_task(self._read(websocket, session))
         writer = asyncio.create_task(self._write(websocket, session, wake))
         try:
-            await self._read(websocket, session, wake)
+            # The writer ends the connection (a close it was told to send, or a client that
+            # stopped reading); the reader only ends it when the client goes away.
+            await asyncio.wait((reader, writer), return_when=asyncio.FIRST_COMPLETED)
         finally:
             fanout.detach(session)
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await writer
+            for task in (reader, writer):
+                task.cancel()
+            for task in (reader, writer):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
 
-    async def _read(self, websocket: WebSocket, session: Session, wake: asyncio.Event) -> None:
-        while session.close is None:
+    async def _read(self, websocket: WebSocket, session: Session) -> None:
+        while True:
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
                 return
             frame = message.get("text")
             if frame is None:
                 frame = message.get("bytes") or b""
-            session.receive(frame, self.hub.clock())
-        wake.set()  # let the writer send the close
-        await asyncio.sleep(0)
+            session.receive(frame, self.hub.fanout.clock())
+            if session.close is not None:
+                session.on_ready()  # the writer sends the close and ends the connection
 
     async def _write(self, websocket: WebSocket, session: Session, wake: asyncio.Event) -> None:
+        seconds = self.limits.slow_close_ms / 1000
         try:
             while True:
                 await wake.wait()
@@ -113,12 +120,19 @@ class WebSocketApi:
                         else websocket.send_bytes(frame)
                     )
                     # A client that stopped reading blocks only this task, and not for ever.
-                    await asyncio.wait_for(send, self.limits.slow_close_ms / 1000)
+                    await asyncio.wait_for(send, seconds)
                 if session.close is not None:
-                    await websocket.close(session.close.code, session.close.reason)
+                    await asyncio.wait_for(
+                        websocket.close(session.close.code, session.close.reason), CLOSE_WAIT_S
+                    )
                     return
         except TimeoutError:
+            # The socket is stuck: try a 1013 briefly, then let go of the connection (its
+            # slot and per-IP count); the server's keep-alive tears the transport down.
             with contextlib.suppress(Exception):
-                await websocket.close(1013, "client too slow: a send did not complete")
+                await asyncio.wait_for(
+                    websocket.close(1013, "client too slow: a send did not complete"),
+                    CLOSE_WAIT_S,
+                )
         except (WebSocketDisconnect, RuntimeError, OSError):
             return

@@ -150,7 +150,8 @@ class RedisBroker(Broker):
                 return
             self._backoff.connection_lasted(asyncio.get_running_loop().time() - connected_at)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closed.wait(), self._backoff.next_delay())
+                async with asyncio.timeout(self._backoff.next_delay()):  # cancel-safe on 3.11
+                    await self._closed.wait()
 
     def status(self) -> BrokerStatus:
         return self._status

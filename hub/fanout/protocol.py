@@ -294,10 +294,16 @@ class Session:
             self.close = Close(1013, "client too slow: outbound queue over its limit")
             self._outbox.clear()
             return
-        # A resync marker is never dropped (its channel would stay silent for good); the
-        # markers are at most one per heatmap subscription, so the queue stays bounded.
+        # Only channel messages are dropped. A reply has no seq, so its loss could not be
+        # seen (a client would wait for its pong for ever); replies are bounded by the
+        # request rate limit. A resync marker is kept too, or its channel would stay
+        # silent for good; markers are at most one per heatmap subscription.
         index = next(
-            (i for i, (_, item) in enumerate(self._outbox) if not isinstance(item, _Resync)),
+            (
+                i
+                for i, (channel, item) in enumerate(self._outbox)
+                if channel is not None and not isinstance(item, _Resync)
+            ),
             None,
         )
         if index is None:
@@ -305,9 +311,11 @@ class Session:
         channel, oldest = self._outbox[index]
         del self._outbox[index]
         self.dropped += 1
-        if channel is None or not isinstance(oldest, EncodedMessage):
-            return
-        if oldest.header.type in ("diff", "snapshot"):
+        if (
+            channel is not None
+            and isinstance(oldest, EncodedMessage)
+            and (oldest.header.type in ("diff", "snapshot"))
+        ):
             self.dropped += self._purge(channel)
             self._resyncing.add(channel)
             self._outbox.append((channel, _Resync(channel)))

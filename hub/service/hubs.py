@@ -108,7 +108,9 @@ class ServeHub:
             publisher = self.inbound = MemoryBroker()
             self.ingest = Ingest(settings, source, publisher)
         self.clock = self.ingest.clock
-        self.fanout = Fanout(self.clock)
+        # Sessions' limits and timers run on the wall clock: a replay's clock may be frozen
+        # or twenty times fast, which would make rate limits and slow-client grace absurd.
+        self.fanout = Fanout(wall_clock_ms)
         self.relay = Relay(self.inbound, self.fanout, self.ingest.handle)
         self._tasks = _Tasks()
 

@@ -134,7 +134,9 @@ class Ingest:
         while True:
             timeout = max(0.0, next_flush - time.monotonic())
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                # not wait_for: on 3.11 it can swallow a cancel racing a wake (gh-86296)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
             self._wake.clear()
             if time.monotonic() >= next_flush:
                 self._outbox.extend(self.processor.flush(self.clock()))

@@ -95,7 +95,9 @@ class RedisEventLog:
         """Write what is appended; every `check_interval` also check Redis kept our data."""
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), check_interval)
+                # not wait_for: on 3.11 it can swallow a cancel racing a wake (gh-86296)
+                async with asyncio.timeout(check_interval):
+                    await self._wake.wait()
             self._wake.clear()
             while True:
                 try:
