@@ -173,8 +173,7 @@ async def test_planned_reconnect_before_the_daily_cut(fake_binance: FakeBinance)
 
 async def test_dead_upstream_backs_off_and_reports() -> None:
     events: list[LiquidationEvent] = []
-    feed = BinanceFeed("ws://127.0.0.1:9", {"BTCUSDT"}, events.append, FAST_TIMING,
-                       fast_backoff())
+    feed = BinanceFeed("ws://127.0.0.1:9", {"BTCUSDT"}, events.append, FAST_TIMING, fast_backoff())
     async with running(feed):
         await eventually(lambda: feed.status.reconnects >= 3, within=5)
     assert not feed.status.connected

@@ -20,12 +20,15 @@ from tests.fakes.binance_server import FakeBinance, force_order
 ROOT = Path(__file__).parent.parent
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 20) -> (
-    subprocess.CompletedProcess[str]
-):
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 20
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "hub", *args],
-        capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
         env={**os.environ, **(env or {})},
     )
 
@@ -39,8 +42,9 @@ def test_defaults_follow_spec() -> None:
 
 
 def test_flags_override_environment() -> None:
-    settings = load_settings({"PORT": "6000", "HEATMAP_SYMBOLS": "btcusdt, ethusdt"},
-                             {"port": "7000"})
+    settings = load_settings(
+        {"PORT": "6000", "HEATMAP_SYMBOLS": "btcusdt, ethusdt"}, {"port": "7000"}
+    )
     assert settings.port == 7000
     assert settings.symbols == ("BTCUSDT", "ETHUSDT")
     assert load_settings({"HEATMAP_SYMBOLS": "*"}).track_all_symbols
@@ -83,9 +87,16 @@ async def test_record_writes_replay_lines(fake_binance: FakeBinance, tmp_path: P
 
     out = tmp_path / "session.jsonl"
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "hub", "record", "--out", str(out), "--frames", "3",
-        cwd=ROOT, env={**os.environ, "BINANCE_WS_URL": fake_binance.base_url,
-                       "HEATMAP_SYMBOLS": "BTCUSDT"},
+        sys.executable,
+        "-m",
+        "hub",
+        "record",
+        "--out",
+        str(out),
+        "--frames",
+        "3",
+        cwd=ROOT,
+        env={**os.environ, "BINANCE_WS_URL": fake_binance.base_url, "HEATMAP_SYMBOLS": "BTCUSDT"},
     )
     await fake_binance.wait_for_subscription("btcusdt@forceOrder", timeout=15)
     sent = [force_order("BTCUSDT", "SELL", f"{60000 + i}.00", "0.010") for i in range(3)]
@@ -101,9 +112,21 @@ def test_serve_replay_matches_the_expected_totals() -> None:
     expected = json.loads((DATA / "sample_session.expected.json").read_text())["per_symbol"]
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "hub", "serve", "--replay", "hub/data/demo_session.jsonl",
-         "--speed", "0", "--port", str(port)],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "hub",
+            "serve",
+            "--replay",
+            "hub/data/demo_session.jsonl",
+            "--speed",
+            "0",
+            "--port",
+            str(port),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         base = f"http://127.0.0.1:{port}/api/heatmap"
@@ -146,8 +169,16 @@ async def test_sigterm_closes_clients_with_1001_and_exits_0() -> None:
 
     port = free_port()
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "hub", "serve", "--demo", "--port", str(port), cwd=ROOT,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        sys.executable,
+        "-m",
+        "hub",
+        "serve",
+        "--demo",
+        "--port",
+        str(port),
+        cwd=ROOT,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
     )
     try:
         for _ in range(150):
@@ -156,8 +187,9 @@ async def test_sigterm_closes_clients_with_1001_and_exits_0() -> None:
                 break
             except OSError:
                 await asyncio.sleep(0.1)
-        await websocket.send(json.dumps({"op": "subscribe", "id": 1,
-                                         "channels": ["liquidations:*"]}))
+        await websocket.send(
+            json.dumps({"op": "subscribe", "id": 1, "channels": ["liquidations:*"]})
+        )
         await asyncio.wait_for(websocket.recv(), 5)
         started = time.monotonic()
         process.send_signal(signal.SIGTERM)

@@ -75,11 +75,21 @@ async def test_liquidations_and_heatmap_reach_a_websocket_client(
     running = await start_live_hub(start_hub, fake_binance)
     now = int(time.time() * 1000)
     async with connect(running.ws) as ws:
-        await ws.send(json.dumps({"op": "subscribe", "id": 7,
-                                  "channels": ["heatmap:btcusdt:1h", "liquidations:BTCUSDT"]}))
+        await ws.send(
+            json.dumps(
+                {
+                    "op": "subscribe",
+                    "id": 7,
+                    "channels": ["heatmap:btcusdt:1h", "liquidations:BTCUSDT"],
+                }
+            )
+        )
         reply = await receive_json(ws)
-        assert reply == {"op": "subscribed", "id": 7,
-                         "channels": ["heatmap:BTCUSDT:1h", "liquidations:BTCUSDT"]}
+        assert reply == {
+            "op": "subscribed",
+            "id": 7,
+            "channels": ["heatmap:BTCUSDT:1h", "liquidations:BTCUSDT"],
+        }
         heatmap = ClientHeatmap()
         heatmap.take(await receive_json(ws))  # the snapshot
 
@@ -87,12 +97,14 @@ async def test_liquidations_and_heatmap_reach_a_websocket_client(
         for i in range(60):
             side = "SELL" if i % 3 else "BUY"
             price = f"{60000 + (i % 12) * 37.5 - (i % 5) * 90:.2f}"
-            payload = force_order("BTCUSDT", side, price, f"{0.01 + i / 1000:.3f}",
-                                  trade_time=now - 60_000 + i * 500)
+            payload = force_order(
+                "BTCUSDT", side, price, f"{0.01 + i / 1000:.3f}", trade_time=now - 60_000 + i * 500
+            )
             sent.append(payload)
             assert await fake_binance.push(payload) == 1
-            await fake_binance.push(force_order("ETHUSDT", "SELL", "3000.00", "1.000",
-                                                trade_time=now - 1000 + i))
+            await fake_binance.push(
+                force_order("ETHUSDT", "SELL", "3000.00", "1.000", trade_time=now - 1000 + i)
+            )
         liquidations: list[dict[str, Any]] = []
 
         async def drain() -> bool:
@@ -115,8 +127,9 @@ async def test_liquidations_and_heatmap_reach_a_websocket_client(
 
         async def settled() -> bool:
             await drain()
-            body = (await running.get("/api/heatmap/liquidations/BTCUSDT/heatmap",
-                                      timeWindow="1h")).json()
+            body = (
+                await running.get("/api/heatmap/liquidations/BTCUSDT/heatmap", timeWindow="1h")
+            ).json()
             snapshot = body["data"]
             return snapshot["statistics"]["event_count"] == len(sent) and (
                 snapshot["seq"] == heatmap.view()["seq"]
@@ -148,15 +161,19 @@ async def test_upstream_drop_reconnects_without_duplicates(
 ) -> None:
     running = await start_live_hub(start_hub, fake_binance)
     now = int(time.time() * 1000)
-    first = [force_order("BTCUSDT", "SELL", f"{60000 + i}.00", "0.100", trade_time=now - 5000 + i)
-             for i in range(5)]
+    first = [
+        force_order("BTCUSDT", "SELL", f"{60000 + i}.00", "0.100", trade_time=now - 5000 + i)
+        for i in range(5)
+    ]
     for payload in first:
         await fake_binance.push(payload)
     await fake_binance.drop_all()
     await eventually(lambda: fake_binance.connection_count_total >= 2, within=5)
     await fake_binance.wait_for_subscription("btcusdt@forceOrder")
-    for payload in [*first[-2:], force_order("BTCUSDT", "BUY", "60100.00", "0.200",
-                                             trade_time=now - 100)]:
+    for payload in [
+        *first[-2:],
+        force_order("BTCUSDT", "BUY", "60100.00", "0.200", trade_time=now - 100),
+    ]:
         await fake_binance.push(payload)  # two re-sent after the reconnect, one new
 
     async def six_events() -> bool:

@@ -37,14 +37,16 @@ async def replayed(start_hub: HubFactory) -> RunningHub:
 
 
 async def test_events_newest_first_with_filters(replayed: RunningHub) -> None:
-    body = (await replayed.get("/api/heatmap/liquidations/solusdt", timeWindow="1h",
-                               limit="10000")).json()
+    body = (
+        await replayed.get("/api/heatmap/liquidations/solusdt", timeWindow="1h", limit="10000")
+    ).json()
     events = body["data"]
     assert len(events) == EXPECTED["per_symbol"]["SOLUSDT"]["events"]
     times = [e["time"] for e in events]
     assert times == sorted(times, reverse=True)
-    longs = (await replayed.get("/api/heatmap/liquidations/SOLUSDT", side="long",
-                                limit="10000")).json()["data"]
+    longs = (
+        await replayed.get("/api/heatmap/liquidations/SOLUSDT", side="long", limit="10000")
+    ).json()["data"]
     assert len(longs) == EXPECTED["per_symbol"]["SOLUSDT"]["long_events"]
     assert {e["side"] for e in longs} == {"long"}
     five = (await replayed.get("/api/heatmap/liquidations/SOLUSDT", limit="5")).json()["data"]
@@ -52,8 +54,9 @@ async def test_events_newest_first_with_filters(replayed: RunningHub) -> None:
     big = [e for e in events if e["notional"] >= 1_000_000]
     assert big and all(e["outlier"] for e in big)
     assert sum(e["outlier"] for e in events) < len(events) / 10
-    recent = (await replayed.get("/api/heatmap/liquidations/SOLUSDT", timeWindow="5m",
-                                 limit="10000")).json()["data"]
+    recent = (
+        await replayed.get("/api/heatmap/liquidations/SOLUSDT", timeWindow="5m", limit="10000")
+    ).json()["data"]
     assert 0 < len(recent) < len(events)
     assert all(e["time"] >= events[0]["time"] - 5 * 60_000 for e in recent)
 
@@ -62,8 +65,7 @@ async def test_leverage_tiers_add_up(replayed: RunningHub) -> None:
     data = (await replayed.get("/api/heatmap/liquidations/BTCUSDT/leverage")).json()["data"]
     assert data["estimated"] is True
     tiers = data["tiers"]
-    assert [t["tier"] for t in tiers] == ["1-5x", "5-10x", "10-25x", "25-50x", "50-100x",
-                                          "100x+"]
+    assert [t["tier"] for t in tiers] == ["1-5x", "5-10x", "10-25x", "25-50x", "50-100x", "100x+"]
     assert sum(t["share"] for t in tiers) == pytest.approx(1.0)
     assert sum(t["count"] for t in tiers) >= EXPECTED["per_symbol"]["BTCUSDT"]["events"] - 2
 
@@ -73,8 +75,17 @@ async def test_export_csv_and_json(replayed: RunningHub) -> None:
     assert response.status_code == 200
     assert response.headers["content-disposition"].startswith("attachment; filename=")
     rows = list(csv.reader(io.StringIO(response.text)))
-    assert rows[0] == ["exchange", "symbol", "side", "price", "quantity", "notional", "time",
-                       "est_leverage", "tier"]
+    assert rows[0] == [
+        "exchange",
+        "symbol",
+        "side",
+        "price",
+        "quantity",
+        "notional",
+        "time",
+        "est_leverage",
+        "tier",
+    ]
     assert len(rows) - 1 == EXPECTED["per_symbol"]["ADAUSDT"]["events"]
     total = sum(float(row[5]) for row in rows[1:])
     assert total == pytest.approx(EXPECTED["per_symbol"]["ADAUSDT"]["total_notional"], rel=1e-9)
@@ -97,8 +108,11 @@ async def test_msgpack_and_json_clients_see_the_same_data(replayed: RunningHub) 
         await text.send(json.dumps(request))
         await packed.send(msgspec.msgpack.encode(request))
         assert (await receive(text, False))["op"] == "subscribed"
-        assert (await receive(packed, True)) == {"op": "subscribed", "id": 1,
-                                                 "channels": ["heatmap:ETHUSDT:15m"]}
+        assert (await receive(packed, True)) == {
+            "op": "subscribed",
+            "id": 1,
+            "channels": ["heatmap:ETHUSDT:15m"],
+        }
         from_text, from_packed = await receive(text, False), await receive(packed, True)
         assert from_text["type"] == "snapshot"
         assert from_text == from_packed

@@ -15,7 +15,7 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedError, Inval
 from tests.fakes.binance_server import FakeBinance, force_order
 
 BAD_ID = "Invalid request: request ID must be an unsigned integer"
-EXAMPLES = Path("/work/shared/data/binance/forceOrder_examples.json")
+EXAMPLES = Path(__file__).parent / "data" / "forceOrder_examples.json"
 
 
 @pytest.fixture
