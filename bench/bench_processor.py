@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anyw
 
 from hub.analytics.grid import PriceGrid
 from hub.analytics.processor import LiquidationProcessor, ProcessorConfig
-from hub.analytics.window import HeatmapWindow, entry
+from hub.analytics.window import HeatmapWindow
 from hub.models import LiquidationEvent, Side
 
 N_EVENTS = 200_000
@@ -213,8 +213,8 @@ def incremental_vs_naive(events: list[LiquidationEvent]) -> dict[str, float]:
         for event in batch:
             held.append(event)
             if len(held) > MEMORY_EVENTS:
-                window.forget(held.popleft())
-            window.add(entry(event, window.grid))
+                window.columns.forget(held.popleft())
+            window.columns.add(event, window.grid.bin_index(event.price))
         window.flush(now)
         spent = time.process_time() - began
         if not timed:

@@ -56,7 +56,7 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere
 
 from hub.analytics.grid import PriceGrid
-from hub.analytics.window import HeatmapWindow, entry
+from hub.analytics.window import HeatmapWindow
 from hub.fanout.broker import RESYNC_TOPIC, Broker, topic_for
 from hub.fanout.broker_memory import MemoryBroker
 from hub.fanout.broker_redis import RedisBroker
@@ -104,7 +104,8 @@ def realistic_diffs() -> tuple[bytes, list[HeatmapDiff]]:
 
     spacing = 3_600_000 // HELD_EVENTS
     for i in range(HELD_EVENTS):
-        window.add(entry(event(i, START + i * spacing), grid))
+        new = event(i, START + i * spacing)
+        window.columns.add(new, grid.bin_index(new.price))
     now = START + HELD_EVENTS * spacing
     window.flush(now)
     snapshot = window.snapshot()
@@ -115,7 +116,8 @@ def realistic_diffs() -> tuple[bytes, list[HeatmapDiff]]:
     while len(diffs) < DISTINCT:
         now += FLUSH_MS
         for _ in range(EVENTS_PER_FLUSH):
-            window.add(entry(event(i, now), grid))
+            new = event(i, now)
+            window.columns.add(new, grid.bin_index(new.price))
             i += 1
         diff = window.flush(now)
         if diff is not None:

@@ -30,18 +30,11 @@ from hub.models import (
     Statistics,
 )
 
-__all__ = ["EMPTY_STATISTICS", "Entry", "HeatmapWindow", "entry", "wire_values"]
+__all__ = ["EMPTY_STATISTICS", "HeatmapWindow", "wire_values"]
 
 # Equal to nothing a flush computes (NaN != NaN, no cluster has id -1): forces a re-send.
 _UNSENT_STATISTICS = Statistics(-1, math.nan, math.nan, math.nan, math.nan, math.nan)
 _UNSENT_CLUSTERS = [Cluster(-1, math.nan, math.nan, math.nan, 0.0, 0, 0.0, 0.0, "low")]
-
-# What the owner of the columns writes per event: (event, bin index on the book's grid).
-Entry = tuple[LiquidationEvent, int]
-
-
-def entry(event: LiquidationEvent, grid: PriceGrid) -> Entry:
-    return (event, grid.bin_index(event.price))
 
 
 class _Published:
@@ -100,7 +93,7 @@ class HeatmapWindow:
         self.span_ms = span_ms
         self.bandwidth_pct = bandwidth_pct
         # A book passes its shared columns and feeds them itself, once per event; a
-        # window made alone (benchmarks) owns its columns, fed through add/forget.
+        # window made alone (benchmarks) owns its columns, fed by its maker.
         self.columns = columns if columns is not None else EventColumns()
         self.seq = 0
         self._key: tuple[int, int, int] | None = None  # of the suffix last published
@@ -120,17 +113,8 @@ class HeatmapWindow:
         """The events held as of the last flush's time."""
         return self.columns.events_from(self.columns.start(self.cutoff(self._time)))
 
-    # -- events in and out (a window that owns its columns) ----------------------------
-
     def cutoff(self, now: int) -> int:
         return now - self.span_ms
-
-    def add(self, held: Entry) -> None:
-        self.columns.add(*held)
-
-    def forget(self, event: LiquidationEvent) -> None:
-        """The store dropped `event` (its oldest); drop it here too if held."""
-        self.columns.forget(event)
 
     # -- grid -------------------------------------------------------------------------
 
