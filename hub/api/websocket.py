@@ -17,6 +17,7 @@ from hub.api.responses import failure
 from hub.fanout.codec import FORMATS
 from hub.fanout.protocol import Close, Limits, Session
 from hub.service.hubs import HubView
+from hub.tasks import cancel_and_wait
 
 log = logging.getLogger("hub.api")
 CLOSE_WAIT_S = 2.0
@@ -89,11 +90,7 @@ class WebSocketApi:
             await asyncio.wait((reader, writer), return_when=asyncio.FIRST_COMPLETED)
         finally:
             fanout.detach(session)
-            for task in (reader, writer):
-                task.cancel()
-            for task in (reader, writer):
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            await cancel_and_wait((reader, writer))
 
     async def _read(self, websocket: WebSocket, session: Session) -> None:
         while True:

@@ -24,6 +24,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from hub.errors import UpstreamError
 from hub.feeds.backoff import Backoff
 from hub.feeds.base import FeedStatus
+from hub.tasks import cancel_and_wait
 
 log = logging.getLogger("hub.feeds")
 
@@ -108,11 +109,7 @@ class PersistentConnection:
             for task in done:
                 task.result()
         finally:
-            for task in (reader, keeper):
-                task.cancel()
-            for task in (reader, keeper):
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            await cancel_and_wait((reader, keeper))
 
     async def _read(self, websocket: ClientConnection) -> None:
         while True:

@@ -33,6 +33,7 @@ from hub.service.ingest import Ingest
 from hub.service.relay import Relay
 from hub.service.sources import Source, wall_clock_ms
 from hub.storage.event_log import read_events
+from hub.tasks import cancel_and_wait
 
 LIVE = Source()
 
@@ -70,11 +71,7 @@ class _Tasks:
         self.tasks.extend(asyncio.create_task(c) for c in coroutines)
 
     async def cancel(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(self.tasks)
         self.tasks.clear()
 
 

@@ -31,6 +31,7 @@ from hub.service import control
 from hub.service.control import ControlRequest, SymbolsAnnouncement
 from hub.service.sources import Source, build_feed, wall_clock_ms
 from hub.storage.event_log import RedisEventLog, read_events
+from hub.tasks import cancel_and_wait
 
 log = logging.getLogger("hub.ingest")
 _encoder = msgspec.json.Encoder()
@@ -312,9 +313,5 @@ class Ingest:
         if self.event_log is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.event_log.flushed(), 5)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(self._tasks)
         self._tasks.clear()
