@@ -149,6 +149,8 @@ async def test_liquidations_and_heatmap_reach_a_websocket_client(
     status = (await running.get("/api/heatmap/status")).json()["data"]
     binance = status["sources"]["binance"]
     assert binance["connected"] is True
+    assert binance["messages"] >= 2 * len(sent) and binance["reconnects"] == 0
+    assert binance["last_message_age_ms"] is not None
     assert binance["events"] == 2 * len(sent)
     assert binance["malformed"] == 0
     assert status["symbols"]["BTCUSDT"]["events"] == len(sent)
