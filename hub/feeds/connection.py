@@ -85,7 +85,8 @@ class PersistentConnection:
                 planned = True
             except (OSError, TimeoutError, ConnectionClosed, InvalidHandshake, UpstreamError) as e:
                 self.status.last_error = f"{type(e).__name__}: {e}"
-                log.warning("%s: connection to %s lost: %s", self.status.name, url, e)
+                what = "lost" if self.status.connected else "failed"
+                log.warning("%s: connection to %s %s: %s", self.status.name, url, what, e)
             except InvalidURI as error:
                 raise UpstreamError(f"bad upstream URL {url!r}: {error}") from error
             finally:
