@@ -377,6 +377,13 @@ async def assert_all_once(hub: Cluster, webs: list[Proc], times: list[int]) -> N
         assert Counter(listed) == expected, f"REST of {web.name}:{web.port}"
 
 
+async def two_webs_with_a_client_each(
+    cluster: Cluster, clients: list[Client]
+) -> tuple[list[Proc], Client, Client]:
+    webs = [await cluster.start_web(), await cluster.start_web()]
+    return webs, await open_client(clients, "a", webs[0]), await open_client(clients, "b", webs[1])
+
+
 # -- tests --------------------------------------------------------------------------------
 
 
@@ -384,9 +391,7 @@ async def test_every_web_process_serves_the_same_stream(
     cluster: Cluster, clients: list[Client], fake_binance: FakeBinance
 ) -> None:
     await cluster.start_ingest()
-    webs = [await cluster.start_web(), await cluster.start_web()]
-    a = await open_client(clients, "a", webs[0])
-    b = await open_client(clients, "b", webs[1])
+    webs, a, b = await two_webs_with_a_client_each(cluster, clients)
     events = Injector(fake_binance)
     await events.inject(40, pause=0.01)
     await eventually(
@@ -422,9 +427,7 @@ async def test_redis_restart_loses_nothing(
     redis_server: RedisServer,
 ) -> None:
     await cluster.start_ingest()
-    webs = [await cluster.start_web(), await cluster.start_web()]
-    a = await open_client(clients, "a", webs[0])
-    b = await open_client(clients, "b", webs[1])
+    webs, a, b = await two_webs_with_a_client_each(cluster, clients)
     events = Injector(fake_binance)
 
     await events.inject(15, pause=0.01)
@@ -451,9 +454,7 @@ async def test_ingest_restart_keeps_epoch_and_seq(
     cluster: Cluster, clients: list[Client], fake_binance: FakeBinance
 ) -> None:
     ingest = await cluster.start_ingest()
-    webs = [await cluster.start_web(), await cluster.start_web()]
-    a = await open_client(clients, "a", webs[0])
-    b = await open_client(clients, "b", webs[1])
+    webs, a, b = await two_webs_with_a_client_each(cluster, clients)
     events = Injector(fake_binance)
 
     await events.inject(20, pause=0.01)
@@ -487,9 +488,7 @@ async def test_client_resumes_on_another_web_process(
     cluster: Cluster, clients: list[Client], fake_binance: FakeBinance
 ) -> None:
     await cluster.start_ingest()
-    webs = [await cluster.start_web(), await cluster.start_web()]
-    a = await open_client(clients, "a", webs[0])
-    b = await open_client(clients, "b", webs[1])
+    webs, a, b = await two_webs_with_a_client_each(cluster, clients)
     events = Injector(fake_binance)
 
     await events.inject(10, pause=0.01)
