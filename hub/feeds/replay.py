@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -175,11 +175,3 @@ class Recorder:
         self.out.flush()
         self.written += 1
 
-
-def iter_events(lines: list[ReplayLine]) -> Iterator[object]:
-    for line in lines:
-        parser = PARSERS.get(line.source)
-        if parser is not None:
-            parsed = parser(line.raw)
-            if parsed.event is not None:
-                yield parsed.event
