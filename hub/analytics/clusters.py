@@ -157,6 +157,12 @@ class ClusterTracker:
         self._previous: list[tuple[int, float]] = []
         self._next_id = 1
 
+    def start_over(self, bandwidth: float) -> None:
+        """Forget the previous peaks (a new epoch has new ones) but keep counting ids, so
+        an id is never reused: alert memory and alert ids key on it."""
+        self._bandwidth = bandwidth
+        self._previous = []
+
     def track(self, shapes: list[ClusterShape]) -> list[Cluster]:
         pairs = sorted(
             (abs(shape.price - price), index, cluster_id)

@@ -134,12 +134,7 @@ class HeatmapWindow:
     def restart(self, grid: PriceGrid, now: int) -> HeatmapSnapshot:
         """Start a new epoch on `grid`: bins rebuilt from the held events, seq from 0."""
         self._set_grid(grid)
-        # New epoch, new peaks; but ids stay unique for the window's life (as the tracker
-        # promises), because alert memory and alert ids key on them: restarting from 1 made
-        # the new epoch's clusters look already alerted (no cluster_new) and reused ids.
-        next_id = self._clusters._next_id
-        self._clusters = ClusterTracker(self._bandwidth)
-        self._clusters._next_id = next_id
+        self._clusters.start_over(self._bandwidth)
         summary = self._take(now)
         self._bins = _Published(summary, grid)
         shapes = summary.shapes(self.density, grid.bin_width)
