@@ -174,4 +174,3 @@ class Recorder:
         self.out.write(b'{"t":%d,"source":"%s","raw":%s}\n' % (received_ms, self.source, frame))
         self.out.flush()
         self.written += 1
-

@@ -75,12 +75,14 @@ class _Tasks:
         self.tasks.clear()
 
 
-def _fanout_status(fanout: Fanout, broker: Broker) -> dict[str, Any]:
+def _process_status(fanout: Fanout, broker: Broker, started_at: float) -> dict[str, Any]:
+    """What every process that serves clients reports about itself."""
     return {
         "clients": len(fanout.sessions),
         "broker": broker.status(),
         "fanout": fanout.stats,
         "memory": {"rss_bytes": _rss_bytes()},
+        "uptime_s": round(time.time() - started_at, 3),
     }
 
 
@@ -128,8 +130,7 @@ class ServeHub:
     async def status(self) -> dict[str, Any]:
         return {
             **self.ingest.status(),
-            **_fanout_status(self.fanout, self.inbound),
-            "uptime_s": round(time.time() - self.started_at, 3),
+            **_process_status(self.fanout, self.inbound, self.started_at),
         }
 
     async def add_symbols(self, symbols: set[str]) -> None:
@@ -198,8 +199,7 @@ class WebHub:
             "sources": ingest.get("sources", {}),
             "symbols": ingest.get("symbols", {s: {} for s in sorted(self.fanout.symbols)}),
             "ingest": "reporting" if ingest else "silent (no status in Redis for 10 s)",
-            **_fanout_status(self.fanout, self.broker),
-            "uptime_s": round(time.time() - self.started_at, 3),
+            **_process_status(self.fanout, self.broker, self.started_at),
         }
 
     async def add_symbols(self, symbols: set[str]) -> None:
