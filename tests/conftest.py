@@ -4,6 +4,7 @@ under uvicorn. Each test gets its own, on free ports, and everything is stopped 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -98,19 +99,35 @@ async def start_hub() -> AsyncIterator[HubFactory]:
 
 
 async def eventually(
-    check: Callable[[], Awaitable[bool]] | Callable[[], bool], within: float = 5.0
+    check: Callable[[], Awaitable[bool]] | Callable[[], bool],
+    within: float = 20.0,
+    *,
+    seen: Callable[[], object] | None = None,
 ) -> None:
-    """Poll `check` until it holds; fail with a clear message when it never does."""
-    deadline = asyncio.get_running_loop().time() + within
+    """Poll `check` until it holds. The deadline is generous on purpose: it only bounds a
+    failing run, and a loaded 2-core CI machine can be many times slower than a quiet one.
+    A failure names the condition (its source line) and, with `seen`, what was observed."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
     while True:
         result = check()
         if asyncio.iscoroutine(result):
             result = await result
         if result:
             return
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {within}s: {check}")
+        if loop.time() > deadline:
+            observed = f"; seen: {seen()!r}" if seen is not None else ""
+            raise AssertionError(f"expected within {within}s: {describe(check)}{observed}")
         await asyncio.sleep(0.02)
+
+
+def describe(check: Callable[..., object]) -> str:
+    """The source text of a condition (a lambda's own line), else its name."""
+    try:
+        text = " ".join(inspect.getsource(check).split())
+    except (OSError, TypeError):
+        return getattr(check, "__qualname__", repr(check))
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 @pytest.fixture

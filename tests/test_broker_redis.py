@@ -107,7 +107,7 @@ async def pair(
         publisher, subscriber = make_broker(), make_broker()
         await subscriber.subscribe(["hub:BTCUSDT"])
         collector = Collector(subscriber)
-        await eventually(subscribed(observer, "hub:BTCUSDT"), within=3)
+        await eventually(subscribed(observer, "hub:BTCUSDT"))
     yield publisher, collector
     await collector.stop()
 
@@ -127,7 +127,7 @@ async def test_two_brokers_count_and_report_redis(
     publisher, subscriber = make_broker(), make_broker()
     await subscriber.subscribe(["hub:ETHUSDT"])
     collector = Collector(subscriber)
-    await eventually(subscribed(observer, "hub:ETHUSDT"), within=3)
+    await eventually(subscribed(observer, "hub:ETHUSDT"))
     for n in range(5):
         await publisher.publish("hub:ETHUSDT", b"%d" % n)
     assert [await collector.next() for _ in range(5)] == [
@@ -146,13 +146,13 @@ async def test_topics_subscribed_later_receive_later_messages(
     publisher, subscriber = make_broker(), make_broker()
     await subscriber.subscribe(["hub:BTCUSDT"])
     collector = Collector(subscriber)
-    await eventually(subscribed(observer, "hub:BTCUSDT"), within=3)
+    await eventually(subscribed(observer, "hub:BTCUSDT"))
     await publisher.publish("hub:SOLUSDT", b"before")
     await publisher.publish("hub:BTCUSDT", b"marker")
     assert await collector.next() == ("hub:BTCUSDT", b"marker")
 
     await subscriber.subscribe(["hub:SOLUSDT", "hub:BTCUSDT"])
-    await eventually(subscribed(observer, "hub:SOLUSDT"), within=3)
+    await eventually(subscribed(observer, "hub:SOLUSDT"))
     await publisher.publish("hub:SOLUSDT", b"after")
     await publisher.publish("hub:BTCUSDT", b"still")
     assert [await collector.next(), await collector.next()] == [
@@ -167,7 +167,7 @@ async def test_redis7_uses_sharded_pubsub(make_broker: BrokerFactory, observer: 
     publisher, subscriber = make_broker(), make_broker()
     await subscriber.subscribe(["hub:BNBUSDT"])
     collector = Collector(subscriber)
-    await eventually(subscribed(observer, "hub:BNBUSDT"), within=3)
+    await eventually(subscribed(observer, "hub:BNBUSDT"))
     plain = observer.pubsub(ignore_subscribe_messages=True)
     await plain.subscribe("hub:BNBUSDT")
     assert await observer.execute_command("PUBSUB", "NUMSUB", "hub:BNBUSDT") == [
@@ -201,7 +201,7 @@ async def test_servers_before_7_get_plain_pubsub(
         reply = await observer.execute_command("PUBSUB", "NUMSUB", "hub:ADAUSDT")
         return int(reply[1]) == 1
 
-    await eventually(plain_subscriber, within=3)
+    await eventually(plain_subscriber)
     assert await shard_subscribers(observer, "hub:ADAUSDT") == 0
     await publisher.publish("hub:ADAUSDT", b"\x00plain")
     assert await collector.next() == ("hub:ADAUSDT", b"\x00plain")
@@ -215,12 +215,12 @@ async def test_killed_redis_restarts_then_resync_and_new_messages(
     publisher, subscriber = make_broker(), make_broker()
     await subscriber.subscribe(["hub:BTCUSDT"])
     collector = Collector(subscriber)
-    await eventually(subscribed(observer, "hub:BTCUSDT"), within=3)
+    await eventually(subscribed(observer, "hub:BTCUSDT"))
     await publisher.publish("hub:BTCUSDT", b"one")
     assert await collector.next() == ("hub:BTCUSDT", b"one")
 
     redis_server.kill()
-    await eventually(lambda: not subscriber.status().connected, within=2)
+    await eventually(lambda: not subscriber.status().connected)
     await subscriber.subscribe(["hub:ETHUSDT"])  # added while down: subscribed on reconnect
     redis_server.start()
 
@@ -263,11 +263,11 @@ async def test_silent_redis_is_detected_by_ping_and_resynced(
     subscriber = make_broker(ping_interval=0.1, pong_timeout=0.4, command_timeout=0.5)
     await subscriber.subscribe(["hub:SOLUSDT"])
     collector = Collector(subscriber)
-    await eventually(lambda: subscriber.status().connected, within=3)
+    await eventually(lambda: subscriber.status().connected)
 
     redis_server.pause()  # TCP stays up, nothing answers: only the PING watchdog can tell
     try:
-        await eventually(lambda: not subscriber.status().connected, within=3)
+        await eventually(lambda: not subscriber.status().connected)
     finally:
         redis_server.resume()
     assert await collector.next(within=5) == (RESYNC_TOPIC, b"")
@@ -280,7 +280,7 @@ async def test_close_ends_messages(make_broker: BrokerFactory) -> None:
     subscriber = make_broker()
     await subscriber.subscribe(["hub:BTCUSDT"])
     collector = Collector(subscriber)
-    await eventually(lambda: subscriber.status().connected, within=3)
+    await eventually(lambda: subscriber.status().connected)
     await subscriber.close()
-    await asyncio.wait_for(collector.task, 2)
+    await asyncio.wait_for(collector.task, 10)
     assert not subscriber.status().connected

@@ -92,7 +92,7 @@ async def test_alert_bot_prints_filters_deduplicates_and_resumes(
     assert bot.stdout is not None and bot.stderr is not None
     out, err = Lines(bot.stdout), Lines(bot.stderr)
     try:
-        await eventually(lambda: err.count("subscribed alerts:*") == 1, within=10)
+        await eventually(lambda: err.count("subscribed alerts:*") == 1)
         await publish(running, 1, alert(1, 2_000_000))
         await publish(running, 2, alert(2, 50_000))  # under --min-notional: filtered
         await publish(running, 3, alert(3, 150_000))
@@ -106,7 +106,7 @@ async def test_alert_bot_prints_filters_deduplicates_and_resumes(
         await publish(running, 4, alert(4, 300_000))
         await publish(running, 5, alert(5, 10_000))  # filtered, also when replayed
         await publish(running, 6, alert(3, 150_000))  # same id as alert 3: a duplicate
-        await eventually(lambda: err.count("subscribed alerts:*") == 2, within=10)
+        await eventually(lambda: err.count("subscribed alerts:*") == 2)
         await publish(running, 7, alert(7, 1_000_000))
         await eventually(lambda: out.count("test:7") == 1)
         await asyncio.sleep(0.2)

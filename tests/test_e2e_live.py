@@ -58,7 +58,7 @@ class ClientHeatmap:
         }
 
 
-async def receive_json(ws: ClientConnection, within: float = 5.0) -> dict[str, Any]:
+async def receive_json(ws: ClientConnection, within: float = 15.0) -> dict[str, Any]:
     return json.loads(await asyncio.wait_for(ws.recv(), within))
 
 
@@ -135,7 +135,7 @@ async def test_liquidations_and_heatmap_reach_a_websocket_client(
                 snapshot["seq"] == heatmap.view()["seq"]
             )
 
-        await eventually(settled, within=10)
+        await eventually(settled)
         rest = (await running.get("/api/heatmap/liquidations/BTCUSDT/heatmap")).json()["data"]
         mine = heatmap.view()
         assert mine["seq"] == rest["seq"] and mine["epoch"] == rest["epoch"]
@@ -170,7 +170,7 @@ async def test_upstream_drop_reconnects_without_duplicates(
     for payload in first:
         await fake_binance.push(payload)
     await fake_binance.drop_all()
-    await eventually(lambda: fake_binance.connection_count_total >= 2, within=5)
+    await eventually(lambda: fake_binance.connection_count_total >= 2)
     await fake_binance.wait_for_subscription("btcusdt@forceOrder")
     for payload in [
         *first[-2:],

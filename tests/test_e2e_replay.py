@@ -97,7 +97,7 @@ async def test_export_csv_and_json(replayed: RunningHub) -> None:
 
 
 async def receive(ws: Any, binary: bool) -> dict[str, Any]:
-    frame = await asyncio.wait_for(ws.recv(), 5)
+    frame = await asyncio.wait_for(ws.recv(), 15)
     assert isinstance(frame, bytes) is binary
     return msgspec.msgpack.decode(frame) if binary else json.loads(frame)
 

@@ -244,7 +244,7 @@ class Client:
             request["since"] = since
         await self.ws.send(json.dumps(request))
         self.reader = asyncio.create_task(self._read(self.ws))
-        await eventually(lambda: len(self.replies) > replies or self.error is not None, within=5)
+        await eventually(lambda: len(self.replies) > replies or self.error is not None)
         self.check()
         assert self.replies[-1] == {
             "op": "subscribed",
@@ -371,7 +371,7 @@ async def assert_all_once(hub: Cluster, webs: list[Proc], times: list[int]) -> N
     async def logged() -> bool:
         return Counter(await hub.log_event_times()) == expected
 
-    await eventually(logged, within=10)
+    await eventually(logged)
     for web in webs:
         listed = await hub.rest_event_times(web)
         assert Counter(listed) == expected, f"REST of {web.name}:{web.port}"
@@ -431,7 +431,7 @@ async def test_redis_restart_loses_nothing(
     events = Injector(fake_binance)
 
     await events.inject(15, pause=0.01)
-    await eventually(lambda: all(len(c.liquidations) >= 15 for c in (a, b)), within=10)
+    await eventually(lambda: all(len(c.liquidations) >= 15 for c in (a, b)))
     snapshots = {c.name: c.heatmap.snapshots for c in (a, b)}
     await asyncio.to_thread(redis_server.kill)
     await events.inject(15, pause=0.05)  # accepted by ingest while Redis is gone

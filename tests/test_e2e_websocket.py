@@ -62,7 +62,7 @@ def decode(frame: Frame) -> JsonDict:
     return msgspec.msgpack.decode(frame) if isinstance(frame, bytes) else json.loads(frame)
 
 
-async def receive(ws: ClientConnection, within: float = 5.0) -> JsonDict:
+async def receive(ws: ClientConnection, within: float = 15.0) -> JsonDict:
     return decode(await asyncio.wait_for(ws.recv(), within))
 
 
@@ -102,7 +102,7 @@ async def start_demo(start_hub: HubFactory, settings: Settings) -> RunningHub:
     running = await start_hub(settings, demo=True, speed=10)
     feed = running.hub.feed
     assert isinstance(feed, ReplayFeed)
-    await eventually(lambda: feed.status.frames > len(feed.lines), within=20)
+    await eventually(lambda: feed.status.frames > len(feed.lines))
     return running
 
 
@@ -274,9 +274,9 @@ async def stalled_session(running: RunningHub, max_queue: int) -> Session:
         session = heatmap_session(running)
         return session is not None and session.pending() >= max_queue
 
-    await eventually(full, within=15)
+    await eventually(full)
     await asyncio.sleep(0.3)
-    await eventually(full, within=15)
+    await eventually(full)
     session = heatmap_session(running)
     assert session is not None
     return session
@@ -365,7 +365,7 @@ async def test_a_slow_client_never_slows_the_others(start_hub: HubFactory) -> No
             return session is not None and session.dropped > 0
 
         # The catch-up (46 messages) fits in the queue: a drop means its writer is stuck.
-        await eventually(overflowing, within=15)
+        await eventually(overflowing)
         with_slow = await measure(pingers, PHASE, seed=2)
         session = heatmap_session(running)
         assert session is not None and session.dropped > 0
@@ -420,7 +420,7 @@ async def test_a_client_that_never_reads_is_dropped(start_hub: HubFactory) -> No
         await stalled_session(running, settings.max_queue)
         # SPEC: still over the limit after slow_close_ms: close 1013. A peer that reads
         # nothing cannot get the close frame, but the server must let it go all the same.
-        await eventually(lambda: not running.hub.fanout.sessions, within=3)
+        await eventually(lambda: not running.hub.fanout.sessions)
         async with connect(running.ws) as ws:  # its connection slot is free again
             assert await ask(ws, {"op": "ping", "id": 1}) == {"op": "pong", "id": 1}
     finally:

@@ -28,7 +28,7 @@ def _connect(url: str) -> Any:
     return connect(url, open_timeout=2, close_timeout=0.5, ping_interval=None)
 
 
-async def _recv_json(ws: ClientConnection, within: float = 1.0) -> Any:
+async def _recv_json(ws: ClientConnection, within: float = 10.0) -> Any:
     return json.loads(await asyncio.wait_for(ws.recv(), within))
 
 
@@ -168,7 +168,7 @@ async def test_send_text_delivers_raw_text(fake: FakeBinance) -> None:
     async with _connect(f"{fake.base_url}/ws/btcusdt@forceOrder") as ws:
         await fake.wait_for_connections(1)
         await fake.send_text("{not json")
-        assert await asyncio.wait_for(ws.recv(), 1) == "{not json"
+        assert await asyncio.wait_for(ws.recv(), 10) == "{not json"
 
 
 async def test_drop_all_aborts_without_close_frame(fake: FakeBinance) -> None:
@@ -176,7 +176,7 @@ async def test_drop_all_aborts_without_close_frame(fake: FakeBinance) -> None:
         await fake.wait_for_connections(1)
         await fake.drop_all()
         with pytest.raises(ConnectionClosedError) as info:
-            await asyncio.wait_for(ws.recv(), 1)
+            await asyncio.wait_for(ws.recv(), 10)
         assert info.value.rcvd is None
     assert fake.connections == [] and fake.connection_count_total == 1
 
@@ -186,7 +186,7 @@ async def test_close_all_sends_close_frame(fake: FakeBinance) -> None:
         await fake.wait_for_connections(1)
         await fake.close_all(4000, "bye")
         with pytest.raises(ConnectionClosed):
-            await asyncio.wait_for(ws.recv(), 1)
+            await asyncio.wait_for(ws.recv(), 10)
         assert ws.close_code == 4000 and ws.close_reason == "bye"
 
 
@@ -251,4 +251,4 @@ async def test_stop_closes_clients_quickly(fake: FakeBinance) -> None:
         fake.silent = True
         await asyncio.wait_for(fake.stop(), 2)
         with pytest.raises(ConnectionClosed):
-            await asyncio.wait_for(ws.recv(), 1)
+            await asyncio.wait_for(ws.recv(), 10)

@@ -200,14 +200,14 @@ class FakeBinance:
             conn.ws.set_silenced(value)
 
     # The timeout parameters are part of the contract other test code calls.
-    async def wait_for_connections(self, n: int = 1, timeout: float = 5.0) -> None:  # noqa: ASYNC109
+    async def wait_for_connections(self, n: int = 1, timeout: float = 15.0) -> None:  # noqa: ASYNC109
         def ready() -> bool:
             live = [c for c in self.connections if c.market and (c.streams or not c.combined)]
             return len(live) >= n
 
         await self._wait(ready, f"{n} /market connection(s)", timeout)
 
-    async def wait_for_subscription(self, stream: str, timeout: float = 5.0) -> None:  # noqa: ASYNC109
+    async def wait_for_subscription(self, stream: str, timeout: float = 15.0) -> None:  # noqa: ASYNC109
         def ready() -> bool:
             return any(c.market and stream in c.streams for c in self.connections)
 
