@@ -16,6 +16,7 @@ import pytest
 import uvicorn
 
 from hub.api.app import create_app
+from hub.api.server import server_config
 from hub.config import Settings
 from hub.feeds.backoff import Backoff
 from hub.feeds.connection import Timing
@@ -71,13 +72,8 @@ async def start_hub() -> AsyncIterator[HubFactory]:
         hub_kwargs.setdefault("timing", FAST_TIMING)
         hub_kwargs.setdefault("backoff", fast_backoff())
         hub = ServeHub(settings, Source(**hub_kwargs))  # type: ignore[arg-type]
-        config = uvicorn.Config(
-            create_app(hub),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-            lifespan="on",
-            **(uvicorn_options or {}),
+        config = server_config(
+            create_app(hub), "127.0.0.1", port, log_level="warning", **(uvicorn_options or {})
         )
         server = uvicorn.Server(config)
         task = asyncio.create_task(server.serve())
