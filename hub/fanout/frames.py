@@ -30,4 +30,3 @@ def frame(payload: bytes, opcode: int) -> bytes:
     else:
         header = _LONG.pack(first, 127, size)
     return header + payload
-
