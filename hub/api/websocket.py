@@ -147,6 +147,7 @@ class WebSocketApi:
         session = Session(fmt, fanout, self.limits, fanout.clock())  # type: ignore[arg-type]
         socket: RawSocket | None = websocket.scope.get("extensions", {}).get(RAW_SOCKET)
         if socket is not None and socket.shares_frames:
+            socket.forget_handshake()
             SharedFrameWriter(session, socket, self.flusher)
             fanout.stats.shared_frame_sessions += 1
             fanout.attach(session)
