@@ -227,3 +227,25 @@ async def _first_lines(script: Path, count: int) -> list[str]:
             process.kill()
         await process.wait()
     return lines
+
+
+def anchors(markdown: str) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces as hyphens."""
+    headings = re.findall(r"^#+ (.+)$", markdown, re.MULTILINE)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
+
+
+def test_links_of_readme_and_docs_lead_somewhere() -> None:
+    pages = [README, *sorted((ROOT / "docs").glob("*.md"))]
+    assert len(pages) > 1, "README points to docs/, which has no pages"
+    for page in pages:
+        text = re.sub(r"^```.*?^```$", "", page.read_text(), flags=re.MULTILINE | re.DOTALL)
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+://", target):
+                continue
+            path, _, anchor = target.partition("#")
+            linked = (page.parent / path).resolve() if path else page
+            where = f"{page.relative_to(ROOT)} links to {target!r}"
+            assert linked.exists(), f"{where}: no such file"
+            if anchor:
+                assert anchor in anchors(linked.read_text()), f"{where}: no such heading"
