@@ -6,8 +6,9 @@
 
 It subscribes to `alerts:*` (or `alerts:SYMBOL` per symbol) with a server-side `filter`,
 remembers the last {epoch, seq} of every channel and sends it as `since` when it
-reconnects, so the hub replays what was missed (SPEC: resume). Alerts are de-duplicated
-by `id`. Alerts go to stdout; connection notices go to stderr. Needs `websockets`.
+reconnects, so the hub replays what was missed (docs/protocol.md, "Resuming with
+`since`"). Alerts are de-duplicated by `id`. Alerts go to stdout; connection notices go to
+stderr. Needs `websockets`.
 """
 
 from __future__ import annotations

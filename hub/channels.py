@@ -1,4 +1,4 @@
-"""Channel and window names of SPEC, parsed into canonical form.
+"""Channel and window names (docs/protocol.md), parsed into canonical form.
 
 One place decides what `heatmap:btcusdt` means (`heatmap:BTCUSDT:1h`), so the processor,
 the broker topics, the WebSocket protocol and REST agree on every name.

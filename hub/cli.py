@@ -1,7 +1,9 @@
-"""`heatmap-hub` / `python -m hub`: the process entry points of SPEC.
+"""`heatmap-hub` / `python -m hub`: the command line.
 
-Configuration comes from the environment, flags override; a `ConfigError` anywhere
-before the server starts is one line on stderr and exit code 2.
+Settings come from the environment and a flag overrides its variable (`hub.config`); a
+bad value anywhere before the server starts is one line on stderr and exit code 2. The
+help is written for users: each option names its variable and default, each command
+shows examples, and none of it names the code.
 """
 
 from __future__ import annotations
@@ -13,51 +15,190 @@ import logging
 import os
 import signal
 import sys
+import textwrap
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
-from hub.config import Settings, load_settings
+from hub import __version__
+from hub.config import FIELD_TO_VARIABLE, Settings, load_settings
 from hub.errors import ConfigError
 from hub.service.hubs import HubView
 from hub.service.sources import Source
 
 EXIT_CONFIG = 2
+EXIT_USAGE = 2  # as argparse exits on a bad command line
 OVERRIDES = ("host", "port", "symbols", "binance_ws_url", "flush_ms", "redis_url")
+_DEFAULTS = Settings()
+_MORE = "Every setting can also come from the environment: see docs/configuration.md."
+
+# field -> (metavar, what it is); the variable and default are added from hub.config.
+_SETTING_FLAGS = {
+    "host": ("ADDRESS", "address to listen on"),
+    "port": ("PORT", "port to listen on"),
+    "symbols": ("LIST", "symbols to track, comma-separated, or '*' for every symbol"),
+    "binance_ws_url": ("URL", "Binance USD-M futures stream base"),
+    "flush_ms": ("MS", "longest a change waits before it is pushed to clients"),
+    "redis_url": ("URL", "Redis to publish to / read from"),
+}
+
+_COMMANDS = {
+    "serve": (
+        "run everything in one process (feed, analytics, REST and WebSocket)",
+        "Run the whole hub in one process: the exchange feed (or a replay), the analytics, "
+        "and the REST and WebSocket API. Messages go through memory, or through Redis "
+        "when --redis-url / REDIS_URL is set (then `web` processes can join it).",
+        [
+            ("heatmap-hub serve --demo", "no network: the bundled replay, looped"),
+            ("heatmap-hub serve --symbols BTCUSDT,ETHUSDT", "live Binance data"),
+            ("heatmap-hub serve --replay session.jsonl --speed 0", "a file, at full speed"),
+        ],
+    ),
+    "ingest": (
+        "run the feed and analytics, publishing to Redis",
+        "Run the exchange feed (or a replay) and the analytics, and publish every message "
+        "to Redis for `web` processes to serve. Serves no clients itself; needs Redis.",
+        [
+            ("heatmap-hub ingest --redis-url redis://127.0.0.1:6379/0", "live Binance data"),
+            ("REDIS_URL=redis://127.0.0.1:6379/0 heatmap-hub ingest --demo", "no network"),
+        ],
+    ),
+    "web": (
+        "serve REST and WebSocket clients from Redis (run any number)",
+        "Serve REST and WebSocket clients with what an `ingest` process publishes to "
+        "Redis. Run as many as you like, behind one load balancer; needs Redis.",
+        [
+            ("heatmap-hub web --redis-url redis://127.0.0.1:6379/0 --port 5001", ""),
+            ("heatmap-hub web --host 0.0.0.0 --port 8080", "with REDIS_URL set"),
+        ],
+    ),
+    "record": (
+        "write live Binance frames to a replay file",
+        "Connect to Binance and append every frame received, exactly as received, to a "
+        "replay file (JSON Lines) that `serve --replay` plays back.",
+        [
+            ("heatmap-hub record --out session.jsonl", "until Ctrl-C"),
+            ("heatmap-hub record --out btc.jsonl --symbols BTCUSDT --frames 100", ""),
+        ],
+    ),
+}
 
 
-def _add_common(parser: argparse.ArgumentParser, listens: bool, sources: bool) -> None:
-    if listens:
-        parser.add_argument("--host")
-        parser.add_argument("--port")
-    if sources:
-        parser.add_argument("--symbols", help="comma-separated, or '*' (HEATMAP_SYMBOLS)")
-        parser.add_argument("--binance-ws-url")
-        parser.add_argument("--flush-ms")
-        group = parser.add_mutually_exclusive_group()
-        group.add_argument("--replay", type=Path, metavar="FILE", help="replay a recorded file")
-        group.add_argument(
-            "--demo", action="store_true", help="loop the bundled replay, shifted to now"
-        )
-        parser.add_argument("--speed", default="1", help="replay speed; 0 = as fast as possible")
-    parser.add_argument("--redis-url")
+def _shown(value: object) -> str:
+    if value is None:
+        return "unset"
+    if isinstance(value, tuple):
+        return ",".join(value)
+    return str(value)
+
+
+def _setting_flag(parser: argparse.ArgumentParser, field: str, default: str = "") -> None:
+    metavar, what = _SETTING_FLAGS[field]
+    default = default or _shown(getattr(_DEFAULTS, field))
+    parser.add_argument(
+        f"--{field.replace('_', '-')}",
+        metavar=metavar,
+        help=f"{what} (env {FIELD_TO_VARIABLE[field]}; default: {default})",
+    )
+
+
+def _log_level(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning"),
+        default=default,
+        help="how much to log (default: info)",
+    )
+
+
+def _examples(rows: list[tuple[str, str]]) -> str:
+    width = max(len(command) for command, _ in rows)
+    lines = [f"  {command:<{width}}  # {why}" if why else f"  {command}" for command, why in rows]
+    return "examples:\n" + "\n".join(lines) + "\n\n" + _MORE
+
+
+def _command(commands: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
+    summary, description, examples = _COMMANDS[name]
+    parser = commands.add_parser(
+        name,
+        help=summary,
+        description=textwrap.fill(description, 78),
+        epilog=_examples(examples),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _log_level(parser, argparse.SUPPRESS)  # also after the command; absent: the top level's
+    return parser
+
+
+def _add_sources(parser: argparse.ArgumentParser) -> None:
+    _setting_flag(parser, "symbols")
+    _setting_flag(parser, "binance_ws_url")
+    _setting_flag(parser, "flush_ms")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--replay",
+        type=Path,
+        metavar="FILE",
+        help="play a recorded file instead of Binance (default: none)",
+    )
+    group.add_argument(
+        "--demo",
+        action="store_true",
+        help="play the bundled replay instead of Binance, looped, shifted to now (default: off)",
+    )
+    parser.add_argument(
+        "--speed",
+        default="1",
+        metavar="X",
+        help="replay speed, 0 = as fast as possible (default: 1)",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="heatmap-hub", description=__doc__)
-    parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning"))
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="feeds, processors, REST and WebSocket in one")
-    _add_common(serve, listens=True, sources=True)
-    ingest = commands.add_parser("ingest", help="feeds and processors, publishing to Redis")
-    _add_common(ingest, listens=False, sources=True)
-    web = commands.add_parser("web", help="REST and WebSocket fan-out, fed from Redis")
-    _add_common(web, listens=True, sources=False)
+    parser = argparse.ArgumentParser(
+        prog="heatmap-hub",
+        description=textwrap.fill(
+            "A real-time liquidation heatmap hub: exchange liquidations in; heatmaps, "
+            "clusters and alerts out over WebSocket and REST.",
+            78,
+        ),
+        epilog=_examples(
+            [
+                ("heatmap-hub serve --demo", "try it with no network"),
+                ("heatmap-hub serve --help", "the options of one command"),
+            ]
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"heatmap-hub {__version__}")
+    _log_level(parser, "info")
+    commands = parser.add_subparsers(
+        title="commands", dest="command", metavar="COMMAND", required=True
+    )
 
-    record = commands.add_parser("record", help="write live upstream frames to a replay file")
-    record.add_argument("--out", type=Path, required=True)
-    record.add_argument("--symbols")
-    record.add_argument("--binance-ws-url")
-    record.add_argument("--frames", type=int, default=0, help="stop after N frames (0: never)")
+    serve = _command(commands, "serve")
+    _setting_flag(serve, "host")
+    _setting_flag(serve, "port")
+    _add_sources(serve)
+    _setting_flag(serve, "redis_url", "unset, messages stay in this process")
+
+    ingest = _command(commands, "ingest")
+    _add_sources(ingest)
+    _setting_flag(ingest, "redis_url", "unset, and ingest needs one")
+
+    web = _command(commands, "web")
+    _setting_flag(web, "host")
+    _setting_flag(web, "port")
+    _setting_flag(web, "redis_url", "unset, and web needs one")
+
+    record = _command(commands, "record")
+    record.add_argument(
+        "--out", type=Path, required=True, metavar="FILE", help="replay file to append to"
+    )
+    _setting_flag(record, "symbols")
+    _setting_flag(record, "binance_ws_url")
+    record.add_argument(
+        "--frames", type=int, default=0, metavar="N", help="stop after N frames (default: 0, never)"
+    )
     return parser
 
 
@@ -79,7 +220,11 @@ def _source(args: argparse.Namespace) -> Source:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    if not (sys.argv[1:] if argv is None else argv):
+        parser.print_help(sys.stderr)  # a bare `heatmap-hub`: the commands, not one error line
+        return EXIT_USAGE
+    args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

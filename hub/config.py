@@ -1,6 +1,6 @@
 """Settings: read once from the environment at start, overridden by CLI flags.
 
-Every variable of SPEC's configuration table lives here with its default. A bad value
+Every variable of docs/configuration.md lives here with its default. A bad value
 raises `ConfigError` naming the variable, which the CLI turns into exit code 2; nothing
 else in the hub reads `os.environ`.
 """
@@ -38,7 +38,7 @@ class Settings:
     port: int = 5000
     allowed_origins: tuple[str, ...] = ("*",)
     admin_token: str | None = None
-    # WebSocket limits (SPEC: "each limit is configurable"); defaults are the protocol's
+    # WebSocket limits (docs/configuration.md); defaults are the protocol's
     max_subscriptions: int = _LIMITS.max_subscriptions
     max_frame_bytes: int = _LIMITS.max_frame_bytes
     max_requests_per_second: int = _LIMITS.max_requests_per_second

@@ -1,7 +1,7 @@
 """Wire models shared by every layer: the normalized event and the messages clients see.
 
 They are msgspec Structs so that a frame is decoded straight from bytes and encoded once;
-field names are SPEC's and are stable.
+field names are those of docs/protocol.md and are stable.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ RiskLevel = Literal["low", "moderate", "high", "extreme"]
 
 
 class LiquidationEvent(msgspec.Struct, frozen=True, gc=False):
-    """One liquidation, normalized from any exchange (SPEC: 'A liquidation event')."""
+    """One liquidation, normalized from any exchange (docs/protocol.md, Liquidations)."""
 
     exchange: str
     symbol: str

@@ -1,4 +1,5 @@
-"""The command line as a user meets it: configuration errors, record, serve --replay."""
+"""The command line as a user meets it: help, version, configuration errors, record,
+serve --replay, SIGTERM."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from hub.config import DEFAULT_SYMBOLS, load_settings
+from hub.cli import _parser, main
+from hub.config import DEFAULT_SYMBOLS, FIELD_TO_VARIABLE, load_settings
 from hub.errors import ConfigError
 from tests.conftest import DATA, free_port
 from tests.fakes.binance_server import FakeBinance, force_order
@@ -203,3 +205,114 @@ async def test_sigterm_closes_clients_with_1001_and_exits_0() -> None:
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+# -- the help a user reads ------------------------------------------------------------------
+
+COMMANDS = ("serve", "ingest", "web", "record")
+JARGON = ("SPEC", "ConfigError", "entry point", "HubView", "Traceback", "hub.")
+
+
+def help_of(capsys: pytest.CaptureFixture[str], *command: str) -> str:
+    with pytest.raises(SystemExit) as exited:
+        main([*command, "--help"])
+    assert exited.value.code == 0, f"--help of {command} exited {exited.value.code}"
+    return capsys.readouterr().out
+
+
+def option_entries(text: str) -> dict[str, str]:
+    """`--flag` -> its help, whitespace collapsed (argparse wraps long lines)."""
+    section = text.split("\noptions:\n", 1)[1].split("\n\n", 1)[0]
+    entries: dict[str, str] = {}
+    flag = ""
+    for line in section.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("-"):
+            flag = stripped.split()[0].rstrip(",")
+            if flag == "-h":
+                flag = "--help"
+            entries[flag] = stripped
+        else:
+            entries[flag] += " " + stripped
+    return entries
+
+
+def example_lines(text: str) -> list[str]:
+    """The commands listed under `examples:`, comments and env assignments dropped."""
+    section = text.split("\nexamples:\n", 1)[1].split("\n\n", 1)[0]
+    commands = []
+    for line in section.splitlines():
+        words = line.split("#", 1)[0].split()
+        while words and "=" in words[0]:
+            words.pop(0)
+        commands.append(" ".join(words))
+    return commands
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_shows_every_default_and_runnable_examples(
+    command: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "100")
+    text = help_of(capsys, command)
+    entries = option_entries(text)
+    defaults = load_settings({})
+    for flag, entry in entries.items():
+        if flag == "--help" or flag == "--out":
+            continue  # --out is required: it has no default
+        assert "default" in entry, f"{command} {flag}: no default in {entry!r}"
+        variable = entry.split("(env ", 1)[1].split(";", 1)[0] if "(env " in entry else None
+        if variable is not None:
+            field = next(f for f, v in FIELD_TO_VARIABLE.items() if v == variable)
+            value = getattr(defaults, field)
+            shown = "unset" if value is None else ",".join(value) if field == "symbols" else value
+            assert f"default: {shown}" in entry, f"{command} {flag}: {entry!r} vs {shown!r}"
+    examples = example_lines(text)
+    assert examples and all(e.startswith(f"heatmap-hub {command}") for e in examples), examples
+    parser = _parser()
+    for example in examples:
+        parsed = parser.parse_args(example.split()[1:])  # argparse exits on a bad example
+        assert parsed.command == command
+
+
+def test_top_level_help_lists_every_command_and_no_jargon(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    texts = [help_of(capsys)] + [help_of(capsys, command) for command in COMMANDS]
+    for command in COMMANDS:
+        assert f"    {command} " in texts[0], f"{command} missing from:\n{texts[0]}"
+    for text in texts:
+        found = [word for word in JARGON if word in text]
+        assert not found, f"internal words {found} in help:\n{text}"
+
+
+def test_bare_command_prints_the_help_and_exits_2() -> None:
+    result = run_cli()
+    assert result.returncode == 2
+    for command in COMMANDS:
+        assert f"    {command} " in result.stderr, result.stderr
+
+
+def test_version_matches_the_package() -> None:
+    import tomllib
+
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    result = run_cli("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"heatmap-hub {declared}"
+
+
+def test_log_level_is_accepted_before_and_after_the_command() -> None:
+    parser = _parser()
+    assert parser.parse_args(["serve"]).log_level == "info"
+    assert parser.parse_args(["--log-level", "warning", "serve"]).log_level == "warning"
+    assert parser.parse_args(["web", "--log-level", "debug"]).log_level == "debug"
+
+
+@pytest.mark.parametrize("command", ["web", "ingest"])
+def test_redis_commands_without_redis_say_so_in_one_line(command: str) -> None:
+    result = run_cli(command, env={"REDIS_URL": ""})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "REDIS_URL" in lines[0], result.stderr
+    assert not [word for word in JARGON if word in result.stderr], result.stderr

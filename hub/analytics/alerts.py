@@ -1,7 +1,8 @@
 """Alerts for one symbol: when a liquidation, a burst of them or a cluster is worth a message.
 
-Owns `AlertThresholds` and `AlertEngine`, which turns events and cluster updates into SPEC's
-four alert kinds. Pure: time is always an argument, and the same inputs give the same alerts.
+Owns `AlertThresholds` and `AlertEngine`, which turns events and cluster updates into the
+four alert kinds of docs/analytics.md. Pure: time is always an argument, and the same
+inputs give the same alerts.
 
 Decisions:
 - Hysteresis, so that a consumer sees an episode once. A cluster alerts `cluster_new` once per
@@ -59,7 +60,7 @@ def _money(value: float) -> str:
 
 
 class AlertThresholds(msgspec.Struct, frozen=True):
-    large_notional: float = 1_000_000.0  # SPEC: one event of notional >= 1,000,000 ...
+    large_notional: float = 1_000_000.0  # one event of notional >= 1,000,000 ...
     large_z: float = 3.0  # ... or z-score >= 3 in its window
     # cascade: >= N events OR >= V notional within T s on one side. Binance pushes at most
     # one liquidation per symbol per second, and same-side counts per 30 s run at 8

@@ -1,8 +1,8 @@
 """Leverage of liquidated positions: the per-symbol estimate and the per-window tier breakdown.
 
-Owns `tier_of` (SPEC's tier labels), `LeverageEstimator` (one per symbol: the recent price path
-and the estimate made from it) and `TierDistribution` (one per window: count and notional per
-tier, kept incrementally as events enter and leave the window).
+Owns `tier_of` (the tier labels of docs/analytics.md), `LeverageEstimator` (one per symbol:
+the recent price path and the estimate made from it) and `TierDistribution` (one per window:
+count and notional per tier, kept incrementally as events enter and leave the window).
 
 The method, and why it is only an estimate. An exchange never publishes a liquidated position's
 entry or leverage, only where it was closed. A long liquidated at price P was most plausibly

@@ -1,7 +1,7 @@
 """The liquidation processor: events in, channel messages out. Pure: `now` is an argument.
 
 It owns one `SymbolBook` per tracked symbol (store, the store's events as columns, price
-grid, one `HeatmapWindow` per window of SPEC, leverage estimator, alert engine) and
+grid, one `HeatmapWindow` per window of docs/protocol.md, leverage estimator, alert engine) and
 numbers every message it emits: a heatmap channel's seq comes from its window, a
 liquidations/alerts channel's from a counter here, so every web process that relays them
 shows the same seq and epoch.

@@ -1,4 +1,4 @@
-"""REST handlers of SPEC. They read the hub; they never change what it holds.
+"""REST handlers (docs/rest.md). They read the hub; they never change what it holds.
 
 Heatmap snapshots come from the fan-out's replica, the very state WebSocket clients
 reach by applying diffs, so REST and the socket never disagree at the same seq. Event

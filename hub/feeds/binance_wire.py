@@ -4,10 +4,11 @@ Accepted shapes: the combined-stream envelope `{"stream", "data"}` (per-symbol a
 `!forceOrder@arr`), the bare payload of a raw `/ws` connection, and control replies
 `{"result", "id"}` / `{"code", "msg"}`. Unknown fields (the live `ps`, `st`) are ignored.
 
-Normalization (SPEC): `S=SELL` is a liquidated long, `BUY` a short; price is the average
-fill price `ap`, else the order price `p`; quantity is the filled `z`, else `q`; time is
-the trade time `T`. Binance pushes at most the latest liquidation per symbol per second,
-so what arrives is a sample of all liquidations; nothing here depends on that rate.
+Normalization (docs/protocol.md, "Liquidations"): `S=SELL` is a liquidated long, `BUY` a
+short; price is the average fill price `ap`, else the order price `p`; quantity is the
+filled `z`, else `q`; time is the trade time `T`. Binance pushes at most the latest
+liquidation per symbol per second, so what arrives is a sample of all liquidations;
+nothing here depends on that rate.
 """
 
 from __future__ import annotations

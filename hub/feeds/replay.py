@@ -1,4 +1,6 @@
-"""Replay files (SPEC): JSON Lines of `{"t": RECEIVED_MS, "source": ..., "raw": FRAME}`.
+"""Replay files: JSON Lines of `{"t": RECEIVED_MS, "source": ..., "raw": FRAME}`.
+
+The format is described for users in docs/operations.md ("Recording and replaying").
 
 `ReplayFeed` plays a file through the same frame parser as the live feed, paced by the
 recorded receive times divided by `speed` (0: as fast as possible). Its `clock` is the
@@ -170,7 +172,7 @@ class Recorder:
             if not isinstance(msgspec.json.decode(frame), dict):
                 return
         except msgspec.DecodeError:
-            return  # SPEC: a replay line's raw is a JSON object
+            return  # a replay line's raw is a JSON object (docs/operations.md)
         self.out.write(b'{"t":%d,"source":"%s","raw":%s}\n' % (received_ms, self.source, frame))
         self.out.flush()
         self.written += 1

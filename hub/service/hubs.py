@@ -1,4 +1,4 @@
-"""The process shapes of SPEC, as what the API layer reads (`HubView`).
+"""The process shapes (docs/operations.md), as what the API layer reads (`HubView`).
 
 - `ServeHub` (`serve`): ingest and fan-out in one process; in-memory broker, or Redis
   when REDIS_URL is set (then it is one ingest plus one web, and other web processes may

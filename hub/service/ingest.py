@@ -272,7 +272,7 @@ class Ingest:
             "sources": {
                 feed.name: {
                     **msgspec.structs.asdict(feed),
-                    "messages": feed.frames,  # SPEC's name for what was received
+                    "messages": feed.frames,  # the name docs/rest.md gives what was received
                     "last_message_age_ms": None if last is None else max(0, now - last),
                 }
             },
