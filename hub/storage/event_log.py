@@ -5,11 +5,12 @@ rebuild its processor, and `web` processes read them for event lists and exports
 
 Writes go through a bounded in-memory buffer drained by one task, so the feed never waits
 on Redis. When Redis is unreachable the buffer keeps filling (oldest dropped past its
-bound) and the task retries with backoff; once Redis answers again it writes the buffer
-in order. If the buffer overflowed, or Redis came back empty (a restart without
-persistence: the instance marker is gone), the log is rewritten from what the processor
-still holds, so nothing already accepted is lost. Streams are trimmed by count
-(`MAXLEN ~ HEATMAP_MAX_EVENTS`) on every write and by age (`MINID`) on each sweep.
+bound) and the task retries with backoff (`Outage`: the loss and the return are logged
+once each); once Redis answers again it writes the buffer in order. If the buffer
+overflowed, or Redis came back empty (a restart without persistence: the instance marker
+is gone), the log is rewritten from what the processor still holds, so nothing already
+accepted is lost. Streams are trimmed by count (`MAXLEN ~ HEATMAP_MAX_EVENTS`) on every
+write and by age (`MINID`) on each sweep.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from hub.feeds.backoff import Backoff
 from hub.models import LiquidationEvent
+from hub.storage.outage import Outage
 
 log = logging.getLogger("hub.storage")
 PREFIX = "hub:"
@@ -57,14 +58,15 @@ class RedisEventLog:
         max_events: int,
         holdings: Callable[[], Mapping[str, Iterable[LiquidationEvent]]],
         max_buffer: int = 200_000,
-        backoff: Backoff | None = None,
+        outage: Outage | None = None,
     ) -> None:
-        """`holdings` gives every event the processor holds, per symbol, oldest first."""
+        """`holdings` gives every event the processor holds, per symbol, oldest first;
+        `outage` is the Redis state shared with the process's other Redis loops."""
         self.redis = redis
         self.max_events = max_events
         self.holdings = holdings
         self.max_buffer = max_buffer
-        self.backoff = backoff or Backoff(base=0.2, cap=5.0, healthy_after=10.0)
+        self.outage = outage or Outage("event log", log)
         self.status = EventLogStatus()
         self._pending: deque[LiquidationEvent] = deque()
         self._wake = asyncio.Event()
@@ -105,11 +107,12 @@ class RedisEventLog:
                         await self._write_some()
                 except _FAILURES as error:
                     self.status.connected = False
-                    self.status.last_error = f"{type(error).__name__}: {error}"
-                    await asyncio.sleep(self.backoff.next_delay())
+                    delay = self.outage.failed(error)
+                    self.status.last_error = self.outage.last_error
+                    await asyncio.sleep(delay)
                     continue
                 self.status.connected = True
-                self.backoff.attempt = 0
+                self.outage.succeeded()
                 if not self._pending and not self._rewrite:
                     break
             self.status.buffered = len(self._pending)
