@@ -19,7 +19,7 @@ from starlette.responses import Response
 from hub.analytics.leverage import TierDistribution
 from hub.api.responses import choice_param, endpoint, int_param, ok, window_param
 from hub.channels import WINDOWS, heatmap_channel, is_symbol
-from hub.errors import RequestError
+from hub.errors import RequestError, echo
 from hub.models import HeatmapSnapshot, LiquidationEvent
 from hub.service.hubs import HubView
 
@@ -36,7 +36,7 @@ class RestApi:
         raw = request.path_params["symbol"]
         symbol = raw.upper()
         if not is_symbol(symbol) or symbol not in self.hub.tracked():
-            raise RequestError(404, f"symbol {raw!r} is not tracked")
+            raise RequestError(404, f"symbol {echo(raw)} is not tracked")
         return symbol
 
     def _snapshot(self, symbol: str, window: str) -> HeatmapSnapshot:
