@@ -198,6 +198,8 @@ class WebHub:
         return {
             "sources": ingest.get("sources", {}),
             "symbols": ingest.get("symbols", {s: {} for s in sorted(self.fanout.symbols)}),
+            "symbols_unlisted": ingest.get("symbols_unlisted", {}),
+            "listings": ingest.get("listings"),
             "ingest": "reporting" if ingest else "silent (no status in Redis for 10 s)",
             **_process_status(self.fanout, self.broker, self.started_at),
         }

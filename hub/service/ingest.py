@@ -31,7 +31,7 @@ from hub.fanout.codec import encode_message
 from hub.models import ChannelMessage, LiquidationEvent
 from hub.service import control
 from hub.service.control import ControlRequest, SymbolsAnnouncement
-from hub.service.sources import Source, build_feed, wall_clock_ms
+from hub.service.sources import Source, build_feed, build_listings, wall_clock_ms
 from hub.storage.event_log import RedisEventLog, read_events
 from hub.storage.outage import Outage
 from hub.tasks import cancel_and_wait
@@ -52,6 +52,7 @@ class Ingest:
         self.broker = broker
         self.redis = redis
         self.feed, self.clock = build_feed(settings, source, self.on_event)
+        self.listings = build_listings(settings, source)
         self.processor = LiquidationProcessor(
             ProcessorConfig(
                 max_events=settings.max_events,
@@ -297,6 +298,7 @@ class Ingest:
         now = self.clock()
         feed = self.feed.status
         last = feed.last_frame_at
+        listings = self.listings
         return {
             "sources": {
                 feed.name: {
@@ -309,6 +311,8 @@ class Ingest:
                 symbol: {"events": len(book.store), "epoch": book.epoch}
                 for symbol, book in self.processor.books.items()
             },
+            "symbols_unlisted": {} if listings is None else listings.unlisted(self.processor.books),
+            "listings": None if listings is None else listings.status,
             "processor": {"rejected": self.processor.rejected, "unpublished": self.unpublished},
             "event_log": None if self.event_log is None else self.event_log.status,
         }
@@ -334,6 +338,8 @@ class Ingest:
             loops.append(self._status_loop)
         if self.event_log is not None:
             loops.append(self.event_log.run)
+        if self.listings is not None:
+            loops.append(self.listings.run)
         for loop in loops:
             self._tasks.append(asyncio.create_task(loop(), name=loop.__name__))
 
