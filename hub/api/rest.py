@@ -4,6 +4,13 @@ Heatmap snapshots come from the fan-out's replica, the very state WebSocket clie
 reach by applying diffs, so REST and the socket never disagree at the same seq. Event
 lists, leverage tiers and exports are computed from the held events of the window, in
 `serve` from the processor and in `web` from the durable log.
+
+An event's `est_leverage` and `tier` are empty (JSON null, an empty CSV cell) when no
+estimate exists: the estimate is the adverse move from the recent price extreme before
+the event, so it needs at least two prices of the symbol within the previous 4 hours.
+A symbol's first two events (and the first after 4 hours without one) have no such path;
+an estimate made up after the fact, from later prices, would not be the method's. The
+leverage endpoint counts them as `unknown`.
 """
 
 from __future__ import annotations
