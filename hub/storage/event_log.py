@@ -33,6 +33,8 @@ log = logging.getLogger("hub.storage")
 PREFIX = "hub:"
 MARKER_KEY = f"{PREFIX}instance"
 WRITE_BATCH = 500
+READ_PAGE = 2_000
+CLOCK_SLACK_MS = 60_000  # how far an exchange's trade time may run ahead of ours
 _FAILURES = (RedisError, OSError)
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(LiquidationEvent)
@@ -181,14 +183,51 @@ class RedisEventLog:
             await pipe.execute()
 
 
-async def read_events(
-    redis: Redis, symbol: str, newest_first: bool = False, count: int | None = None
+async def read_events(redis: Redis, symbol: str) -> list[LiquidationEvent]:
+    """The whole log of `symbol`, oldest first (a restart rebuilds from it)."""
+    return _decode(stream_key(symbol), await redis.xrange(stream_key(symbol)))
+
+
+async def read_window(
+    redis: Redis, symbol: str, since: int, side: str | None, limit: int | None = None
 ) -> list[LiquidationEvent]:
+    """Events with time >= since (and `side`), newest first, at most `limit`, reading the
+    stream backwards a page at a time and only as far as needed.
+
+    An entry's ID is the time it was written (ms), which is at or after its event's time
+    up to the exchange's clock running ahead (CLOCK_SLACK_MS). So the read stops at IDs
+    older than `since` (nothing older can be in the window), and, with a limit, once the
+    IDs read are older than the limit-th newest event found (nothing older can be newer
+    than it, although a late arrival is written after newer events). A replay, whose
+    event times lie before their write times, reads back to `since` at worst.
+    """
     key = stream_key(symbol)
-    if newest_first:
-        entries = await redis.xrevrange(key, count=count)
-    else:
-        entries = await redis.xrange(key, count=count)
+    found: list[LiquidationEvent] = []
+    floor = max(0, since - CLOCK_SLACK_MS)
+    page = READ_PAGE if limit is None else max(2 * limit, 100)
+    upper = "+"
+    while True:
+        entries = await redis.xrevrange(key, max=upper, min=floor, count=page)
+        found.extend(
+            e for e in _decode(key, entries) if e.time >= since and (side is None or e.side == side)
+        )
+        if len(entries) < page:
+            break
+        oldest = int(entries[-1][0].split(b"-")[0])
+        if limit is not None and len(found) >= limit:
+            found.sort(key=_newest_first)
+            if oldest < found[limit - 1].time - CLOCK_SLACK_MS:
+                break
+        upper = f"({entries[-1][0].decode()}"  # exclusive: continue below the last entry
+    found.sort(key=_newest_first)
+    return found if limit is None else found[:limit]
+
+
+def _newest_first(event: LiquidationEvent) -> int:
+    return -event.time
+
+
+def _decode(key: str, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> list[LiquidationEvent]:
     events = []
     for _entry_id, fields in entries:
         try:
