@@ -4,9 +4,10 @@ Run from the repository root: ``python bench/bench_rest.py [--baseline-rev REV]`
 (about a minute; needs `wrk` on the PATH: ``apt-get install -y wrk``).
 
 A synthetic replay holds 10,000 liquidations for each of the 5 default symbols within 55
-minutes (a random-walk price, lognormal notionals), so the 1h window holds every event,
-HEATMAP_MAX_EVENTS (10,000) of them per symbol. For each tree (the baseline: REV
-exported with `git archive` to a temporary directory; then this checkout) the script
+minutes (a random-walk price spreading over about ±8 %, lognormal notionals), so the 1h
+window holds every event, HEATMAP_MAX_EVENTS (10,000) of them per symbol, on hundreds of
+bins. For each tree (the baseline: REV exported with `git archive` to a temporary
+directory; then this checkout) the script
 starts `python -m hub serve --replay FILE --speed 0` on a free port, waits until status
 shows every event held, and runs `wrk -t2 -c10 -d10s --latency` against each URL in turn:
 
@@ -55,7 +56,7 @@ def write_replay(path: Path, seed: int = 7) -> None:
     for symbol, price in SYMBOLS.items():
         decimals = max(0, 6 - len(str(int(price))))
         for i in range(EVENTS_PER_SYMBOL):
-            price *= 1 + rng.gauss(0, 0.0004)
+            price *= 1 + rng.gauss(0, 0.0008)
             time_ms = START_MS + i * SPAN_MS // EVENTS_PER_SYMBOL + rng.randrange(50)
             quantity = rng.lognormvariate(9, 1.3) / price
             order = {
