@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import sys
 import textwrap
 from collections.abc import Awaitable, Callable, Sequence
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from hub import __version__
 from hub.config import FIELD_TO_VARIABLE, Settings, load_settings
-from hub.errors import ConfigError
+from hub.errors import ConfigError, echo
 from hub.service.hubs import HubView
 from hub.service.sources import Source
 
@@ -211,11 +212,11 @@ def _source(args: argparse.Namespace) -> Source:
     try:
         speed = float(args.speed)
     except ValueError:
-        raise ConfigError("--speed", f"must be a number, got {args.speed!r}") from None
+        raise ConfigError("--speed", f"must be a number, got {echo(args.speed)}") from None
     if not 0 <= speed <= 1_000_000:
-        raise ConfigError("--speed", f"must be between 0 and 1000000, got {args.speed}")
+        raise ConfigError("--speed", f"must be between 0 and 1000000, got {echo(args.speed)}")
     if args.replay is not None and not args.replay.is_file():
-        raise ConfigError("--replay", f"{args.replay} is not a readable file")
+        raise ConfigError("--replay", f"{echo(args.replay)} is not a readable file")
     return Source(replay=args.replay, speed=speed, demo=args.demo)
 
 
@@ -242,6 +243,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
 
 
+def check_listen_address(host: str, port: int) -> None:
+    """Bind (host, port) once before anything starts, so an address in use is a
+    configuration error (exit 2, one line) instead of a failure after start-up. The same
+    SO_REUSEADDR as uvicorn: a port left in TIME_WAIT is free, a listening one is not."""
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as error:
+        raise ConfigError("HOST", f"cannot resolve {echo(host)}: {error.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as error:
+            raise ConfigError("PORT", f"cannot listen on {host}:{port}: {error.strerror}") from None
+
+
 def _run_app(hub: HubView, settings: Settings, args: argparse.Namespace) -> int:
     from hub.api.app import create_app, say_goodbye
     from hub.api.server import run
@@ -261,12 +281,14 @@ def _run_app(hub: HubView, settings: Settings, args: argparse.Namespace) -> int:
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from hub.service.hubs import ServeHub
 
+    check_listen_address(settings.host, settings.port)
     return _run_app(ServeHub(settings, _source(args)), settings, args)
 
 
 def _web(settings: Settings, args: argparse.Namespace) -> int:
     from hub.service.hubs import WebHub
 
+    check_listen_address(settings.host, settings.port)
     return _run_app(WebHub(settings), settings, args)
 
 

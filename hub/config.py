@@ -8,21 +8,27 @@ else in the hub reads `os.environ`.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from hub.errors import ConfigError
+from hub.errors import ConfigError, echo
 from hub.fanout.protocol import Limits
 
 _LIMITS = Limits()
 DEFAULT_SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "ADAUSDT", "BNBUSDT")
 ALL_SYMBOLS = "*"
+# A USD-margined perpetual as Binance and Bybit name it: a base of letters and digits
+# (1000PEPE), then the quote. Anything else (`foo`, `BTC`, `BTC-USD`) is a typo that would
+# otherwise track nothing, silently.
+SYMBOL_SHAPE = re.compile(r"[A-Z0-9]{2,20}(USDT|USDC)")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Settings:
     binance_ws_url: str = "wss://fstream.binance.com/market"
+    binance_rest_url: str = "https://fapi.binance.com"
     symbols: tuple[str, ...] = DEFAULT_SYMBOLS  # ("*",) tracks every symbol seen
     max_events: int = 10_000
     retention_days: float = 30.0
@@ -61,14 +67,14 @@ class Settings:
 def _ws_url(name: str, raw: str) -> str:
     parts = urlsplit(raw)
     if parts.scheme not in ("ws", "wss") or not parts.netloc:
-        raise ConfigError(name, f"must be a ws:// or wss:// URL, got {raw!r}")
+        raise ConfigError(name, f"must be a ws:// or wss:// URL, got {echo(raw)}")
     return raw.rstrip("/")
 
 
 def _http_url(name: str, raw: str) -> str:
     parts = urlsplit(raw)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(name, f"must be an http:// or https:// URL, got {raw!r}")
+        raise ConfigError(name, f"must be an http:// or https:// URL, got {echo(raw)}")
     return raw.rstrip("/")
 
 
@@ -76,7 +82,7 @@ def _redis_url(name: str, raw: str) -> str | None:
     if raw == "":
         return None
     if urlsplit(raw).scheme not in ("redis", "rediss", "unix"):
-        raise ConfigError(name, f"must be a redis://, rediss:// or unix:// URL, got {raw!r}")
+        raise ConfigError(name, f"must be a redis://, rediss:// or unix:// URL, got {echo(raw)}")
     return raw
 
 
@@ -87,8 +93,12 @@ def _symbols(name: str, raw: str) -> tuple[str, ...]:
     if not symbols:
         raise ConfigError(name, "must list at least one symbol, or be '*'")
     for symbol in symbols:
-        if not symbol.isalnum():
-            raise ConfigError(name, f"{symbol!r} is not a symbol (letters and digits only)")
+        if not SYMBOL_SHAPE.fullmatch(symbol):
+            raise ConfigError(
+                name,
+                f"{echo(symbol)} is not a symbol: letters and digits ending in USDT or USDC, "
+                "like BTCUSDT (or '*' for every symbol)",
+            )
     return symbols
 
 
@@ -105,9 +115,9 @@ def _number(kind: type, low: float, high: float) -> Callable[[str, str], Any]:
             value = kind(raw)
         except ValueError:
             what = "an integer" if kind is int else "a number"
-            raise ConfigError(name, f"must be {what}, got {raw!r}") from None
+            raise ConfigError(name, f"must be {what}, got {echo(raw)}") from None
         if not low <= value <= high:
-            raise ConfigError(name, f"must be between {low:g} and {high:g}, got {raw}")
+            raise ConfigError(name, f"must be between {low:g} and {high:g}, got {echo(raw)}")
         return value
 
     return parse
@@ -119,13 +129,14 @@ def _text(name: str, raw: str) -> str | None:
 
 def _host(name: str, raw: str) -> str:
     if not raw or any(c.isspace() for c in raw):
-        raise ConfigError(name, f"must be a host name or address, got {raw!r}")
+        raise ConfigError(name, f"must be a host name or address, got {echo(raw)}")
     return raw
 
 
 # variable -> (settings field, parser)
 _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "BINANCE_WS_URL": ("binance_ws_url", _ws_url),
+    "BINANCE_REST_URL": ("binance_rest_url", _http_url),
     "HEATMAP_SYMBOLS": ("symbols", _symbols),
     "HEATMAP_MAX_EVENTS": ("max_events", _number(int, 1, 10_000_000)),
     "HEATMAP_RETENTION_DAYS": ("retention_days", _number(float, 0.001, 3650)),

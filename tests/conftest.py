@@ -4,6 +4,7 @@ under uvicorn. Each test gets its own, on free ports, and everything is stopped 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -69,6 +70,10 @@ async def start_hub() -> AsyncIterator[HubFactory]:
         settings: Settings, *, uvicorn_options: dict[str, Any] | None = None, **hub_kwargs: object
     ) -> RunningHub:
         port = free_port()
+        if settings.binance_rest_url == Settings().binance_rest_url:
+            # Tests never reach the real Binance: a live hub fetches the listing at start.
+            closed = f"http://127.0.0.1:{free_port()}"
+            settings = dataclasses.replace(settings, binance_rest_url=closed)
         hub_kwargs.setdefault("timing", FAST_TIMING)
         hub_kwargs.setdefault("backoff", fast_backoff())
         hub = ServeHub(settings, Source(**hub_kwargs))  # type: ignore[arg-type]

@@ -38,7 +38,7 @@ import math
 from bisect import bisect_right
 from collections import deque
 
-from hub.models import Side
+from hub.models import Side, round_significant
 
 TIERS: tuple[str, ...] = ("1-5x", "5-10x", "10-25x", "25-50x", "50-100x", "100x+")
 _TIER_FLOORS = (5.0, 10.0, 25.0, 50.0, 100.0)  # lower bound of TIERS[1:]
@@ -164,7 +164,7 @@ class TierDistribution:
                     "tier": tier,
                     "count": self._counts[tier],
                     "notional": self._micros[tier] / _MICROS,
-                    "share": share,
+                    "share": round_significant(share),
                 }
             )
         return rows

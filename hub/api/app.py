@@ -13,6 +13,7 @@ from starlette.routing import Route, WebSocketRoute
 
 from hub.api.admin import AdminApi
 from hub.api.metrics import MetricsApi
+from hub.api.responses import EXCEPTION_HANDLERS
 from hub.api.rest import RestApi
 from hub.api.websocket import WebSocketApi
 from hub.fanout.protocol import Limits
@@ -53,7 +54,8 @@ def create_app(hub: HubView, limits: Limits | None = None) -> Starlette:
         Route(f"{API}/export/{{symbol}}", rest.export),
         WebSocketRoute("/ws", sockets.serve),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    # Every HTTP error answers the REST envelope, not Starlette's plain text.
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
     app.state.hub = hub
     app.state.sockets = sockets
     return app

@@ -26,7 +26,7 @@ from typing import Any, Literal, NamedTuple, Protocol
 import msgspec
 
 from hub.channels import Channel, parse_channel
-from hub.errors import ProtocolError
+from hub.errors import ProtocolError, clip, echo
 from hub.fanout.codec import EncodedMessage, Format, encode
 from hub.fanout.frames import BINARY, TEXT, frame
 from hub.models import Alert
@@ -185,7 +185,8 @@ class Session:
         try:
             request = msgspec.convert(body, Request)
         except msgspec.ValidationError as error:
-            raise ProtocolError("bad_request", f"invalid request: {error}") from None
+            detail = clip(str(error), 160)  # msgspec quotes the offending value in full
+            raise ProtocolError("bad_request", f"invalid request: {detail}") from None
         if request.id is not None and _echo_id(request.id) is None:
             raise ProtocolError("bad_request", "'id' is a string or a number within int64")
         if request.op == "ping":
@@ -201,7 +202,7 @@ class Session:
             self._reply({"op": "unsubscribed", "id": request.id, "channels": names}, now)
         else:
             raise ProtocolError(
-                "unknown_op", f"unknown op {request.op!r}; use subscribe, unsubscribe or ping"
+                "unknown_op", f"unknown op {echo(request.op)}; use subscribe, unsubscribe or ping"
             )
 
     def _channels(self, names: list[str]) -> list[Channel]:

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 import msgspec
 
-from hub.models import LiquidationEvent
+from hub.models import LiquidationEvent, round_notional
 
 ALL_MARKET_STREAM = "!forceOrder@arr"
 
@@ -124,7 +124,7 @@ def normalize(order: Order) -> LiquidationEvent:
         side=side,
         price=price,
         quantity=quantity,
-        notional=price * quantity,
+        notional=round_notional(price * quantity),
         time=order.T,
     )
 

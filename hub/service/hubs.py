@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import time
 from typing import Any, Protocol
@@ -32,7 +33,7 @@ from hub.service.control import ControlRequest
 from hub.service.ingest import Ingest
 from hub.service.relay import Relay
 from hub.service.sources import Source, wall_clock_ms
-from hub.storage.event_log import read_events
+from hub.storage.event_log import read_window
 from hub.tasks import cancel_and_wait
 
 LIVE = Source()
@@ -47,8 +48,10 @@ class HubView(Protocol):
 
     def tracked(self) -> set[str]: ...
 
-    async def events(self, symbol: str, since: int, side: str | None) -> list[LiquidationEvent]:
-        """Events of `symbol` with time >= since, newest first."""
+    async def events(
+        self, symbol: str, since: int, side: str | None, limit: int | None = None
+    ) -> list[LiquidationEvent]:
+        """Events of `symbol` with time >= since, newest first; at most `limit`."""
 
     async def status(self) -> dict[str, Any]: ...
 
@@ -124,8 +127,10 @@ class ServeHub:
     def tracked(self) -> set[str]:
         return set(self.ingest.processor.books)
 
-    async def events(self, symbol: str, since: int, side: str | None) -> list[LiquidationEvent]:
-        return list(self.ingest.processor.events(symbol, since, side))
+    async def events(
+        self, symbol: str, since: int, side: str | None, limit: int | None = None
+    ) -> list[LiquidationEvent]:
+        return list(itertools.islice(self.ingest.processor.events(symbol, since, side), limit))
 
     async def status(self) -> dict[str, Any]:
         return {
@@ -185,9 +190,10 @@ class WebHub:
     def tracked(self) -> set[str]:
         return set(self.fanout.symbols)
 
-    async def events(self, symbol: str, since: int, side: str | None) -> list[LiquidationEvent]:
-        events = await read_events(self.redis, symbol, newest_first=True)
-        return [e for e in events if e.time >= since and (side is None or e.side == side)]
+    async def events(
+        self, symbol: str, since: int, side: str | None, limit: int | None = None
+    ) -> list[LiquidationEvent]:
+        return await read_window(self.redis, symbol, since, side, limit)
 
     async def status(self) -> dict[str, Any]:
         ingest: dict[str, Any] = {}
@@ -198,6 +204,8 @@ class WebHub:
         return {
             "sources": ingest.get("sources", {}),
             "symbols": ingest.get("symbols", {s: {} for s in sorted(self.fanout.symbols)}),
+            "symbols_unlisted": ingest.get("symbols_unlisted", {}),
+            "listings": ingest.get("listings"),
             "ingest": "reporting" if ingest else "silent (no status in Redis for 10 s)",
             **_process_status(self.fanout, self.broker, self.started_at),
         }

@@ -1,4 +1,5 @@
-"""Which upstream a process reads: live Binance, a replay file, or the bundled demo."""
+"""Which upstream a process reads: live Binance, a replay file, or the bundled demo; and,
+when live, where the exchanges' listings come from."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from hub.feeds.backoff import Backoff
 from hub.feeds.base import EventSink, Feed
 from hub.feeds.binance import BinanceFeed
 from hub.feeds.connection import Timing
+from hub.feeds.listings import binance_listing
 from hub.feeds.replay import ReplayFeed, read_replay
+from hub.service.listings import Listings
 
 DEMO_REPLAY = Path(__file__).parent.parent / "data" / "demo_session.jsonl"
 Clock = Callable[[], int]
@@ -47,3 +50,11 @@ def build_feed(settings: Settings, source: Source, sink: EventSink) -> tuple[Fee
         settings.binance_ws_url, tracked, sink, timing=source.timing, backoff=source.backoff
     )
     return binance, wall_clock_ms
+
+
+def build_listings(settings: Settings, source: Source) -> Listings | None:
+    """The exchanges' listings for a live source; None for a replay or the demo, which
+    run without network."""
+    if source.replay is not None or source.demo:
+        return None
+    return Listings({"binance": binance_listing(settings.binance_rest_url)}, wall_clock_ms)
