@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -22,7 +21,29 @@ from hub.service.hubs import HubView
 from hub.service.sources import Source
 
 EXIT_CONFIG = 2
-OVERRIDES = ("host", "port", "symbols", "binance_ws_url", "flush_ms", "redis_url")
+OVERRIDES = (
+    "host",
+    "port",
+    "symbols",
+    "exchanges",
+    "binance_ws_url",
+    "bybit_ws_url",
+    "bybit_rest_url",
+    "okx_ws_url",
+    "okx_rest_url",
+    "flush_ms",
+    "redis_url",
+)
+
+
+def _add_upstreams(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--symbols", help="comma-separated, or '*' (HEATMAP_SYMBOLS)")
+    parser.add_argument("--exchanges", help="comma-separated subset of binance,bybit,okx")
+    parser.add_argument("--binance-ws-url")
+    parser.add_argument("--bybit-ws-url")
+    parser.add_argument("--bybit-rest-url")
+    parser.add_argument("--okx-ws-url")
+    parser.add_argument("--okx-rest-url")
 
 
 def _add_common(parser: argparse.ArgumentParser, listens: bool, sources: bool) -> None:
@@ -30,8 +51,7 @@ def _add_common(parser: argparse.ArgumentParser, listens: bool, sources: bool) -
         parser.add_argument("--host")
         parser.add_argument("--port")
     if sources:
-        parser.add_argument("--symbols", help="comma-separated, or '*' (HEATMAP_SYMBOLS)")
-        parser.add_argument("--binance-ws-url")
+        _add_upstreams(parser)
         parser.add_argument("--flush-ms")
         group = parser.add_mutually_exclusive_group()
         group.add_argument("--replay", type=Path, metavar="FILE", help="replay a recorded file")
@@ -53,10 +73,11 @@ def _parser() -> argparse.ArgumentParser:
     web = commands.add_parser("web", help="REST and WebSocket fan-out, fed from Redis")
     _add_common(web, listens=True, sources=False)
 
-    record = commands.add_parser("record", help="write live upstream frames to a replay file")
+    record = commands.add_parser(
+        "record", help="write every configured exchange's live frames to one replay file"
+    )
     record.add_argument("--out", type=Path, required=True)
-    record.add_argument("--symbols")
-    record.add_argument("--binance-ws-url")
+    _add_upstreams(record)
     record.add_argument("--frames", type=int, default=0, help="stop after N frames (0: never)")
     return parser
 
@@ -144,31 +165,33 @@ def _ingest(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _record(settings: Settings, args: argparse.Namespace) -> int:
-    from hub.feeds.binance import BinanceFeed
     from hub.feeds.replay import Recorder
+    from hub.service.sources import build_feeds
+    from hub.tasks import cancel_and_wait
 
-    tracked = None if settings.track_all_symbols else set(settings.symbols)
     try:
         out = args.out.open("ab")
     except OSError as error:
         raise ConfigError("--out", f"cannot write {args.out}: {error.strerror}") from None
     with out:
-        recorder = Recorder(out, "binance")
-        feed = BinanceFeed(settings.binance_ws_url, tracked, lambda event: None)
+        feeds, _ = build_feeds(settings, Source(), lambda event: None)
+        recorders = [Recorder(out, feed.status.name) for feed in feeds]
 
         async def record(stop: asyncio.Event) -> None:
-            def listen(received_ms: int, frame: bytes) -> None:
-                recorder(received_ms, frame)
-                if args.frames and recorder.written >= args.frames:
-                    stop.set()
+            for feed, recorder in zip(feeds, recorders, strict=True):
 
-            feed.add_frame_listener(listen)
-            task = asyncio.create_task(feed.run())
+                def listen(received_ms: int, frame: bytes, recorder: Recorder = recorder) -> None:
+                    recorder(received_ms, frame)
+                    if args.frames and sum(r.written for r in recorders) >= args.frames:
+                        stop.set()
+
+                feed.add_frame_listener(listen)
+                feed.add_rest_listener(recorder.rest)
+            tasks = [asyncio.create_task(feed.run()) for feed in feeds]
             await stop.wait()
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(tasks)
 
         _until_signalled(record)
-        logging.getLogger("hub").info("recorded %d frames to %s", recorder.written, args.out)
+        written = sum(r.written for r in recorders)
+        logging.getLogger("hub").info("recorded %d frames to %s", written, args.out)
     return 0

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -25,6 +26,7 @@ from tests.fakes.binance_server import FakeBinance
 from tests.redis_server import RedisServer
 
 DATA = Path(__file__).parent / "data"
+BINANCE = ("binance",)  # HEATMAP_EXCHANGES of a test that runs against the fake Binance only
 FAST_TIMING = Timing(ping_interval=0.2, watchdog_timeout=1.0, max_age=3600, open_timeout=2)
 
 
@@ -67,6 +69,8 @@ async def start_hub() -> AsyncIterator[HubFactory]:
     async def start(
         settings: Settings, *, uvicorn_options: dict[str, Any] | None = None, **hub_kwargs: object
     ) -> RunningHub:
+        if not (hub_kwargs.get("replay") or hub_kwargs.get("demo")):
+            assert_offline(settings)
         port = free_port()
         hub_kwargs.setdefault("timing", FAST_TIMING)
         hub_kwargs.setdefault("backoff", fast_backoff())
@@ -96,6 +100,22 @@ async def start_hub() -> AsyncIterator[HubFactory]:
         await client.aclose()
         server.should_exit = True
         await asyncio.wait_for(task, 10)
+
+
+def assert_offline(settings: Settings) -> None:
+    """A test never reaches an exchange: every configured one must point at loopback."""
+    urls = {
+        "binance": [settings.binance_ws_url],
+        "bybit": [settings.bybit_ws_url, settings.bybit_rest_url],
+        "okx": [settings.okx_ws_url, settings.okx_rest_url],
+    }
+    for exchange in settings.exchanges:
+        for url in urls[exchange]:
+            host = urlsplit(url).hostname
+            assert host in ("127.0.0.1", "localhost"), (
+                f"{exchange} would be reached at {url}: point it at a fake, or leave it out "
+                f"of `exchanges` (e.g. exchanges=BINANCE)"
+            )
 
 
 async def eventually(

@@ -77,6 +77,7 @@ class Cluster:
             **os.environ,
             "REDIS_URL": redis.url,
             "BINANCE_WS_URL": fake.base_url,
+            "HEATMAP_EXCHANGES": "binance",
             "HEATMAP_SYMBOLS": "BTCUSDT,ETHUSDT",
             "HEATMAP_FLUSH_MS": "20",
             "PYTHONUNBUFFERED": "1",

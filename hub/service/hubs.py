@@ -29,6 +29,7 @@ from hub.feeds.base import Feed
 from hub.models import LiquidationEvent
 from hub.service import control
 from hub.service.control import ControlRequest
+from hub.service.health import verdict
 from hub.service.ingest import Ingest
 from hub.service.relay import Relay
 from hub.service.sources import Source, wall_clock_ms
@@ -36,6 +37,7 @@ from hub.storage.event_log import read_events
 from hub.tasks import cancel_and_wait
 
 LIVE = Source()
+INGEST_SILENT = "ingest: silent (no status in Redis for 10 s)"
 
 
 class HubView(Protocol):
@@ -51,6 +53,9 @@ class HubView(Protocol):
         """Events of `symbol` with time >= since, newest first."""
 
     async def status(self) -> dict[str, Any]: ...
+
+    async def health(self) -> dict[str, Any]:
+        """`{"status": "ok"}`, or `{"status": "degraded", "reasons": [...]}`."""
 
     async def add_symbols(self, symbols: set[str]) -> None: ...
 
@@ -86,6 +91,11 @@ def _process_status(fanout: Fanout, broker: Broker, started_at: float) -> dict[s
     }
 
 
+def _broker_reasons(broker: Broker) -> list[str]:
+    status = broker.status()
+    return [] if status.connected else [f"{status.kind}: broker unreachable"]
+
+
 def _rss_bytes() -> int:
     try:
         with open("/proc/self/statm") as statm:
@@ -118,8 +128,13 @@ class ServeHub:
         return self.ingest.processor
 
     @property
+    def feeds(self) -> list[Feed]:
+        return self.ingest.feeds
+
+    @property
     def feed(self) -> Feed:
-        return self.ingest.feed
+        """The first feed: the only one of a replay."""
+        return self.ingest.feeds[0]
 
     def tracked(self) -> set[str]:
         return set(self.ingest.processor.books)
@@ -132,6 +147,9 @@ class ServeHub:
             **self.ingest.status(),
             **_process_status(self.fanout, self.inbound, self.started_at),
         }
+
+    async def health(self) -> dict[str, Any]:
+        return verdict(self.ingest.health_reasons() + _broker_reasons(self.inbound))
 
     async def add_symbols(self, symbols: set[str]) -> None:
         await self.ingest.add_symbols(symbols)
@@ -189,16 +207,25 @@ class WebHub:
         events = await read_events(self.redis, symbol, newest_first=True)
         return [e for e in events if e.time >= since and (side is None or e.side == side)]
 
-    async def status(self) -> dict[str, Any]:
-        ingest: dict[str, Any] = {}
+    async def _ingest_status(self) -> dict[str, Any]:
+        """What ingest last published about itself; empty when it has not for 10 s."""
         with contextlib.suppress(RedisError, OSError, msgspec.DecodeError):
             raw = await self.redis.get(control.STATUS_KEY)
             if raw:
-                ingest = msgspec.json.decode(raw)
+                return msgspec.json.decode(raw)
+        return {}
+
+    async def health(self) -> dict[str, Any]:
+        ingest = await self._ingest_status()
+        reasons = list(ingest.get("reasons", [])) if ingest else [INGEST_SILENT]
+        return verdict(reasons + _broker_reasons(self.broker))
+
+    async def status(self) -> dict[str, Any]:
+        ingest = await self._ingest_status()
         return {
             "sources": ingest.get("sources", {}),
             "symbols": ingest.get("symbols", {s: {} for s in sorted(self.fanout.symbols)}),
-            "ingest": "reporting" if ingest else "silent (no status in Redis for 10 s)",
+            "ingest": "reporting" if ingest else INGEST_SILENT,
             **_process_status(self.fanout, self.broker, self.started_at),
         }
 
