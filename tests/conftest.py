@@ -23,6 +23,8 @@ from hub.feeds.connection import Timing
 from hub.service.hubs import ServeHub
 from hub.service.sources import Source
 from tests.fakes.binance_server import FakeBinance
+from tests.fakes.bybit_server import FakeBybit
+from tests.fakes.okx_server import FakeOkx
 from tests.redis_server import RedisServer
 
 DATA = Path(__file__).parent / "data"
@@ -44,6 +46,32 @@ def free_port() -> int:
 async def fake_binance() -> AsyncIterator[FakeBinance]:
     async with FakeBinance(ping_interval=None) as server:
         yield server
+
+
+@pytest.fixture
+async def fake_bybit() -> AsyncIterator[FakeBybit]:
+    async with FakeBybit() as server:
+        yield server
+
+
+@pytest.fixture
+async def fake_okx() -> AsyncIterator[FakeOkx]:
+    async with FakeOkx() as server:
+        yield server
+
+
+def all_exchanges(
+    binance: FakeBinance, bybit: FakeBybit, okx: FakeOkx, **overrides: Any
+) -> Settings:
+    """Settings reading all three exchanges from their look-alikes."""
+    return Settings(
+        binance_ws_url=binance.base_url,
+        bybit_ws_url=bybit.ws_url,
+        bybit_rest_url=bybit.rest_url,
+        okx_ws_url=okx.ws_url,
+        okx_rest_url=okx.rest_url,
+        **overrides,
+    )
 
 
 @dataclass

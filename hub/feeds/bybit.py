@@ -5,12 +5,15 @@ every 500 ms. One connection carries the tracked symbols, subscribed in requests
 most MAX_ARGS_PER_REQUEST topics and at most MAX_ARGS_CHARS characters of topics in all
 (Bybit's per-connection bound; what does not fit is left out, counted and logged). `*`
 subscribes every trading linear perpetual from the instruments list, fetched on each
-connect. Keep-alive is Bybit's JSON `{"op":"ping"}` every 20 s (with neither pings nor
+connect. A request Bybit refuses (one unknown symbol fails the whole request) is retried
+topic by topic, so a symbol Bybit does not list costs only itself, and status names it in
+`unlisted`. Keep-alive is Bybit's JSON `{"op":"ping"}` every 20 s (with neither pings nor
 data Bybit cuts the connection after 10 minutes).
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import time
@@ -23,7 +26,15 @@ from websockets.exceptions import ConnectionClosed
 from hub.errors import UpstreamError
 from hub.feeds.backoff import Backoff
 from hub.feeds.base import EventSink, Feed, FeedStatus, deliver
-from hub.feeds.bybit_wire import PING, BybitDecoder, is_pong, topic
+from hub.feeds.bybit_wire import (
+    PING,
+    TOPIC_PREFIX,
+    BybitDecoder,
+    failed_request,
+    is_pong,
+    reply_id,
+    topic,
+)
 from hub.feeds.connection import KeepAlive, PersistentConnection, Timing
 
 MAX_ARGS_PER_REQUEST = 10
@@ -104,7 +115,9 @@ class BybitFeed(Feed):
             name="bybit", note="Bybit pushes every liquidation (allLiquidation, 500 ms batches)"
         )
         self._request_ids = itertools.count(1)
+        self._requests: dict[str, list[str]] = {}  # req_id -> topics of a pending subscribe
         self._http: httpx.AsyncClient | None = None
+        self._retry: asyncio.Future[None] | None = None
         self.connection = PersistentConnection(
             self.status,
             lambda: self.ws_url,
@@ -121,6 +134,8 @@ class BybitFeed(Feed):
             await self.connection.run()
 
     async def _on_open(self, websocket: ClientConnection) -> None:
+        self._requests.clear()
+        self.status.unlisted = []
         wanted = sorted(self.symbols) if self.symbols is not None else await self._listed()
         topics, left_out = fitting_topics(wanted)
         if left_out:
@@ -150,11 +165,23 @@ class BybitFeed(Feed):
 
     def _on_frame(self, frame: bytes, received_ms: int) -> None:
         self._frame_received(received_ms, frame)
-        decoded = self.decoder.decode(frame)
-        for kind, detail in decoded.anomalies:
-            if kind.endswith("_failed"):
-                self.status.last_error = f"{kind}: {detail}"
-        deliver(self.status, decoded, self.symbols, self.sink)
+        failed = failed_request(frame)
+        if failed is not None:
+            self._request_failed(failed.req_id or "", failed.ret_msg or "")
+        elif frame.startswith(b'{"success"'):
+            self._requests.pop(reply_id(frame), None)
+        deliver(self.status, self.decoder.decode(frame), self.symbols, self.sink)
+
+    def _request_failed(self, req_id: str, message: str) -> None:
+        topics = self._requests.pop(req_id, [])
+        if len(topics) == 1:
+            symbol = topics[0].removeprefix(TOPIC_PREFIX)
+            self.status.unlisted = sorted({*self.status.unlisted, symbol})
+            log.warning("bybit: %s refused (%s); tracked on the other exchanges", symbol, message)
+            return
+        self.status.last_error = f"request failed: {message}"
+        if topics:  # find which topic Bybit refused: one request each
+            self._retry = asyncio.ensure_future(self._send("subscribe", topics, batch=1))
 
     async def add_symbols(self, symbols: set[str]) -> None:
         if self.symbols is None:
@@ -171,17 +198,21 @@ class BybitFeed(Feed):
         await self._send("unsubscribe", [topic(s) for s in sorted(gone)])
 
     async def _send(
-        self, op: str, topics: list[str], websocket: ClientConnection | None = None
+        self,
+        op: str,
+        topics: list[str],
+        websocket: ClientConnection | None = None,
+        batch: int = MAX_ARGS_PER_REQUEST,
     ) -> None:
         websocket = websocket or self.connection.websocket
         if websocket is None:
             return  # the next connection subscribes to the whole set
-        for start in range(0, len(topics), MAX_ARGS_PER_REQUEST):
-            body = {
-                "op": op,
-                "req_id": str(next(self._request_ids)),
-                "args": topics[start : start + MAX_ARGS_PER_REQUEST],
-            }
+        for start in range(0, len(topics), batch):
+            req_id = str(next(self._request_ids))
+            args = topics[start : start + batch]
+            if op == "subscribe":
+                self._requests[req_id] = args
+            body = {"op": op, "req_id": req_id, "args": args}
             try:
                 await websocket.send(_encoder.encode(body).decode())
             except ConnectionClosed:

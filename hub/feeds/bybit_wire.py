@@ -38,6 +38,7 @@ class Frame(msgspec.Struct, frozen=True):
     op: str | None = None
     success: bool | None = None
     ret_msg: str | None = None
+    req_id: str | None = None
 
 
 _frame_decoder = msgspec.json.Decoder(Frame)
@@ -46,6 +47,25 @@ _batch_decoder = msgspec.json.Decoder(list[Liquidation])
 
 def topic(symbol: str) -> str:
     return f"{TOPIC_PREFIX}{symbol.upper()}"
+
+
+def failed_request(frame: bytes) -> Frame | None:
+    """The reply, when `frame` says a request failed (its `req_id` names the request)."""
+    if b'"success":false' not in frame.replace(b" ", b""):
+        return None
+    try:
+        reply = _frame_decoder.decode(frame)
+    except msgspec.DecodeError:
+        return None
+    return reply if reply.success is False else None
+
+
+def reply_id(frame: bytes) -> str:
+    """The `req_id` of a control reply ("" when it has none or is not one)."""
+    try:
+        return _frame_decoder.decode(frame).req_id or ""
+    except msgspec.DecodeError:
+        return ""
 
 
 def is_pong(frame: bytes) -> bool:
