@@ -118,7 +118,8 @@ def okx_lines(
         decimals, _, contract_value, scale = SYMBOLS[symbol]
         t = int(order["T"] + rng.integers(-500, 500))
         price = round(through(price_at(paths[symbol], t), side, rng), decimals)
-        contracts = max(round(notional(rng, OKX_NOTIONAL * scale) / price / float(contract_value)), 1)
+        quantity = notional(rng, OKX_NOTIONAL * scale) / price
+        contracts = max(round(quantity / float(contract_value)), 1)
         inst_id = f"{symbol[:-4]}-USDT-SWAP"
         details = [{"bkLoss": "0", "bkPx": f"{price:.{decimals}f}", "ccy": "",
                     "posSide": side, "side": "sell" if side == "long" else "buy",

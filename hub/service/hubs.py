@@ -67,6 +67,9 @@ class HubView(Protocol):
 
     async def flush_now(self) -> None: ...
 
+    async def stop_intake(self) -> None:
+        """Take no more upstream events (shutting down: what is queued can then drain)."""
+
 
 class _Tasks:
     def __init__(self) -> None:
@@ -161,6 +164,9 @@ class ServeHub:
     async def flush_now(self) -> None:
         await self.ingest.flush_now()
 
+    async def stop_intake(self) -> None:
+        await self.ingest.stop_feeds()
+
     async def start(self) -> None:
         await self.relay.track(self.tracked())
         self._tasks.spawn(self.relay.run())
@@ -236,6 +242,9 @@ class WebHub:
         await self._request(ControlRequest("remove_symbols", symbols=sorted(symbols)))
 
     async def flush_now(self) -> None:
+        return None
+
+    async def stop_intake(self) -> None:
         return None
 
     async def start(self) -> None:

@@ -74,6 +74,7 @@ class Ingest:
         self._outbox: list[ChannelMessage] = []
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._feed_tasks: list[asyncio.Task[None]] = []
         self._symbols_changed = True
         for symbol in () if settings.track_all_symbols else settings.symbols:
             self.processor.track(symbol)
@@ -322,10 +323,15 @@ class Ingest:
             loops.append(self.event_log.run)
         for loop in loops:
             self._tasks.append(asyncio.create_task(loop(), name=loop.__name__))
-        for feed in self.feeds:
-            self._tasks.append(
-                asyncio.create_task(self._feed_loop(feed), name=f"feed:{feed.status.name}")
-            )
+        self._feed_tasks = [
+            asyncio.create_task(self._feed_loop(feed), name=f"feed:{feed.status.name}")
+            for feed in self.feeds
+        ]
+        self._tasks.extend(self._feed_tasks)
+
+    async def stop_feeds(self) -> None:
+        """Stop reading upstream; the processor and publisher keep running."""
+        await cancel_and_wait(self._feed_tasks)
 
     async def stop(self) -> None:
         with contextlib.suppress(Exception):
