@@ -23,6 +23,7 @@ ALL_SYMBOLS = "*"
 # (1000PEPE), then the quote. Anything else (`foo`, `BTC`, `BTC-USD`) is a typo that would
 # otherwise track nothing, silently.
 SYMBOL_SHAPE = re.compile(r"[A-Z0-9]{2,20}(USDT|USDC)")
+EXCHANGES = ("binance", "bybit", "okx")  # liquidation sources, in the order status lists them
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -37,8 +38,11 @@ class Settings:
     price_range_pct: float = 15.0
     flush_ms: int = 50
     redis_url: str | None = None
+    exchanges: tuple[str, ...] = EXCHANGES
+    bybit_ws_url: str = "wss://stream.bybit.com/v5/public/linear"
+    bybit_rest_url: str = "https://api.bybit.com"
     okx_ws_url: str = "wss://ws.okx.com:8443/ws/v5/public"
-    okx_rest_url: str = "https://www.okx.com"
+    okx_rest_url: str = "https://openapi.okx.com"  # OKX's documented host since 2026
     coinglass_api_key: str | None = None
     host: str = "127.0.0.1"
     port: int = 5000
@@ -102,6 +106,16 @@ def _symbols(name: str, raw: str) -> tuple[str, ...]:
     return symbols
 
 
+def _exchanges(name: str, raw: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(e.strip().lower() for e in raw.split(",") if e.strip()))
+    if not names:
+        raise ConfigError(name, f"must list at least one of {', '.join(EXCHANGES)}")
+    for exchange in names:
+        if exchange not in EXCHANGES:
+            raise ConfigError(name, f"{exchange!r} is not one of {', '.join(EXCHANGES)}")
+    return names
+
+
 def _origins(name: str, raw: str) -> tuple[str, ...]:
     origins = tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
     if not origins:
@@ -145,6 +159,9 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "HEATMAP_PRICE_RANGE": ("price_range_pct", _number(float, 0.5, 90)),
     "HEATMAP_FLUSH_MS": ("flush_ms", _number(int, 0, 10_000)),
     "REDIS_URL": ("redis_url", _redis_url),
+    "HEATMAP_EXCHANGES": ("exchanges", _exchanges),
+    "BYBIT_WS_URL": ("bybit_ws_url", _ws_url),
+    "BYBIT_REST_URL": ("bybit_rest_url", _http_url),
     "OKX_WS_URL": ("okx_ws_url", _ws_url),
     "OKX_REST_URL": ("okx_rest_url", _http_url),
     "COINGLASS_API_KEY": ("coinglass_api_key", _text),

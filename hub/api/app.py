@@ -62,6 +62,8 @@ def create_app(hub: HubView, limits: Limits | None = None) -> Starlette:
 
 
 async def say_goodbye(app: Starlette) -> None:
-    """Before the server stops: flush pending diffs, then close every client with 1001."""
+    """Before the server stops: stop the upstream, flush pending diffs, then close every
+    client with 1001."""
+    await app.state.hub.stop_intake()  # a busy upstream would keep the queues from draining
     await app.state.hub.flush_now()
     await app.state.sockets.close_all(1001, "server shutting down")

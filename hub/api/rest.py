@@ -26,6 +26,7 @@ from starlette.responses import Response
 
 from hub.analytics.leverage import TierDistribution
 from hub.api.bodies import SnapshotBodies
+from hub.api.filters import exchange_param, of_exchanges
 from hub.api.responses import choice_param, endpoint, int_param, ok, window_param
 from hub.channels import WINDOWS, heatmap_channel, is_symbol
 from hub.errors import RequestError, echo
@@ -61,12 +62,16 @@ class RestApi:
         symbol = self._symbol(request)
         window = window_param(request)
         side = choice_param(request, "side", ("long", "short"))
+        exchanges = exchange_param(request)
         # The window ends at the processor's present, which a `web` process only knows from
         # the stream (a replay's clock is not the wall clock).
         snapshot = self.hub.fanout.snapshot(heatmap_channel(symbol, window))
         now = snapshot.time if snapshot is not None and snapshot.time else self.hub.clock()
-        since = now - WINDOWS[window]
-        return symbol, window, await self.hub.events(symbol, since, side, limit)
+        if exchanges is None:
+            return symbol, window, await self.hub.events(symbol, now - WINDOWS[window], side, limit)
+        # The filter runs here, so the limit must follow it.
+        events = of_exchanges(await self.hub.events(symbol, now - WINDOWS[window], side), exchanges)
+        return symbol, window, events if limit is None else events[:limit]
 
     @endpoint
     async def heatmap(self, request: Request) -> Response:
@@ -129,4 +134,5 @@ class RestApi:
 
     @endpoint
     async def health(self, request: Request) -> Response:
-        return ok({"status": "ok"})
+        """200 while the process serves; `degraded` names what is wrong upstream."""
+        return ok(await self.hub.health())

@@ -1,6 +1,8 @@
-"""Ingest: the upstream feed through the processor onto the broker.
+"""Ingest: the upstream feeds (one per configured exchange, or one replay) through the
+processor onto the broker.
 
-The processor is fed synchronously from the feed; its messages leave in order through
+The processor is fed synchronously from every feed, so heatmaps, clusters, statistics
+and alerts aggregate all exchanges; its messages leave in order through
 one publisher loop, which also flushes diffs every HEATMAP_FLUSH_MS. With Redis, every
 accepted event also goes to the durable event log, the tracked symbols are announced for
 web processes, and snapshot requests from them are answered on the channels' topics.
@@ -16,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from typing import Any
 
 import msgspec
 from redis.asyncio import Redis
@@ -28,10 +31,12 @@ from hub.config import Settings
 from hub.errors import BrokerUnavailable, ProtocolError
 from hub.fanout.broker import RESYNC_TOPIC, STATE_KEY, Broker, topic_for
 from hub.fanout.codec import encode_message
+from hub.feeds.base import Feed
 from hub.models import ChannelMessage, LiquidationEvent
 from hub.service import control
 from hub.service.control import ControlRequest, SymbolsAnnouncement
-from hub.service.sources import Source, build_feed, build_listings, wall_clock_ms
+from hub.service.health import source_entry, source_reasons
+from hub.service.sources import Source, build_feeds, build_listings, wall_clock_ms
 from hub.storage.event_log import RedisEventLog, read_events
 from hub.storage.outage import Outage
 from hub.tasks import cancel_and_wait
@@ -51,8 +56,10 @@ class Ingest:
         self.settings = settings
         self.broker = broker
         self.redis = redis
-        self.feed, self.clock = build_feed(settings, source, self.on_event)
+        self.feeds, self.clock = build_feeds(settings, source, self.on_event)
         self.listings = build_listings(settings, source)
+        timing = source.timing
+        self._silent_after_ms = int(1000 * (timing.silent_after if timing else 60.0))
         self.processor = LiquidationProcessor(
             ProcessorConfig(
                 max_events=settings.max_events,
@@ -74,6 +81,7 @@ class Ingest:
         self._outbox: list[ChannelMessage] = []
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._feed_tasks: list[asyncio.Task[None]] = []
         self._symbols_changed = True
         for symbol in () if settings.track_all_symbols else settings.symbols:
             self.processor.track(symbol)
@@ -104,11 +112,13 @@ class Ingest:
         now = self.clock()
         for symbol in sorted(symbols - self.processor.books.keys()):
             self._track(symbol, now)
-        await self.feed.add_symbols(symbols)
+        for feed in self.feeds:
+            await feed.add_symbols(symbols)
         self._wake.set()
 
     async def remove_symbols(self, symbols: set[str]) -> None:
-        await self.feed.remove_symbols(symbols)
+        for feed in self.feeds:
+            await feed.remove_symbols(symbols)
         for symbol in symbols:
             self.processor.untrack(symbol)
         self._symbols_changed = True
@@ -287,26 +297,32 @@ class Ingest:
                     self.redis_state.succeeded()
             await asyncio.sleep(1.0)
 
-    async def _feed_loop(self) -> None:
+    async def _feed_loop(self, feed: Feed) -> None:
         try:
-            await self.feed.run()
-        except Exception:
-            log.exception("feed %s stopped", self.feed.status.name)
+            await feed.run()
+        except Exception as error:
+            feed.status.last_error = f"stopped: {type(error).__name__}: {error}"
+            log.exception("feed %s stopped", feed.status.name)
             raise
 
-    def status(self) -> dict[str, object]:
+    def sources(self) -> dict[str, dict[str, Any]]:
+        """`status.sources` (docs/rest.md): one entry per source, keyed by its name."""
         now = self.clock()
-        feed = self.feed.status
-        last = feed.last_frame_at
+        return {
+            status.name: source_entry(status, now, feed.live, self._silent_after_ms)
+            for feed in self.feeds
+            for status in feed.statuses()
+        }
+
+    def health_reasons(self) -> list[str]:
+        return source_reasons(self.sources())
+
+    def status(self) -> dict[str, object]:
+        sources = self.sources()
         listings = self.listings
         return {
-            "sources": {
-                feed.name: {
-                    **msgspec.structs.asdict(feed),
-                    "messages": feed.frames,  # the name docs/rest.md gives what was received
-                    "last_message_age_ms": None if last is None else max(0, now - last),
-                }
-            },
+            "sources": sources,
+            "reasons": source_reasons(sources),
             "symbols": {
                 symbol: {"events": len(book.store), "epoch": book.epoch}
                 for symbol, book in self.processor.books.items()
@@ -331,7 +347,7 @@ class Ingest:
         for symbol in self.processor.books:
             self._outbox.extend(self.processor.snapshots_of(symbol, now))
         await self._publish_pending()
-        loops = [self._publish_loop, self._sweep_loop, self._feed_loop]
+        loops = [self._publish_loop, self._sweep_loop]
         if control_messages:
             loops.append(self._control_loop)
         if self.redis is not None:
@@ -342,6 +358,15 @@ class Ingest:
             loops.append(self.listings.run)
         for loop in loops:
             self._tasks.append(asyncio.create_task(loop(), name=loop.__name__))
+        self._feed_tasks = [
+            asyncio.create_task(self._feed_loop(feed), name=f"feed:{feed.status.name}")
+            for feed in self.feeds
+        ]
+        self._tasks.extend(self._feed_tasks)
+
+    async def stop_feeds(self) -> None:
+        """Stop reading upstream; the processor and publisher keep running."""
+        await cancel_and_wait(self._feed_tasks)
 
     async def stop(self) -> None:
         with contextlib.suppress(Exception):
