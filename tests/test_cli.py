@@ -270,7 +270,9 @@ def test_help_shows_every_default_and_runnable_examples(
         if variable is not None:
             field = next(f for f, v in FIELD_TO_VARIABLE.items() if v == variable)
             value = getattr(defaults, field)
-            shown = "unset" if value is None else ",".join(value) if isinstance(value, tuple) else value
+            if isinstance(value, tuple):
+                value = ",".join(value)
+            shown = "unset" if value is None else value
             assert f"default: {shown}" in entry, f"{command} {flag}: {entry!r} vs {shown!r}"
     examples = example_lines(text)
     assert examples and all(e.startswith(f"heatmap-hub {command}") for e in examples), examples
