@@ -4,7 +4,8 @@ Shared by every exchange adapter; the adapter supplies the URL, what to send on 
 what to do with each frame. Decisions:
 - Our own keep-alive (a ping every `ping_interval`), not the library's, so a pong counts
   as life for the watchdog exactly like a data frame does. Binance's pings are answered
-  by the protocol layer.
+  by the protocol layer. OKX wants the text `ping` instead (`ping_text`), answered by
+  the text `pong`, which arrives as a frame like any other.
 - The watchdog closes a connection that has shown no frame (data or pong) for
   `watchdog_timeout`: a half-open TCP connection would otherwise look healthy for hours.
 - A planned reconnect after `max_age` beats Binance's 24-hour cut, and skips the backoff.
@@ -56,8 +57,10 @@ class PersistentConnection:
         on_open: Callable[[ClientConnection], Awaitable[None]] | None = None,
         timing: Timing | None = None,
         backoff: Backoff | None = None,
+        ping_text: str | None = None,
     ) -> None:
         self.status = status
+        self.ping_text = ping_text
         self.url = url
         self.on_frame = on_frame
         self.on_open = on_open
@@ -133,6 +136,10 @@ class PersistentConnection:
                 raise UpstreamError(
                     f"no frame or pong for {now - self._last_life:.1f}s; reconnecting"
                 )
+            if self.ping_text is not None:
+                with contextlib.suppress(ConnectionClosed):
+                    await websocket.send(self.ping_text)
+                continue
             with contextlib.suppress(ConnectionClosed):
                 waiter = await websocket.ping()
                 waiter.add_done_callback(self._pong)

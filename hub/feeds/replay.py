@@ -33,6 +33,10 @@ class ReplayLine(msgspec.Struct, frozen=True):
     t: int
     source: str
     raw: msgspec.Raw
+    rest: str | None = None  # the path of a polled REST response; None for a frame
+
+
+LineSink = Callable[[ReplayLine], None]
 
 
 _line_decoder = msgspec.json.Decoder(ReplayLine)
@@ -71,8 +75,11 @@ class ReplayFeed(Feed):
         shift_to_now: bool = False,
         symbols: set[str] | None = None,
         wall_clock: Callable[[], float] = time.time,
+        line_sinks: dict[str, LineSink] | None = None,
     ) -> None:
+        """`line_sinks`: per source, a consumer of whole lines (the OKX order books)."""
         self.lines = lines
+        self.line_sinks = line_sinks or {}
         self.sink = sink
         self.speed = speed
         self.loop = loop
@@ -137,7 +144,12 @@ class ReplayFeed(Feed):
     def _play(self, line: ReplayLine) -> None:
         self.status.frames += 1
         self.status.last_frame_at = self._now
+        sink = self.line_sinks.get(line.source)
+        if sink is not None:
+            sink(line)
         parser = PARSERS.get(line.source)
+        if parser is None and sink is not None:
+            return
         if parser is None:
             self.status.count_anomaly(f"unknown_source:{line.source[:20]}", line.source[:40])
             return

@@ -26,14 +26,16 @@ from hub.config import Settings
 from hub.errors import BrokerUnavailable, ProtocolError
 from hub.fanout.broker import RESYNC_TOPIC, STATE_KEY, Broker, topic_for
 from hub.fanout.codec import encode_message
-from hub.models import ChannelMessage, LiquidationEvent
+from hub.models import ChannelMessage, Cluster, LiquidationEvent
 from hub.service import control
 from hub.service.control import ControlRequest, SymbolsAnnouncement
+from hub.service.liquidity import build_liquidity
 from hub.service.sources import Source, build_feed, wall_clock_ms
 from hub.storage.event_log import RedisEventLog, read_events
 from hub.tasks import cancel_and_wait
 
 log = logging.getLogger("hub.ingest")
+LIQUIDITY_WINDOW = "1h"  # whose clusters support and resistance take in
 _encoder = msgspec.json.Encoder()
 
 
@@ -48,7 +50,18 @@ class Ingest:
         self.settings = settings
         self.broker = broker
         self.redis = redis
-        self.feed, self.clock = build_feed(settings, source, self.on_event)
+        epoch = f"{wall_clock_ms():x}"
+        self.liquidity = build_liquidity(
+            settings,
+            source,
+            lambda: self.clock(),
+            self._emit,
+            self._clusters,
+            self._bin_width,
+            epoch,
+        )
+        line_sinks = {"okx": self.liquidity.take_line} if self.liquidity is not None else None
+        self.feed, self.clock = build_feed(settings, source, self.on_event, line_sinks)
         self.processor = LiquidationProcessor(
             ProcessorConfig(
                 max_events=settings.max_events,
@@ -56,7 +69,7 @@ class Ingest:
                 bandwidth_pct=settings.kde_bandwidth_pct,
                 range_pct=settings.price_range_pct,
             ),
-            epoch=f"{wall_clock_ms():x}",
+            epoch=epoch,
         )
         self.event_log = (
             RedisEventLog(redis, settings.max_events, self._holdings) if redis is not None else None
@@ -88,20 +101,40 @@ class Ingest:
         self._outbox.extend(messages)
         self._wake.set()
 
+    def _emit(self, messages: list[ChannelMessage]) -> None:
+        self._outbox.extend(messages)
+        self._wake.set()
+
+    def _clusters(self, symbol: str) -> list[Cluster]:
+        """The 1-hour heatmap's clusters, which support and resistance take in."""
+        book = self.processor.books.get(symbol)
+        window = book.windows.get(LIQUIDITY_WINDOW) if book is not None else None
+        return window.clusters() if window is not None else []
+
+    def _bin_width(self, symbol: str) -> float | None:
+        book = self.processor.books.get(symbol)
+        return book.grid.bin_width if book is not None and book.grid is not None else None
+
     def _track(self, symbol: str, now: int) -> None:
         self.processor.track(symbol)
         self._outbox.extend(self.processor.snapshots_of(symbol, now))
         self._symbols_changed = True
+        if self.liquidity is not None:
+            self._tasks.append(asyncio.create_task(self.liquidity.feed.add_symbols({symbol})))
 
     async def add_symbols(self, symbols: set[str]) -> None:
         now = self.clock()
         for symbol in sorted(symbols - self.processor.books.keys()):
             self._track(symbol, now)
         await self.feed.add_symbols(symbols)
+        if self.liquidity is not None:
+            await self.liquidity.feed.add_symbols(symbols)
         self._wake.set()
 
     async def remove_symbols(self, symbols: set[str]) -> None:
         await self.feed.remove_symbols(symbols)
+        if self.liquidity is not None:
+            await self.liquidity.feed.remove_symbols(symbols)
         for symbol in symbols:
             self.processor.untrack(symbol)
         self._symbols_changed = True
@@ -268,14 +301,17 @@ class Ingest:
         now = self.clock()
         feed = self.feed.status
         last = feed.last_frame_at
+        sources: dict[str, object] = {
+            feed.name: {
+                **msgspec.structs.asdict(feed),
+                "messages": feed.frames,  # SPEC's name for what was received
+                "last_message_age_ms": None if last is None else max(0, now - last),
+            }
+        }
+        if self.liquidity is not None:
+            sources["okx_book"] = self.liquidity.status(now)
         return {
-            "sources": {
-                feed.name: {
-                    **msgspec.structs.asdict(feed),
-                    "messages": feed.frames,  # SPEC's name for what was received
-                    "last_message_age_ms": None if last is None else max(0, now - last),
-                }
-            },
+            "sources": sources,
             "symbols": {
                 symbol: {"events": len(book.store), "epoch": book.epoch}
                 for symbol, book in self.processor.books.items()
@@ -299,6 +335,8 @@ class Ingest:
             self._outbox.extend(self.processor.snapshots_of(symbol, now))
         await self._publish_pending()
         loops = [self._publish_loop, self._sweep_loop, self._feed_loop]
+        if self.liquidity is not None:
+            loops.append(self.liquidity.run)
         if control_messages:
             loops.append(self._control_loop)
         if self.redis is not None:

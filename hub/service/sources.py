@@ -12,9 +12,11 @@ from hub.feeds.backoff import Backoff
 from hub.feeds.base import EventSink, Feed
 from hub.feeds.binance import BinanceFeed
 from hub.feeds.connection import Timing
-from hub.feeds.replay import ReplayFeed, read_replay
+from hub.feeds.replay import LineSink, ReplayFeed, ReplayLine, read_replay
 
-DEMO_REPLAY = Path(__file__).parent.parent / "data" / "demo_session.jsonl"
+DATA = Path(__file__).parent.parent / "data"
+DEMO_REPLAY = DATA / "demo_session.jsonl"
+DEMO_OKX_BOOK = DATA / "demo_okx_book.jsonl"
 Clock = Callable[[], int]
 
 
@@ -30,17 +32,28 @@ class Source(NamedTuple):
     backoff: Backoff | None = None
 
 
-def build_feed(settings: Settings, source: Source, sink: EventSink) -> tuple[Feed, Clock]:
+def demo_lines() -> list[ReplayLine]:
+    """The bundled liquidations and the OKX book session, interleaved by receive time."""
+    return sorted(read_replay(DEMO_REPLAY) + read_replay(DEMO_OKX_BOOK), key=lambda line: line.t)
+
+
+def build_feed(
+    settings: Settings,
+    source: Source,
+    sink: EventSink,
+    line_sinks: dict[str, LineSink] | None = None,
+) -> tuple[Feed, Clock]:
     """The feed and the clock the processor runs on: a replay runs on its own time."""
     tracked = None if settings.track_all_symbols else set(settings.symbols)
     if source.replay is not None or source.demo:
         feed = ReplayFeed(
-            read_replay(source.replay or DEMO_REPLAY),
+            read_replay(source.replay) if source.replay is not None else demo_lines(),
             sink,
             speed=source.speed,
             loop=source.demo,
             shift_to_now=source.demo,
             symbols=tracked,
+            line_sinks=line_sinks,
         )
         return feed, feed.clock
     binance = BinanceFeed(
