@@ -34,6 +34,9 @@ from hub.service.sources import Source
 
 log = logging.getLogger("hub.liquidity")
 PUBLISH_EVERY_S = 1.0
+# An unchanged book is analysed again this often: flow windows slide with time, and a web
+# process that started (or a Redis that restarted) since the last change gets the state.
+REFRESH_S = 5.0
 TICK_S = 0.1
 
 Emit = Callable[[list[ChannelMessage]], None]
@@ -119,8 +122,9 @@ class LiquidityService:
         """Analyse and emit every changed symbol whose last message is a second old."""
         now_s = time.monotonic()
         messages: list[ChannelMessage] = []
-        for symbol in sorted(self._dirty):
-            if now_s - self._published_at.get(symbol, -PUBLISH_EVERY_S) < PUBLISH_EVERY_S:
+        for symbol in sorted(self._dirty | self.latest.keys()):
+            age = now_s - self._published_at.get(symbol, -REFRESH_S)
+            if age < PUBLISH_EVERY_S or (symbol not in self._dirty and age < REFRESH_S):
                 continue
             body = self.analyze(symbol)
             if body is None:
