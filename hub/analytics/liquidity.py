@@ -282,8 +282,9 @@ def support_resistance(
             merged.append((price, score, {source}, max(score, 1e-9)))
     support: list[Level] = []
     resistance: list[Level] = []
+    decimals = max(0, 3 - math.floor(math.log10(tolerance))) if tolerance > 0 else 8
     for price, score, sources, _ in merged:
-        level = Level(round(price, 10), round(1.0 - math.exp(-score), 4), sorted(sources))
+        level = Level(round(price, decimals), round(1.0 - math.exp(-score), 4), sorted(sources))
         (support if price < mid else resistance).append(level)
     support.sort(key=lambda level: -level.strength)
     resistance.sort(key=lambda level: -level.strength)

@@ -201,6 +201,8 @@ class OkxBookFeed:
     # -- the live connection --------------------------------------------------------------
 
     async def run(self) -> None:
+        """Contract values first: a trade or book without its ctVal has no notional."""
+        await self.load_contract_values()
         await self.connection.run()
 
     async def _on_open(self, websocket: ClientConnection) -> None:

@@ -166,10 +166,7 @@ class LiquidityService:
     async def run(self) -> None:
         tasks = [asyncio.create_task(self._publish_loop())]
         if self.live:
-            tasks += [
-                asyncio.create_task(self.feed.run()),
-                asyncio.create_task(self.feed.load_contract_values()),
-            ]
+            tasks.append(asyncio.create_task(self.feed.run()))
         try:
             await asyncio.gather(*tasks)
         finally:
