@@ -143,3 +143,15 @@ def test_insights_cluster_wall_level_wall_void_and_imbalance() -> None:
 def test_no_insight_from_a_balanced_book_without_walls() -> None:
     book = LiquidityAnalyzer("X").analyze(*flat_book(), 1.0, now=0, bin_width=0.5)
     assert insights([cluster(150.0)], book) == [], "a cluster beyond the book's reach"
+
+
+def test_a_cluster_meets_only_a_wall_on_its_own_side() -> None:
+    analyzer = LiquidityAnalyzer("X", LiquidityConfig(wall_persist_ms=0))
+    bids, asks = flat_book()
+    bids[2] = (bids[2][0], 600.0)  # bid wall at 99.7
+    book = analyzer.analyze(bids, asks, 1.0, now=0, bin_width=0.2)
+    wide = Cluster(1, 100.2, 99.5, 100.9, 2e6, 10, 0.0, 3.0, "high")  # above mid, spans it
+    kinds = [i.kind for i in insights([wide], book)]
+    assert "cluster_wall" not in kinds, f"a short cluster is not held by a bid wall: {kinds}"
+    below = Cluster(1, 99.7, 99.6, 99.8, 2e6, 10, 1.0, 3.0, "high")
+    assert [i.kind for i in insights([below], book)][:1] == ["cluster_wall"]

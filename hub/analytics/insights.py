@@ -24,6 +24,7 @@ from hub.models import Cluster
 VOID_FRACTION = 0.25
 VOID_MIN_BINS = 2
 IMBALANCE_RATIO = 2.0
+PRICE_DECIMALS = 10  # a cluster's price carries binary noise (141.95000000000002)
 
 
 class Insight(msgspec.Struct, frozen=True):
@@ -60,8 +61,9 @@ def _side_of(price: float, mid: float) -> str:
     return "long" if price < mid else "short"
 
 
-def _wall_near(walls: Sequence[Wall], low: float, high: float) -> Wall | None:
-    near = [w for w in walls if low <= w.price <= high]
+def _wall_near(walls: Sequence[Wall], side: str, low: float, high: float) -> Wall | None:
+    """The largest wall of `side` (bid: below the price, ask: above) within [low, high]."""
+    near = [w for w in walls if w.side == side and low <= w.price <= high]
     return max(near, key=lambda w: w.notional, default=None)
 
 
@@ -71,14 +73,17 @@ def cluster_walls(
     mid = liquidity.mid or 0.0
     found: list[Insight] = []
     for cluster in clusters:
-        wall = _wall_near(liquidity.walls, cluster.low - tolerance, cluster.high + tolerance)
+        side = _side_of(cluster.price, mid)
+        book_side = "bid" if side == "long" else "ask"
+        wall = _wall_near(
+            liquidity.walls, book_side, cluster.low - tolerance, cluster.high + tolerance
+        )
         if wall is None:
             continue
-        side = _side_of(cluster.price, mid)
         found.append(
             Insight(
                 "cluster_wall",
-                cluster.price,
+                round(cluster.price, PRICE_DECIMALS),
                 side,
                 _strength(cluster.z_score / 2 + wall.z_score / 3),
                 f"{money(cluster.notional)} of {side} liquidations cluster at "
@@ -95,7 +100,10 @@ def level_walls(
 ) -> list[Insight]:
     found: list[Insight] = []
     for level in levels:
-        wall = _wall_near(liquidity.walls, level.price - tolerance, level.price + tolerance)
+        book_side = "bid" if level.side == "long" else "ask"
+        wall = _wall_near(
+            liquidity.walls, book_side, level.price - tolerance, level.price + tolerance
+        )
         if wall is None:
             continue
         found.append(
@@ -131,13 +139,13 @@ def voids(clusters: Sequence[Cluster], liquidity: Liquidity) -> list[Insight]:
         first, last = math.floor(low / width + 1e-9), math.floor(high / width + 1e-9)
         between = [held.get(bin_low(k, width), 0.0) for k in range(first, last + 1)]
         thin = sum(1 for n in between if n < VOID_FRACTION * median)
-        if len(between) < VOID_MIN_BINS or thin * 2 < len(between):
+        if len(between) < VOID_MIN_BINS or thin * 2 <= len(between):
             continue
         side = _side_of(cluster.price, mid)
         found.append(
             Insight(
                 "void",
-                cluster.price,
+                round(cluster.price, PRICE_DECIMALS),
                 side,
                 _strength(thin / len(between) + cluster.z_score / 4),
                 f"thin book between {price_text(mid)} and the {money(cluster.notional)} "
