@@ -54,7 +54,7 @@ class LiquidityApi(RestApi):
         liquidity = _liquidity_decoder.decode(data) if data is not None else None
         clusters = snapshot.clusters if snapshot is not None else []
         status = await self.hub.status()
-        coinglass: Any = status.get("sources", {}).get("coinglass") or {"enabled": False}
+        coinglass = _coinglass_of(symbol, status.get("sources", {}).get("coinglass"))
         return ok(
             {
                 "symbol": symbol,
@@ -73,3 +73,23 @@ class LiquidityApi(RestApi):
                 "insights": insights(clusters, liquidity),
             }
         )
+
+
+def _coinglass_of(symbol: str, entry: Any) -> dict[str, Any]:
+    """The symbol's CoinGlass comparison out of the status entry (Structs in `serve`,
+    plain JSON in `web`), or `{"enabled": false}`."""
+    entry = msgspec.to_builtins(entry) if entry is not None else None
+    if not entry or not entry.get("enabled"):
+        return {"enabled": False}
+    compared = entry.get("symbols", {}).get(symbol) or {}
+    return {
+        "enabled": True,
+        "window": entry.get("window"),
+        "coinglass": compared.get("coinglass"),
+        "hub": compared.get("hub"),
+        "ratio": compared.get("ratio"),
+        "correlation": compared.get("correlation"),
+        "hours": compared.get("hours", 0),
+        "updated": entry.get("updated"),
+        "last_error": entry.get("last_error"),
+    }

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import urllib.request
 from collections.abc import Callable, Mapping
 
 import msgspec
@@ -28,6 +27,7 @@ from hub.analytics.order_book import OrderBook, Outcome
 from hub.feeds.backoff import Backoff
 from hub.feeds.base import FeedStatus
 from hub.feeds.connection import PersistentConnection, Timing
+from hub.feeds.http import get
 from hub.feeds.okx_book_wire import (
     BOOKS,
     TRADES,
@@ -86,26 +86,13 @@ def parse_contract_values(body: bytes) -> dict[str, float]:
     return values
 
 
-REST_TIMEOUT_S = 10.0
-
-
-async def _get(url: str) -> bytes:
-    """A GET in a thread: the hub has no HTTP client dependency, and these are rare."""
-
-    def fetch() -> bytes:
-        with urllib.request.urlopen(url, timeout=REST_TIMEOUT_S) as response:
-            return response.read()
-
-    return await asyncio.to_thread(fetch)
-
-
 async def fetch_contract_values(rest_url: str) -> dict[str, float]:
     # The lead replaces this with hub.feeds.okx_instruments when the branches merge.
-    return parse_contract_values(await _get(f"{rest_url}{INSTRUMENTS_PATH}?instType=SWAP"))
+    return parse_contract_values(await get(f"{rest_url}{INSTRUMENTS_PATH}?instType=SWAP"))
 
 
 async def fetch_rest_book(rest_url: str, inst_id: str) -> BookData:
-    return parse_rest_books(await _get(f"{rest_url}{BOOKS_PATH}?instId={inst_id}&sz=400"))
+    return parse_rest_books(await get(f"{rest_url}{BOOKS_PATH}?instId={inst_id}&sz=400"))
 
 
 class OkxBookFeed:

@@ -26,6 +26,7 @@ from hub.config import Settings
 from hub.errors import BrokerUnavailable, ProtocolError
 from hub.fanout.broker import RESYNC_TOPIC, STATE_KEY, Broker, topic_for
 from hub.fanout.codec import encode_message
+from hub.feeds.coinglass import CoinGlassValidation, disabled_status
 from hub.models import ChannelMessage, Cluster, LiquidationEvent
 from hub.service import control
 from hub.service.control import ControlRequest, SymbolsAnnouncement
@@ -36,6 +37,7 @@ from hub.tasks import cancel_and_wait
 
 log = logging.getLogger("hub.ingest")
 LIQUIDITY_WINDOW = "1h"  # whose clusters support and resistance take in
+COINGLASS_HORIZON_MS = 25 * 3_600_000  # the hours CoinGlass is compared over, and one more
 _encoder = msgspec.json.Encoder()
 
 
@@ -70,6 +72,20 @@ class Ingest:
                 range_pct=settings.price_range_pct,
             ),
             epoch=epoch,
+        )
+        live = source.replay is None and not source.demo
+        self.coinglass = (
+            CoinGlassValidation(
+                settings.coinglass_url,
+                settings.coinglass_api_key,
+                lambda: list(self.processor.books),
+                [self.feed.status.name],
+                self._events_since_a_day,
+                self.clock,
+                started=self.clock(),
+            )
+            if settings.coinglass_api_key and live
+            else None
         )
         self.event_log = (
             RedisEventLog(redis, settings.max_events, self._holdings) if redis is not None else None
@@ -110,6 +126,11 @@ class Ingest:
         book = self.processor.books.get(symbol)
         window = book.windows.get(LIQUIDITY_WINDOW) if book is not None else None
         return window.clusters() if window is not None else []
+
+    def _events_since_a_day(self, symbol: str) -> list[LiquidationEvent]:
+        if symbol not in self.processor.books:
+            return []
+        return list(self.processor.events(symbol, self.clock() - COINGLASS_HORIZON_MS))
 
     def _bin_width(self, symbol: str) -> float | None:
         book = self.processor.books.get(symbol)
@@ -310,6 +331,9 @@ class Ingest:
         }
         if self.liquidity is not None:
             sources["okx_book"] = self.liquidity.status(now)
+        sources["coinglass"] = (
+            self.coinglass.status(now) if self.coinglass is not None else disabled_status()
+        )
         return {
             "sources": sources,
             "symbols": {
@@ -337,6 +361,8 @@ class Ingest:
         loops = [self._publish_loop, self._sweep_loop, self._feed_loop]
         if self.liquidity is not None:
             loops.append(self.liquidity.run)
+        if self.coinglass is not None:
+            loops.append(self.coinglass.run)
         if control_messages:
             loops.append(self._control_loop)
         if self.redis is not None:

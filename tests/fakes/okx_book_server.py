@@ -91,11 +91,9 @@ class FakeOkx:
 
     @staticmethod
     def _json(body: dict[str, Any]) -> Response:
-        response = Response(200, "OK", Headers())
-        response.body = json.dumps(body).encode()
-        response.headers["Content-Type"] = "application/json"
-        response.headers["Content-Length"] = str(len(response.body))
-        return response
+        payload = json.dumps(body).encode()
+        headers = Headers({"Content-Type": "application/json", "Content-Length": str(len(payload))})
+        return Response(200, "OK", headers, payload)
 
     async def _serve(self, ws: ServerConnection) -> None:
         self.connections += 1
