@@ -185,3 +185,32 @@ async def test_keep_alive_and_no_book_is_a_clear_503(
         response = await hub.get("/api/heatmap/liquidity/BTCUSDT")
         assert response.status_code == 503
         assert "no OKX order book synced for BTCUSDT" in response.json()["error"]
+
+
+async def test_symbols_added_and_removed_at_run_time_follow_on_okx(
+    silent_binance: FakeBinance, start_hub: HubFactory
+) -> None:
+    async with FakeOkx([[SNAPSHOT, *GOOD]]) as okx:
+        settings = Settings(
+            binance_ws_url=silent_binance.base_url,
+            okx_ws_url=okx.ws_url,
+            okx_rest_url=okx.rest_url,
+            symbols=("BTCUSDT",),
+            admin_token="secret",
+        )
+        hub = await start_hub(settings)
+        await eventually(lambda: any(s["op"] == "subscribe" for s in okx.subscriptions))
+        auth = {"Authorization": "Bearer secret"}
+        url = f"{hub.http}/api/heatmap/symbols"
+        added = await hub.client.post(url, json={"symbols": ["solusdt", "EURUSD"]}, headers=auth)
+        assert added.status_code == 200, added.text
+        sol = {"op": "subscribe", "channel": "books", "instId": "SOL-USDT-SWAP"}
+        await eventually(lambda: sol in okx.subscriptions, seen=lambda: okx.subscriptions)
+        status = await book_status(hub)
+        assert status["unlisted"] == ["EURUSD"], "OKX lists no swap for it: status says so"
+        removed = await hub.client.request(
+            "DELETE", url, json={"symbols": ["SOLUSDT"]}, headers=auth
+        )
+        assert removed.status_code == 200, removed.text
+        gone = {"op": "unsubscribe", "channel": "books", "instId": "SOL-USDT-SWAP"}
+        await eventually(lambda: gone in okx.subscriptions, seen=lambda: okx.subscriptions)

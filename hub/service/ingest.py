@@ -141,7 +141,7 @@ class Ingest:
         self._outbox.extend(self.processor.snapshots_of(symbol, now))
         self._symbols_changed = True
         if self.liquidity is not None:
-            self._tasks.append(asyncio.create_task(self.liquidity.feed.add_symbols({symbol})))
+            self._tasks.append(asyncio.create_task(self.liquidity.add_symbols({symbol})))
 
     async def add_symbols(self, symbols: set[str]) -> None:
         now = self.clock()
@@ -149,13 +149,13 @@ class Ingest:
             self._track(symbol, now)
         await self.feed.add_symbols(symbols)
         if self.liquidity is not None:
-            await self.liquidity.feed.add_symbols(symbols)
+            await self.liquidity.add_symbols(symbols)
         self._wake.set()
 
     async def remove_symbols(self, symbols: set[str]) -> None:
         await self.feed.remove_symbols(symbols)
         if self.liquidity is not None:
-            await self.liquidity.feed.remove_symbols(symbols)
+            await self.liquidity.remove_symbols(symbols)
         for symbol in symbols:
             self.processor.untrack(symbol)
         self._symbols_changed = True

@@ -97,6 +97,16 @@ class LiquidityService:
             self._analyzer(symbol).add_trade(self.clock(), trade.side, price, contracts, ct_val)
             self._dirty.add(symbol)  # the flow changed
 
+    async def add_symbols(self, symbols: set[str]) -> None:
+        await self.feed.add_symbols(symbols)
+
+    async def remove_symbols(self, symbols: set[str]) -> None:
+        await self.feed.remove_symbols(symbols)
+        for symbol in symbols:
+            self.latest.pop(symbol, None)
+            self.analyzers.pop(symbol, None)
+            self._dirty.discard(symbol)
+
     def take_line(self, line: ReplayLine) -> None:
         """An `okx` line of a replay file: a frame, or a polled REST response."""
         status = self.feed.status
