@@ -13,6 +13,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from hub.config import Settings
+from hub.feeds.connection import Timing
 from tests.conftest import HubFactory, RunningHub, eventually
 from tests.fakes.binance_server import FakeBinance
 from tests.fakes.okx_book_server import FakeOkx
@@ -21,6 +22,9 @@ OKX = Path(__file__).parent / "data" / "okx"
 LINES = (OKX / "book_session.jsonl").read_bytes().splitlines()
 SNAPSHOT, GOOD, BAD_CHECKSUM, GAP = LINES[1], LINES[2:302], LINES[302], LINES[303]
 LAST_SEQ = 341877697300
+# Fast pings, but a watchdog that a loaded machine's pauses do not trip: these tests count
+# reconnects and replays.
+TIMING = Timing(ping_interval=0.2, watchdog_timeout=5.0, max_age=3600, open_timeout=5)
 
 
 def reset_update() -> bytes:
@@ -56,7 +60,7 @@ async def hub_on(okx: FakeOkx, binance: FakeBinance, start_hub: HubFactory) -> R
         okx_rest_url=okx.rest_url,
         symbols=("BTCUSDT", "ETHUSDT"),
     )
-    return await start_hub(settings)
+    return await start_hub(settings, timing=TIMING)
 
 
 async def book_status(hub: RunningHub) -> dict[str, Any]:
@@ -198,7 +202,7 @@ async def test_symbols_added_and_removed_at_run_time_follow_on_okx(
             symbols=("BTCUSDT",),
             admin_token="secret",
         )
-        hub = await start_hub(settings)
+        hub = await start_hub(settings, timing=TIMING)
         await eventually(lambda: any(s["op"] == "subscribe" for s in okx.subscriptions))
         auth = {"Authorization": "Bearer secret"}
         url = f"{hub.http}/api/heatmap/symbols"

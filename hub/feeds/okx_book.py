@@ -131,13 +131,12 @@ class OkxBookFeed:
             ping_text="ping",
         )
 
-    def _add(self, symbol: str) -> str | None:
+    def _add(self, symbol: str) -> None:
         inst_id = inst_id_of(symbol)
         if inst_id is None:
             self.unlisted.add(symbol)
-            return None
-        self.books.setdefault(inst_id, OrderBook(inst_id))
-        return inst_id
+        else:
+            self.books.setdefault(inst_id, OrderBook(inst_id))
 
     # -- frames (live and replayed) -------------------------------------------------------
 
@@ -170,8 +169,6 @@ class OkxBookFeed:
         self._after(book, outcome, was_synced)
 
     def _after(self, book: OrderBook, outcome: Outcome, was_synced: bool) -> None:
-        if outcome is Outcome.SYNCED:
-            self._rest_pending.discard(book.inst_id)
         if outcome.broken:
             self.status.resyncs += 1
             if outcome is Outcome.CHECKSUM:
