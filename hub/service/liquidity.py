@@ -56,8 +56,10 @@ class LiquidityService:
         bin_width: Callable[[str], float | None],
         epoch: str,
         live: bool = True,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.feed = make_feed(self.on_book, self.on_trade)
+        self.monotonic = monotonic
         self.clock = clock
         self.emit = emit
         self.clusters = clusters
@@ -130,7 +132,7 @@ class LiquidityService:
 
     def publish_due(self) -> None:
         """Analyse and emit every changed symbol whose last message is a second old."""
-        now_s = time.monotonic()
+        now_s = self.monotonic()
         messages: list[ChannelMessage] = []
         for symbol in sorted(self._dirty | self.latest.keys()):
             age = now_s - self._published_at.get(symbol, -REFRESH_S)
