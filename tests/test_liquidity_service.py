@@ -9,6 +9,8 @@ import pytest
 
 from hub.config import Settings, load_settings
 from hub.errors import ConfigError
+from hub.fanout.codec import EncodedMessage, encode_message
+from hub.fanout.fanout import Fanout
 from hub.feeds.okx_book import OkxBookFeed
 from hub.models import ChannelMessage
 from hub.service.liquidity import LiquidityService
@@ -90,3 +92,20 @@ def test_liquidity_and_coinglass_settings() -> None:
     with pytest.raises(ConfigError, match="COINGLASS_URL"):
         load_settings({"COINGLASS_URL": "ftp://x"})
     assert load_settings({"COINGLASS_API_KEY": "k"}).coinglass_api_key == "k"
+
+
+def test_a_fan_out_holds_only_the_latest_liquidity_message() -> None:
+    clock, sent = Clock(), []
+    liquidity = service(clock, sent)
+    for line in LINES[1:40]:
+        liquidity.feed.take_frame(line)
+        clock.now += 1.0
+        liquidity.publish_due()
+    fanout = Fanout(lambda: 0)
+    for message in sent:
+        fanout.publish(encode_message(message))
+    state = fanout.channels["liquidity:BTCUSDT"]
+    assert [m.header.seq for _, m in state.history] == [len(sent)]
+    latest = fanout.join(object(), "liquidity:BTCUSDT", None)  # type: ignore[arg-type]
+    assert [m.header.seq for m in latest] == [len(sent)], "a new subscriber gets the latest"
+    assert isinstance(latest[0], EncodedMessage)
