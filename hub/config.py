@@ -43,7 +43,9 @@ class Settings:
     bybit_rest_url: str = "https://api.bybit.com"
     okx_ws_url: str = "wss://ws.okx.com:8443/ws/v5/public"
     okx_rest_url: str = "https://openapi.okx.com"  # OKX's documented host since 2026
+    liquidity: str = "okx"  # order-book source; "off" disables liquidity
     coinglass_api_key: str | None = None
+    coinglass_url: str = "https://open-api-v4.coinglass.com"
     host: str = "127.0.0.1"
     port: int = 5000
     allowed_origins: tuple[str, ...] = ("*",)
@@ -137,6 +139,16 @@ def _number(kind: type, low: float, high: float) -> Callable[[str, str], Any]:
     return parse
 
 
+def _choice(*choices: str) -> Callable[[str, str], str]:
+    def parse(name: str, raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise ConfigError(name, f"must be one of {', '.join(choices)}, got {raw!r}")
+        return value
+
+    return parse
+
+
 def _text(name: str, raw: str) -> str | None:
     return raw or None
 
@@ -164,7 +176,9 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "BYBIT_REST_URL": ("bybit_rest_url", _http_url),
     "OKX_WS_URL": ("okx_ws_url", _ws_url),
     "OKX_REST_URL": ("okx_rest_url", _http_url),
+    "HEATMAP_LIQUIDITY": ("liquidity", _choice("okx", "off")),
     "COINGLASS_API_KEY": ("coinglass_api_key", _text),
+    "COINGLASS_URL": ("coinglass_url", _http_url),
     "HOST": ("host", _host),
     "PORT": ("port", _number(int, 0, 65_535)),
     "HUB_ALLOWED_ORIGINS": ("allowed_origins", _origins),

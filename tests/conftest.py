@@ -106,6 +106,9 @@ async def start_hub() -> AsyncIterator[HubFactory]:
             # Tests never reach the real Binance: a live hub fetches the listing at start.
             closed = f"http://127.0.0.1:{free_port()}"
             settings = dataclasses.replace(settings, binance_rest_url=closed)
+        if settings.liquidity != "off" and settings.okx_ws_url == Settings().okx_ws_url:
+            # Nor the real OKX: a test that points no look-alike at it has no order book.
+            settings = dataclasses.replace(settings, liquidity="off")
         hub_kwargs.setdefault("timing", FAST_TIMING)
         hub_kwargs.setdefault("backoff", fast_backoff())
         hub = ServeHub(settings, Source(**hub_kwargs))  # type: ignore[arg-type]

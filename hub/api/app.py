@@ -12,6 +12,7 @@ from starlette.responses import HTMLResponse
 from starlette.routing import Route, WebSocketRoute
 
 from hub.api.admin import AdminApi
+from hub.api.liquidity import LiquidityApi
 from hub.api.metrics import MetricsApi
 from hub.api.responses import EXCEPTION_HANDLERS
 from hub.api.rest import RestApi
@@ -24,6 +25,7 @@ API = "/api/heatmap"
 
 def create_app(hub: HubView, limits: Limits | None = None) -> Starlette:
     rest = RestApi(hub)
+    liquidity = LiquidityApi(hub)
     metrics = MetricsApi(hub)
     admin = AdminApi(hub)
     sockets = WebSocketApi(hub, limits)
@@ -52,6 +54,8 @@ def create_app(hub: HubView, limits: Limits | None = None) -> Starlette:
         Route(f"{API}/liquidations/{{symbol}}/heatmap", rest.heatmap),
         Route(f"{API}/liquidations/{{symbol}}/leverage", rest.leverage),
         Route(f"{API}/export/{{symbol}}", rest.export),
+        Route(f"{API}/liquidity/{{symbol}}", liquidity.liquidity),
+        Route(f"{API}/unified/{{symbol}}", liquidity.unified),
         WebSocketRoute("/ws", sockets.serve),
     ]
     # Every HTTP error answers the REST envelope, not Starlette's plain text.

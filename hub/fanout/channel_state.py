@@ -114,7 +114,8 @@ class ChannelState:
             self.replica.apply_diff(message)
             self._remember(message, now)
         else:
-            if not same_epoch:
+            # A liquidity message is the whole analysis: only the latest is worth holding.
+            if not same_epoch or header.type == "liquidity":
                 self.history.clear()
             self._remember(message, now)
         self.epoch = header.epoch

@@ -98,7 +98,9 @@ class Fanout:
             if missed is not None:
                 return missed
         if state.replica is None:
-            return []
+            # A liquidity message is the whole analysis: the latest stands in for a snapshot.
+            latest = state.history[-1][1] if state.history else None
+            return [latest] if latest is not None and latest.header.type == "liquidity" else []
         snapshot = self.fresh_snapshot(channel)
         return [snapshot] if snapshot is not None else []
 

@@ -49,6 +49,9 @@ class ReplayLine(msgspec.Struct, frozen=True):
     rest: str | None = None  # the path of a REST response; None for a WebSocket frame
 
 
+LineSink = Callable[[ReplayLine], None]
+
+
 _line_decoder = msgspec.json.Decoder(ReplayLine)
 
 
@@ -93,8 +96,11 @@ class ReplayFeed(Feed):
         symbols: set[str] | None = None,
         exchanges: Iterable[str] = tuple(DECODERS),
         wall_clock: Callable[[], float] = time.time,
+        line_sinks: dict[str, LineSink] | None = None,
     ) -> None:
+        """`line_sinks`: per source, a consumer of whole lines (the OKX order books)."""
         self.lines = lines
+        self.line_sinks = line_sinks or {}
         self.sink = sink
         self.speed = speed
         self.loop = loop
@@ -182,11 +188,14 @@ class ReplayFeed(Feed):
     def _play(self, line: ReplayLine) -> None:
         self.status.frames += 1
         self.status.last_frame_at = self._now
+        sink = self.line_sinks.get(line.source)
+        if sink is not None:
+            sink(line)
         status = self.sources.get(line.source)
         if status is None:
             if line.source in DECODERS:
                 self.status.ignored += 1  # an exchange not configured (HEATMAP_EXCHANGES)
-            else:
+            elif sink is None:
                 self.status.count_anomaly(f"unknown_source:{line.source[:20]}", line.source[:40])
             return
         status.frames += 1

@@ -32,16 +32,20 @@ from hub.errors import BrokerUnavailable, ProtocolError
 from hub.fanout.broker import RESYNC_TOPIC, STATE_KEY, Broker, topic_for
 from hub.fanout.codec import encode_message
 from hub.feeds.base import Feed
-from hub.models import ChannelMessage, LiquidationEvent
+from hub.feeds.coinglass import CoinGlassValidation, disabled_status
+from hub.models import ChannelMessage, Cluster, LiquidationEvent
 from hub.service import control
 from hub.service.control import ControlRequest, SymbolsAnnouncement
 from hub.service.health import source_entry, source_reasons
+from hub.service.liquidity import build_liquidity
 from hub.service.sources import Source, build_feeds, build_listings, wall_clock_ms
 from hub.storage.event_log import RedisEventLog, read_events
 from hub.storage.outage import Outage
 from hub.tasks import cancel_and_wait
 
 log = logging.getLogger("hub.ingest")
+LIQUIDITY_WINDOW = "1h"  # whose clusters support and resistance take in
+COINGLASS_HORIZON_MS = 25 * 3_600_000  # the hours CoinGlass is compared over, and one more
 _encoder = msgspec.json.Encoder()
 
 
@@ -56,7 +60,18 @@ class Ingest:
         self.settings = settings
         self.broker = broker
         self.redis = redis
-        self.feeds, self.clock = build_feeds(settings, source, self.on_event)
+        epoch = f"{wall_clock_ms():x}"
+        self.liquidity = build_liquidity(
+            settings,
+            source,
+            lambda: self.clock(),
+            self._emit,
+            self._clusters,
+            self._bin_width,
+            epoch,
+        )
+        line_sinks = {"okx": self.liquidity.take_line} if self.liquidity is not None else None
+        self.feeds, self.clock = build_feeds(settings, source, self.on_event, line_sinks)
         self.listings = build_listings(settings, source)
         timing = source.timing
         self._silent_after_ms = int(1000 * (timing.silent_after if timing else 60.0))
@@ -67,7 +82,21 @@ class Ingest:
                 bandwidth_pct=settings.kde_bandwidth_pct,
                 range_pct=settings.price_range_pct,
             ),
-            epoch=f"{wall_clock_ms():x}",
+            epoch=epoch,
+        )
+        live = source.replay is None and not source.demo
+        self.coinglass = (
+            CoinGlassValidation(
+                settings.coinglass_url,
+                settings.coinglass_api_key,
+                lambda: list(self.processor.books),
+                list(settings.exchanges),
+                self._events_since_a_day,
+                self.clock,
+                started=self.clock(),
+            )
+            if settings.coinglass_api_key and live
+            else None
         )
         self.redis_state = Outage("ingest", log)
         self.event_log = (
@@ -103,10 +132,31 @@ class Ingest:
         self._outbox.extend(messages)
         self._wake.set()
 
+    def _emit(self, messages: list[ChannelMessage]) -> None:
+        self._outbox.extend(messages)
+        self._wake.set()
+
+    def _clusters(self, symbol: str) -> list[Cluster]:
+        """The 1-hour heatmap's clusters, which support and resistance take in."""
+        book = self.processor.books.get(symbol)
+        window = book.windows.get(LIQUIDITY_WINDOW) if book is not None else None
+        return window.clusters() if window is not None else []
+
+    def _events_since_a_day(self, symbol: str) -> list[LiquidationEvent]:
+        if symbol not in self.processor.books:
+            return []
+        return list(self.processor.events(symbol, self.clock() - COINGLASS_HORIZON_MS))
+
+    def _bin_width(self, symbol: str) -> float | None:
+        book = self.processor.books.get(symbol)
+        return book.grid.bin_width if book is not None and book.grid is not None else None
+
     def _track(self, symbol: str, now: int) -> None:
         self.processor.track(symbol)
         self._outbox.extend(self.processor.snapshots_of(symbol, now))
         self._symbols_changed = True
+        if self.liquidity is not None:
+            self._tasks.append(asyncio.create_task(self.liquidity.add_symbols({symbol})))
 
     async def add_symbols(self, symbols: set[str]) -> None:
         now = self.clock()
@@ -114,11 +164,15 @@ class Ingest:
             self._track(symbol, now)
         for feed in self.feeds:
             await feed.add_symbols(symbols)
+        if self.liquidity is not None:
+            await self.liquidity.add_symbols(symbols)
         self._wake.set()
 
     async def remove_symbols(self, symbols: set[str]) -> None:
         for feed in self.feeds:
             await feed.remove_symbols(symbols)
+        if self.liquidity is not None:
+            await self.liquidity.remove_symbols(symbols)
         for symbol in symbols:
             self.processor.untrack(symbol)
         self._symbols_changed = True
@@ -308,11 +362,18 @@ class Ingest:
     def sources(self) -> dict[str, dict[str, Any]]:
         """`status.sources` (docs/rest.md): one entry per source, keyed by its name."""
         now = self.clock()
-        return {
+        sources: dict[str, dict[str, Any]] = {
             status.name: source_entry(status, now, feed.live, self._silent_after_ms)
             for feed in self.feeds
             for status in feed.statuses()
         }
+        # The order book and CoinGlass show on status but never degrade health.
+        if self.liquidity is not None:
+            sources["okx_book"] = self.liquidity.status(now)
+        sources["coinglass"] = (
+            self.coinglass.status(now) if self.coinglass is not None else disabled_status()
+        )
+        return sources
 
     def health_reasons(self) -> list[str]:
         return source_reasons(self.sources())
@@ -348,6 +409,10 @@ class Ingest:
             self._outbox.extend(self.processor.snapshots_of(symbol, now))
         await self._publish_pending()
         loops = [self._publish_loop, self._sweep_loop]
+        if self.liquidity is not None:
+            loops.append(self.liquidity.run)
+        if self.coinglass is not None:
+            loops.append(self.coinglass.run)
         if control_messages:
             loops.append(self._control_loop)
         if self.redis is not None:

@@ -16,7 +16,7 @@ from hub.feeds.bybit import BybitFeed
 from hub.feeds.connection import Timing
 from hub.feeds.listings import binance_listing
 from hub.feeds.okx import OkxLiquidationFeed
-from hub.feeds.replay import ReplayFeed, read_replay, read_replays
+from hub.feeds.replay import LineSink, ReplayFeed, read_replay, read_replays
 from hub.service.listings import Listings
 
 DATA = Path(__file__).parent.parent / "data"
@@ -40,8 +40,14 @@ class Source(NamedTuple):
     backoff: Backoff | None = None
 
 
-def build_feeds(settings: Settings, source: Source, sink: EventSink) -> tuple[list[Feed], Clock]:
-    """The feeds and the clock the processor runs on: a replay runs on its own time."""
+def build_feeds(
+    settings: Settings,
+    source: Source,
+    sink: EventSink,
+    line_sinks: dict[str, LineSink] | None = None,
+) -> tuple[list[Feed], Clock]:
+    """The feeds and the clock the processor runs on: a replay runs on its own time.
+    `line_sinks`: per source, a consumer of whole replay lines (the OKX order books)."""
     tracked = None if settings.track_all_symbols else set(settings.symbols)
     if source.replay is not None or source.demo:
         replay = source.replay
@@ -54,6 +60,7 @@ def build_feeds(settings: Settings, source: Source, sink: EventSink) -> tuple[li
             shift_to_now=source.demo,
             symbols=tracked,
             exchanges=settings.exchanges,
+            line_sinks=line_sinks,
         )
         return [feed], feed.clock
     feeds: list[Feed] = []
