@@ -7,9 +7,10 @@ one publisher loop, which also flushes diffs every HEATMAP_FLUSH_MS. With Redis,
 accepted event also goes to the durable event log, the tracked symbols are announced for
 web processes, and snapshot requests from them are answered on the channels' topics.
 A publish that fails (Redis down) is dropped and counted: the processor keeps the state,
-and web processes resynchronise from fresh snapshots once Redis is back. Every Redis loop
-here shares one `Outage`: while Redis is down they try again with backoff, not on every
-flush, and the log says once that Redis was lost and once that it is back.
+and web processes resynchronise from fresh snapshots once Redis is back. Publishing,
+announcing and the status key share one `Outage` (the event log has its own): while
+Redis is down they try again with backoff, not on every flush, and the log says once
+that Redis was lost and once that it is back.
 """
 
 from __future__ import annotations
@@ -100,9 +101,7 @@ class Ingest:
         )
         self.redis_state = Outage("ingest", log)
         self.event_log = (
-            RedisEventLog(redis, settings.max_events, self._holdings, outage=self.redis_state)
-            if redis is not None
-            else None
+            RedisEventLog(redis, settings.max_events, self._holdings) if redis is not None else None
         )
         self.unpublished = 0
         self._saved_state: dict[str, bytes] = {}
@@ -249,13 +248,12 @@ class Ingest:
     async def _checkpoint(self) -> dict[str, bytes] | None:
         """The processor's positions that changed since last saved, once the events they
         name are in the log: a checkpoint ahead of the log could not be resumed from."""
-        if self.event_log is None:
+        if self.event_log is None or not self.event_log.outage.due():
             return None
         try:
             await self.event_log.write_pending()
         except (RedisError, OSError) as error:
-            self.event_log.status.connected = False
-            self.redis_state.failed(error)
+            self.event_log.failed(error)
             return None
         if self.event_log.status.rewrites != self._rewrites_seen:
             self._rewrites_seen = self.event_log.status.rewrites

@@ -3,8 +3,8 @@
 A replica that cannot follow on (a seq gap, a Redis reconnect after which pub/sub may
 have lost messages, a process that just started) asks the processor for fresh
 snapshots, and asks again every `retry_s` while it is still stale (with backoff while
-the broker is down, logged once when it is lost and once when it is back). Until the snapshot
-arrives the channel's clients get nothing on it rather than a silent gap.
+the broker is down, logged once when it is lost and once when it is back). Until the
+snapshot arrives the channel's clients get nothing on it rather than a silent gap.
 """
 
 from __future__ import annotations
