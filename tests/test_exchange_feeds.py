@@ -3,18 +3,21 @@
 Each exchange names sides its own way and OKX counts contracts; the hub must turn each
 into the same normalized event with its `exchange`, aggregate them in one heatmap, let
 REST filter by exchange, count an OKX replay once, and say on status and /health when
-one exchange is down or silent while the others flow.
+one exchange is down or silent while the others flow, or when Redis is unreachable.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
 import pytest
 
+from hub.config import Settings
 from hub.feeds.connection import Timing
 from tests.conftest import (
+    BINANCE,
     HubFactory,
     RunningHub,
     all_exchanges,
@@ -23,6 +26,7 @@ from tests.conftest import (
 from tests.fakes.binance_server import FakeBinance, force_order
 from tests.fakes.bybit_server import FakeBybit, liquidation
 from tests.fakes.okx_server import SUBSCRIPTION, FakeOkx, detail, push_frame
+from tests.redis_server import RedisServer
 
 API = "/api/heatmap"
 
@@ -295,3 +299,30 @@ async def test_bybit_star_subscribes_every_listed_perpetual_and_one_refusal_cost
 
     await eventually(refused_alone)
     await fake_bybit.wait_for_subscription("allLiquidation.BTCUSDT", n=2)
+
+
+async def test_redis_unreachable_degrades_health_until_it_is_back(
+    start_hub: HubFactory, fake_binance: FakeBinance, redis_server: RedisServer
+) -> None:
+    settings = Settings(
+        binance_ws_url=fake_binance.base_url,
+        symbols=("BTCUSDT",),
+        exchanges=BINANCE,
+        redis_url=redis_server.url,
+    )
+    running = await start_hub(settings)
+    await fake_binance.wait_for_subscription("btcusdt@forceOrder")
+
+    async def healthy() -> bool:
+        return await health(running) == {"status": "ok"}
+
+    await eventually(healthy)
+    redis_server.kill()
+
+    async def redis_reason() -> bool:
+        reasons = (await health(running)).get("reasons", [])
+        return reasons == ["redis: broker unreachable"]
+
+    await eventually(redis_reason)
+    await asyncio.to_thread(redis_server.start)
+    await eventually(healthy)
