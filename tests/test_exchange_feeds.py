@@ -9,6 +9,7 @@ one exchange is down or silent while the others flow, or when Redis is unreachab
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -16,12 +17,15 @@ import pytest
 
 from hub.config import Settings
 from hub.feeds.connection import Timing
+from hub.feeds.okx import OkxLiquidationFeed
 from tests.conftest import (
     BINANCE,
+    FAST_TIMING,
     HubFactory,
     RunningHub,
     all_exchanges,
     eventually,
+    fast_backoff,
 )
 from tests.fakes.binance_server import FakeBinance, force_order
 from tests.fakes.bybit_server import FakeBybit, liquidation
@@ -326,3 +330,50 @@ async def test_redis_unreachable_degrades_health_until_it_is_back(
     await eventually(redis_reason)
     await asyncio.to_thread(redis_server.start)
     await eventually(healthy)
+
+
+async def test_symbols_added_and_removed_at_run_time_reach_every_exchange(
+    start_hub: HubFactory, fake_binance: FakeBinance, fake_bybit: FakeBybit, fake_okx: FakeOkx
+) -> None:
+    running = await start(start_hub, fake_binance, fake_bybit, fake_okx)
+    await running.hub.add_symbols({"SOLUSDT"})
+    await fake_binance.wait_for_subscription("solusdt@forceOrder")
+    await fake_bybit.wait_for_subscription("allLiquidation.SOLUSDT")
+    await fake_okx.push("SOL-USDT-SWAP", [detail("sell", "4", "150.0")])  # ctVal 1 SOL
+    await eventually(lambda: len(running.hub.processor.books["SOLUSDT"].store) == 1)
+    assert running.hub.processor.books["SOLUSDT"].store.newest.quantity == 4.0  # type: ignore[union-attr]
+
+    await running.hub.remove_symbols({"ETHUSDT"})
+    await eventually(lambda: not fake_bybit.subscribed("allLiquidation.ETHUSDT"))
+    await fake_okx.push("ETH-USDT-SWAP", [detail("sell", "4", "3000.0")])
+
+    async def ignored() -> bool:
+        return (await sources(running))["okx"]["ignored"] == 1
+
+    await eventually(ignored)
+
+
+async def test_okx_contract_values_are_refreshed_and_a_failed_refresh_keeps_them(
+    fake_okx: FakeOkx,
+) -> None:
+    events: list[Any] = []
+    feed = OkxLiquidationFeed(
+        fake_okx.ws_url, fake_okx.rest_url, {"BTCUSDT"}, events.append,
+        FAST_TIMING, fast_backoff(), refresh_ms=100,
+    )  # fmt: skip
+    task = asyncio.create_task(feed.run())
+    try:
+        await fake_okx.wait_for_subscription(SUBSCRIPTION)
+        fake_okx.contract_values["BTC-USDT-SWAP"] = "0.001"  # OKX changed the contract
+        await eventually(lambda: feed.decoder.contract_values["BTC-USDT-SWAP"] == 0.001)
+        fake_okx.rest_status = 500
+        requests = len(fake_okx.rest_requests)
+        await eventually(lambda: len(fake_okx.rest_requests) >= requests + 2)
+        assert "HTTP 500" in (feed.status.last_error or "")
+        await fake_okx.push("BTC-USDT-SWAP", [detail("buy", "100", "60000.0")])
+        await eventually(lambda: len(events) == 1)
+        assert events[0].quantity == pytest.approx(0.1)  # 100 contracts of 0.001 BTC
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
