@@ -287,6 +287,9 @@ async def test_bybit_star_subscribes_every_listed_perpetual_and_one_refusal_cost
     assert pages and len(fake_bybit.rest_requests) >= 2  # the list came in two pages
     await fake_bybit.push("XRPUSDT", [liquidation("XRPUSDT", "Sell", "100", "0.5")])
     await eventually(lambda: "XRPUSDT" in running.hub.processor.books)
+    # HEATMAP_EXCHANGES=bybit: the other exchanges are neither read nor listed
+    assert set(await sources(running)) == {"bybit"}
+    assert not fake_binance.connections and not fake_okx.connections
 
     other = await start_hub(
         all_exchanges(
