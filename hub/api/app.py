@@ -14,6 +14,7 @@ from starlette.routing import Route, WebSocketRoute
 from hub.api.admin import AdminApi
 from hub.api.metrics import MetricsApi
 from hub.api.rest import RestApi
+from hub.api.timeline import TimelineApi
 from hub.api.websocket import WebSocketApi
 from hub.fanout.protocol import Limits
 from hub.service.hubs import HubView
@@ -50,6 +51,7 @@ def create_app(hub: HubView, limits: Limits | None = None) -> Starlette:
         Route(f"{API}/liquidations/{{symbol}}", rest.liquidations),
         Route(f"{API}/liquidations/{{symbol}}/heatmap", rest.heatmap),
         Route(f"{API}/liquidations/{{symbol}}/leverage", rest.leverage),
+        Route(f"{API}/liquidations/{{symbol}}/timeline", TimelineApi(hub).timeline),
         Route(f"{API}/export/{{symbol}}", rest.export),
         WebSocketRoute("/ws", sockets.serve),
     ]

@@ -15,7 +15,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from hub.channels import DEFAULT_WINDOW, WINDOWS
+from hub.channels import DEFAULT_WINDOW, WINDOWS, is_symbol
 from hub.errors import RequestError
 
 log = logging.getLogger("hub.api")
@@ -55,6 +55,15 @@ def endpoint(handler: Handler) -> Handler:
             return failure(500, "internal error; the server logged it")
 
     return guarded
+
+
+def tracked_symbol(request: Request, tracked: set[str]) -> str:
+    """The path's `symbol`, upper case; a 404 unless it is tracked."""
+    raw = request.path_params["symbol"]
+    symbol = raw.upper()
+    if not is_symbol(symbol) or symbol not in tracked:
+        raise RequestError(404, f"symbol {raw!r} is not tracked")
+    return symbol
 
 
 def window_param(request: Request) -> str:
