@@ -22,7 +22,7 @@ from hub.config import Settings
 from hub.feeds.replay import ReplayFeed
 from tests.browser import Browser, decode_png, find_chromium
 from tests.conftest import HubFactory, RunningHub, eventually
-from tests.fakes.binance_server import FakeBinance
+from tests.fakes.binance_server import FakeBinance, force_order
 from tests.test_e2e_websocket import quiet
 
 CHROMIUM = find_chromium()
@@ -135,7 +135,13 @@ async def test_the_page_draws_live_liquidations_where_the_data_has_them(
         await browser.wait_for(f"{LIVE} && +document.body.dataset.cells > 0")
         await browser.wait_for("+document.body.dataset.live >= 3")
         assert (await data_of(browser))["health"] == "live"
-        await quiet(running)  # no more events: the picture holds still for the checks
+        # No more events, and the matrix re-read: the picture holds still for the checks.
+        # (Live additions are checked exactly in the next test, where no event is in
+        # flight while the page reads the timeline.)
+        await quiet(running)
+        loads = int((await data_of(browser))["loads"])
+        await browser.evaluate("loadTimeline()")
+        await browser.wait_for(f"+document.body.dataset.loads > {loads}")
         # Cells alone first: the markers and the price line drawn over them are toggled off.
         await browser.evaluate("document.getElementById('markers').click()")
         await browser.evaluate("document.getElementById('priceLine').click()")
@@ -231,9 +237,11 @@ async def test_the_page_says_the_upstream_is_down_instead_of_showing_live(
     assert CHROMIUM is not None
     async with Browser(CHROMIUM) as browser:
         await browser.goto(f"{running.http}/")
-        await browser.wait_for("document.body.dataset.health === 'down'")
-        data = await data_of(browser)
-        assert "binance" in data["notice"] and "reconnecting" in data["notice"], data
+        # The empty chart names the source that is down, rather than "no liquidations yet".
+        notice = await browser.wait_for(
+            "document.body.dataset.health === 'down' && document.body.dataset.notice"
+        )
+        assert "binance" in notice and "reconnecting" in notice, notice
         header = await browser.evaluate("document.getElementById('health').innerText")
         assert "binance reconnecting" in header and "live" not in header, header
         panel = await browser.evaluate("document.getElementById('sources').innerText")
@@ -251,3 +259,53 @@ async def test_the_page_says_the_upstream_is_down_instead_of_showing_live(
         for expression, (cls, text) in cases.items():
             got = await browser.evaluate(f"JSON.stringify({expression})")
             assert got == f'{{"cls":"{cls}","text":"{text}"}}', (expression, got)
+
+
+async def test_live_liquidations_are_added_to_the_matrix_as_they_arrive(
+    start_hub: HubFactory, fake_binance: FakeBinance, tmp_path: Path
+) -> None:
+    running = await start_hub(Settings(binance_ws_url=fake_binance.base_url, symbols=("BTCUSDT",)))
+    await fake_binance.wait_for_subscription("btcusdt@forceOrder")
+    now = running.hub.clock()
+    # One liquidation before the page opens: it comes with the REST timeline.
+    await fake_binance.push(
+        force_order(side="SELL", price="60000", qty="2", trade_time=now - 90_000)
+    )
+    await eventually(lambda: len(running.hub.processor.books["BTCUSDT"].store) == 1)
+    assert CHROMIUM is not None
+    async with Browser(CHROMIUM) as browser:
+        await browser.goto(f"{running.http}/?symbol=BTCUSDT&window=15m")
+        await browser.wait_for(f"{LIVE} && document.body.dataset.cells === '1'")
+        await browser.evaluate("document.getElementById('markers').click()")
+        await browser.evaluate("document.getElementById('priceLine').click()")
+        await browser.wait_for("document.body.dataset.priceline === 'off'")
+
+        # Two more over the socket only: the page places them in the matrix itself.
+        now = running.hub.clock()
+        await fake_binance.push(force_order(side="SELL", price="60310", qty="1", trade_time=now))
+        await fake_binance.push(force_order(side="BUY", price="59650", qty="3", trade_time=now + 1))
+        await browser.wait_for(
+            "document.body.dataset.live === '2' && document.body.dataset.cells === '3' && "
+            "document.body.dataset.last === '59650'"
+        )
+        chart = await shoot(browser)
+        save(tmp_path, "live.png", chart.png)
+        events = await window_events(running, "BTCUSDT", "15m")
+        assert check_cells(chart, events) == 3
+
+        # Heat only inside those three cells, and the largest notional is the brightest.
+        lit = heat(chart.pixels)
+        boxes = []
+        for e in events:
+            low = math.floor(e["price"] / chart.bin_step) * chart.bin_step
+            bucket = math.floor((e["time"] - chart.t0) / chart.step)
+            x0, y1 = chart.xy(chart.t0 + bucket * chart.step, low)
+            x1, y0 = chart.xy(chart.t0 + (bucket + 1) * chart.step, low + chart.bin_step)
+            boxes.append((e["notional"], x0, x1, y0, y1))
+            lit[max(0, y0 - 1) : y1 + 2, max(0, x0 - 1) : x1 + 2] = False
+        assert not lit.any(), f"heat outside the liquidations' cells at {np.argwhere(lit)[:5]}"
+        brightness = [
+            chart.pixels[(y0 + y1) // 2, (x0 + x1) // 2].astype(int).sum()
+            for _, x0, x1, y0, y1 in sorted(boxes)
+        ]
+        assert brightness == sorted(brightness), f"colour not rising with notional: {brightness}"

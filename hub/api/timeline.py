@@ -3,8 +3,10 @@
 The grid is read from the window's heatmap snapshot in the fan-out's replica (bin width,
 reference price, epoch), which `serve` and `web` both hold, and the events from
 `HubView.events` (the processor in `serve`, the durable log in `web`), so both processes
-answer the same matrix. The window ends at the snapshot's time, the processor's present
-(a replay's clock is not the wall clock), as the other window endpoints do.
+answer the same matrix. The window ends at the hub's clock (a replay's own clock in
+`serve`), or at the snapshot's time when that is later (a `web` process fed by an ingest
+whose clock runs ahead). Not at the snapshot's time alone: a quiet symbol's heatmap is not
+re-flushed, and a chart must not end where the market last moved.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ class TimelineApi:
             grid = PriceGrid(
                 snapshot.bin_width, snapshot.reference_price, range_pct, snapshot.epoch
             )
-        now = snapshot.time if snapshot is not None and snapshot.time else self.hub.clock()
+        now = max(self.hub.clock(), snapshot.time if snapshot is not None else 0)
         span = WINDOWS[window]
         events = await self.hub.events(symbol, now - span, None)
         matrix = timeline(events, grid, now, span, buckets)
