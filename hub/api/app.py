@@ -16,6 +16,7 @@ from hub.api.liquidity import LiquidityApi
 from hub.api.metrics import MetricsApi
 from hub.api.responses import EXCEPTION_HANDLERS
 from hub.api.rest import RestApi
+from hub.api.timeline import TimelineApi
 from hub.api.websocket import WebSocketApi
 from hub.fanout.protocol import Limits
 from hub.service.hubs import HubView
@@ -53,6 +54,7 @@ def create_app(hub: HubView, limits: Limits | None = None) -> Starlette:
         Route(f"{API}/liquidations/{{symbol}}", rest.liquidations),
         Route(f"{API}/liquidations/{{symbol}}/heatmap", rest.heatmap),
         Route(f"{API}/liquidations/{{symbol}}/leverage", rest.leverage),
+        Route(f"{API}/liquidations/{{symbol}}/timeline", TimelineApi(hub).timeline),
         Route(f"{API}/export/{{symbol}}", rest.export),
         Route(f"{API}/liquidity/{{symbol}}", liquidity.liquidity),
         Route(f"{API}/unified/{{symbol}}", liquidity.unified),
