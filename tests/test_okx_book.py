@@ -14,11 +14,11 @@ from hub.feeds.okx_book_wire import (
     BookFrame,
     EventFrame,
     TradesFrame,
-    inst_id_of,
     parse_frame,
     parse_rest_books,
     symbol_of,
 )
+from hub.feeds.okx_wire import swap_inst_id
 
 OKX = Path(__file__).parent / "data" / "okx"
 EXPECTED = json.loads((OKX / "book_session.expected.json").read_text())
@@ -169,6 +169,6 @@ def test_rest_errors_and_bad_frames_are_reported_not_raised() -> None:
 
 
 def test_symbol_mapping() -> None:
-    assert inst_id_of("BTCUSDT") == "BTC-USDT-SWAP"
-    assert inst_id_of("BTCEUR") is None
+    assert swap_inst_id("BTCUSDT") == "BTC-USDT-SWAP"
+    assert swap_inst_id("BTCEUR") is None
     assert symbol_of("BTC-USDT-SWAP") == "BTCUSDT"

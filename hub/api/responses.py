@@ -94,6 +94,8 @@ def query_value(request: Request, name: str) -> str | None:
     """The parameter's value; None when it is absent or empty (an empty value is 'not
     given': the parameter's default applies, for every parameter)."""
     return request.query_params.get(name) or None
+
+
 def tracked_symbol(request: Request, tracked: set[str]) -> str:
     """The path's `symbol`, upper case; a 404 unless it is tracked."""
     raw = request.path_params["symbol"]

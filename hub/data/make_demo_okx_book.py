@@ -134,7 +134,14 @@ def main() -> None:
         "code": "0",
         "msg": "",
         "data": [
-            {"instId": inst_id(s), "instType": "SWAP", "ctVal": v[2], "tickSz": f"{v[0]:g}"}
+            {
+                "instId": inst_id(s),
+                "instType": "SWAP",
+                "ctType": "linear",
+                "ctVal": v[2],
+                "tickSz": f"{v[0]:g}",
+                "state": "live",
+            }
             for s, v in INSTRUMENTS.items()
         ],
     }

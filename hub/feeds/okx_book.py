@@ -24,6 +24,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from hub.analytics.order_book import OrderBook, Outcome
+from hub.errors import UpstreamError
 from hub.feeds.backoff import Backoff
 from hub.feeds.base import FeedStatus
 from hub.feeds.connection import KeepAlive, PersistentConnection, Timing
@@ -37,18 +38,17 @@ from hub.feeds.okx_book_wire import (
     EventFrame,
     Trade,
     TradesFrame,
-    inst_id_of,
     parse_frame,
     parse_rest_books,
     subscribe_request,
     symbol_of,
 )
-from hub.feeds.okx_wire import PING, is_pong
+from hub.feeds.okx_instruments import instruments_path, parse_contract_values
+from hub.feeds.okx_wire import PING, is_pong, swap_inst_id
 from hub.tasks import cancel_and_wait
 
 log = logging.getLogger("hub.feeds")
 OKX_TIMING = Timing(ping_interval=25.0, watchdog_timeout=60.0)
-INSTRUMENTS_PATH = "/api/v5/public/instruments"
 BOOKS_PATH = "/api/v5/market/books"
 _encoder = msgspec.json.Encoder()
 
@@ -64,32 +64,8 @@ class BookFeedStatus(FeedStatus):
     rest_snapshots: int = 0
 
 
-class _Instruments(msgspec.Struct):
-    code: str
-    msg: str = ""
-    data: list[dict[str, str]] = []
-
-
-def parse_contract_values(body: bytes) -> dict[str, float]:
-    """instId -> ctVal of an instruments response; `ValueError` when OKX refused."""
-    try:
-        reply = msgspec.json.decode(body, type=_Instruments)
-    except msgspec.DecodeError as error:
-        raise ValueError(f"malformed instruments response: {error}") from None
-    if reply.code != "0":
-        raise ValueError(f"instruments request refused: code {reply.code} {reply.msg!r}")
-    values: dict[str, float] = {}
-    for row in reply.data:
-        try:
-            values[row["instId"]] = float(row["ctVal"])
-        except (KeyError, ValueError):
-            continue
-    return values
-
-
 async def fetch_contract_values(rest_url: str) -> dict[str, float]:
-    # The lead replaces this with hub.feeds.okx_instruments when the branches merge.
-    return parse_contract_values(await get(f"{rest_url}{INSTRUMENTS_PATH}?instType=SWAP"))
+    return parse_contract_values(await get(f"{rest_url}{instruments_path()}"))
 
 
 async def fetch_rest_book(rest_url: str, inst_id: str) -> BookData:
@@ -133,7 +109,7 @@ class OkxBookFeed:
         )
 
     def _add(self, symbol: str) -> None:
-        inst_id = inst_id_of(symbol)
+        inst_id = swap_inst_id(symbol)
         if inst_id is None:
             self.unlisted.add(symbol)
         else:
@@ -144,7 +120,7 @@ class OkxBookFeed:
     def take_frame(self, frame: bytes) -> None:
         parsed = parse_frame(frame)
         if parsed is None:
-            return  # pong
+            return
         if isinstance(parsed, Anomaly):
             self.status.malformed += parsed.kind == "malformed"
             self.status.count_anomaly(parsed.kind, parsed.detail)
@@ -261,13 +237,13 @@ class OkxBookFeed:
         while not self.contract_values:
             try:
                 self.contract_values = await fetch_contract_values(self.rest_url)
-            except (OSError, ValueError) as error:
+            except (OSError, ValueError, UpstreamError) as error:
                 self.status.last_error = f"contract values unavailable: {error}"
                 log.warning("okx_book: %s", self.status.last_error)
                 await asyncio.sleep(backoff.next_delay())
 
     async def add_symbols(self, symbols: set[str]) -> None:
-        new = [i for s in sorted(symbols) if (i := inst_id_of(s)) and i not in self.books]
+        new = [i for s in sorted(symbols) if (i := swap_inst_id(s)) and i not in self.books]
         for symbol in symbols:
             self._add(symbol)
         await self._send(self.connection.websocket, "subscribe", new, (BOOKS, TRADES))
@@ -275,7 +251,7 @@ class OkxBookFeed:
             self._spawn(self._rest_if_no_snapshot(inst_id))
 
     async def remove_symbols(self, symbols: set[str]) -> None:
-        gone = [i for s in sorted(symbols) if (i := inst_id_of(s)) and i in self.books]
+        gone = [i for s in sorted(symbols) if (i := swap_inst_id(s)) and i in self.books]
         for inst_id in gone:
             del self.books[inst_id]
         self.unlisted -= symbols

@@ -14,6 +14,7 @@ import msgspec
 
 BOOKS = "books"
 TRADES = "trades"
+LIQUIDATIONS = "liquidation-orders"  # read by hub.feeds.okx; in a recording, interleaved
 
 Level = list[str]  # [px, sz, "0", orders]; REST books-full sends three elements
 
@@ -82,7 +83,8 @@ class Anomaly(msgspec.Struct, frozen=True):
     detail: str
 
 
-Frame = BookFrame | TradesFrame | EventFrame | Anomaly | None  # None: the text `pong`
+# None: nothing for the book (the text `pong`, another OKX channel's push)
+Frame = BookFrame | TradesFrame | EventFrame | Anomaly | None
 
 _envelope = msgspec.json.Decoder(_Envelope)
 _book_list = msgspec.json.Decoder(list[BookData])
@@ -122,6 +124,8 @@ def parse_frame(frame: bytes | str) -> Frame:
             return TradesFrame(arg.instId, _trade_list.decode(envelope.data))
     except msgspec.DecodeError as error:
         return Anomaly("malformed", f"{arg.channel}: {error}")
+    if arg.channel == LIQUIDATIONS:
+        return None
     return Anomaly("unknown_channel", arg.channel)
 
 
@@ -141,14 +145,6 @@ def subscribe_request(op: str, inst_ids: list[str], channels: tuple[str, ...]) -
         "op": op,
         "args": [{"channel": c, "instId": i} for i in inst_ids for c in channels],
     }
-
-
-def inst_id_of(symbol: str) -> str | None:
-    """`BTCUSDT` -> `BTC-USDT-SWAP`; None for a symbol not quoted in USDT or USDC."""
-    for quote in ("USDT", "USDC"):
-        if symbol.endswith(quote) and len(symbol) > len(quote):
-            return f"{symbol[: -len(quote)]}-{quote}-SWAP"
-    return None
 
 
 def symbol_of(inst_id: str) -> str:

@@ -20,14 +20,11 @@ import msgspec
 from hub.analytics.liquidity import Liquidity, LiquidityAnalyzer
 from hub.analytics.order_book import OrderBook, Outcome
 from hub.config import Settings
-from hub.feeds.okx_book import (
-    INSTRUMENTS_PATH,
-    BookListener,
-    OkxBookFeed,
-    TradeListener,
-    parse_contract_values,
-)
-from hub.feeds.okx_book_wire import Trade, inst_id_of
+from hub.errors import UpstreamError
+from hub.feeds.okx_book import BookListener, OkxBookFeed, TradeListener
+from hub.feeds.okx_book_wire import Trade
+from hub.feeds.okx_instruments import is_instruments_path, parse_contract_values
+from hub.feeds.okx_wire import swap_inst_id
 from hub.feeds.replay import ReplayLine
 from hub.models import ChannelMessage, Cluster
 from hub.service.sources import Source
@@ -122,10 +119,10 @@ class LiquidityService:
 
     def take_rest(self, path: str, body: bytes) -> None:
         """A REST response recorded in a replay file (instruments: the contract values)."""
-        if path.startswith(INSTRUMENTS_PATH):
+        if is_instruments_path(path):
             try:
                 self.feed.contract_values.update(parse_contract_values(body))
-            except ValueError as error:
+            except UpstreamError as error:
                 self.feed.status.count_anomaly("bad_instruments", str(error))
 
     # -- out ------------------------------------------------------------------------------
@@ -152,7 +149,7 @@ class LiquidityService:
 
     def analyze(self, symbol: str) -> Liquidity | None:
         """The symbol's analysis, a `synced: false` notice once after a break, or None."""
-        inst_id = inst_id_of(symbol)
+        inst_id = swap_inst_id(symbol)
         book = self.feed.books.get(inst_id) if inst_id else None
         now = self.clock()
         if book is None:
