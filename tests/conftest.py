@@ -65,14 +65,18 @@ async def fake_okx() -> AsyncIterator[FakeOkx]:
 def all_exchanges(
     binance: FakeBinance, bybit: FakeBybit, okx: FakeOkx, **overrides: Any
 ) -> Settings:
-    """Settings reading all three exchanges from their look-alikes."""
+    """Settings reading all three exchanges' liquidations from their look-alikes (the OKX
+    one serves no order book: liquidity is off unless asked for)."""
     return Settings(
-        binance_ws_url=binance.base_url,
-        bybit_ws_url=bybit.ws_url,
-        bybit_rest_url=bybit.rest_url,
-        okx_ws_url=okx.ws_url,
-        okx_rest_url=okx.rest_url,
-        **overrides,
+        **{
+            "binance_ws_url": binance.base_url,
+            "bybit_ws_url": bybit.ws_url,
+            "bybit_rest_url": bybit.rest_url,
+            "okx_ws_url": okx.ws_url,
+            "okx_rest_url": okx.rest_url,
+            "liquidity": "off",
+            **overrides,
+        }
     )
 
 

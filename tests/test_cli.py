@@ -188,11 +188,15 @@ async def test_sigterm_closes_clients_with_1001_and_exits_0() -> None:
         stderr=asyncio.subprocess.DEVNULL,
     )
     try:
-        for _ in range(150):
+        # The demo lays its whole session into the past before it listens: generous.
+        websocket = None
+        deadline = time.monotonic() + 60
+        while websocket is None:
             try:
                 websocket = await connect(f"ws://127.0.0.1:{port}/ws")
-                break
             except OSError:
+                assert time.monotonic() < deadline, "serve --demo did not listen within 60 s"
+                assert process.returncode is None, f"serve --demo exited {process.returncode}"
                 await asyncio.sleep(0.1)
         await websocket.send(
             json.dumps({"op": "subscribe", "id": 1, "channels": ["liquidations:*"]})

@@ -12,7 +12,7 @@ from hub.analytics.coinglass_compare import HOUR_MS, compare, hub_hours
 from hub.config import Settings
 from hub.feeds.coinglass import CoinGlassValidation, Refused, parse_history
 from hub.models import LiquidationEvent
-from tests.conftest import DATA, HubFactory, eventually, free_port
+from tests.conftest import BINANCE, DATA, HubFactory, eventually, free_port
 from tests.fakes.binance_server import FakeBinance
 from tests.fakes.coinglass_server import FakeCoinGlass
 
@@ -127,6 +127,7 @@ async def test_hub_status_and_unified_show_the_comparison(
         settings = Settings(
             binance_ws_url=binance.base_url,
             symbols=("BTCUSDT",),
+            exchanges=BINANCE,
             liquidity="off",
             coinglass_api_key=KEY,
             coinglass_url=coinglass.url,

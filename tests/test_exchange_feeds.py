@@ -227,7 +227,8 @@ async def test_a_silent_source_degrades_health_and_pongs_are_not_messages(
 
     await eventually(all_silent, seen=lambda: None)
     status = await sources(running)
-    assert all(status[name]["connected"] and status[name]["silent"] for name in status)
+    exchanges = ("binance", "bybit", "okx")
+    assert all(status[name]["connected"] and status[name]["silent"] for name in exchanges), status
     # one subscription ack per connection were the only messages: no pong counted as one
     for name in ("bybit", "okx"):
         connections = status[name]["reconnects"] + 1
@@ -288,7 +289,7 @@ async def test_bybit_star_subscribes_every_listed_perpetual_and_one_refusal_cost
     await fake_bybit.push("XRPUSDT", [liquidation("XRPUSDT", "Sell", "100", "0.5")])
     await eventually(lambda: "XRPUSDT" in running.hub.processor.books)
     # HEATMAP_EXCHANGES=bybit: the other exchanges are neither read nor listed
-    assert set(await sources(running)) == {"bybit"}
+    assert set(await sources(running)) == {"bybit", "coinglass"}  # coinglass: disabled
     assert not fake_binance.connections and not fake_okx.connections
 
     other = await start_hub(

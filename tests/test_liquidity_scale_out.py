@@ -25,7 +25,11 @@ async def okx_cluster(
 ) -> AsyncIterator[tuple[Cluster, FakeOkx]]:
     async with FakeOkx([[SNAPSHOT, *GOOD]]) as okx:
         hub = Cluster(tmp_path, redis_server, fake_binance)
-        hub.env |= {"OKX_WS_URL": okx.ws_url, "OKX_REST_URL": okx.rest_url}
+        hub.env |= {
+            "OKX_WS_URL": okx.ws_url,
+            "OKX_REST_URL": okx.rest_url,
+            "HEATMAP_LIQUIDITY": "okx",
+        }
         try:
             yield hub, okx
         finally:

@@ -14,7 +14,7 @@ from websockets.asyncio.client import connect
 
 from hub.config import Settings
 from hub.feeds.connection import Timing
-from tests.conftest import HubFactory, RunningHub, eventually
+from tests.conftest import BINANCE, HubFactory, RunningHub, eventually
 from tests.fakes.binance_server import FakeBinance
 from tests.fakes.okx_book_server import FakeOkx
 
@@ -59,6 +59,7 @@ async def hub_on(okx: FakeOkx, binance: FakeBinance, start_hub: HubFactory) -> R
         okx_ws_url=okx.ws_url,
         okx_rest_url=okx.rest_url,
         symbols=("BTCUSDT", "ETHUSDT"),
+        exchanges=BINANCE,
     )
     return await start_hub(settings, timing=TIMING)
 
@@ -201,6 +202,7 @@ async def test_symbols_added_and_removed_at_run_time_follow_on_okx(
             okx_rest_url=okx.rest_url,
             symbols=("BTCUSDT",),
             admin_token="secret",
+            exchanges=BINANCE,
         )
         hub = await start_hub(settings, timing=TIMING)
         await eventually(lambda: any(s["op"] == "subscribe" for s in okx.subscriptions))

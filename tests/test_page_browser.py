@@ -21,7 +21,7 @@ import pytest
 from hub.config import Settings
 from hub.feeds.replay import ReplayFeed
 from tests.browser import Browser, decode_png, find_chromium
-from tests.conftest import HubFactory, RunningHub, eventually
+from tests.conftest import BINANCE, HubFactory, RunningHub, eventually
 from tests.fakes.binance_server import FakeBinance, force_order
 from tests.test_e2e_websocket import quiet
 
@@ -229,7 +229,9 @@ async def test_the_page_draws_live_liquidations_where_the_data_has_them(
 async def test_the_page_says_the_upstream_is_down_instead_of_showing_live(
     start_hub: HubFactory, fake_binance: FakeBinance
 ) -> None:
-    running = await start_hub(Settings(binance_ws_url=fake_binance.base_url, symbols=("BTCUSDT",)))
+    running = await start_hub(
+        Settings(binance_ws_url=fake_binance.base_url, symbols=("BTCUSDT",), exchanges=BINANCE)
+    )
     await fake_binance.wait_for_subscription("btcusdt@forceOrder")
     await fake_binance.stop()  # Binance goes away: the feed keeps retrying and failing
     status = running.hub.feed.status
@@ -264,7 +266,9 @@ async def test_the_page_says_the_upstream_is_down_instead_of_showing_live(
 async def test_live_liquidations_are_added_to_the_matrix_as_they_arrive(
     start_hub: HubFactory, fake_binance: FakeBinance, tmp_path: Path
 ) -> None:
-    running = await start_hub(Settings(binance_ws_url=fake_binance.base_url, symbols=("BTCUSDT",)))
+    running = await start_hub(
+        Settings(binance_ws_url=fake_binance.base_url, symbols=("BTCUSDT",), exchanges=BINANCE)
+    )
     await fake_binance.wait_for_subscription("btcusdt@forceOrder")
     now = running.hub.clock()
     # One liquidation before the page opens: it comes with the REST timeline.

@@ -81,7 +81,10 @@ class FakeOkx:
         self.rest_requests.append(request.path)
         query = parse_qs(parts.query)
         if parts.path == "/api/v5/public/instruments":
-            rows = [{"instId": i, "ctVal": v} for i, v in self.contract_values.items()]
+            rows = [
+                {"instId": i, "instType": "SWAP", "ctType": "linear", "ctVal": v, "state": "live"}
+                for i, v in self.contract_values.items()
+            ]
             return self._json({"code": "0", "msg": "", "data": rows})
         if parts.path == "/api/v5/market/books" and self.rest_book is not None:
             if query.get("instId") == [INSTRUMENT]:
