@@ -11,6 +11,7 @@ away that the grid's bin width no longer fits) is a snapshot at seq 0.
 from __future__ import annotations
 
 from hub.analytics.predicted import PredictedBook, PredictedConfig
+from hub.channels import predicted_channel
 from hub.models import (
     ChannelMessage,
     MarkPriceUpdate,
@@ -18,10 +19,6 @@ from hub.models import (
     PredictedDiff,
     PredictedSnapshot,
 )
-
-
-def predicted_channel(symbol: str) -> str:
-    return f"predicted:{symbol}"
 
 
 class _Stream:

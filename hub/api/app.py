@@ -13,6 +13,7 @@ from starlette.routing import Route, WebSocketRoute
 
 from hub.api.admin import AdminApi
 from hub.api.metrics import MetricsApi
+from hub.api.predicted import PredictedApi
 from hub.api.rest import RestApi
 from hub.api.websocket import WebSocketApi
 from hub.fanout.protocol import Limits
@@ -25,6 +26,7 @@ def create_app(hub: HubView, limits: Limits | None = None) -> Starlette:
     rest = RestApi(hub)
     metrics = MetricsApi(hub)
     admin = AdminApi(hub)
+    predicted = PredictedApi(hub)
     sockets = WebSocketApi(hub, limits)
     page_html = resources.files("hub").joinpath("web/heatmap.html").read_text(encoding="utf-8")
 
@@ -51,6 +53,7 @@ def create_app(hub: HubView, limits: Limits | None = None) -> Starlette:
         Route(f"{API}/liquidations/{{symbol}}/heatmap", rest.heatmap),
         Route(f"{API}/liquidations/{{symbol}}/leverage", rest.leverage),
         Route(f"{API}/export/{{symbol}}", rest.export),
+        Route(f"{API}/predicted/{{symbol}}", predicted.levels),
         WebSocketRoute("/ws", sockets.serve),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)

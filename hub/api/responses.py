@@ -15,7 +15,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from hub.channels import DEFAULT_WINDOW, WINDOWS
+from hub.channels import DEFAULT_WINDOW, WINDOWS, is_symbol
 from hub.errors import RequestError
 
 log = logging.getLogger("hub.api")
@@ -84,3 +84,12 @@ def choice_param(request: Request, name: str, choices: tuple[str, ...]) -> str |
     if raw not in choices:
         raise RequestError(400, f"{name}: {raw!r} is not one of {', '.join(choices)}")
     return raw
+
+
+def tracked_symbol(request: Request, tracked: set[str]) -> str:
+    """The path's `symbol`, upper case; a 404 unless it is tracked."""
+    raw = request.path_params["symbol"]
+    symbol = raw.upper()
+    if not is_symbol(symbol) or symbol not in tracked:
+        raise RequestError(404, f"symbol {raw!r} is not tracked")
+    return symbol

@@ -1,4 +1,5 @@
-"""Replay files (SPEC): JSON Lines of `{"t": RECEIVED_MS, "source": ..., "raw": FRAME}`.
+"""Replay files (SPEC): JSON Lines of `{"t": RECEIVED_MS, "source": ..., "raw": FRAME}`,
+and `{"t", "source", "rest": PATH, "raw": BODY}` for a polled REST answer (open interest).
 
 `ReplayFeed` plays a file through the same frame parser as the live feed, paced by the
 recorded receive times divided by `speed` (0: as fast as possible). Its `clock` is the
@@ -6,6 +7,8 @@ replay's own time, so windows and ageing behave as they did when the frames arri
 With `loop` and `shift_to_now` (the demo), the file is first laid in the past, ending
 now, in one fast pass, then each further pass plays live from the present: event times
 and the clock are the wall clock's, so a fresh machine opens on a full, live heatmap.
+
+Market data (mark prices, open interest) goes to `market_sink`, shifted like events.
 
 `Recorder` writes the frames a live feed receives, byte for byte, in the same format.
 """
@@ -23,16 +26,22 @@ import msgspec
 
 from hub.errors import ConfigError
 from hub.feeds.base import EventSink, Feed, FeedStatus
+from hub.feeds.binance_market import OPEN_INTEREST_PATH, parse_mark_price_frame, parse_open_interest
 from hub.feeds.binance_wire import parse_frame
+from hub.feeds.open_interest import MarketSink
+from hub.models import MarkPriceUpdate, OpenInterestUpdate
 
 log = logging.getLogger("hub.feeds")
 PARSERS = {"binance": parse_frame}
+MARKET_PARSERS = {"binance": parse_mark_price_frame}
+REST_PARSERS = {("binance", OPEN_INTEREST_PATH): parse_open_interest}
 
 
 class ReplayLine(msgspec.Struct, frozen=True):
     t: int
     source: str
     raw: msgspec.Raw
+    rest: str | None = None  # the path of a polled REST answer
 
 
 _line_decoder = msgspec.json.Decoder(ReplayLine)
@@ -71,9 +80,11 @@ class ReplayFeed(Feed):
         shift_to_now: bool = False,
         symbols: set[str] | None = None,
         wall_clock: Callable[[], float] = time.time,
+        market_sink: MarketSink | None = None,
     ) -> None:
         self.lines = lines
         self.sink = sink
+        self.market_sink = market_sink
         self.speed = speed
         self.loop = loop
         self.shift_to_now = shift_to_now
@@ -137,12 +148,17 @@ class ReplayFeed(Feed):
     def _play(self, line: ReplayLine) -> None:
         self.status.frames += 1
         self.status.last_frame_at = self._now
+        if line.rest is not None:
+            self._play_rest(line, line.rest)
+            return
         parser = PARSERS.get(line.source)
         if parser is None:
             self.status.count_anomaly(f"unknown_source:{line.source[:20]}", line.source[:40])
             return
         parsed = parser(line.raw)
         if parsed.event is None:
+            if parsed.anomaly is not None and self._play_market(line):
+                return
             if parsed.anomaly is not None:
                 self.status.malformed += parsed.anomaly == "malformed"
                 self.status.count_anomaly(parsed.anomaly, parsed.detail)
@@ -155,6 +171,41 @@ class ReplayFeed(Feed):
             event = msgspec.structs.replace(event, time=event.time + self._shift)
         self.status.events += 1
         self.sink(event)
+
+    def _play_market(self, line: ReplayLine) -> bool:
+        """Deliver a market data frame (not a liquidation); False when it is not one."""
+        parser = MARKET_PARSERS.get(line.source)
+        if parser is None:
+            return False
+        parsed = parser(line.raw)
+        if not parsed.updates:
+            return False
+        for update in parsed.updates:
+            self._deliver_market(update)
+        return True
+
+    def _play_rest(self, line: ReplayLine, path: str) -> None:
+        parser = REST_PARSERS.get((line.source, path))
+        if parser is None:
+            self.status.count_anomaly(f"unknown_rest:{path[:40]}", f"{line.source} {path[:80]}")
+            return
+        try:
+            update = parser(line.raw)
+        except ValueError as error:
+            self.status.malformed += 1
+            self.status.count_anomaly("malformed", str(error))
+            return
+        self._deliver_market(update)
+
+    def _deliver_market(self, update: OpenInterestUpdate | MarkPriceUpdate) -> None:
+        if self.market_sink is None:
+            return
+        if self.symbols is not None and update.symbol not in self.symbols:
+            self.status.ignored += 1
+            return
+        if self._shift:
+            update = msgspec.structs.replace(update, time=update.time + self._shift)
+        self.market_sink(update)
 
 
 class Recorder:
@@ -172,5 +223,23 @@ class Recorder:
         except msgspec.DecodeError:
             return  # SPEC: a replay line's raw is a JSON object
         self.out.write(b'{"t":%d,"source":"%s","raw":%s}\n' % (received_ms, self.source, frame))
+        self.out.flush()
+        self.written += 1
+
+    def rest(self, received_ms: int, path: str, body: bytes) -> None:
+        """A REST listener: one polled answer, with its path (SPEC's `rest` line)."""
+        try:
+            decoded = msgspec.json.decode(body)
+        except msgspec.DecodeError:
+            return
+        if not isinstance(decoded, dict):
+            return
+        body = body.strip()
+        if b"\n" in body:  # one line per answer: a pretty-printed body is compacted
+            body = msgspec.json.encode(decoded)
+        rest = msgspec.json.encode(path)
+        self.out.write(
+            b'{"t":%d,"source":"%s","rest":%s,"raw":%s}\n' % (received_ms, self.source, rest, body)
+        )
         self.out.flush()
         self.written += 1

@@ -1,5 +1,9 @@
 """Ingest: the upstream feed through the processor onto the broker.
 
+Open interest and mark prices go through the predicted-levels processor, whose
+`predicted:{SYMBOL}` channels are flushed with the heatmaps'. Its levels are not
+persisted: an ingest restart starts them afresh, in a new epoch.
+
 The processor is fed synchronously from the feed; its messages leave in order through
 one publisher loop, which also flushes diffs every HEATMAP_FLUSH_MS. With Redis, every
 accepted event also goes to the durable event log, the tracked symbols are announced for
@@ -20,16 +24,17 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from hub.analytics import checkpoint
+from hub.analytics.predicted_stream import PredictedProcessor
 from hub.analytics.processor import LiquidationProcessor, ProcessorConfig
 from hub.channels import parse_channel
 from hub.config import Settings
 from hub.errors import BrokerUnavailable, ProtocolError
 from hub.fanout.broker import RESYNC_TOPIC, STATE_KEY, Broker, topic_for
 from hub.fanout.codec import encode_message
-from hub.models import ChannelMessage, LiquidationEvent
+from hub.models import ChannelMessage, LiquidationEvent, MarkPriceUpdate, OpenInterestUpdate
 from hub.service import control
 from hub.service.control import ControlRequest, SymbolsAnnouncement
-from hub.service.sources import Source, build_feed, wall_clock_ms
+from hub.service.sources import Source, build_feed, build_open_interest, wall_clock_ms
 from hub.storage.event_log import RedisEventLog, read_events
 from hub.tasks import cancel_and_wait
 
@@ -48,7 +53,8 @@ class Ingest:
         self.settings = settings
         self.broker = broker
         self.redis = redis
-        self.feed, self.clock = build_feed(settings, source, self.on_event)
+        self.feed, self.clock = build_feed(settings, source, self.on_event, self.on_market)
+        self.open_interest = build_open_interest(settings, source, self.on_market)
         self.processor = LiquidationProcessor(
             ProcessorConfig(
                 max_events=settings.max_events,
@@ -58,6 +64,7 @@ class Ingest:
             ),
             epoch=f"{wall_clock_ms():x}",
         )
+        self.predicted = PredictedProcessor(settings.predicted, self.processor.epoch)
         self.event_log = (
             RedisEventLog(redis, settings.max_events, self._holdings) if redis is not None else None
         )
@@ -70,6 +77,7 @@ class Ingest:
         self._symbols_changed = True
         for symbol in () if settings.track_all_symbols else settings.symbols:
             self.processor.track(symbol)
+            self.predicted.track(symbol, self.clock())
 
     def _holdings(self) -> dict[str, list[LiquidationEvent]]:
         return {symbol: list(book.store) for symbol, book in self.processor.books.items()}
@@ -88,22 +96,38 @@ class Ingest:
         self._outbox.extend(messages)
         self._wake.set()
 
+    def on_market(self, update: OpenInterestUpdate | MarkPriceUpdate) -> None:
+        """Open interest or a mark price: the predicted levels move at the next flush."""
+        if isinstance(update, OpenInterestUpdate):
+            self.predicted.apply_open_interest(update)
+        else:
+            self.predicted.apply_price(update)
+
     def _track(self, symbol: str, now: int) -> None:
         self.processor.track(symbol)
+        self.predicted.track(symbol, now)
         self._outbox.extend(self.processor.snapshots_of(symbol, now))
+        self._outbox.append(self.predicted.snapshot_message(symbol))
         self._symbols_changed = True
+        if self.open_interest is not None and self.settings.track_all_symbols:
+            self.open_interest.track(symbol)
 
     async def add_symbols(self, symbols: set[str]) -> None:
         now = self.clock()
         for symbol in sorted(symbols - self.processor.books.keys()):
             self._track(symbol, now)
         await self.feed.add_symbols(symbols)
+        if self.open_interest is not None:
+            await self.open_interest.add_symbols(symbols)
         self._wake.set()
 
     async def remove_symbols(self, symbols: set[str]) -> None:
         await self.feed.remove_symbols(symbols)
+        if self.open_interest is not None:
+            await self.open_interest.remove_symbols(symbols)
         for symbol in symbols:
             self.processor.untrack(symbol)
+            self.predicted.untrack(symbol)
         self._symbols_changed = True
         self._wake.set()
 
@@ -125,6 +149,8 @@ class Ingest:
                     self._outbox.extend(
                         m for m in self.processor.snapshots_of(channel.symbol, now) if m.ch == name
                     )
+                elif channel.kind == "predicted" and channel.symbol in self.predicted.streams:
+                    self._outbox.append(self.predicted.snapshot_message(channel.symbol))
             await self._publish_pending()
 
     # -- messages out -------------------------------------------------------------------
@@ -140,7 +166,7 @@ class Ingest:
                     await self._wake.wait()
             self._wake.clear()
             if time.monotonic() >= next_flush:
-                self._outbox.extend(self.processor.flush(self.clock()))
+                self._flush()
                 next_flush = time.monotonic() + flush_every
             await self._publish_pending()
 
@@ -220,8 +246,13 @@ class Ingest:
         except (BrokerUnavailable, RedisError, OSError) as error:
             log.warning("ingest: could not announce symbols yet (retried): %s", error)
 
+    def _flush(self) -> None:
+        now = self.clock()
+        self._outbox.extend(self.processor.flush(now))
+        self._outbox.extend(self.predicted.flush(now))
+
     async def flush_now(self) -> None:
-        self._outbox.extend(self.processor.flush(self.clock()))
+        self._flush()
         await self._publish_pending()
 
     # -- background loops ---------------------------------------------------------------
@@ -264,17 +295,29 @@ class Ingest:
             log.exception("feed %s stopped", self.feed.status.name)
             raise
 
+    async def _open_interest_loop(self) -> None:
+        assert self.open_interest is not None
+        try:
+            await self.open_interest.run()
+        except Exception:
+            log.exception("feed %s stopped", self.open_interest.status.name)
+            raise
+
     def status(self) -> dict[str, object]:
         now = self.clock()
-        feed = self.feed.status
-        last = feed.last_frame_at
+        feeds = [self.feed.status]
+        if self.open_interest is not None:
+            feeds.append(self.open_interest.status)
         return {
             "sources": {
                 feed.name: {
                     **msgspec.structs.asdict(feed),
                     "messages": feed.frames,  # SPEC's name for what was received
-                    "last_message_age_ms": None if last is None else max(0, now - last),
+                    "last_message_age_ms": (
+                        None if feed.last_frame_at is None else max(0, now - feed.last_frame_at)
+                    ),
                 }
+                for feed in feeds
             },
             "symbols": {
                 symbol: {"events": len(book.store), "epoch": book.epoch}
@@ -293,12 +336,16 @@ class Ingest:
                 log.warning("ingest: Redis unavailable at start, nothing restored: %s", error)
         # A flush first: a resumed stream's next diff (re-sending its derived parts) comes
         # before any snapshot, so every snapshot published matches the stream.
-        self._outbox.extend(self.processor.flush(self.clock()))
+        self._flush()
         now = self.clock()
         for symbol in self.processor.books:
             self._outbox.extend(self.processor.snapshots_of(symbol, now))
+            self.predicted.track(symbol, now)  # restored books of `*`
+            self._outbox.append(self.predicted.snapshot_message(symbol))
         await self._publish_pending()
         loops = [self._publish_loop, self._sweep_loop, self._feed_loop]
+        if self.open_interest is not None:
+            loops.append(self._open_interest_loop)
         if control_messages:
             loops.append(self._control_loop)
         if self.redis is not None:
