@@ -31,6 +31,7 @@ class Source(NamedTuple):
     demo: bool = False
     timing: Timing | None = None
     backoff: Backoff | None = None
+    open_interest: bool = True  # live only: poll open interest, follow mark prices
     oi_poll_interval: float = 10.0  # seconds between two polls of a symbol's open interest
 
 
@@ -67,7 +68,7 @@ def build_open_interest(
     settings: Settings, source: Source, sink: MarketSink
 ) -> BinanceOpenInterest | None:
     """The live open interest and mark price source; None on a replay, which carries both."""
-    if source.replay is not None or source.demo:
+    if source.replay is not None or source.demo or not source.open_interest:
         return None
     symbols = set() if settings.track_all_symbols else set(settings.symbols)
     return BinanceOpenInterest(
