@@ -44,9 +44,9 @@ class PredictedConfig(msgspec.Struct, frozen=True):
     maintenance_margin: float = 0.005  # Binance's smallest brackets are 0.4 % to 0.5 %
     direction_scale: float = 0.002  # a 0.2 % move puts 88 % of new positions on its side
     half_life_ms: int = 12 * 3_600_000
-    decay_step_ms: int = 10_000
+    decay_step_ms: int = 60_000  # 0.1 % of decay a step at the default half-life
     min_notional: float = 1_000.0
-    max_levels: int = 400
+    max_levels: int = 200
     max_consumed: int = 1_000
     range_pct: float = 15.0
 
@@ -97,11 +97,12 @@ def long_share(r: float, direction_scale: float, taker_buy_share: float | None) 
 
 
 class _Open:
-    __slots__ = ("notional", "opened")
+    __slots__ = ("notional", "opened", "price")
 
-    def __init__(self, notional: float, opened: int) -> None:
+    def __init__(self, notional: float, opened: int, price: float) -> None:
         self.notional = notional
         self.opened = opened
+        self.price = price  # the bin's low, kept: levels are listed after every change
 
 
 class _Interval:
@@ -143,6 +144,9 @@ class PredictedBook:
         self.expired = 0
         self.rejected = 0
         self._last_decay: int | None = None
+        # (highest long bin, lowest short bin), None when the level keys changed: a mark
+        # price that reaches neither, the usual case, costs no scan of the levels.
+        self._bounds: tuple[int | None, int | None] | None = None
 
     @property
     def epoch(self) -> str:
@@ -209,14 +213,9 @@ class PredictedBook:
     # -- outputs ------------------------------------------------------------------------
 
     def open_levels(self) -> list[PredictedLevel]:
-        grid = self.grid
-        if grid is None:
-            return []
         return [
-            PredictedLevel(
-                grid.bin_low(index), side, round(level.notional, 2), leverage, level.opened
-            )
-            for (side, leverage, index), level in sorted(
+            PredictedLevel(level.price, side, round(level.notional, 2), leverage, level.opened)
+            for (side, leverage, _), level in sorted(
                 self.levels.items(), key=lambda item: (item[0][2], item[0][0], item[0][1])
             )
         ]
@@ -233,6 +232,7 @@ class PredictedBook:
             epoch = f"{self.symbol}.p{self.epoch_base}-{self.epochs}"
             self.grid = PriceGrid.around(price, self.config.range_pct, epoch)
             self.levels.clear()  # bins of another width: the levels cannot be carried over
+            self._bounds = None
             self.consumed.clear()
             self.epoch_changed = True
             return
@@ -246,6 +246,7 @@ class PredictedBook:
         assert grid is not None  # placed by on_price
         mmr = self.config.maintenance_margin
         sides: tuple[tuple[Side, float], ...] = (("long", share), ("short", 1.0 - share))
+        touched: list[LevelKey] = []
         for side, side_share in sides:
             for leverage, tier_share in self.config.leverage_shares:
                 amount = notional * side_share * tier_share
@@ -257,11 +258,24 @@ class PredictedBook:
                 key: LevelKey = (side, leverage, index)
                 level = self.levels.get(key)
                 if level is None:
-                    self.levels[key] = _Open(amount, time)
+                    self.levels[key] = _Open(amount, time, grid.bin_low(index))
+                    self._widen_bounds(side, index)
                 else:
                     level.notional += amount
+                touched.append(key)
                 self.levels_changed = True
-        self._drop_small()
+        # only a touched level can be new and small; an untouched one was checked before
+        self._drop([k for k in touched if self.levels[k].notional < self.config.min_notional])
+
+    def _widen_bounds(self, side: Side, index: int) -> None:
+        if self._bounds is None:
+            return
+        long_top, short_low = self._bounds
+        if side == "long":
+            long_top = index if long_top is None else max(long_top, index)
+        else:
+            short_low = index if short_low is None else min(short_low, index)
+        self._bounds = (long_top, short_low)
 
     def _reached(self, side: Side, index: int, price: float) -> bool:
         """Whether the price is in or beyond the level's bin (its positions are gone)."""
@@ -272,17 +286,30 @@ class PredictedBook:
         return price >= index * grid.bin_width
 
     def _consume(self, price: float, time: int) -> None:
-        crossed = [key for key in self.levels if self._reached(key[0], key[2], price)]
-        if not crossed:
+        if self._bounds is None:
+            longs = [index for side, _, index in self.levels if side == "long"]
+            shorts = [index for side, _, index in self.levels if side == "short"]
+            self._bounds = (max(longs, default=None), min(shorts, default=None))
+        long_top, short_low = self._bounds
+        if (long_top is None or not self._reached("long", long_top, price)) and (
+            short_low is None or not self._reached("short", short_low, price)
+        ):
             return
         grid = self.grid
         assert grid is not None
+        width = grid.bin_width
+        crossed = [  # _reached, inlined: this runs over every level
+            key
+            for key in self.levels
+            if (price < (key[2] + 1) * width if key[0] == "long" else price >= key[2] * width)
+        ]
+        self._bounds = None
         for key in crossed:
-            side, leverage, index = key
+            side, leverage, _ = key
             level = self.levels.pop(key)
             self.consumed.append(
                 ConsumedLevel(
-                    grid.bin_low(index),
+                    level.price,
                     side,
                     round(level.notional, 2),
                     leverage,
@@ -295,13 +322,17 @@ class PredictedBook:
     def _scale(self, factor: float) -> None:
         if not self.levels or factor == 1.0:
             return
-        for level in self.levels.values():
+        small = []
+        minimum = self.config.min_notional
+        for key, level in self.levels.items():
             level.notional *= factor
+            if level.notional < minimum:
+                small.append(key)
         self.levels_changed = True
-        self._drop_small()
+        self._drop(small)
 
-    def _drop_small(self) -> None:
-        small = [k for k, v in self.levels.items() if v.notional < self.config.min_notional]
+    def _drop(self, small: list[LevelKey]) -> None:
+        """Expire the `small` levels, then the smallest others past `max_levels`."""
         excess = len(self.levels) - len(small) - self.config.max_levels
         if excess > 0:
             dropped = set(small)
@@ -312,5 +343,6 @@ class PredictedBook:
         for key in small:
             del self.levels[key]
         if small:
+            self._bounds = None
             self.expired += len(small)
             self.levels_changed = True

@@ -1,11 +1,13 @@
 """Generate `demo_oi.jsonl`: Binance open interest (REST answers) and mark prices
-(`markPrice@1s` frames) for the bundled demo session, in the replay format.
+(`<symbol>@markPrice` frames, every 3 s) for the bundled demo session, in the replay
+format. The live hub follows `@markPrice@1s`; the demo takes the 3 s stream, which keeps
+the file and the demo's start-up pass (the whole session laid in the past at once) small.
 
 Run from the repository root: `python hub/data/make_demo_oi.py` (seeded: the same file
 every time).
 
 What it takes from `demo_session.jsonl`: only the liquidations' fill prices (`ap`) and
-times, as the record of where each symbol's price was. The mark price each second is the
+times, as the record of where each symbol's price was. The mark price every 3 s is the
 median of the fills within 5 s around it (fills sit within 0.15 % of the mark, on either
 side), carried over gaps.
 
@@ -37,6 +39,7 @@ OI_START = {  # base units, of the order Binance shows for these contracts
     "BNBUSDT": 700_000.0,
 }
 POLL_MS = 10_000
+MARK_MS = 3_000
 NOISE = 0.0006  # log-OI noise per step at rest
 NOISE_PER_MOVE = 0.6  # extra noise per unit of |log return| over the step
 REVERSION = 0.02  # pull per step back toward the starting level
@@ -58,7 +61,7 @@ def fills(path: Path) -> dict[str, list[tuple[int, float]]]:
 def mark_prices(points: list[tuple[int, float]], start: int, end: int) -> list[tuple[int, float]]:
     times = [t for t, _ in points]
     marks, last = [], points[0][1]
-    for second in range(start, end, 1_000):
+    for second in range(start, end, MARK_MS):
         low, high = (
             bisect.bisect_left(times, second - 5_000),
             bisect.bisect(times, second + 5_000),
@@ -96,7 +99,7 @@ def main() -> None:
                 "r": f"{funding:.8f}",
                 "T": (event // FUNDING_MS + 1) * FUNDING_MS,
             }
-            frame = {"stream": f"{symbol.lower()}@markPrice@1s", "data": data}
+            frame = {"stream": f"{symbol.lower()}@markPrice", "data": data}
             lines.append(
                 (
                     received,
@@ -110,7 +113,7 @@ def main() -> None:
         previous = marks[0][1]
         first_poll = start + 2_000 * offset  # polls of the symbols spread over the interval
         for poll in range(first_poll, end, POLL_MS):
-            price = marks[min(len(marks) - 1, (poll - start) // 1_000)][1]
+            price = marks[min(len(marks) - 1, (poll - start) // MARK_MS)][1]
             move = abs(math.log(price / previous))
             previous = price
             log_oi += -REVERSION * (log_oi - math.log(base)) + rng.gauss(
