@@ -3,9 +3,10 @@
     python bench/bench_predicted.py
 
 20 symbols, simulated: a mark price every second per symbol (log random walk, 3 bp per
-sqrt second), open interest every 10 s per symbol (log random walk, 0.05 % per step, a
-slight upward drift so levels accumulate; $100M to $2B open per symbol), a flush every second that encodes each diff as
-the hub publishes it. One simulated hour warms the books up; the next two are measured.
+sqrt second), open interest every 10 s per symbol ($100M to $2B open; log random walk,
+0.05 % per step, a slight upward drift so levels accumulate), a flush every second that
+encodes each diff as the hub publishes it. One simulated hour warms the books up; the
+next two are measured.
 Prints the time per open-interest update (its apply, and its apply plus its share of the
 flushes and encoding), per mark price, and the open levels held.
 """
@@ -13,6 +14,7 @@ flushes and encoding), per mark price, and the open levels held.
 from __future__ import annotations
 
 import math
+import os
 import random
 import time
 
@@ -67,6 +69,7 @@ def main() -> None:
     per_oi = spent["oi"] / counts["oi"] * 1e6
     with_flush = (spent["oi"] + spent["flush"]) / counts["oi"] * 1e6
     print(f"{SYMBOLS} symbols, {MEASURE_S} s measured after {WARM_S} s of warm-up")
+    print(f"load average while it ran: {os.getloadavg()[0]:.1f} (the machine has 2 cores)")
     print(f"open levels per symbol: mean {sum(levels) / len(levels):.0f}, max {max(levels)}")
     print(f"open-interest update, apply only:        {per_oi:8.1f} us  ({counts['oi']} updates)")
     print(f"open-interest update, with flush+encode: {with_flush:8.1f} us")

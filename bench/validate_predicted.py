@@ -71,11 +71,13 @@ def score(processor: PredictedProcessor, realized: dict[str, list[Realized]], k:
 
 
 def overall(rows: dict[str, Validation]) -> tuple[float, float, float, float]:
+    """Hit share, drawn baseline share, lift (over the expected baseline), covered share."""
     notional = sum(r.notional for r in rows.values())
     hit = sum(r.hit_notional for r in rows.values()) / notional
     drawn = sum(r.baseline_share * r.notional for r in rows.values()) / notional
+    expected = sum(r.expected_baseline_share * r.notional for r in rows.values()) / notional
     covered = sum(r.covered_share * r.notional for r in rows.values()) / notional
-    return hit, drawn, hit / drawn if drawn else float("nan"), covered
+    return hit, drawn, hit / expected if expected else float("nan"), covered
 
 
 def main(argv: list[str]) -> None:
@@ -103,7 +105,7 @@ def main(argv: list[str]) -> None:
     for k in KS:
         rows = score(processor, realized, k)
         for symbol, r in rows.items():
-            lift = f"{r.hit_share / r.baseline_share:.2f}" if r.baseline_share else "n/a"
+            lift = f"{r.lift:.2f}" if r.lift is not None else "n/a"
             print(
                 f"| {k} | {symbol} | {r.liquidations} | {r.notional:,.0f} | {r.hit_share:.1%} "
                 f"| {r.baseline_share:.1%} | {lift} | {r.covered_share:.1%} |"

@@ -22,6 +22,7 @@ The method (docs/predicted.md gives it to users, with every parameter and its li
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import deque
 
@@ -336,10 +337,8 @@ class PredictedBook:
         excess = len(self.levels) - len(small) - self.config.max_levels
         if excess > 0:
             dropped = set(small)
-            kept = sorted(
-                (k for k in self.levels if k not in dropped), key=lambda k: self.levels[k].notional
-            )
-            small.extend(kept[:excess])
+            kept = (k for k in self.levels if k not in dropped)
+            small.extend(heapq.nsmallest(excess, kept, key=lambda k: self.levels[k].notional))
         for key in small:
             del self.levels[key]
         if small:
