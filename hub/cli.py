@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -20,6 +19,7 @@ from hub.config import Settings, load_settings
 from hub.errors import ConfigError
 from hub.service.hubs import HubView
 from hub.service.sources import Source
+from hub.tasks import cancel_and_wait
 
 EXIT_CONFIG = 2
 OVERRIDES = ("host", "port", "symbols", "binance_ws_url", "flush_ms", "redis_url")
@@ -145,6 +145,7 @@ def _ingest(settings: Settings, args: argparse.Namespace) -> int:
 
 def _record(settings: Settings, args: argparse.Namespace) -> int:
     from hub.feeds.binance import BinanceFeed
+    from hub.feeds.open_interest import BinanceOpenInterest
     from hub.feeds.replay import Recorder
 
     tracked = None if settings.track_all_symbols else set(settings.symbols)
@@ -155,6 +156,14 @@ def _record(settings: Settings, args: argparse.Namespace) -> int:
     with out:
         recorder = Recorder(out, "binance")
         feed = BinanceFeed(settings.binance_ws_url, tracked, lambda event: None)
+        # open interest answers and mark price frames too, so a replay has predicted levels
+        market = BinanceOpenInterest(
+            settings.binance_rest_url,
+            settings.binance_ws_url,
+            tracked or set(),
+            lambda update: None,
+            all_market=tracked is None,
+        )
 
         async def record(stop: asyncio.Event) -> None:
             def listen(received_ms: int, frame: bytes) -> None:
@@ -162,12 +171,17 @@ def _record(settings: Settings, args: argparse.Namespace) -> int:
                 if args.frames and recorder.written >= args.frames:
                     stop.set()
 
+            def listen_rest(received_ms: int, path: str, body: bytes) -> None:
+                recorder.rest(received_ms, path, body)
+                if args.frames and recorder.written >= args.frames:
+                    stop.set()
+
             feed.add_frame_listener(listen)
-            task = asyncio.create_task(feed.run())
+            market.add_frame_listener(listen)
+            market.add_rest_listener(listen_rest)
+            tasks = [asyncio.create_task(feed.run()), asyncio.create_task(market.run())]
             await stop.wait()
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(tasks)
 
         _until_signalled(record)
         logging.getLogger("hub").info("recorded %d frames to %s", recorder.written, args.out)
