@@ -287,6 +287,18 @@ async def test_levels_reach_a_web_process_over_redis(
             async with subscribed(ws_url) as client:
                 await eventually(lambda: client.state is not None)
                 await drive_open_interest(fake_binance, rest, client)
+                http = ws_url.replace("ws://", "http://").removesuffix("/ws")
+                async with httpx.AsyncClient(timeout=5) as rest_client:
+
+                    async def same_as_the_socket() -> bool:
+                        body = await rest_levels(rest_client, http)
+                        assert client.state is not None
+                        return body["seq"] == client.state["seq"] and (
+                            body["levels"],
+                            body["consumed"],
+                        ) == (client.levels(), client.consumed())
+
+                    await eventually(same_as_the_socket)
 
 
 def test_sources_are_built_for_live_only() -> None:
