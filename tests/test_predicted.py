@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 
 from hub.analytics.predicted import PredictedBook, PredictedConfig, liquidation_price, long_share
 from hub.analytics.predicted_stream import PredictedProcessor
+from hub.config import load_settings
+from hub.errors import ConfigError
 from hub.models import MarkPriceUpdate, OpenInterestUpdate, PredictedSnapshot
 
 T0 = 1_800_000_000_000
@@ -324,3 +326,27 @@ def test_an_untracked_symbol_is_refused_and_an_idle_book_sends_nothing() -> None
     [snapshot] = processor.flush(T0 + 1)
     assert (snapshot.type, snapshot.seq, snapshot.ch) == ("snapshot", 0, "predicted:BTCUSDT")
     assert processor.flush(T0 + 2) == []
+
+
+def test_the_tiers_and_margin_are_configurable_and_checked_at_start() -> None:
+    environ = {
+        "HEATMAP_PREDICTED_LEVERAGE": "5:0.5, 20:0.5",
+        "HEATMAP_PREDICTED_MMR": "0.01",
+        "HEATMAP_PRICE_RANGE": "10",
+    }
+    settings = load_settings(environ)
+    config = settings.predicted
+    assert config.leverage_shares == ((5.0, 0.5), (20.0, 0.5))
+    assert (config.maintenance_margin, config.range_pct) == (0.01, 10.0)
+    for raw, problem in (
+        ("25", "LEVERAGE:SHARE"),
+        ("x:1", "LEVERAGE:SHARE"),
+        ("0.5:1", "leverage 1..1000"),
+        ("10:0.5,25:0.4", "add up to 1"),
+        ("10:0.5,250:0.5", "within 0.2 %"),
+    ):
+        with pytest.raises(ConfigError, match=problem) as error:
+            load_settings({"HEATMAP_PREDICTED_LEVERAGE": raw})
+        assert error.value.variable == "HEATMAP_PREDICTED_LEVERAGE"
+    with pytest.raises(ConfigError, match="HEATMAP_PREDICTED_MMR"):
+        load_settings({"HEATMAP_PREDICTED_MMR": "0.049"})  # 25x would sit at 0.9 % of entry
