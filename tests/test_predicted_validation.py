@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.analytics.predicted_validation import LevelSpan, Realized, _chance, validate
+from hub.analytics.predicted_validation import LevelSpan, Realized, chances, validate
 
 W = 10.0
 
@@ -57,7 +57,8 @@ def test_nothing_to_validate_gives_zeros_not_errors() -> None:
 def test_the_expectation_is_the_hypergeometric_chance(span: int, near: int, count: int) -> None:
     near, count = min(near, span), min(count, span)
     misses = math.comb(span - near, count) / math.comb(span, count)
-    assert _chance(near, span, count) == pytest.approx(1 - misses if near and count else 0.0)
+    [chance] = chances([near], [span], [count])
+    assert chance == pytest.approx(1 - misses if near and count else 0.0, abs=1e-9)
 
 
 @settings(max_examples=60, deadline=None)
@@ -75,3 +76,50 @@ def test_levels_on_every_liquidation_catch_everything_and_beat_or_match_chance(
     result = validate(levels, realized, W, k=k, draws=50)
     assert result.hit_share == 1.0
     assert result.expected_baseline_share <= 1.0 + 1e-9
+
+
+def naive(
+    levels: list[LevelSpan], event: Realized, k: int, grace: int
+) -> tuple[bool, int, int, int]:
+    """hit, m, M, n for one liquidation, straight from the definition."""
+    bins = sorted(
+        {
+            math.floor(lv.price / W + 0.5)
+            for lv in levels
+            if lv.opened <= event.time
+            and (lv.consumed_at is None or lv.consumed_at + grace >= event.time)
+        }
+    )
+    if not bins:
+        return False, 0, 1, 0
+    target = math.floor(event.price / W + 1e-9)
+    near = [b for b in range(bins[0], bins[-1] + 1) if abs(b - target) <= k]
+    return any(abs(b - target) <= k for b in bins), len(near), bins[-1] - bins[0] + 1, len(bins)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    spans=st.lists(
+        st.tuples(st.integers(0, 40), st.integers(0, 50), st.one_of(st.none(), st.integers(0, 60))),
+        max_size=25,
+    ),
+    events=st.lists(st.tuples(st.integers(0, 80), st.floats(0, 500)), min_size=1, max_size=25),
+    k=st.integers(0, 3),
+    grace=st.integers(0, 10),
+)
+def test_the_vectorized_match_is_the_definition(
+    spans: list[tuple[int, int, int | None]],
+    events: list[tuple[int, float]],
+    k: int,
+    grace: int,
+) -> None:
+    levels = [
+        LevelSpan(b * W, opened, None if end is None else opened + end) for b, opened, end in spans
+    ]
+    realized = [Realized(t, p, 1.0) for t, p in events]
+    result = validate(levels, realized, W, k=k, draws=10, grace_ms=grace)
+    expected = [naive(levels, event, k, grace) for event in realized]
+    assert result.hit_notional == sum(hit for hit, *_ in expected)
+    assert result.covered_share == pytest.approx(sum(n > 0 for *_, n in expected) / len(events))
+    chance = chances(*zip(*[(m, big, n) for _, m, big, n in expected], strict=True))
+    assert result.expected_baseline_share == pytest.approx(sum(chance) / len(events), abs=1e-6)
