@@ -115,6 +115,9 @@ async def start_hub() -> AsyncIterator[HubFactory]:
             settings = dataclasses.replace(settings, liquidity="off")
         hub_kwargs.setdefault("timing", FAST_TIMING)
         hub_kwargs.setdefault("backoff", fast_backoff())
+        # Off unless a test asks: its mark price connection would count on the fake, and
+        # its polls would go to the real Binance.
+        hub_kwargs.setdefault("open_interest", False)
         hub = ServeHub(settings, Source(**hub_kwargs))  # type: ignore[arg-type]
         config = server_config(
             create_app(hub), "127.0.0.1", port, log_level="warning", **(uvicorn_options or {})

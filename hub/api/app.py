@@ -14,6 +14,7 @@ from starlette.routing import Route, WebSocketRoute
 from hub.api.admin import AdminApi
 from hub.api.liquidity import LiquidityApi
 from hub.api.metrics import MetricsApi
+from hub.api.predicted import PredictedApi
 from hub.api.responses import EXCEPTION_HANDLERS
 from hub.api.rest import RestApi
 from hub.api.timeline import TimelineApi
@@ -29,6 +30,7 @@ def create_app(hub: HubView, limits: Limits | None = None) -> Starlette:
     liquidity = LiquidityApi(hub)
     metrics = MetricsApi(hub)
     admin = AdminApi(hub)
+    predicted = PredictedApi(hub)
     sockets = WebSocketApi(hub, limits)
     page_html = resources.files("hub").joinpath("web/heatmap.html").read_text(encoding="utf-8")
 
@@ -58,6 +60,7 @@ def create_app(hub: HubView, limits: Limits | None = None) -> Starlette:
         Route(f"{API}/export/{{symbol}}", rest.export),
         Route(f"{API}/liquidity/{{symbol}}", liquidity.liquidity),
         Route(f"{API}/unified/{{symbol}}", liquidity.unified),
+        Route(f"{API}/predicted/{{symbol}}", predicted.levels),
         WebSocketRoute("/ws", sockets.serve),
     ]
     # Every HTTP error answers the REST envelope, not Starlette's plain text.

@@ -247,7 +247,7 @@ class Session:
             self._purge(name)
         room = self.limits.max_queue - len(self._outbox)
         if len(messages) > max(room, 1):
-            if channel.kind == "heatmap":  # too much history: a fresh snapshot instead
+            if channel.kind in ("heatmap", "predicted"):  # too much history: a snapshot instead
                 self._resyncing.add(name)
                 self._queue(name, _Resync(name))
                 return
