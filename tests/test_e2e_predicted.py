@@ -23,8 +23,9 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from hub.api.app import create_app
 from hub.config import Settings
+from hub.feeds.replay import read_replays
 from hub.service.hubs import ServeHub, WebHub
-from hub.service.sources import Source, demo_lines
+from hub.service.sources import DATA, DEMO_REPLAY, Source
 from tests.conftest import FAST_TIMING, HubFactory, eventually, fast_backoff, free_port
 from tests.fakes.binance_open_interest import FakeOpenInterest
 from tests.fakes.binance_server import FakeBinance, force_order
@@ -222,7 +223,9 @@ async def test_predicted_channels_name_one_tracked_symbol(
 async def test_a_replayed_session_gives_levels_and_a_validation(
     start_hub: HubFactory, tmp_path: Path
 ) -> None:
-    lines = demo_lines()[:6_000]  # about twelve minutes of the demo
+    lines = read_replays([DEMO_REPLAY, DATA / "demo_oi.jsonl"])[
+        :6_000
+    ]  # about twelve minutes of the demo
     replay = tmp_path / "session.jsonl"
     with replay.open("wb") as out:
         for line in lines:
