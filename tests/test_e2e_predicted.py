@@ -223,9 +223,8 @@ async def test_predicted_channels_name_one_tracked_symbol(
 async def test_a_replayed_session_gives_levels_and_a_validation(
     start_hub: HubFactory, tmp_path: Path
 ) -> None:
-    lines = read_replays([DEMO_REPLAY, DATA / "demo_oi.jsonl"])[
-        :6_000
-    ]  # about twelve minutes of the demo
+    # about twelve minutes of the demo: liquidations, open interest and mark prices
+    lines = read_replays([DEMO_REPLAY, DATA / "demo_oi.jsonl"])[:6_000]
     replay = tmp_path / "session.jsonl"
     with replay.open("wb") as out:
         for line in lines:
