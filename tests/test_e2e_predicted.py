@@ -246,6 +246,12 @@ async def test_a_replayed_session_gives_levels_and_a_validation(
     assert 0 <= validation["hit_share"] <= 1 and 0 <= validation["baseline_share"] <= 1
     assert validation["covered_share"] > 0.5
     assert body["consumed"], "twelve minutes of falling prices cross some levels"
+    unified = (await running.get("/api/heatmap/unified/BTCUSDT")).json()["data"]
+    reference = body["reference_price"]
+    nearest = sorted(abs(level["price"] - reference) for level in body["levels"])[:10]
+    assert [abs(level["price"] - reference) for level in unified["predicted"]] == nearest, (
+        f"unified should list the 10 open levels nearest {reference}: {unified['predicted']}"
+    )
 
 
 @contextlib.asynccontextmanager
