@@ -1,0 +1,531 @@
+"""Fan-out: the hub against its Python peers, delivering `liquidations:{SYMBOL}` messages.
+
+Run from the repository root: ``python bench/bench_fanout.py`` (a few minutes), or
+``python bench/bench_fanout.py --smoke`` (tiny N, every server kind, exit 0 when each
+delivered something; CI runs it). Install the `bench` extra for the peers
+(``pip install -e '.[bench]'``); without python-socketio that server is skipped, without
+uvloop the peers and clients run on asyncio's own loop (both are said in the output).
+
+Servers, each started in turn against the same upstream look-alike and load clients:
+- `hub serve`: ``python -m hub serve`` (in-memory broker), the hub's public CLI and /ws.
+- `hub web+ingest`: ``ingest`` publishing to a private redis-server, one ``web`` serving.
+- `socketio`, `broadcast`: the peers of `bench/fanout_peers.py`.
+
+Setting: N clients over 5 symbols, each subscribed to one `liquidations:{SYMBOL}` channel
+(N/5 subscribers a channel). Offered deliveries/s = upstream events/s x subscribers per
+symbol. Runs: 1k clients saturated (far more offered than any server delivers), 1k at
+20k/s, 10k at 20k/s. Per run: a warm-up, then a measured interval [t0, t1], then a drain.
+- delivered/s: messages arriving at clients within [t0, t1], per second.
+- complete: of the messages the upstream sent in [t0, t1] (x subscribers), the share that
+  arrived by the end of the drain; latency percentiles are over those messages, from the
+  upstream's send time to the client's receipt (both this machine's wall clock, in µs).
+- CPU µs/delivery: utime+stime of the serving process (/proc/PID/stat) over [t0, t1] per
+  delivery; "all" adds every server-side process (ingest and redis-server for web+ingest).
+- KiB/idle conn: (RSS with the N clients connected and subscribed, nothing flowing) minus
+  (RSS before they connected), over N.
+Figures are printed; nothing is asserted about time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import multiprocessing
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere
+
+from bench.bench_redis_hop import machine_busy
+from bench.fanout_load import client_process, upstream_process, uvloop
+from tests.redis_server import RedisServer
+
+ROOT = Path(__file__).resolve().parent.parent
+SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "ADAUSDT", "BNBUSDT"]
+SERVERS = ["hub serve", "hub web+ingest", "socketio", "broadcast"]
+DIALECT = {"socketio": "socketio"}  # everyone else speaks the hub's subscribe
+START_TIMEOUT = 60.0
+REPLY_TIMEOUT = 120.0  # a worker connecting thousands of clients on a loaded machine
+DRAIN_MAX = 15.0  # s after t1 to wait for messages still on their way
+DRAIN_QUIET = 0.5  # ...and no new message for this long ends the drain
+
+
+@dataclass(frozen=True)
+class Run:
+    name: str
+    clients: int
+    offered: float  # deliveries/s
+    warmup: float
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Plan:
+    runs: list[Run]
+    workers: int
+    settle: float  # s between connecting and reading idle RSS
+
+
+FULL = Plan(
+    [
+        Run("1k clients, 20k/s", 1_000, 20_000, 2.0, 5.0),
+        Run("1k clients, saturated (150k/s offered)", 1_000, 150_000, 2.0, 5.0),
+        Run("10k clients, 20k/s", 10_000, 20_000, 3.0, 5.0),
+    ],
+    workers=4,
+    settle=2.0,
+)
+SMOKE = Plan([Run("smoke: 20 clients, 200/s", 20, 200, 0.3, 1.0)], workers=2, settle=0.2)
+
+
+# -- processes ---------------------------------------------------------------------------
+
+
+def ask(conn: Connection, *command: object, timeout: float = REPLY_TIMEOUT) -> tuple:
+    conn.send(command)
+    if not conn.poll(timeout):
+        raise RuntimeError(f"no reply to {command[0]!r} within {timeout:.0f} s")
+    return conn.recv()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
+def get_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+@dataclass
+class Server:
+    """The processes of one server kind; `pids[0]` serves the clients."""
+
+    name: str
+    port: int
+    processes: list[subprocess.Popen[bytes]]
+    pids: list[int]
+
+
+@contextlib.contextmanager
+def started(name: str, upstream_url: str, upstream: Connection) -> Iterator[Server]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HEATMAP_", "HUB_"))}
+    env.pop("REDIS_URL", None)
+    env |= {
+        "PYTHONPATH": str(ROOT),
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "BINANCE_WS_URL": upstream_url,
+        "HEATMAP_SYMBOLS": ",".join(SYMBOLS),
+        # The defaults (200 per address, 10,000 in all) would refuse a load test.
+        "HUB_MAX_CONNECTIONS": "100000",
+        "HUB_MAX_CONNECTIONS_PER_IP": "100000",
+    }
+    hub = [sys.executable, "-m", "hub", "--log-level", "warning"]
+    peer = [sys.executable, str(ROOT / "bench" / "fanout_peers.py")]
+    redis = None
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        if name == "hub serve":
+            processes.append(subprocess.Popen([*hub, "serve"], env=env))
+        elif name == "hub web+ingest":
+            redis = RedisServer()
+            redis.start()
+            env["REDIS_URL"] = redis.url
+            processes.append(subprocess.Popen([*hub, "web"], env=env))
+            processes.append(subprocess.Popen([*hub, "ingest"], env=env))
+        else:
+            args = ["--port", str(port), "--upstream", upstream_url]
+            args += ["--symbols", ",".join(SYMBOLS)]
+            processes.append(subprocess.Popen([*peer, name, *args], env=env))
+        pids = [p.pid for p in processes]
+        if redis is not None and redis._process is not None:
+            pids.append(redis._process.pid)
+        wait_ready(name, port, processes, upstream)
+        yield Server(name, port, processes, pids)
+    finally:
+        for process in processes:
+            stop(process)
+        if redis is not None:
+            redis.stop()
+
+
+def wait_ready(
+    name: str, port: int, processes: list[subprocess.Popen[bytes]], upstream: Connection
+) -> None:
+    """The upstream connection is open and (for the hub) every symbol is served."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        for process in processes:
+            if process.poll() is not None:
+                raise RuntimeError(f"{name}: a process exited with {process.returncode}")
+        connected = ask(upstream, "connections")[1] >= 1
+        if connected and name.startswith("hub"):
+            base = f"http://127.0.0.1:{port}/api/heatmap/liquidations"
+            connected = all(get_ok(f"{base}/{s}?limit=1") for s in SYMBOLS)
+        elif connected:
+            with contextlib.suppress(OSError):
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).close()
+            connected = port_open(port)
+        if connected:
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{name}: not ready within {START_TIMEOUT:.0f} s")
+
+
+def port_open(port: int) -> bool:
+    import socket
+
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+@dataclass
+class Clients:
+    processes: list[multiprocessing.Process]
+    conns: list[Connection]
+
+    def ask_all(self, *command: object) -> list[tuple]:
+        for conn in self.conns:
+            conn.send(command)
+        replies = []
+        for conn in self.conns:
+            if not conn.poll(REPLY_TIMEOUT):
+                raise RuntimeError(f"a client worker did not answer {command[0]!r}")
+            replies.append(conn.recv())
+        return replies
+
+    def close(self) -> None:
+        for conn in self.conns:
+            with contextlib.suppress(OSError):
+                conn.send(("close",))
+        for process in self.processes:
+            process.join(10)
+            if process.is_alive():
+                process.kill()
+                process.join(5)
+
+
+@contextlib.contextmanager
+def clients(server: Server, kind_index: int, n: int, workers: int) -> Iterator[Clients]:
+    """n connections over `workers` processes, client i on SYMBOLS[i % 5]; each worker from
+    its own loopback address, so no run exhausts one address's ephemeral ports."""
+    context = multiprocessing.get_context("spawn")
+    made = Clients([], [])
+    dialect = DIALECT.get(server.name, "hub")
+    try:
+        for w in range(workers):
+            channels = [f"liquidations:{SYMBOLS[i % 5]}" for i in range(w, n, workers)]
+            ours, theirs = context.Pipe()
+            source = f"127.0.{kind_index + 1}.{w + 1}"
+            process = context.Process(
+                target=client_process, args=(dialect, server.port, source, channels, theirs)
+            )
+            process.start()
+            made.processes.append(process)
+            made.conns.append(ours)
+        replies = made.ask_all("connect")
+        connected = sum(r[1] for r in replies)
+        if connected < n:
+            errors = [r[2] for r in replies if r[2] != "[]"]
+            raise RuntimeError(f"{server.name}: {connected}/{n} clients subscribed; {errors}")
+        yield made
+    finally:
+        made.close()
+
+
+# -- one run -----------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    server: str
+    offered: float  # deliveries/s actually offered in [t0, t1]
+    delivered: float
+    complete: float
+    cpu_us: float  # serving process, per delivery
+    cpu_all_us: float
+    p50: float
+    p99: float
+    max: float
+    closed: int
+    idle_kib: float
+
+
+def measure(run: Run, server: Server, crowd: Clients, upstream: Connection, idle: float) -> Row:
+    subscribers = run.clients / len(SYMBOLS)
+    ask(upstream, "rate", run.offered / subscribers)
+    time.sleep(run.warmup)
+    crowd.ask_all("reset")
+    ask(upstream, "stamps")  # forget the warm-up's
+    cpu0 = [cpu_seconds(pid) for pid in server.pids]
+    t0 = time.time_ns() // 1_000
+    time.sleep(run.seconds)
+    t1 = time.time_ns() // 1_000
+    cpu1 = [cpu_seconds(pid) for pid in server.pids]
+    ask(upstream, "rate", 0)
+    stamps = ask(upstream, "stamps")[1]
+    drain(crowd)
+    replies = crowd.ask_all("report")
+    sent = np.concatenate([np.frombuffer(r[1], dtype=np.int64) for r in replies])
+    received = np.concatenate([np.frombuffer(r[2], dtype=np.int64) for r in replies])
+    closed = sum(r[3] for r in replies)
+    upstream_sent = np.concatenate([np.frombuffer(b, dtype=np.int64) for b in stamps.values()])
+    offered = int(((upstream_sent >= t0) & (upstream_sent < t1)).sum()) * subscribers
+    arrived = int(((received >= t0) & (received < t1)).sum())
+    in_window = (sent >= t0) & (sent < t1)
+    latency_ms = (received[in_window] - sent[in_window]) / 1_000
+    seconds = (t1 - t0) / 1e6
+    deliveries = max(arrived, 1)
+    used = [b - a for a, b in zip(cpu0, cpu1, strict=True)]
+    pct = np.percentile(latency_ms, [50, 99]) if latency_ms.size else [np.nan, np.nan]
+    return Row(
+        server=server.name,
+        offered=offered / seconds,
+        delivered=arrived / seconds,
+        complete=latency_ms.size / offered if offered else 0.0,
+        cpu_us=used[0] / deliveries * 1e6,
+        cpu_all_us=sum(used) / deliveries * 1e6,
+        p50=float(pct[0]),
+        p99=float(pct[1]),
+        max=float(latency_ms.max()) if latency_ms.size else float("nan"),
+        closed=closed,
+        idle_kib=idle,
+    )
+
+
+def drain(crowd: Clients) -> None:
+    """Until no message arrived for DRAIN_QUIET s, at most DRAIN_MAX s."""
+    deadline = time.monotonic() + DRAIN_MAX
+    last, quiet_since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        total = sum(r[1] for r in crowd.ask_all("count"))
+        if total != last:
+            last, quiet_since = total, time.monotonic()
+        elif time.monotonic() - quiet_since >= DRAIN_QUIET:
+            return
+        time.sleep(0.1)
+
+
+# -- report ------------------------------------------------------------------------------
+
+HEADER = (
+    f"{'server':<15} {'offered/s':>10} {'delivered/s':>11} {'complete':>8} "
+    f"{'CPU us/deliv':>12} {'(all procs)':>11} {'p50 ms':>7} {'p99 ms':>8} {'max ms':>8} "
+    f"{'closed':>6} {'KiB/idle conn':>13}"
+)
+
+
+def line(row: Row) -> str:
+    return (
+        f"{row.server:<15} {row.offered:>10,.0f} {row.delivered:>11,.0f} "
+        f"{row.complete:>8.2%} {row.cpu_us:>12.2f} {row.cpu_all_us:>11.2f} "
+        f"{row.p50:>7.2f} {row.p99:>8.2f} {row.max:>8.1f} {row.closed:>6} {row.idle_kib:>13.1f}"
+    )
+
+
+def table(run: Run, rows: dict[str, Row]) -> str:
+    title = f"{run.name}: {run.clients:,} clients, {run.clients // len(SYMBOLS):,} a symbol"
+    title += f"; warm-up {run.warmup:g} s, measured {run.seconds:g} s"
+    return "\n".join([title, HEADER, *(line(row) for row in rows.values())])
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None or not b else a / b
+
+
+def verdict(value: float | None, text: str, met: bool | None) -> str:
+    if value is None:
+        return f"{text}: n/a (a server is missing from the run)"
+    return f"{text}: {value:.2f}x -> {'met' if met else 'NOT met'}"
+
+
+def summary(results: dict[str, dict[str, Row]]) -> list[str]:
+    def row(run: str, server: str) -> Row | None:
+        return results.get(run, {}).get(server)
+
+    def field(run: str, server: str, name: str) -> float | None:
+        found = row(run, server)
+        return None if found is None else float(getattr(found, name))
+
+    at20k, saturated, many = (run.name for run in FULL.runs)
+    cpu = ratio(field(at20k, "hub serve", "cpu_us"), field(at20k, "broadcast", "cpu_us"))
+    rate = ratio(
+        field(saturated, "hub serve", "delivered"), field(saturated, "socketio", "delivered")
+    )
+    web = ratio(field(at20k, "hub web+ingest", "cpu_us"), field(at20k, "hub serve", "cpu_us"))
+    web_all = ratio(
+        field(at20k, "hub web+ingest", "cpu_all_us"), field(at20k, "hub serve", "cpu_all_us")
+    )
+    lines = [
+        verdict(cpu, "hub serve CPU per delivery / broadcast's, 1k at 20k/s (<= 0.7x)",
+                cpu is not None and cpu <= 0.7),
+        verdict(rate, "hub serve delivered/s / socketio's, saturated (>= 5x)",
+                rate is not None and rate >= 5),
+        verdict(web, "hub web CPU per delivery / serve's, 1k at 20k/s (<= 1.3x)",
+                web is not None and web <= 1.3),
+    ]  # fmt: skip
+    if web_all is not None:
+        lines.append(f"  (web + ingest + redis-server / serve: {web_all:.2f}x)")
+    hub, peer = row(many, "hub serve"), row(many, "broadcast")
+    if hub is None or peer is None:
+        lines.append("10k clients at 20k/s, hub serve against broadcast: n/a")
+    else:
+        met = hub.complete >= 1.0 and hub.p99 < peer.p99
+        lines.append(
+            f"10k clients at 20k/s: hub serve delivered {hub.complete:.2%} of what was "
+            f"offered, p99 {hub.p99:.2f} ms against broadcast's {peer.p99:.2f} ms (all "
+            f"delivered, p99 below) -> {'met' if met else 'NOT met'}"
+        )
+    for run in (at20k, many):
+        idle = ", ".join(f"{s} {r.idle_kib:.1f}" for s, r in results.get(run, {}).items())
+        clients_n = FULL.runs[0].clients if run == at20k else FULL.runs[2].clients
+        lines.append(f"RSS per idle connection, {clients_n:,} clients (KiB): {idle}")
+    return lines
+
+
+# -- main --------------------------------------------------------------------------------
+
+
+def bench(plan: Plan, servers: list[str]) -> dict[str, dict[str, Row]]:
+    results: dict[str, dict[str, Row]] = {run.name: {} for run in plan.runs}
+    context = multiprocessing.get_context("spawn")
+    ours, theirs = context.Pipe()
+    feeder = context.Process(target=upstream_process, args=(SYMBOLS, theirs))
+    feeder.start()
+    try:
+        if not ours.poll(START_TIMEOUT):
+            raise RuntimeError("the upstream look-alike did not start")
+        url = ours.recv()[1]
+        for server_name in servers:
+            try:
+                run_server(plan, server_name, url, ours, results)
+            except RuntimeError as error:
+                print(f"{server_name}: FAILED: {error}", flush=True)
+    finally:
+        with contextlib.suppress(OSError):
+            ours.send(("stop",))
+        feeder.join(10)
+        if feeder.is_alive():
+            feeder.kill()
+            feeder.join(5)
+    return results
+
+
+def run_server(
+    plan: Plan, name: str, url: str, upstream: Connection, results: dict[str, dict[str, Row]]
+) -> None:
+    with started(name, url, upstream) as server:
+        sizes = list(dict.fromkeys(run.clients for run in plan.runs))
+        for n in sizes:
+            before = rss_kib(server.pids[0])
+            with clients(server, SERVERS.index(name), n, plan.workers) as crowd:
+                time.sleep(plan.settle)
+                idle = (rss_kib(server.pids[0]) - before) / n
+                for run in (r for r in plan.runs if r.clients == n):
+                    row = measure(run, server, crowd, upstream, idle)
+                    results[run.name][name] = row
+                    print(f"[{run.name}] {line(row)}", flush=True)
+
+
+def raise_open_files(needed: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < needed:
+        wanted = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft < needed:
+        print(f"warning: open files limited to {soft} (< {needed}): raise the hard limit")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny N over every server kind")
+    parser.add_argument("--servers", default=",".join(SERVERS), help="comma list")
+    args = parser.parse_args()
+    plan = SMOKE if args.smoke else FULL
+    servers = [s.strip() for s in args.servers.split(",") if s.strip()]
+    if unknown := set(servers) - set(SERVERS):
+        parser.error(f"unknown servers {sorted(unknown)}; choose from {SERVERS}")
+    try:
+        import socketio  # noqa: F401
+    except ImportError:
+        if "socketio" in servers:
+            servers.remove("socketio")
+            print("socketio: skipped, python-socketio is not installed (the `bench` extra)")
+    raise_open_files(2 * max(run.clients for run in plan.runs) + 1_000)
+    print(f"command: python {' '.join(sys.argv)}")
+    print(
+        f"machine: {os.cpu_count()} CPUs, Python {platform.python_version()}, load average "
+        f"{os.getloadavg()[0]:.2f}; clients and peers on "
+        f"{'uvloop' if uvloop is not None else 'asyncio (uvloop not installed)'}"
+    )
+    busy = machine_busy()
+    results = bench(plan, servers)
+    for run in plan.runs:
+        print()
+        print(table(run, results[run.name]))
+    if not args.smoke:
+        print()
+        print("\n".join(summary(results)))
+    after = machine_busy()
+    if busy is not None and after is not None:
+        share = (after[0] - busy[0]) / max(after[1] - busy[1], 1e-9)
+        print(
+            f"\nthe machine's CPUs were {share:.0%} busy during the run (every process, this "
+            f"bench's included); load average now {os.getloadavg()[0]:.2f}"
+        )
+    missing = [s for s in servers if any(
+        s not in rows or rows[s].delivered <= 0 for rows in results.values()
+    )]  # fmt: skip
+    if missing:
+        print(f"nothing delivered by: {', '.join(missing)}")
+    return 1 if missing else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
