@@ -34,11 +34,8 @@ import multiprocessing
 import os
 import platform
 import resource
-import subprocess
 import sys
 import time
-import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -48,15 +45,20 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere
 
 from bench.bench_redis_hop import machine_busy
-from bench.fanout_load import client_process, upstream_process, uvloop
-from tests.redis_server import RedisServer
+from bench.fanout_load import upstream_process, uvloop
+from bench.fanout_servers import (
+    SERVERS,
+    START_TIMEOUT,
+    SYMBOLS,
+    Clients,
+    Server,
+    ask,
+    clients,
+    cpu_seconds,
+    rss_kib,
+    started,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
-SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "ADAUSDT", "BNBUSDT"]
-SERVERS = ["hub serve", "hub web+ingest", "socketio", "broadcast"]
-DIALECT = {"socketio": "socketio"}  # everyone else speaks the hub's subscribe
-START_TIMEOUT = 60.0
-REPLY_TIMEOUT = 120.0  # a worker connecting thousands of clients on a loaded machine
 DRAIN_MAX = 15.0  # s after t1 to wait for messages still on their way
 DRAIN_QUIET = 0.5  # ...and no new message for this long ends the drain
 
@@ -77,205 +79,12 @@ class Plan:
     settle: float  # s between connecting and reading idle RSS
 
 
-FULL = Plan(
-    [
-        Run("1k clients, 20k/s", 1_000, 20_000, 2.0, 5.0),
-        Run("1k clients, saturated (150k/s offered)", 1_000, 150_000, 2.0, 5.0),
-        Run("10k clients, 20k/s", 10_000, 20_000, 3.0, 5.0),
-    ],
-    workers=4,
-    settle=2.0,
-)
+AT_20K = Run("1k clients, 20k/s", 1_000, 20_000, 2.0, 5.0)
+MANY = Run("10k clients, 20k/s", 10_000, 20_000, 3.0, 5.0)
+# Last: a saturated server is left with a backlog (each run starts a fresh server anyway).
+SATURATED = Run("1k clients, saturated (150k/s offered)", 1_000, 150_000, 2.0, 5.0)
+FULL = Plan([AT_20K, MANY, SATURATED], workers=4, settle=2.0)
 SMOKE = Plan([Run("smoke: 20 clients, 200/s", 20, 200, 0.3, 1.0)], workers=2, settle=0.2)
-
-
-# -- processes ---------------------------------------------------------------------------
-
-
-def ask(conn: Connection, *command: object, timeout: float = REPLY_TIMEOUT) -> tuple:
-    conn.send(command)
-    if not conn.poll(timeout):
-        raise RuntimeError(f"no reply to {command[0]!r} within {timeout:.0f} s")
-    return conn.recv()
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for {pid}")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-
-
-def get_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
-
-
-@dataclass
-class Server:
-    """The processes of one server kind; `pids[0]` serves the clients."""
-
-    name: str
-    port: int
-    processes: list[subprocess.Popen[bytes]]
-    pids: list[int]
-
-
-@contextlib.contextmanager
-def started(name: str, upstream_url: str, upstream: Connection) -> Iterator[Server]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HEATMAP_", "HUB_"))}
-    env.pop("REDIS_URL", None)
-    env |= {
-        "PYTHONPATH": str(ROOT),
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "BINANCE_WS_URL": upstream_url,
-        "HEATMAP_SYMBOLS": ",".join(SYMBOLS),
-        # The defaults (200 per address, 10,000 in all) would refuse a load test.
-        "HUB_MAX_CONNECTIONS": "100000",
-        "HUB_MAX_CONNECTIONS_PER_IP": "100000",
-    }
-    hub = [sys.executable, "-m", "hub", "--log-level", "warning"]
-    peer = [sys.executable, str(ROOT / "bench" / "fanout_peers.py")]
-    redis = None
-    processes: list[subprocess.Popen[bytes]] = []
-    try:
-        if name == "hub serve":
-            processes.append(subprocess.Popen([*hub, "serve"], env=env))
-        elif name == "hub web+ingest":
-            redis = RedisServer()
-            redis.start()
-            env["REDIS_URL"] = redis.url
-            processes.append(subprocess.Popen([*hub, "web"], env=env))
-            processes.append(subprocess.Popen([*hub, "ingest"], env=env))
-        else:
-            args = ["--port", str(port), "--upstream", upstream_url]
-            args += ["--symbols", ",".join(SYMBOLS)]
-            processes.append(subprocess.Popen([*peer, name, *args], env=env))
-        pids = [p.pid for p in processes]
-        if redis is not None and redis._process is not None:
-            pids.append(redis._process.pid)
-        wait_ready(name, port, processes, upstream)
-        yield Server(name, port, processes, pids)
-    finally:
-        for process in processes:
-            stop(process)
-        if redis is not None:
-            redis.stop()
-
-
-def wait_ready(
-    name: str, port: int, processes: list[subprocess.Popen[bytes]], upstream: Connection
-) -> None:
-    """The upstream connection is open and (for the hub) every symbol is served."""
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        for process in processes:
-            if process.poll() is not None:
-                raise RuntimeError(f"{name}: a process exited with {process.returncode}")
-        connected = ask(upstream, "connections")[1] >= 1
-        if connected and name.startswith("hub"):
-            base = f"http://127.0.0.1:{port}/api/heatmap/liquidations"
-            connected = all(get_ok(f"{base}/{s}?limit=1") for s in SYMBOLS)
-        elif connected:
-            with contextlib.suppress(OSError):
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).close()
-            connected = port_open(port)
-        if connected:
-            return
-        time.sleep(0.1)
-    raise RuntimeError(f"{name}: not ready within {START_TIMEOUT:.0f} s")
-
-
-def port_open(port: int) -> bool:
-    import socket
-
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except OSError:
-        return False
-    return True
-
-
-@dataclass
-class Clients:
-    processes: list[multiprocessing.Process]
-    conns: list[Connection]
-
-    def ask_all(self, *command: object) -> list[tuple]:
-        for conn in self.conns:
-            conn.send(command)
-        replies = []
-        for conn in self.conns:
-            if not conn.poll(REPLY_TIMEOUT):
-                raise RuntimeError(f"a client worker did not answer {command[0]!r}")
-            replies.append(conn.recv())
-        return replies
-
-    def close(self) -> None:
-        for conn in self.conns:
-            with contextlib.suppress(OSError):
-                conn.send(("close",))
-        for process in self.processes:
-            process.join(10)
-            if process.is_alive():
-                process.kill()
-                process.join(5)
-
-
-@contextlib.contextmanager
-def clients(server: Server, kind_index: int, n: int, workers: int) -> Iterator[Clients]:
-    """n connections over `workers` processes, client i on SYMBOLS[i % 5]; each worker from
-    its own loopback address, so no run exhausts one address's ephemeral ports."""
-    context = multiprocessing.get_context("spawn")
-    made = Clients([], [])
-    dialect = DIALECT.get(server.name, "hub")
-    try:
-        for w in range(workers):
-            channels = [f"liquidations:{SYMBOLS[i % 5]}" for i in range(w, n, workers)]
-            ours, theirs = context.Pipe()
-            source = f"127.0.{kind_index + 1}.{w + 1}"
-            process = context.Process(
-                target=client_process, args=(dialect, server.port, source, channels, theirs)
-            )
-            process.start()
-            made.processes.append(process)
-            made.conns.append(ours)
-        replies = made.ask_all("connect")
-        connected = sum(r[1] for r in replies)
-        if connected < n:
-            errors = [r[2] for r in replies if r[2] != "[]"]
-            raise RuntimeError(f"{server.name}: {connected}/{n} clients subscribed; {errors}")
-        yield made
-    finally:
-        made.close()
 
 
 # -- one run -----------------------------------------------------------------------------
@@ -289,6 +98,7 @@ class Row:
     complete: float
     cpu_us: float  # serving process, per delivery
     cpu_all_us: float
+    client_us: float  # the load clients' CPU per message they received
     p50: float
     p99: float
     max: float
@@ -303,10 +113,12 @@ def measure(run: Run, server: Server, crowd: Clients, upstream: Connection, idle
     crowd.ask_all("reset")
     ask(upstream, "stamps")  # forget the warm-up's
     cpu0 = [cpu_seconds(pid) for pid in server.pids]
+    clients0 = sum(cpu_seconds(p.pid) for p in crowd.processes if p.pid is not None)
     t0 = time.time_ns() // 1_000
     time.sleep(run.seconds)
     t1 = time.time_ns() // 1_000
     cpu1 = [cpu_seconds(pid) for pid in server.pids]
+    clients1 = sum(cpu_seconds(p.pid) for p in crowd.processes if p.pid is not None)
     ask(upstream, "rate", 0)
     stamps = ask(upstream, "stamps")[1]
     drain(crowd)
@@ -330,6 +142,7 @@ def measure(run: Run, server: Server, crowd: Clients, upstream: Connection, idle
         complete=latency_ms.size / offered if offered else 0.0,
         cpu_us=used[0] / deliveries * 1e6,
         cpu_all_us=sum(used) / deliveries * 1e6,
+        client_us=(clients1 - clients0) / deliveries * 1e6,
         p50=float(pct[0]),
         p99=float(pct[1]),
         max=float(latency_ms.max()) if latency_ms.size else float("nan"),
@@ -354,17 +167,18 @@ def drain(crowd: Clients) -> None:
 # -- report ------------------------------------------------------------------------------
 
 HEADER = (
-    f"{'server':<15} {'offered/s':>10} {'delivered/s':>11} {'complete':>8} "
-    f"{'CPU us/deliv':>12} {'(all procs)':>11} {'p50 ms':>7} {'p99 ms':>8} {'max ms':>8} "
-    f"{'closed':>6} {'KiB/idle conn':>13}"
+    f"{'server':<15} {'offered/s':>9} {'delivered/s':>11} {'complete':>8} "
+    f"{'CPU us/deliv':>12} {'(all procs)':>11} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
+    f"{'closed':>6} {'KiB/idle conn':>13} {'client us/msg':>13}"
 )
 
 
 def line(row: Row) -> str:
     return (
-        f"{row.server:<15} {row.offered:>10,.0f} {row.delivered:>11,.0f} "
+        f"{row.server:<15} {row.offered:>9,.0f} {row.delivered:>11,.0f} "
         f"{row.complete:>8.2%} {row.cpu_us:>12.2f} {row.cpu_all_us:>11.2f} "
-        f"{row.p50:>7.2f} {row.p99:>8.2f} {row.max:>8.1f} {row.closed:>6} {row.idle_kib:>13.1f}"
+        f"{row.p50:>8.2f} {row.p99:>8.2f} {row.max:>8.1f} {row.closed:>6} "
+        f"{row.idle_kib:>13.1f} {row.client_us:>13.2f}"
     )
 
 
@@ -392,7 +206,7 @@ def summary(results: dict[str, dict[str, Row]]) -> list[str]:
         found = row(run, server)
         return None if found is None else float(getattr(found, name))
 
-    at20k, saturated, many = (run.name for run in FULL.runs)
+    at20k, saturated, many = AT_20K.name, SATURATED.name, MANY.name
     cpu = ratio(field(at20k, "hub serve", "cpu_us"), field(at20k, "broadcast", "cpu_us"))
     rate = ratio(
         field(saturated, "hub serve", "delivered"), field(saturated, "socketio", "delivered")
@@ -421,10 +235,9 @@ def summary(results: dict[str, dict[str, Row]]) -> list[str]:
             f"offered, p99 {hub.p99:.2f} ms against broadcast's {peer.p99:.2f} ms (all "
             f"delivered, p99 below) -> {'met' if met else 'NOT met'}"
         )
-    for run in (at20k, many):
-        idle = ", ".join(f"{s} {r.idle_kib:.1f}" for s, r in results.get(run, {}).items())
-        clients_n = FULL.runs[0].clients if run == at20k else FULL.runs[2].clients
-        lines.append(f"RSS per idle connection, {clients_n:,} clients (KiB): {idle}")
+    for run in (AT_20K, MANY):
+        idle = ", ".join(f"{s} {r.idle_kib:.1f}" for s, r in results.get(run.name, {}).items())
+        lines.append(f"RSS per idle connection, {run.clients:,} clients (KiB): {idle}")
     return lines
 
 
@@ -459,17 +272,16 @@ def bench(plan: Plan, servers: list[str]) -> dict[str, dict[str, Row]]:
 def run_server(
     plan: Plan, name: str, url: str, upstream: Connection, results: dict[str, dict[str, Row]]
 ) -> None:
-    with started(name, url, upstream) as server:
-        sizes = list(dict.fromkeys(run.clients for run in plan.runs))
-        for n in sizes:
+    """Each run on a fresh server: no backlog or leftover state from the run before."""
+    for run in plan.runs:
+        with started(name, url, upstream) as server:
             before = rss_kib(server.pids[0])
-            with clients(server, SERVERS.index(name), n, plan.workers) as crowd:
+            with clients(server, SERVERS.index(name), run.clients, plan.workers) as crowd:
                 time.sleep(plan.settle)
-                idle = (rss_kib(server.pids[0]) - before) / n
-                for run in (r for r in plan.runs if r.clients == n):
-                    row = measure(run, server, crowd, upstream, idle)
-                    results[run.name][name] = row
-                    print(f"[{run.name}] {line(row)}", flush=True)
+                idle = (rss_kib(server.pids[0]) - before) / run.clients
+                row = measure(run, server, crowd, upstream, idle)
+        results[run.name][name] = row
+        print(f"[{run.name}] {line(row)}", flush=True)
 
 
 def raise_open_files(needed: int) -> None:

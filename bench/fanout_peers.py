@@ -28,6 +28,7 @@ import msgspec
 import orjson
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, broadcast, serve
+from websockets.exceptions import ConnectionClosed
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere
 
@@ -41,7 +42,9 @@ EPOCH = "bench"
 
 async def liquidations(upstream: str, symbols: list[str]) -> AsyncIterator[LiquidationEvent]:
     streams = "/".join(stream_name(s) for s in symbols)
-    async with connect(f"{upstream}/stream?streams={streams}", max_size=None) as websocket:
+    # No keepalive: a peer busy emitting a backlog would miss its pong and drop the feed.
+    url = f"{upstream}/stream?streams={streams}"
+    async with connect(url, max_size=None, ping_interval=None) as websocket:
         async for frame in websocket:
             event = parse_frame(frame).event
             if event is not None:
@@ -66,6 +69,8 @@ async def broadcast_peer(port: int, upstream: str, symbols: list[str]) -> None:
                         joined.append(channel)
                     reply = {"op": "subscribed", "id": request.get("id"), "channels": joined}
                     await websocket.send(orjson.dumps(reply).decode())
+        except ConnectionClosed:
+            pass  # a load client leaving at the end of a run
         finally:
             for channel in joined:
                 rooms[channel].discard(websocket)
