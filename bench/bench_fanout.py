@@ -99,6 +99,7 @@ class Row:
     cpu_us: float  # serving process, per delivery
     cpu_all_us: float
     client_us: float  # the load clients' CPU per message they received
+    others: float  # share of the machine's CPU time taken by processes outside the bench
     p50: float
     p99: float
     max: float
@@ -106,19 +107,23 @@ class Row:
     idle_kib: float
 
 
-def measure(run: Run, server: Server, crowd: Clients, upstream: Connection, idle: float) -> Row:
+def measure(
+    run: Run, server: Server, crowd: Clients, upstream: Connection, upstream_pid: int, idle: float
+) -> Row:
     subscribers = run.clients / len(SYMBOLS)
     ask(upstream, "rate", run.offered / subscribers)
     time.sleep(run.warmup)
     crowd.ask_all("reset")
     ask(upstream, "stamps")  # forget the warm-up's
-    cpu0 = [cpu_seconds(pid) for pid in server.pids]
-    clients0 = sum(cpu_seconds(p.pid) for p in crowd.processes if p.pid is not None)
+    workers = [p.pid for p in crowd.processes if p.pid is not None]
+    bench_pids = [*workers, upstream_pid, os.getpid()]
+    machine0, cpu0 = machine_busy(), [cpu_seconds(pid) for pid in server.pids]
+    clients0, bench0 = sum(map(cpu_seconds, workers)), sum(map(cpu_seconds, bench_pids))
     t0 = time.time_ns() // 1_000
     time.sleep(run.seconds)
     t1 = time.time_ns() // 1_000
-    cpu1 = [cpu_seconds(pid) for pid in server.pids]
-    clients1 = sum(cpu_seconds(p.pid) for p in crowd.processes if p.pid is not None)
+    machine1, cpu1 = machine_busy(), [cpu_seconds(pid) for pid in server.pids]
+    clients1, bench1 = sum(map(cpu_seconds, workers)), sum(map(cpu_seconds, bench_pids))
     ask(upstream, "rate", 0)
     stamps = ask(upstream, "stamps")[1]
     drain(crowd)
@@ -134,6 +139,10 @@ def measure(run: Run, server: Server, crowd: Clients, upstream: Connection, idle
     seconds = (t1 - t0) / 1e6
     deliveries = max(arrived, 1)
     used = [b - a for a, b in zip(cpu0, cpu1, strict=True)]
+    others = float("nan")
+    if machine0 is not None and machine1 is not None:
+        ours = sum(used) + bench1 - bench0
+        others = (machine1[0] - machine0[0] - ours) / (machine1[1] - machine0[1])
     pct = np.percentile(latency_ms, [50, 99]) if latency_ms.size else [np.nan, np.nan]
     return Row(
         server=server.name,
@@ -143,6 +152,7 @@ def measure(run: Run, server: Server, crowd: Clients, upstream: Connection, idle
         cpu_us=used[0] / deliveries * 1e6,
         cpu_all_us=sum(used) / deliveries * 1e6,
         client_us=(clients1 - clients0) / deliveries * 1e6,
+        others=others,
         p50=float(pct[0]),
         p99=float(pct[1]),
         max=float(latency_ms.max()) if latency_ms.size else float("nan"),
@@ -169,7 +179,7 @@ def drain(crowd: Clients) -> None:
 HEADER = (
     f"{'server':<15} {'offered/s':>9} {'delivered/s':>11} {'complete':>8} "
     f"{'CPU us/deliv':>12} {'(all procs)':>11} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
-    f"{'closed':>6} {'KiB/idle conn':>13} {'client us/msg':>13}"
+    f"{'closed':>6} {'KiB/idle conn':>13} {'client us/msg':>13} {'others':>6}"
 )
 
 
@@ -178,7 +188,7 @@ def line(row: Row) -> str:
         f"{row.server:<15} {row.offered:>9,.0f} {row.delivered:>11,.0f} "
         f"{row.complete:>8.2%} {row.cpu_us:>12.2f} {row.cpu_all_us:>11.2f} "
         f"{row.p50:>8.2f} {row.p99:>8.2f} {row.max:>8.1f} {row.closed:>6} "
-        f"{row.idle_kib:>13.1f} {row.client_us:>13.2f}"
+        f"{row.idle_kib:>13.1f} {row.client_us:>13.2f} {row.others:>6.0%}"
     )
 
 
@@ -254,11 +264,9 @@ def bench(plan: Plan, servers: list[str]) -> dict[str, dict[str, Row]]:
         if not ours.poll(START_TIMEOUT):
             raise RuntimeError("the upstream look-alike did not start")
         url = ours.recv()[1]
+        assert feeder.pid is not None
         for server_name in servers:
-            try:
-                run_server(plan, server_name, url, ours, results)
-            except RuntimeError as error:
-                print(f"{server_name}: FAILED: {error}", flush=True)
+            run_server(plan, server_name, url, ours, feeder.pid, results)
     finally:
         with contextlib.suppress(OSError):
             ours.send(("stop",))
@@ -270,16 +278,25 @@ def bench(plan: Plan, servers: list[str]) -> dict[str, dict[str, Row]]:
 
 
 def run_server(
-    plan: Plan, name: str, url: str, upstream: Connection, results: dict[str, dict[str, Row]]
+    plan: Plan,
+    name: str,
+    url: str,
+    upstream: Connection,
+    upstream_pid: int,
+    results: dict[str, dict[str, Row]],
 ) -> None:
     """Each run on a fresh server: no backlog or leftover state from the run before."""
     for run in plan.runs:
-        with started(name, url, upstream) as server:
-            before = rss_kib(server.pids[0])
-            with clients(server, SERVERS.index(name), run.clients, plan.workers) as crowd:
-                time.sleep(plan.settle)
-                idle = (rss_kib(server.pids[0]) - before) / run.clients
-                row = measure(run, server, crowd, upstream, idle)
+        try:
+            with started(name, url, upstream) as server:
+                before = rss_kib(server.pids[0])
+                with clients(server, SERVERS.index(name), run.clients, plan.workers) as crowd:
+                    time.sleep(plan.settle)
+                    idle = (rss_kib(server.pids[0]) - before) / run.clients
+                    row = measure(run, server, crowd, upstream, upstream_pid, idle)
+        except RuntimeError as error:
+            print(f"[{run.name}] {name}: FAILED: {error}", flush=True)
+            continue
         results[run.name][name] = row
         print(f"[{run.name}] {line(row)}", flush=True)
 

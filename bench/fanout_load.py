@@ -42,6 +42,7 @@ PRICES = {"BTCUSDT": 60_000.0, "ETHUSDT": 3_000.0, "SOLUSDT": 150.0, "ADAUSDT": 
 TICK_S = 0.002  # the pacer's wake-up; each wake-up sends what is due since the last
 MAX_BURST = 2_000  # frames in one wake-up, so a stalled pacer does not flood at once
 CONNECT_AT_ONCE = 64  # handshakes in flight per worker
+CONNECT_ATTEMPTS = 3
 STAMP = re.compile(rb'"quantity":1\.(\d+)[^}]*?"time":(\d+)')
 
 
@@ -275,7 +276,7 @@ def client_process(
     dialect: str, port: int, source_ip: str, channels: list[str], conn: Connection
 ) -> None:
     """Holds one connection per entry of `channels`, from `source_ip` (a loopback address).
-    Commands: ("connect",) -> ("connected", n, first error), ("reset",), ("count",) ->
+    Commands: ("connect",) -> ("connected", n subscribed, first error), ("reset",), ("count",) ->
     messages so far, ("report",) -> (sent µs, received µs, closed), ("close",)."""
     run_loop(_clients(dialect, port, source_ip, channels, conn))
 
@@ -297,12 +298,22 @@ async def _clients(
             clients.append(client)
             await asyncio.wait_for(client.ready, 30)
 
+    async def open_retrying(channel: str) -> None:
+        # A handshake can be reset or time out on an overloaded machine; a client retries.
+        for attempt in range(CONNECT_ATTEMPTS):
+            try:
+                return await open_one(channel)
+            except (OSError, TimeoutError):
+                if attempt == CONNECT_ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(0.5)
+
     try:
         while True:
             command = await asyncio.to_thread(conn.recv)
             if command[0] == "connect":
                 results = await asyncio.gather(
-                    *(open_one(c) for c in channels), return_exceptions=True
+                    *(open_retrying(c) for c in channels), return_exceptions=True
                 )
                 errors = [r for r in results if isinstance(r, BaseException)]
                 conn.send(("connected", len(results) - len(errors), repr(errors[:1])))
