@@ -6,15 +6,17 @@ delivered something; CI runs it). Install the `bench` extra for the peers
 (``pip install -e '.[bench]'``); without python-socketio that server is skipped, without
 uvloop the peers and clients run on asyncio's own loop (both are said in the output).
 
-Servers, each started in turn against the same upstream look-alike and load clients:
+Servers, each started afresh for every run, against the same upstream look-alike and
+load clients (runs outer, servers inner, so a table's rows are minutes apart):
 - `hub serve`: ``python -m hub serve`` (in-memory broker), the hub's public CLI and /ws.
 - `hub web+ingest`: ``ingest`` publishing to a private redis-server, one ``web`` serving.
 - `socketio`, `broadcast`: the peers of `bench/fanout_peers.py`.
 
 Setting: N clients over 5 symbols, each subscribed to one `liquidations:{SYMBOL}` channel
 (N/5 subscribers a channel). Offered deliveries/s = upstream events/s x subscribers per
-symbol. Runs: 1k clients saturated (far more offered than any server delivers), 1k at
-20k/s, 10k at 20k/s. Per run: a warm-up, then a measured interval [t0, t1], then a drain.
+symbol. Runs: 1k at 20k/s, 10k at 20k/s, 1k clients saturated (far more offered than any
+server delivers). Per run: the clients connect and subscribe, idle RSS is read, then a
+warm-up, a measured interval [t0, t1], and a drain (until no message came for 0.5 s).
 - delivered/s: messages arriving at clients within [t0, t1], per second.
 - complete: of the messages the upstream sent in [t0, t1] (x subscribers), the share that
   arrived by the end of the drain; latency percentiles are over those messages, from the
@@ -23,6 +25,10 @@ symbol. Runs: 1k clients saturated (far more offered than any server delivers), 
   delivery; "all" adds every server-side process (ingest and redis-server for web+ingest).
 - KiB/idle conn: (RSS with the N clients connected and subscribed, nothing flowing) minus
   (RSS before they connected), over N.
+- closed: client connections the server closed during the run (e.g. as too slow).
+- client µs/msg: the load workers' CPU per message, to show they are not the bottleneck.
+- others: the share of the machine's CPU taken by processes outside this bench during
+  [t0, t1] (/proc/stat): the machine is shared, and wall-clock figures suffer from it.
 Figures are printed; nothing is asserted about time.
 """
 
@@ -81,7 +87,6 @@ class Plan:
 
 AT_20K = Run("1k clients, 20k/s", 1_000, 20_000, 2.0, 5.0)
 MANY = Run("10k clients, 20k/s", 10_000, 20_000, 3.0, 5.0)
-# Last: a saturated server is left with a backlog (each run starts a fresh server anyway).
 SATURATED = Run("1k clients, saturated (150k/s offered)", 1_000, 150_000, 2.0, 5.0)
 FULL = Plan([AT_20K, MANY, SATURATED], workers=4, settle=2.0)
 SMOKE = Plan([Run("smoke: 20 clients, 200/s", 20, 200, 0.3, 1.0)], workers=2, settle=0.2)
@@ -265,8 +270,13 @@ def bench(plan: Plan, servers: list[str]) -> dict[str, dict[str, Row]]:
             raise RuntimeError("the upstream look-alike did not start")
         url = ours.recv()[1]
         assert feeder.pid is not None
-        for server_name in servers:
-            run_server(plan, server_name, url, ours, feeder.pid, results)
+        # Runs outer, servers inner: the servers a table compares are measured minutes
+        # apart, under much the same load from the rest of the machine.
+        for run in plan.runs:
+            for name in servers:
+                row = run_one(run, plan, name, url, ours, feeder.pid)
+                if row is not None:
+                    results[run.name][name] = row
     finally:
         with contextlib.suppress(OSError):
             ours.send(("stop",))
@@ -277,28 +287,22 @@ def bench(plan: Plan, servers: list[str]) -> dict[str, dict[str, Row]]:
     return results
 
 
-def run_server(
-    plan: Plan,
-    name: str,
-    url: str,
-    upstream: Connection,
-    upstream_pid: int,
-    results: dict[str, dict[str, Row]],
-) -> None:
-    """Each run on a fresh server: no backlog or leftover state from the run before."""
-    for run in plan.runs:
-        try:
-            with started(name, url, upstream) as server:
-                before = rss_kib(server.pids[0])
-                with clients(server, SERVERS.index(name), run.clients, plan.workers) as crowd:
-                    time.sleep(plan.settle)
-                    idle = (rss_kib(server.pids[0]) - before) / run.clients
-                    row = measure(run, server, crowd, upstream, upstream_pid, idle)
-        except RuntimeError as error:
-            print(f"[{run.name}] {name}: FAILED: {error}", flush=True)
-            continue
-        results[run.name][name] = row
-        print(f"[{run.name}] {line(row)}", flush=True)
+def run_one(
+    run: Run, plan: Plan, name: str, url: str, upstream: Connection, upstream_pid: int
+) -> Row | None:
+    """One run on a fresh server: no backlog or leftover state from the run before."""
+    try:
+        with started(name, url, upstream) as server:
+            before = rss_kib(server.pids[0])
+            with clients(server, SERVERS.index(name), run.clients, plan.workers) as crowd:
+                time.sleep(plan.settle)
+                idle = (rss_kib(server.pids[0]) - before) / run.clients
+                row = measure(run, server, crowd, upstream, upstream_pid, idle)
+    except RuntimeError as error:
+        print(f"[{run.name}] {name}: FAILED: {error}", flush=True)
+        return None
+    print(f"[{run.name}] {line(row)}", flush=True)
+    return row
 
 
 def raise_open_files(needed: int) -> None:
