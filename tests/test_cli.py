@@ -129,7 +129,8 @@ async def test_record_writes_open_interest_and_mark_prices(
             sys.executable, "-m", "hub", "record", "--out", str(out), "--frames", "2",
             cwd=ROOT,
             env={**os.environ, "BINANCE_WS_URL": fake_binance.base_url,
-                 "BINANCE_REST_URL": rest.url, "HEATMAP_SYMBOLS": "BTCUSDT"},
+                 "BINANCE_REST_URL": rest.url, "HEATMAP_SYMBOLS": "BTCUSDT",
+                 "HEATMAP_EXCHANGES": "binance"},
         )  # fmt: skip
         await fake_binance.wait_for_subscription("btcusdt@markPrice@1s", timeout=15)
         await eventually(lambda: rest.requests)

@@ -26,7 +26,7 @@ from hub.config import Settings
 from hub.feeds.replay import read_replays
 from hub.service.hubs import ServeHub, WebHub
 from hub.service.sources import DATA, DEMO_REPLAY, Source
-from tests.conftest import FAST_TIMING, HubFactory, eventually, fast_backoff, free_port
+from tests.conftest import BINANCE, FAST_TIMING, HubFactory, eventually, fast_backoff, free_port
 from tests.fakes.binance_open_interest import FakeOpenInterest
 from tests.fakes.binance_server import FakeBinance, force_order
 from tests.redis_server import RedisServer
@@ -133,6 +133,7 @@ async def test_open_interest_and_mark_price_reach_the_channel_and_rest(
             binance_ws_url=fake_binance.base_url,
             binance_rest_url=rest.url,
             symbols=("BTCUSDT",),
+            exchanges=BINANCE,
             flush_ms=20,
         )
         running = await start_hub(settings, open_interest=True, oi_poll_interval=0.2)
@@ -162,6 +163,7 @@ async def test_a_liquidation_at_an_open_level_counts_in_validation(
             binance_ws_url=fake_binance.base_url,
             binance_rest_url=rest.url,
             symbols=("BTCUSDT",),
+            exchanges=BINANCE,
             flush_ms=20,
         )
         running = await start_hub(settings, open_interest=True, oi_poll_interval=0.2)
@@ -200,7 +202,9 @@ async def test_a_liquidation_at_an_open_level_counts_in_validation(
 async def test_bad_requests_get_clear_errors(
     start_hub: HubFactory, fake_binance: FakeBinance, path: str, status: int, error: str
 ) -> None:
-    running = await start_hub(Settings(binance_ws_url=fake_binance.base_url, symbols=("BTCUSDT",)))
+    running = await start_hub(
+        Settings(binance_ws_url=fake_binance.base_url, symbols=("BTCUSDT",), exchanges=BINANCE)
+    )
     await eventually(lambda: running.hub.fanout.predicted(CHANNEL) is not None)
     response = await running.client.get(f"{running.http}{path}")
     assert response.status_code == status, response.text
@@ -210,7 +214,9 @@ async def test_bad_requests_get_clear_errors(
 async def test_predicted_channels_name_one_tracked_symbol(
     start_hub: HubFactory, fake_binance: FakeBinance
 ) -> None:
-    running = await start_hub(Settings(binance_ws_url=fake_binance.base_url, symbols=("BTCUSDT",)))
+    running = await start_hub(
+        Settings(binance_ws_url=fake_binance.base_url, symbols=("BTCUSDT",), exchanges=BINANCE)
+    )
     async with connect(running.ws) as ws:
         for id_, channel, code in ((1, "predicted:*", "bad_channel"),
                                    (2, "predicted:DOGEUSDT", "unknown_symbol"),
@@ -279,6 +285,7 @@ async def test_levels_reach_a_web_process_over_redis(
             binance_ws_url=fake_binance.base_url,
             binance_rest_url=rest.url,
             symbols=("BTCUSDT",),
+            exchanges=BINANCE,
             flush_ms=20,
             redis_url=redis_server.url,
         )

@@ -69,8 +69,9 @@ class Decoder(Protocol):
 
     def decode(self, frame: bytes) -> Decoded: ...
 
-    def take_rest(self, path: str, body: bytes) -> None:
-        """A REST response the feed polled (live or replayed), e.g. OKX's instruments."""
+    def take_rest(self, path: str, body: bytes) -> bool:
+        """A REST response the feed polled (live or replayed), e.g. OKX's instruments;
+        False when the path is none of this exchange's."""
 
 
 def count_decoded(status: FeedStatus, decoded: Decoded) -> None:

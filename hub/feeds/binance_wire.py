@@ -143,5 +143,5 @@ class BinanceDecoder:
         anomalies = [] if parsed.anomaly is None else [(parsed.anomaly, parsed.detail)]
         return Decoded([] if parsed.event is None else [parsed.event], anomalies)
 
-    def take_rest(self, path: str, body: bytes) -> None:
-        return None
+    def take_rest(self, path: str, body: bytes) -> bool:
+        return False  # open interest answers are market data, read beside this decoder

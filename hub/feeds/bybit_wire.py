@@ -106,8 +106,9 @@ class BybitDecoder:
                 anomalies.append(("malformed", f"liquidation: {error}"))
         return Decoded(events, anomalies)
 
-    def take_rest(self, path: str, body: bytes) -> None:
-        return None
+    def take_rest(self, path: str, body: bytes) -> bool:
+        # The instruments list only tells a live feed what `*` subscribes to.
+        return path.startswith("/v5/market/instruments-info")
 
 
 def normalize(item: Liquidation) -> LiquidationEvent:

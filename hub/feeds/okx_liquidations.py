@@ -47,9 +47,11 @@ class OkxLiquidationDecoder:
         self.contract_values: dict[str, float] = dict(contract_values or {})
         self.recent = RecentKeys()
 
-    def take_rest(self, path: str, body: bytes) -> None:
-        if is_instruments_path(path):
-            self.contract_values = parse_contract_values(body)
+    def take_rest(self, path: str, body: bytes) -> bool:
+        if not is_instruments_path(path):
+            return False
+        self.contract_values = parse_contract_values(body)
+        return True
 
     def decode(self, frame: bytes) -> Decoded:
         if is_pong(frame):

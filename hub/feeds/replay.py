@@ -220,9 +220,13 @@ class ReplayFeed(Feed):
         decoder = self._decoders[line.source]
         if line.rest is not None:
             try:
-                decoder.take_rest(line.rest, bytes(line.raw))
+                known = decoder.take_rest(line.rest, bytes(line.raw))
             except UpstreamError as error:
                 status.count_anomaly("bad_rest_response", str(error))
+                return False
+            if not known:
+                kind = f"unknown_rest:{line.rest[:40]}"
+                self.status.count_anomaly(kind, f"{line.source} {line.rest[:80]}")
             return False
         decoded = decoder.decode(bytes(line.raw))
         if self._shift or self.lap:
