@@ -3,11 +3,15 @@ serve --replay, SIGTERM."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -85,8 +89,6 @@ def test_bad_configuration_exits_2_with_one_line() -> None:
 
 
 async def test_record_writes_replay_lines(fake_binance: FakeBinance, tmp_path: Path) -> None:
-    import asyncio
-
     out = tmp_path / "session.jsonl"
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -162,27 +164,36 @@ def test_serve_replay_matches_the_expected_totals() -> None:
         assert process.wait(10) == 0
 
 
-async def test_sigterm_closes_clients_with_1001_and_exits_0() -> None:
-    import asyncio
-    import signal
-
-    from websockets.asyncio.client import connect
-    from websockets.exceptions import ConnectionClosed
-
+@contextlib.asynccontextmanager
+async def hub_process(
+    *args: str, stderr: int = asyncio.subprocess.DEVNULL
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, int]]:
+    """`python -m hub ARGS --port PORT` on a free port; killed on the way out if it still runs."""
     port = free_port()
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "hub",
-        "serve",
-        "--demo",
+        *args,
         "--port",
         str(port),
         cwd=ROOT,
         stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
+        stderr=stderr,
     )
     try:
+        yield process, port
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def test_sigterm_closes_clients_with_1001_and_exits_0() -> None:
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
+
+    async with hub_process("serve", "--demo") as (process, port):
         for _ in range(150):
             try:
                 websocket = await connect(f"ws://127.0.0.1:{port}/ws")
@@ -201,10 +212,6 @@ async def test_sigterm_closes_clients_with_1001_and_exits_0() -> None:
         assert websocket.close_code == 1001
         assert await asyncio.wait_for(process.wait(), 10) == 0
         assert time.monotonic() - started < 10
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
 
 
 # -- the help a user reads ------------------------------------------------------------------

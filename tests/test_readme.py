@@ -18,7 +18,6 @@ import asyncio
 import re
 import shlex
 import signal
-import subprocess
 import sys
 import tomllib
 from pathlib import Path
@@ -27,7 +26,8 @@ from typing import NamedTuple
 import httpx
 
 from hub.config import Settings
-from tests.conftest import HubFactory, free_port
+from tests.conftest import HubFactory
+from tests.test_cli import hub_process, run_cli
 
 ROOT = Path(__file__).parent.parent
 README = ROOT / "README.md"
@@ -118,20 +118,10 @@ def test_what_the_setup_installs_exists() -> None:
     assert installs and all(s in SETUP_STEPS for s in installs), installs
 
 
-def run_hub(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hub", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-    )
-
-
 def test_each_readme_command_has_working_help_naming_its_flags() -> None:
     for args in hub_steps():
         command = args[0]
-        result = run_hub(command, "--help")
+        result = run_cli(command, "--help")
         assert result.returncode == 0, f"heatmap-hub {command} --help: {result.stderr}"
         for flag in (a for a in args[1:] if a.startswith("--")):
             assert flag in result.stdout, f"README uses {flag}; `{command} --help` lacks it"
@@ -141,19 +131,7 @@ async def test_readme_servers_come_up_and_answer_health() -> None:
     servers = [args for args in hub_steps() if args[0] in ("serve", "web")]
     assert servers, "README starts no server"
     for args in servers:
-        port = free_port()
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "hub",
-            *args,
-            "--port",
-            str(port),
-            cwd=ROOT,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        try:
+        async with hub_process(*args, stderr=asyncio.subprocess.PIPE) as (process, port):
             async with httpx.AsyncClient(timeout=5) as client:
                 health = await _wait_for_health(client, f"http://127.0.0.1:{port}", process)
                 assert health == {"success": True, "data": {"status": "ok"}}
@@ -161,10 +139,6 @@ async def test_readme_servers_come_up_and_answer_health() -> None:
                 assert page.status_code == 200 and "<html" in page.text.lower()
             process.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(process.wait(), 15) == 0
-        finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
 
 
 async def _wait_for_health(
