@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal, NamedTuple
 
-from hub.errors import ProtocolError
+from hub.errors import ProtocolError, echo
 
 WINDOWS: dict[str, int] = {
     "5m": 5 * 60_000,
@@ -47,7 +47,7 @@ def heatmap_channel(symbol: str, window: str) -> str:
 def check_window(window: str) -> str:
     if window not in WINDOWS:
         raise ProtocolError(
-            "bad_window", f"unknown window {window!r}; use one of {', '.join(WINDOWS)}"
+            "bad_window", f"unknown window {echo(window)}; use one of {', '.join(WINDOWS)}"
         )
     return window
 
@@ -64,18 +64,18 @@ def parse_channel(name: object) -> Channel:
     kind = parts[0]
     if kind not in KINDS or len(parts) < 2:
         raise ProtocolError(
-            "bad_channel", f"unknown channel {name!r}; kinds are {', '.join(KINDS)}"
+            "bad_channel", f"unknown channel {echo(name)}; kinds are {', '.join(KINDS)}"
         )
     symbol = parts[1].upper()
     if symbol != ANY_SYMBOL and not is_symbol(parts[1]):  # before upper(): 'ß' is not 'SS'
-        raise ProtocolError("bad_channel", f"{parts[1]!r} in {name!r} is not a symbol")
+        raise ProtocolError("bad_channel", f"{echo(parts[1])} in {echo(name)} is not a symbol")
     if symbol == ANY_SYMBOL and kind in ("heatmap", "liquidity"):
         raise ProtocolError("bad_channel", f"{kind} channels name one symbol, not '*'")
     if kind == "heatmap":
         if len(parts) > 3:
-            raise ProtocolError("bad_channel", f"{name!r} has too many parts")
+            raise ProtocolError("bad_channel", f"{echo(name)} has too many parts")
         window = check_window(parts[2]) if len(parts) == 3 else DEFAULT_WINDOW
         return Channel("heatmap", symbol, window)
     if len(parts) != 2:
-        raise ProtocolError("bad_channel", f"{name!r} has too many parts")
+        raise ProtocolError("bad_channel", f"{echo(name)} has too many parts")
     return Channel(kind, symbol)  # type: ignore[arg-type]

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
 import signal
+import socket
 import sys
 import textwrap
 from collections.abc import Awaitable, Callable, Sequence
@@ -21,13 +21,25 @@ from pathlib import Path
 
 from hub import __version__
 from hub.config import FIELD_TO_VARIABLE, Settings, load_settings
-from hub.errors import ConfigError
+from hub.errors import ConfigError, echo
 from hub.service.hubs import HubView
 from hub.service.sources import Source
 
 EXIT_CONFIG = 2
 EXIT_USAGE = 2  # as argparse exits on a bad command line
-OVERRIDES = ("host", "port", "symbols", "binance_ws_url", "flush_ms", "redis_url")
+OVERRIDES = (
+    "host",
+    "port",
+    "symbols",
+    "exchanges",
+    "binance_ws_url",
+    "bybit_ws_url",
+    "bybit_rest_url",
+    "okx_ws_url",
+    "okx_rest_url",
+    "flush_ms",
+    "redis_url",
+)
 _DEFAULTS = Settings()
 _MORE = "Every setting can also come from the environment: see docs/configuration.md."
 
@@ -36,7 +48,12 @@ _SETTING_FLAGS = {
     "host": ("ADDRESS", "address to listen on"),
     "port": ("PORT", "port to listen on"),
     "symbols": ("LIST", "symbols to track, comma-separated, or '*' for every symbol"),
+    "exchanges": ("LIST", "liquidation sources, a comma-separated subset of binance,bybit,okx"),
     "binance_ws_url": ("URL", "Binance USD-M futures stream base"),
+    "bybit_ws_url": ("URL", "Bybit V5 public linear stream"),
+    "bybit_rest_url": ("URL", "Bybit REST base (instruments, for '*')"),
+    "okx_ws_url": ("URL", "OKX V5 public WebSocket"),
+    "okx_rest_url": ("URL", "OKX REST base (instruments: contract values)"),
     "flush_ms": ("MS", "longest a change waits before it is pushed to clients"),
     "redis_url": ("URL", "Redis to publish to / read from"),
 }
@@ -72,9 +89,9 @@ _COMMANDS = {
         ],
     ),
     "record": (
-        "write live Binance frames to a replay file",
-        "Connect to Binance and append every frame received, exactly as received, to a "
-        "replay file (JSON Lines) that `serve --replay` plays back.",
+        "write every configured exchange's live frames to one replay file",
+        "Connect to the configured exchanges and append every frame received, exactly as "
+        "received, to one replay file (JSON Lines) that `serve --replay` plays back.",
         [
             ("heatmap-hub record --out session.jsonl", "until Ctrl-C"),
             ("heatmap-hub record --out btc.jsonl --symbols BTCUSDT --frames 100", ""),
@@ -129,9 +146,15 @@ def _command(commands: argparse._SubParsersAction, name: str) -> argparse.Argume
     return parser
 
 
+def _add_upstreams(parser: argparse.ArgumentParser) -> None:
+    for field in ("symbols", "exchanges", "binance_ws_url", "bybit_ws_url", "bybit_rest_url"):
+        _setting_flag(parser, field)
+    _setting_flag(parser, "okx_ws_url")
+    _setting_flag(parser, "okx_rest_url")
+
+
 def _add_sources(parser: argparse.ArgumentParser) -> None:
-    _setting_flag(parser, "symbols")
-    _setting_flag(parser, "binance_ws_url")
+    _add_upstreams(parser)
     _setting_flag(parser, "flush_ms")
     group = parser.add_mutually_exclusive_group()
     group.add_argument(
@@ -194,8 +217,7 @@ def _parser() -> argparse.ArgumentParser:
     record.add_argument(
         "--out", type=Path, required=True, metavar="FILE", help="replay file to append to"
     )
-    _setting_flag(record, "symbols")
-    _setting_flag(record, "binance_ws_url")
+    _add_upstreams(record)
     record.add_argument(
         "--frames", type=int, default=0, metavar="N", help="stop after N frames (default: 0, never)"
     )
@@ -211,11 +233,11 @@ def _source(args: argparse.Namespace) -> Source:
     try:
         speed = float(args.speed)
     except ValueError:
-        raise ConfigError("--speed", f"must be a number, got {args.speed!r}") from None
+        raise ConfigError("--speed", f"must be a number, got {echo(args.speed)}") from None
     if not 0 <= speed <= 1_000_000:
-        raise ConfigError("--speed", f"must be between 0 and 1000000, got {args.speed}")
+        raise ConfigError("--speed", f"must be between 0 and 1000000, got {echo(args.speed)}")
     if args.replay is not None and not args.replay.is_file():
-        raise ConfigError("--replay", f"{args.replay} is not a readable file")
+        raise ConfigError("--replay", f"{echo(args.replay)} is not a readable file")
     return Source(replay=args.replay, speed=speed, demo=args.demo)
 
 
@@ -242,6 +264,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
 
 
+def check_listen_address(host: str, port: int) -> None:
+    """Bind (host, port) once before anything starts, so an address in use is a
+    configuration error (exit 2, one line) instead of a failure after start-up. The same
+    SO_REUSEADDR as uvicorn: a port left in TIME_WAIT is free, a listening one is not."""
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as error:
+        raise ConfigError("HOST", f"cannot resolve {echo(host)}: {error.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as error:
+            raise ConfigError("PORT", f"cannot listen on {host}:{port}: {error.strerror}") from None
+
+
 def _run_app(hub: HubView, settings: Settings, args: argparse.Namespace) -> int:
     from hub.api.app import create_app, say_goodbye
     from hub.api.server import run
@@ -261,12 +302,14 @@ def _run_app(hub: HubView, settings: Settings, args: argparse.Namespace) -> int:
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from hub.service.hubs import ServeHub
 
+    check_listen_address(settings.host, settings.port)
     return _run_app(ServeHub(settings, _source(args)), settings, args)
 
 
 def _web(settings: Settings, args: argparse.Namespace) -> int:
     from hub.service.hubs import WebHub
 
+    check_listen_address(settings.host, settings.port)
     return _run_app(WebHub(settings), settings, args)
 
 
@@ -289,31 +332,33 @@ def _ingest(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _record(settings: Settings, args: argparse.Namespace) -> int:
-    from hub.feeds.binance import BinanceFeed
     from hub.feeds.replay import Recorder
+    from hub.service.sources import build_feeds
+    from hub.tasks import cancel_and_wait
 
-    tracked = None if settings.track_all_symbols else set(settings.symbols)
     try:
         out = args.out.open("ab")
     except OSError as error:
         raise ConfigError("--out", f"cannot write {args.out}: {error.strerror}") from None
     with out:
-        recorder = Recorder(out, "binance")
-        feed = BinanceFeed(settings.binance_ws_url, tracked, lambda event: None)
+        feeds, _ = build_feeds(settings, Source(), lambda event: None)
+        recorders = [Recorder(out, feed.status.name) for feed in feeds]
 
         async def record(stop: asyncio.Event) -> None:
-            def listen(received_ms: int, frame: bytes) -> None:
-                recorder(received_ms, frame)
-                if args.frames and recorder.written >= args.frames:
-                    stop.set()
+            for feed, recorder in zip(feeds, recorders, strict=True):
 
-            feed.add_frame_listener(listen)
-            task = asyncio.create_task(feed.run())
+                def listen(received_ms: int, frame: bytes, recorder: Recorder = recorder) -> None:
+                    recorder(received_ms, frame)
+                    if args.frames and sum(r.written for r in recorders) >= args.frames:
+                        stop.set()
+
+                feed.add_frame_listener(listen)
+                feed.add_rest_listener(recorder.rest)
+            tasks = [asyncio.create_task(feed.run()) for feed in feeds]
             await stop.wait()
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(tasks)
 
         _until_signalled(record)
-        logging.getLogger("hub").info("recorded %d frames to %s", recorder.written, args.out)
+        written = sum(r.written for r in recorders)
+        logging.getLogger("hub").info("recorded %d frames to %s", written, args.out)
     return 0

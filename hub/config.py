@@ -8,21 +8,28 @@ else in the hub reads `os.environ`.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from hub.errors import ConfigError
+from hub.errors import ConfigError, echo
 from hub.fanout.protocol import Limits
 
 _LIMITS = Limits()
 DEFAULT_SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "ADAUSDT", "BNBUSDT")
 ALL_SYMBOLS = "*"
+# A USD-margined perpetual as Binance and Bybit name it: a base of letters and digits
+# (1000PEPE), then the quote. Anything else (`foo`, `BTC`, `BTC-USD`) is a typo that would
+# otherwise track nothing, silently.
+SYMBOL_SHAPE = re.compile(r"[A-Z0-9]{2,20}(USDT|USDC)")
+EXCHANGES = ("binance", "bybit", "okx")  # liquidation sources, in the order status lists them
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Settings:
     binance_ws_url: str = "wss://fstream.binance.com/market"
+    binance_rest_url: str = "https://fapi.binance.com"
     symbols: tuple[str, ...] = DEFAULT_SYMBOLS  # ("*",) tracks every symbol seen
     max_events: int = 10_000
     retention_days: float = 30.0
@@ -31,8 +38,11 @@ class Settings:
     price_range_pct: float = 15.0
     flush_ms: int = 50
     redis_url: str | None = None
+    exchanges: tuple[str, ...] = EXCHANGES
+    bybit_ws_url: str = "wss://stream.bybit.com/v5/public/linear"
+    bybit_rest_url: str = "https://api.bybit.com"
     okx_ws_url: str = "wss://ws.okx.com:8443/ws/v5/public"
-    okx_rest_url: str = "https://www.okx.com"
+    okx_rest_url: str = "https://openapi.okx.com"  # OKX's documented host since 2026
     coinglass_api_key: str | None = None
     host: str = "127.0.0.1"
     port: int = 5000
@@ -61,14 +71,14 @@ class Settings:
 def _ws_url(name: str, raw: str) -> str:
     parts = urlsplit(raw)
     if parts.scheme not in ("ws", "wss") or not parts.netloc:
-        raise ConfigError(name, f"must be a ws:// or wss:// URL, got {raw!r}")
+        raise ConfigError(name, f"must be a ws:// or wss:// URL, got {echo(raw)}")
     return raw.rstrip("/")
 
 
 def _http_url(name: str, raw: str) -> str:
     parts = urlsplit(raw)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(name, f"must be an http:// or https:// URL, got {raw!r}")
+        raise ConfigError(name, f"must be an http:// or https:// URL, got {echo(raw)}")
     return raw.rstrip("/")
 
 
@@ -76,7 +86,7 @@ def _redis_url(name: str, raw: str) -> str | None:
     if raw == "":
         return None
     if urlsplit(raw).scheme not in ("redis", "rediss", "unix"):
-        raise ConfigError(name, f"must be a redis://, rediss:// or unix:// URL, got {raw!r}")
+        raise ConfigError(name, f"must be a redis://, rediss:// or unix:// URL, got {echo(raw)}")
     return raw
 
 
@@ -87,9 +97,23 @@ def _symbols(name: str, raw: str) -> tuple[str, ...]:
     if not symbols:
         raise ConfigError(name, "must list at least one symbol, or be '*'")
     for symbol in symbols:
-        if not symbol.isalnum():
-            raise ConfigError(name, f"{symbol!r} is not a symbol (letters and digits only)")
+        if not SYMBOL_SHAPE.fullmatch(symbol):
+            raise ConfigError(
+                name,
+                f"{echo(symbol)} is not a symbol: letters and digits ending in USDT or USDC, "
+                "like BTCUSDT (or '*' for every symbol)",
+            )
     return symbols
+
+
+def _exchanges(name: str, raw: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(e.strip().lower() for e in raw.split(",") if e.strip()))
+    if not names:
+        raise ConfigError(name, f"must list at least one of {', '.join(EXCHANGES)}")
+    for exchange in names:
+        if exchange not in EXCHANGES:
+            raise ConfigError(name, f"{exchange!r} is not one of {', '.join(EXCHANGES)}")
+    return names
 
 
 def _origins(name: str, raw: str) -> tuple[str, ...]:
@@ -105,9 +129,9 @@ def _number(kind: type, low: float, high: float) -> Callable[[str, str], Any]:
             value = kind(raw)
         except ValueError:
             what = "an integer" if kind is int else "a number"
-            raise ConfigError(name, f"must be {what}, got {raw!r}") from None
+            raise ConfigError(name, f"must be {what}, got {echo(raw)}") from None
         if not low <= value <= high:
-            raise ConfigError(name, f"must be between {low:g} and {high:g}, got {raw}")
+            raise ConfigError(name, f"must be between {low:g} and {high:g}, got {echo(raw)}")
         return value
 
     return parse
@@ -119,13 +143,14 @@ def _text(name: str, raw: str) -> str | None:
 
 def _host(name: str, raw: str) -> str:
     if not raw or any(c.isspace() for c in raw):
-        raise ConfigError(name, f"must be a host name or address, got {raw!r}")
+        raise ConfigError(name, f"must be a host name or address, got {echo(raw)}")
     return raw
 
 
 # variable -> (settings field, parser)
 _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "BINANCE_WS_URL": ("binance_ws_url", _ws_url),
+    "BINANCE_REST_URL": ("binance_rest_url", _http_url),
     "HEATMAP_SYMBOLS": ("symbols", _symbols),
     "HEATMAP_MAX_EVENTS": ("max_events", _number(int, 1, 10_000_000)),
     "HEATMAP_RETENTION_DAYS": ("retention_days", _number(float, 0.001, 3650)),
@@ -134,6 +159,9 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "HEATMAP_PRICE_RANGE": ("price_range_pct", _number(float, 0.5, 90)),
     "HEATMAP_FLUSH_MS": ("flush_ms", _number(int, 0, 10_000)),
     "REDIS_URL": ("redis_url", _redis_url),
+    "HEATMAP_EXCHANGES": ("exchanges", _exchanges),
+    "BYBIT_WS_URL": ("bybit_ws_url", _ws_url),
+    "BYBIT_REST_URL": ("bybit_rest_url", _http_url),
     "OKX_WS_URL": ("okx_ws_url", _ws_url),
     "OKX_REST_URL": ("okx_rest_url", _http_url),
     "COINGLASS_API_KEY": ("coinglass_api_key", _text),

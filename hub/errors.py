@@ -2,7 +2,8 @@
 
 Each error type is mapped once at its edge: `ConfigError` to exit code 2 (cli),
 `ProtocolError.code` to a WebSocket `error` message, `RequestError.status` to an HTTP
-status, `UpstreamError` to a feed reconnect.
+status, `UpstreamError` to a feed reconnect. `echo` and `clip` bound what an error message
+quotes of its input.
 """
 
 
@@ -43,3 +44,22 @@ class UpstreamError(HubError):
 
 class BrokerUnavailable(UpstreamError):
     """The broker (Redis) cannot take a message right now; the caller keeps it and retries."""
+
+
+ECHO_LIMIT = 64
+
+
+def clip(text: str, limit: int = ECHO_LIMIT) -> str:
+    """`text` cut to `limit` characters, saying how long it was: an error message or a log
+    line quotes what it refuses, and a 100 KB symbol must not become a 100 KB reply."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text)} characters)"
+
+
+def echo(value: object, limit: int = ECHO_LIMIT) -> str:
+    """`value` quoted (repr) for an error message, cut as `clip` does."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}… ({len(text)} characters)"

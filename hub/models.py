@@ -6,12 +6,30 @@ field names are those of docs/protocol.md and are stable.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 import msgspec
 
 Side = Literal["long", "short"]
 RiskLevel = Literal["low", "moderate", "high", "extreme"]
+
+# Floats derived for output (a notional from price x quantity, a sum, a mean, a share)
+# carry binary round-off that JSON would spell out in full (13798.482000000002). They are
+# rounded where they are made for output, never inside the processor's running sums:
+# notionals to a millionth of the quote currency, anything else to ten significant digits.
+NOTIONAL_DECIMALS = 6
+SIGNIFICANT_DIGITS = 10
+
+
+def round_notional(value: float) -> float:
+    return round(value, NOTIONAL_DECIMALS)
+
+
+def round_significant(value: float, digits: int = SIGNIFICANT_DIGITS) -> float:
+    if value == 0.0 or not math.isfinite(value):
+        return value
+    return round(value, digits - 1 - math.floor(math.log10(abs(value))))
 
 
 class LiquidationEvent(msgspec.Struct, frozen=True, gc=False):

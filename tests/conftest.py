@@ -4,27 +4,33 @@ under uvicorn. Each test gets its own, on free ports, and everything is stopped 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 import uvicorn
 
 from hub.api.app import create_app
+from hub.api.server import server_config
 from hub.config import Settings
 from hub.feeds.backoff import Backoff
 from hub.feeds.connection import Timing
 from hub.service.hubs import ServeHub
 from hub.service.sources import Source
 from tests.fakes.binance_server import FakeBinance
+from tests.fakes.bybit_server import FakeBybit
+from tests.fakes.okx_server import FakeOkx
 from tests.redis_server import RedisServer
 
 DATA = Path(__file__).parent / "data"
+BINANCE = ("binance",)  # HEATMAP_EXCHANGES of a test that runs against the fake Binance only
 FAST_TIMING = Timing(ping_interval=0.2, watchdog_timeout=1.0, max_age=3600, open_timeout=2)
 
 
@@ -42,6 +48,32 @@ def free_port() -> int:
 async def fake_binance() -> AsyncIterator[FakeBinance]:
     async with FakeBinance(ping_interval=None) as server:
         yield server
+
+
+@pytest.fixture
+async def fake_bybit() -> AsyncIterator[FakeBybit]:
+    async with FakeBybit() as server:
+        yield server
+
+
+@pytest.fixture
+async def fake_okx() -> AsyncIterator[FakeOkx]:
+    async with FakeOkx() as server:
+        yield server
+
+
+def all_exchanges(
+    binance: FakeBinance, bybit: FakeBybit, okx: FakeOkx, **overrides: Any
+) -> Settings:
+    """Settings reading all three exchanges from their look-alikes."""
+    return Settings(
+        binance_ws_url=binance.base_url,
+        bybit_ws_url=bybit.ws_url,
+        bybit_rest_url=bybit.rest_url,
+        okx_ws_url=okx.ws_url,
+        okx_rest_url=okx.rest_url,
+        **overrides,
+    )
 
 
 @dataclass
@@ -67,17 +99,18 @@ async def start_hub() -> AsyncIterator[HubFactory]:
     async def start(
         settings: Settings, *, uvicorn_options: dict[str, Any] | None = None, **hub_kwargs: object
     ) -> RunningHub:
+        if not (hub_kwargs.get("replay") or hub_kwargs.get("demo")):
+            assert_offline(settings)
         port = free_port()
+        if settings.binance_rest_url == Settings().binance_rest_url:
+            # Tests never reach the real Binance: a live hub fetches the listing at start.
+            closed = f"http://127.0.0.1:{free_port()}"
+            settings = dataclasses.replace(settings, binance_rest_url=closed)
         hub_kwargs.setdefault("timing", FAST_TIMING)
         hub_kwargs.setdefault("backoff", fast_backoff())
         hub = ServeHub(settings, Source(**hub_kwargs))  # type: ignore[arg-type]
-        config = uvicorn.Config(
-            create_app(hub),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-            lifespan="on",
-            **(uvicorn_options or {}),
+        config = server_config(
+            create_app(hub), "127.0.0.1", port, log_level="warning", **(uvicorn_options or {})
         )
         server = uvicorn.Server(config)
         task = asyncio.create_task(server.serve())
@@ -96,6 +129,22 @@ async def start_hub() -> AsyncIterator[HubFactory]:
         await client.aclose()
         server.should_exit = True
         await asyncio.wait_for(task, 10)
+
+
+def assert_offline(settings: Settings) -> None:
+    """A test never reaches an exchange: every configured one must point at loopback."""
+    urls = {
+        "binance": [settings.binance_ws_url],
+        "bybit": [settings.bybit_ws_url, settings.bybit_rest_url],
+        "okx": [settings.okx_ws_url, settings.okx_rest_url],
+    }
+    for exchange in settings.exchanges:
+        for url in urls[exchange]:
+            host = urlsplit(url).hostname
+            assert host in ("127.0.0.1", "localhost"), (
+                f"{exchange} would be reached at {url}: point it at a fake, or leave it out "
+                f"of `exchanges` (e.g. exchanges=BINANCE)"
+            )
 
 
 async def eventually(

@@ -18,7 +18,7 @@ from hub.fanout.broker import topic_for
 from hub.fanout.codec import encode_message
 from hub.fanout.protocol import Close
 from hub.models import Alert, ChannelMessage
-from tests.conftest import HubFactory, RunningHub, eventually
+from tests.conftest import BINANCE, HubFactory, RunningHub, eventually
 from tests.fakes.binance_server import FakeBinance
 
 BOT = Path(__file__).parent.parent / "client-examples" / "alert_bot.py"
@@ -26,7 +26,9 @@ EPOCH = "test-epoch"
 
 
 async def test_page_is_served_at_root(start_hub: HubFactory, fake_binance: FakeBinance) -> None:
-    running = await start_hub(Settings(binance_ws_url=fake_binance.base_url, symbols=("BTCUSDT",)))
+    running = await start_hub(
+        Settings(binance_ws_url=fake_binance.base_url, symbols=("BTCUSDT",), exchanges=BINANCE)
+    )
     response = await running.get("/")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
@@ -78,7 +80,9 @@ class Lines:
 async def test_alert_bot_prints_filters_deduplicates_and_resumes(
     start_hub: HubFactory, fake_binance: FakeBinance
 ) -> None:
-    running = await start_hub(Settings(binance_ws_url=fake_binance.base_url, symbols=("BTCUSDT",)))
+    running = await start_hub(
+        Settings(binance_ws_url=fake_binance.base_url, symbols=("BTCUSDT",), exchanges=BINANCE)
+    )
     bot = await asyncio.create_subprocess_exec(
         sys.executable,
         str(BOT),

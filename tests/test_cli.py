@@ -100,7 +100,12 @@ async def test_record_writes_replay_lines(fake_binance: FakeBinance, tmp_path: P
         "--frames",
         "3",
         cwd=ROOT,
-        env={**os.environ, "BINANCE_WS_URL": fake_binance.base_url, "HEATMAP_SYMBOLS": "BTCUSDT"},
+        env={
+            **os.environ,
+            "BINANCE_WS_URL": fake_binance.base_url,
+            "HEATMAP_SYMBOLS": "BTCUSDT",
+            "HEATMAP_EXCHANGES": "binance",
+        },
     )
     await fake_binance.wait_for_subscription("btcusdt@forceOrder", timeout=15)
     sent = [force_order("BTCUSDT", "SELL", f"{60000 + i}.00", "0.010") for i in range(3)]

@@ -15,7 +15,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 
 from hub.config import Settings
-from tests.conftest import HubFactory, RunningHub, eventually
+from tests.conftest import BINANCE, HubFactory, RunningHub, eventually
 from tests.fakes.binance_server import FakeBinance, force_order
 
 
@@ -63,7 +63,12 @@ async def receive_json(ws: ClientConnection, within: float = 15.0) -> dict[str, 
 
 
 async def start_live_hub(start_hub: HubFactory, fake: FakeBinance) -> RunningHub:
-    settings = Settings(binance_ws_url=fake.base_url, symbols=("BTCUSDT", "ETHUSDT"), flush_ms=20)
+    settings = Settings(
+        binance_ws_url=fake.base_url,
+        symbols=("BTCUSDT", "ETHUSDT"),
+        flush_ms=20,
+        exchanges=BINANCE,
+    )
     running = await start_hub(settings)
     await fake.wait_for_subscription("btcusdt@forceOrder")
     return running

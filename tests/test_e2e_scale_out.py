@@ -77,6 +77,8 @@ class Cluster:
             **os.environ,
             "REDIS_URL": redis.url,
             "BINANCE_WS_URL": fake.base_url,
+            "BINANCE_REST_URL": f"http://127.0.0.1:{free_port()}",  # never the real Binance
+            "HEATMAP_EXCHANGES": "binance",
             "HEATMAP_SYMBOLS": "BTCUSDT,ETHUSDT",
             "HEATMAP_FLUSH_MS": "20",
             "PYTHONUNBUFFERED": "1",

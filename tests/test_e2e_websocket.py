@@ -46,7 +46,7 @@ from hub.fanout.protocol import Session
 from hub.feeds.replay import ReplayFeed
 from hub.service.hubs import ServeHub
 from hub.service.sources import DEMO_REPLAY, Source
-from tests.conftest import HubFactory, RunningHub, eventually
+from tests.conftest import BINANCE, HubFactory, RunningHub, eventually
 from tests.fakes.binance_server import FakeBinance, force_order
 from tests.test_e2e_live import ClientHeatmap
 
@@ -125,7 +125,11 @@ def now_ms() -> int:
 
 async def live_hub(start_hub: HubFactory, fake: FakeBinance, **overrides: Any) -> RunningHub:
     settings = Settings(
-        binance_ws_url=fake.base_url, symbols=("BTCUSDT", "ETHUSDT"), flush_ms=20, **overrides
+        binance_ws_url=fake.base_url,
+        symbols=("BTCUSDT", "ETHUSDT"),
+        flush_ms=20,
+        exchanges=BINANCE,
+        **overrides,
     )
     running = await start_hub(settings)
     await fake.wait_for_subscription("btcusdt@forceOrder")
@@ -1199,7 +1203,10 @@ async def test_a_peer_that_never_answers_pings_is_disconnected(
 ) -> None:
     interval = 0.25
     settings = Settings(
-        binance_ws_url=fake_binance.base_url, symbols=("BTCUSDT",), ws_ping_interval=interval
+        binance_ws_url=fake_binance.base_url,
+        symbols=("BTCUSDT",),
+        ws_ping_interval=interval,
+        exchanges=BINANCE,
     )
     # as hub.api.server.run configures uvicorn from the settings
     options = {"ws_ping_interval": interval, "ws_ping_timeout": interval}

@@ -22,7 +22,7 @@ Decisions:
   std). Over the whole grid the mean and std describe the "background" the peak stands out
   of, need no extra parameter, and are the same for every cluster of one update, so
   z-scores rank clusters by height. A constant density has std 0 and gets z 0.
-* Nothing is rounded here; the wire encoder can round if it ever needs to.
+* Shapes are exact; a `Cluster` (what clients see) is rounded for output (`hub.models`).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from hub.models import Cluster, RiskLevel
+from hub.models import Cluster, RiskLevel, round_notional, round_significant
 
 # Steps smaller than this fraction of the maximum are float round-off (an FFT convolution
 # leaves ~1e-16 of the total), not shape: they neither end a plateau nor make a valley.
@@ -185,13 +185,13 @@ class ClusterTracker:
             clusters.append(
                 Cluster(
                     id=cluster_id,
-                    price=shape.price,
-                    low=shape.low,
-                    high=shape.high,
-                    notional=shape.notional,
+                    price=round_significant(shape.price),
+                    low=round_significant(shape.low),
+                    high=round_significant(shape.high),
+                    notional=round_notional(shape.notional),
                     count=shape.count,
-                    long_share=shape.long_share,
-                    z_score=shape.z_score,
+                    long_share=round_significant(shape.long_share),
+                    z_score=round_significant(shape.z_score),
                     risk=shape.risk,
                 )
             )

@@ -28,7 +28,14 @@ import numpy as np
 from hub.analytics.clusters import ClusterShape, find_clusters
 from hub.analytics.density import KernelDensity
 from hub.analytics.grid import PriceGrid
-from hub.models import Bin, LiquidationEvent, Statistics
+from hub.models import (
+    NOTIONAL_DECIMALS,
+    Bin,
+    LiquidationEvent,
+    Statistics,
+    round_notional,
+    round_significant,
+)
 
 EMPTY_STATISTICS = Statistics(0, 0.0, 0.0, 0.0, 0.0, 0.0)
 
@@ -186,11 +193,13 @@ class Summary:
             width, decimals = grid.bin_width, grid.decimals
             # PriceGrid.bin_low with the grid's constants hoisted: the same round().
             lows = [round(i * width, decimals) for i in self.index.tolist()]
+            # Rounded per value (never relative to the other bins), so a bin whose sums
+            # did not change is sent with the same value in every diff and snapshot.
             held = self._rows[grid.bin_width] = list(
                 zip(
                     lows,
-                    self.bin_long.tolist(),
-                    self.bin_short.tolist(),
+                    np.round(self.bin_long, NOTIONAL_DECIMALS).tolist(),
+                    np.round(self.bin_short, NOTIONAL_DECIMALS).tolist(),
                     self.bin_count.tolist(),
                     strict=True,
                 )
@@ -243,7 +252,14 @@ def _statistics(notional: np.ndarray, long: float, short: float) -> Statistics:
         correction = float(deviation.sum()) / count
         variance = float(np.dot(deviation, deviation)) / count - correction * correction
         std = math.sqrt(max(variance, 0.0))
-    return Statistics(count, total, long, short, mean, std)
+    return Statistics(
+        count,
+        round_notional(total),
+        round_notional(long),
+        round_notional(short),
+        round_notional(mean),
+        round_significant(std),
+    )
 
 
 def wire_values(values: np.ndarray) -> list[float]:

@@ -10,17 +10,21 @@ opened above P, so its entry is taken as the highest price of the recent path (t
 short) within `lookback_ms`. With the adverse move m = (entry - P) / entry (P - entry for a
 short, floored at 0), an isolated position is liquidated when its margin, 1 / leverage, is used
 up down to the maintenance margin, so leverage ~= 1 / (m + maintenance_margin), clamped to
-[1, 125] (125x is Binance's maximum). The extreme is the entry with the largest move, so the
+[1, the exchange's maximum leverage]. The extreme is the entry with the largest move, so the
 result is the lowest leverage consistent with an entry inside the lookback: for such positions
 it is a lower bound. Its limits:
 - a position opened before the lookback saw a larger move than the path shows, so its leverage
   is overestimated;
 - cross-margin positions are backed by the whole account, so what is measured is the account's
   effective leverage; fees and funding are ignored;
-- maintenance margin is tiered by position size (0.4% is BTCUSDT's smallest bracket), so large
-  positions were less leveraged than estimated;
-- the path is, for now, liquidation prices only: Binance samples them (one per symbol per
-  second), longs fill below the market and shorts above, which widens the path.
+- maintenance margin is tiered by position size, so large positions were less leveraged than
+  estimated; each exchange's smallest bracket for BTC-class USDT perpetuals is assumed
+  (`MARGIN_RULES`: Binance 0.4 % up to 125x, Bybit 0.5 % up to 100x, OKX 0.4 % up to 100x), and
+  altcoins, whose brackets start higher, come out more leveraged than they were;
+- the path is, for now, liquidation prices only, of every exchange: Binance samples them (one
+  per symbol per second) and reports fill prices, Bybit and OKX report bankruptcy prices (the
+  price at which the margin is gone, further from the market than the fill); longs fill below
+  the market and shorts above, which widens the path.
 Another reference was considered: the entry must follow the last time the price was at or beyond
 P, since a position liquidated at P would have been closed then. It is sounder on a continuous
 trade path, but on a sparse, noisy liquidation path every bounce inside a cascade resets it and
@@ -37,13 +41,28 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 from collections import deque
+from typing import NamedTuple
 
-from hub.models import Side
+from hub.models import Side, round_significant
 
 TIERS: tuple[str, ...] = ("1-5x", "5-10x", "10-25x", "25-50x", "50-100x", "100x+")
 _TIER_FLOORS = (5.0, 10.0, 25.0, 50.0, 100.0)  # lower bound of TIERS[1:]
 MIN_LEVERAGE = 1.0
 MAX_LEVERAGE = 125.0
+
+
+class MarginRule(NamedTuple):
+    maintenance_margin: float  # of the smallest bracket
+    max_leverage: float
+
+
+# Each exchange's smallest-bracket rule for its BTC-class USDT perpetuals (published tiered
+# tables: Binance "Leverage & Margin", Bybit "Risk Limit", OKX "Position tiers").
+MARGIN_RULES = {
+    "binance": MarginRule(0.004, 125.0),
+    "bybit": MarginRule(0.005, 100.0),
+    "okx": MarginRule(0.004, 100.0),
+}
 # Notional sums are kept in integer micro-units of the quote currency so that remove() restores
 # exactly what add() changed: float sums drift over millions of pairs and can leave a negative
 # or phantom notional in a tier that no longer holds any event.
@@ -101,8 +120,11 @@ class LeverageEstimator:
         self._lows.append((now, price))
         self._recent.append(now)
 
-    def estimate(self, side: Side, price: float, time: int) -> float | None:
-        """Leverage of a `side` position liquidated at `price`; None while the path is too short."""
+    def estimate(
+        self, side: Side, price: float, time: int, rule: MarginRule | None = None
+    ) -> float | None:
+        """Leverage of a `side` position liquidated at `price`; None while the path is too
+        short. `rule` is the exchange's margin rule (default: this estimator's own)."""
         now = self._advance(time)
         recent = self._recent
         if len(recent) < self._min_path_points or recent[0] < now - self._lookback_ms:
@@ -115,8 +137,9 @@ class LeverageEstimator:
         else:
             entry = self._lows[0][1]
             move = (price - entry) / entry
-        leverage = 1.0 / (max(move, 0.0) + self._maintenance_margin)
-        return min(max(leverage, MIN_LEVERAGE), MAX_LEVERAGE)
+        margin, ceiling = (self._maintenance_margin, MAX_LEVERAGE) if rule is None else rule
+        leverage = 1.0 / (max(move, 0.0) + margin)
+        return min(max(leverage, MIN_LEVERAGE), ceiling)
 
     def _advance(self, time: int) -> float:
         self._latest = max(self._latest, time)
@@ -164,7 +187,7 @@ class TierDistribution:
                     "tier": tier,
                     "count": self._counts[tier],
                     "notional": self._micros[tier] / _MICROS,
-                    "share": share,
+                    "share": round_significant(share),
                 }
             )
         return rows

@@ -21,7 +21,7 @@ import msgspec
 from hub.analytics.alerts import AlertEngine, AlertThresholds
 from hub.analytics.columns import EventColumns
 from hub.analytics.grid import PriceGrid
-from hub.analytics.leverage import LeverageEstimator, tier_of
+from hub.analytics.leverage import MARGIN_RULES, LeverageEstimator, tier_of
 from hub.analytics.running import RunningStatistics
 from hub.analytics.store import EventStore
 from hub.analytics.window import EMPTY_STATISTICS, HeatmapWindow
@@ -183,7 +183,8 @@ class LiquidationProcessor:
         if book is None or not book.store.accepts(event, now):
             self.rejected += 1
             return Applied(None, [])
-        leverage = book.leverage.estimate(event.side, event.price, event.time)
+        rule = MARGIN_RULES.get(event.exchange)
+        leverage = book.leverage.estimate(event.side, event.price, event.time, rule)
         book.leverage.observe(event.price, event.time)
         if leverage is not None:
             leverage = round(leverage, 2)

@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from hub.api.responses import endpoint, ok
 from hub.channels import is_symbol
-from hub.errors import RequestError
+from hub.errors import RequestError, clip, echo
 from hub.service.hubs import HubView
 
 
@@ -41,11 +41,14 @@ class AdminApi:
         try:
             body = msgspec.json.decode(await request.body(), type=SymbolsBody)
         except msgspec.DecodeError as error:
-            raise RequestError(400, f'body: expected {{"symbols": [...]}}: {error}') from None
+            detail = clip(str(error), 160)
+            raise RequestError(400, f'body: expected {{"symbols": [...]}}: {detail}') from None
         symbols = {s.upper() for s in body.symbols}
         bad = sorted(s for s in symbols if not is_symbol(s))
-        if bad or not symbols:
-            raise RequestError(400, f"symbols: not symbols: {bad or 'none given'}")
+        if not symbols:
+            raise RequestError(400, "symbols: none given")
+        if bad:
+            raise RequestError(400, f"symbols: {len(bad)} not symbols, such as {echo(bad[0])}")
         return symbols
 
     def _tracked(self) -> Response:

@@ -13,6 +13,7 @@ from starlette.routing import Route, WebSocketRoute
 
 from hub.api.admin import AdminApi
 from hub.api.metrics import MetricsApi
+from hub.api.responses import EXCEPTION_HANDLERS
 from hub.api.rest import RestApi
 from hub.api.websocket import WebSocketApi
 from hub.fanout.protocol import Limits
@@ -53,13 +54,16 @@ def create_app(hub: HubView, limits: Limits | None = None) -> Starlette:
         Route(f"{API}/export/{{symbol}}", rest.export),
         WebSocketRoute("/ws", sockets.serve),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    # Every HTTP error answers the REST envelope, not Starlette's plain text.
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
     app.state.hub = hub
     app.state.sockets = sockets
     return app
 
 
 async def say_goodbye(app: Starlette) -> None:
-    """Before the server stops: flush pending diffs, then close every client with 1001."""
+    """Before the server stops: stop the upstream, flush pending diffs, then close every
+    client with 1001."""
+    await app.state.hub.stop_intake()  # a busy upstream would keep the queues from draining
     await app.state.hub.flush_now()
     await app.state.sockets.close_all(1001, "server shutting down")

@@ -1,9 +1,17 @@
 """REST handlers (docs/rest.md). They read the hub; they never change what it holds.
 
 Heatmap snapshots come from the fan-out's replica, the very state WebSocket clients
-reach by applying diffs, so REST and the socket never disagree at the same seq. Event
+reach by applying diffs, so REST and the socket never disagree at the same seq; each is
+encoded once per seq and served as bytes (`SnapshotBodies`). Event
 lists, leverage tiers and exports are computed from the held events of the window, in
 `serve` from the processor and in `web` from the durable log.
+
+An event's `est_leverage` and `tier` are empty (JSON null, an empty CSV cell) when no
+estimate exists: the estimate is the adverse move from the recent price extreme before
+the event, so it needs at least two prices of the symbol within the previous 4 hours.
+A symbol's first two events (and the first after 4 hours without one) have no such path;
+an estimate made up after the fact, from later prices, would not be the method's. The
+leverage endpoint counts them as `unknown`.
 """
 
 from __future__ import annotations
@@ -17,9 +25,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from hub.analytics.leverage import TierDistribution
+from hub.api.bodies import SnapshotBodies
+from hub.api.filters import exchange_param, of_exchanges
 from hub.api.responses import choice_param, endpoint, int_param, ok, window_param
 from hub.channels import WINDOWS, heatmap_channel, is_symbol
-from hub.errors import RequestError
+from hub.errors import RequestError, echo
 from hub.models import HeatmapSnapshot, LiquidationEvent
 from hub.service.hubs import HubView
 
@@ -31,12 +41,13 @@ LEVERAGE_METHOD = "1 / (adverse move from the recent price extreme + maintenance
 class RestApi:
     def __init__(self, hub: HubView) -> None:
         self.hub = hub
+        self.bodies = SnapshotBodies(hub.fanout)
 
     def _symbol(self, request: Request) -> str:
         raw = request.path_params["symbol"]
         symbol = raw.upper()
         if not is_symbol(symbol) or symbol not in self.hub.tracked():
-            raise RequestError(404, f"symbol {raw!r} is not tracked")
+            raise RequestError(404, f"symbol {echo(raw)} is not tracked")
         return symbol
 
     def _snapshot(self, symbol: str, window: str) -> HeatmapSnapshot:
@@ -45,28 +56,38 @@ class RestApi:
             raise RequestError(503, f"no heatmap for {symbol} yet; the hub is starting up")
         return snapshot
 
-    async def _window_events(self, request: Request) -> tuple[str, str, list[LiquidationEvent]]:
+    async def _window_events(
+        self, request: Request, limit: int | None = None
+    ) -> tuple[str, str, list[LiquidationEvent]]:
         symbol = self._symbol(request)
         window = window_param(request)
         side = choice_param(request, "side", ("long", "short"))
+        exchanges = exchange_param(request)
         # The window ends at the processor's present, which a `web` process only knows from
         # the stream (a replay's clock is not the wall clock).
         snapshot = self.hub.fanout.snapshot(heatmap_channel(symbol, window))
         now = snapshot.time if snapshot is not None and snapshot.time else self.hub.clock()
-        return symbol, window, await self.hub.events(symbol, now - WINDOWS[window], side)
+        if exchanges is None:
+            return symbol, window, await self.hub.events(symbol, now - WINDOWS[window], side, limit)
+        # The filter runs here, so the limit must follow it.
+        events = of_exchanges(await self.hub.events(symbol, now - WINDOWS[window], side), exchanges)
+        return symbol, window, events if limit is None else events[:limit]
 
     @endpoint
     async def heatmap(self, request: Request) -> Response:
         symbol = self._symbol(request)
-        return ok(self._snapshot(symbol, window_param(request)))
+        body = self.bodies.body(heatmap_channel(symbol, window_param(request)))
+        if body is None:
+            raise RequestError(503, f"no heatmap for {symbol} yet; the hub is starting up")
+        return Response(body, media_type="application/json")
 
     @endpoint
     async def liquidations(self, request: Request) -> Response:
         limit = int_param(request, "limit", 100, 1, 10_000)
-        symbol, window, events = await self._window_events(request)
+        symbol, window, events = await self._window_events(request, limit)
         statistics = self._snapshot(symbol, window).statistics
         rows: list[dict[str, Any]] = []
-        for event in events[:limit]:
+        for event in events:
             row = msgspec.structs.asdict(event)
             z_score = (event.notional - statistics.mean) / statistics.std if statistics.std else 0.0
             row["z_score"] = round(z_score, 4)
@@ -113,4 +134,5 @@ class RestApi:
 
     @endpoint
     async def health(self, request: Request) -> Response:
-        return ok({"status": "ok"})
+        """200 while the process serves; `degraded` names what is wrong upstream."""
+        return ok(await self.hub.health())

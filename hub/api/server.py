@@ -8,12 +8,18 @@ server here closes clients itself first and keeps the exit clean.
 from __future__ import annotations
 
 import contextlib
+import logging
 import signal
 import socket
 from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
+
+from hub.api.uvicorn_socket import HubWebSocketProtocol, missing_internals
+
+log = logging.getLogger("hub.api")
 
 _EXIT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -41,6 +47,29 @@ class GracefulServer(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
+def server_config(app: Starlette, host: str, port: int, **options: Any) -> uvicorn.Config:
+    """uvicorn on uvloop and httptools, with the WebSocket protocol that lets the fan-out
+    write shared frames; on a uvicorn whose internals moved, its stock protocol (the
+    plain ASGI send path), said in the log and on status. `options` override."""
+    missing = missing_internals()
+    ws: Any = HubWebSocketProtocol
+    if missing:
+        ws = "websockets-sansio"
+        reason = f"uvicorn {uvicorn.__version__} lacks {', '.join(missing)}"
+        log.warning("WebSocket fast path off, using the ASGI send path: %s", reason)
+        app.state.hub.fanout.stats.fallback = reason
+    defaults: dict[str, Any] = {
+        "loop": "uvloop",
+        "http": "httptools",
+        "ws": ws,
+        # Compression would make every client's frames its own: no shared frames.
+        "ws_per_message_deflate": False,
+        "ws_max_size": 1024 * 1024,  # the app's limit is 64 KiB; this bounds memory
+        "lifespan": "on",
+    }
+    return uvicorn.Config(app, host=host, port=port, **{**defaults, **options})
+
+
 def run(
     app: Starlette,
     host: str,
@@ -49,14 +78,12 @@ def run(
     before_shutdown: Callable[[], Awaitable[None]],
     ws_ping_interval: float = 20.0,
 ) -> None:
-    config = uvicorn.Config(
+    config = server_config(
         app,
-        host=host,
-        port=port,
+        host,
+        port,
         log_level=log_level,
         ws_ping_interval=ws_ping_interval,
         ws_ping_timeout=ws_ping_interval,
-        ws_max_size=1024 * 1024,  # SPEC's 64 KiB limit is the app's; this bounds memory
-        lifespan="on",
     )
     GracefulServer(config, before_shutdown).run()

@@ -1,7 +1,14 @@
-"""`GET /ws`: the thin I/O loop around `hub.fanout.protocol.Session`.
+"""`GET /ws`: the I/O around `hub.fanout.protocol.Session`.
 
-Two tasks per client: the reader feeds frames to the session, the writer drains the
-session's queue whenever it is woken. A slow socket only ever stalls its own writer.
+Reading is one ASGI receive loop per client. Writing has two drivers:
+- shared frames (the fast path, `hub.api.uvicorn_socket`): a session's queued frames are
+  written to its transport once per loop tick, in one write, by one `Flusher` for all
+  clients: no task, future or await per frame or per client. Backpressure is the
+  transport's own: while its buffer is over the high-water mark nothing more is taken
+  from the session, whose bounded queue then applies the slow-client rules.
+- ASGI (the fallback, when uvicorn does not offer the raw socket, or a connection
+  negotiated compression): a writer task per client awaits each send, bounded by the
+  slow-client grace.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from collections import Counter
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from hub.api.responses import failure
+from hub.api.uvicorn_socket import RAW_SOCKET, RawSocket
 from hub.fanout.codec import FORMATS
 from hub.fanout.protocol import Close, Limits, Session
 from hub.service.hubs import HubView
@@ -21,6 +29,63 @@ from hub.tasks import cancel_and_wait
 
 log = logging.getLogger("hub.api")
 CLOSE_WAIT_S = 2.0
+FLUSH_BUDGET = 256 * 1024  # bytes one client is given per tick, so one cannot starve the rest
+
+
+class Flusher:
+    """Writes what every woken session has queued, once per loop tick."""
+
+    def __init__(self) -> None:
+        self._due: list[SharedFrameWriter] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def due(self, writer: SharedFrameWriter) -> None:
+        if not self._due:
+            if self._loop is None:
+                self._loop = asyncio.get_running_loop()
+            self._loop.call_soon(self._flush)
+        self._due.append(writer)
+
+    def _flush(self) -> None:
+        due, self._due = self._due, []
+        for writer in due:
+            writer.flush()
+
+
+class SharedFrameWriter:
+    """Drives one session over a `RawSocket`: `wake` when something is queued or the
+    client has read, `flush` (from the `Flusher`) to write it."""
+
+    __slots__ = ("_flusher", "_woken", "session", "socket")
+
+    def __init__(self, session: Session, socket: RawSocket, flusher: Flusher) -> None:
+        self.session = session
+        self.socket = socket
+        self._flusher = flusher
+        self._woken = False
+        session.on_ready = self.wake
+        socket.on_drain = self.wake
+
+    def wake(self) -> None:
+        if not self._woken:
+            self._woken = True
+            self._flusher.due(self)
+
+    def flush(self) -> None:
+        self._woken = False
+        session, socket = self.session, self.socket
+        if not socket.open:
+            return  # the reader sees the disconnect and ends the connection
+        if not socket.paused:
+            frames = session.take_frames(FLUSH_BUDGET)
+            if frames:
+                socket.write(frames[0] if len(frames) == 1 else b"".join(frames))
+            if session.pending() and not socket.paused:
+                self.wake()  # the rest next tick, after the other clients
+        close = session.close
+        if close is not None and (socket.paused or not session.pending()):
+            # After what is queued; a client that is not reading will not read it.
+            socket.close(close.code, close.reason, CLOSE_WAIT_S)
 
 
 class WebSocketApi:
@@ -31,6 +96,7 @@ class WebSocketApi:
             **{name: getattr(settings, name) for name in Limits.__struct_fields__}
         )
         self.per_ip: Counter[str] = Counter()
+        self.flusher = Flusher()
 
     def origin_allowed(self, websocket: WebSocket) -> bool:
         origin = websocket.headers.get("origin")
@@ -79,8 +145,21 @@ class WebSocketApi:
         await websocket.accept()
         fanout = self.hub.fanout
         session = Session(fmt, fanout, self.limits, fanout.clock())  # type: ignore[arg-type]
+        socket: RawSocket | None = websocket.scope.get("extensions", {}).get(RAW_SOCKET)
+        if socket is not None and socket.shares_frames:
+            socket.forget_handshake()
+            SharedFrameWriter(session, socket, self.flusher)
+            fanout.stats.shared_frame_sessions += 1
+            fanout.attach(session)
+            try:
+                await self._read(websocket, session)
+            finally:
+                fanout.detach(session)
+                fanout.stats.shared_frame_sessions -= 1
+            return
         wake = asyncio.Event()
         session.on_ready = wake.set
+        fanout.stats.asgi_sessions += 1
         fanout.attach(session)
         reader = asyncio.create_task(self._read(websocket, session))
         writer = asyncio.create_task(self._write(websocket, session, wake))
@@ -90,6 +169,7 @@ class WebSocketApi:
             await asyncio.wait((reader, writer), return_when=asyncio.FIRST_COMPLETED)
         finally:
             fanout.detach(session)
+            fanout.stats.asgi_sessions -= 1
             await cancel_and_wait((reader, writer))
 
     async def _read(self, websocket: WebSocket, session: Session) -> None:
@@ -105,6 +185,7 @@ class WebSocketApi:
                 session.on_ready()  # the writer sends the close and ends the connection
 
     async def _write(self, websocket: WebSocket, session: Session, wake: asyncio.Event) -> None:
+        """The ASGI fallback's writer: one awaited send per frame."""
         seconds = self.limits.slow_close_ms / 1000
         try:
             while True:

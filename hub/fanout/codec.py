@@ -1,7 +1,8 @@
 """Encoding of channel messages: once per message and format, never once per client.
 
 The processor's messages cross the broker as JSON bytes; a JSON subscriber is handed
-those very bytes, a MessagePack subscriber the one re-encoding made for the message.
+those very bytes, a MessagePack subscriber the one re-encoding made for the message,
+and both as complete WebSocket frames made once and shared by every subscriber.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from typing import Any, Literal, TypeVar
 
 import msgspec
 
+from hub.fanout.frames import BINARY, TEXT, frame
 from hub.models import (
     Bin,
     ChannelMessage,
@@ -81,13 +83,14 @@ def json_to_msgpack(payload: bytes) -> bytes:
 class EncodedMessage:
     """A channel message with its encodings, each made at most once."""
 
-    __slots__ = ("_decoded", "_msgpack", "_text", "header", "json")
+    __slots__ = ("_decoded", "_msgpack", "_text", "_wire", "header", "json")
 
     def __init__(self, payload: bytes, header: RawChannelMessage | None = None) -> None:
         self.json = payload
         self.header = header if header is not None else decode_header(payload)
         self._msgpack: bytes | None = None
         self._text: str | None = None
+        self._wire: dict[Format, bytes] = {}
         self._decoded: Any = None
 
     def encoded(self, fmt: Format) -> bytes:
@@ -104,6 +107,14 @@ class EncodedMessage:
         if self._text is None:
             self._text = self.json.decode()
         return self._text
+
+    def wire(self, fmt: Format) -> bytes:
+        """The complete WebSocket frame of this message in `fmt`, made once for all clients."""
+        framed = self._wire.get(fmt)
+        if framed is None:
+            opcode = TEXT if fmt == "json" else BINARY
+            framed = self._wire[fmt] = frame(self.encoded(fmt), opcode)
+        return framed
 
     def decoded(self, kind: type[T]) -> T:
         """`data` decoded as `kind`, once for all the subscribers that need to look inside."""

@@ -25,6 +25,9 @@ class FanoutStats(msgspec.Struct):
     deliveries: int = 0
     gaps: int = 0
     duplicates: int = 0
+    shared_frame_sessions: int = 0  # clients written to with shared frames (the fast path)
+    asgi_sessions: int = 0  # clients on the plain ASGI send path (the fallback)
+    fallback: str | None = None  # why the fast path is off for this process, if it is
 
 
 class Fanout:

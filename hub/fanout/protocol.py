@@ -1,9 +1,11 @@
 """The WebSocket protocol of one client, without I/O (after python-websockets and h11).
 
 `Session.receive(frame, now)` takes what the client sent; `Session.deliver(...)` takes a
-channel message; both only queue. The I/O driver takes frames to send with `next_frame()`
-and closes the socket when `close` is set. Nothing here awaits, so the fan-out can hand a
-message to ten thousand sessions without waiting on any of them.
+channel message; both only queue, and call `on_ready` so the I/O driver knows there is
+something to write. The driver takes complete, shared WebSocket frames with
+`take_frames()` (or messages for an ASGI server with `next_frame()`), only as fast as
+the client reads, and closes the socket when `close` is set. Nothing here awaits, so
+the fan-out can hand a message to ten thousand sessions without waiting on any of them.
 
 Decisions:
 - The outbound queue is bounded. On overflow the oldest entry goes; if it belonged to a
@@ -24,8 +26,9 @@ from typing import Any, Literal, NamedTuple, Protocol
 import msgspec
 
 from hub.channels import Channel, parse_channel
-from hub.errors import ProtocolError
+from hub.errors import ProtocolError, clip, echo
 from hub.fanout.codec import EncodedMessage, Format, encode
+from hub.fanout.frames import BINARY, TEXT, frame
 from hub.models import Alert
 
 
@@ -182,7 +185,8 @@ class Session:
         try:
             request = msgspec.convert(body, Request)
         except msgspec.ValidationError as error:
-            raise ProtocolError("bad_request", f"invalid request: {error}") from None
+            detail = clip(str(error), 160)  # msgspec quotes the offending value in full
+            raise ProtocolError("bad_request", f"invalid request: {detail}") from None
         if request.id is not None and _echo_id(request.id) is None:
             raise ProtocolError("bad_request", "'id' is a string or a number within int64")
         if request.op == "ping":
@@ -198,7 +202,7 @@ class Session:
             self._reply({"op": "unsubscribed", "id": request.id, "channels": names}, now)
         else:
             raise ProtocolError(
-                "unknown_op", f"unknown op {request.op!r}; use subscribe, unsubscribe or ping"
+                "unknown_op", f"unknown op {echo(request.op)}; use subscribe, unsubscribe or ping"
             )
 
     def _channels(self, names: list[str]) -> list[Channel]:
@@ -293,6 +297,7 @@ class Session:
         elif now - self._overflow_since >= self.limits.slow_close_ms:
             self.close = Close(1013, "client too slow: outbound queue over its limit")
             self._outbox.clear()
+            self.on_ready()  # the driver sends the close, however stuck the client is
             return
         # Only channel messages are dropped. A reply has no seq, so its loss could not be
         # seen (a client would wait for its pong for ever); replies are bounded by the
@@ -332,7 +337,40 @@ class Session:
         return len(self._outbox)
 
     def next_frame(self) -> str | bytes | None:
-        """The next frame to send (text for JSON, binary for MessagePack), or None."""
+        """The next message to send through an ASGI server: a str for JSON text frames,
+        bytes for MessagePack binary frames; None when nothing is queued."""
+        item = self._next_item()
+        if item is None:
+            return None
+        if isinstance(item, EncodedMessage):
+            return item.frame(self.format)
+        return item.decode() if self.format == "json" else item
+
+    def drain(self) -> Iterable[str | bytes]:
+        while (frame := self.next_frame()) is not None:
+            yield frame
+
+    def take_frames(self, budget: int) -> list[bytes]:
+        """Complete WebSocket frames to write as they are, up to about `budget` bytes (at
+        least one frame when any is queued). A channel message's frame is the very bytes
+        object every other subscriber gets; only replies are framed for this session."""
+        frames: list[bytes] = []
+        size = 0
+        while size < budget:
+            item = self._next_item()
+            if item is None:
+                break
+            if isinstance(item, EncodedMessage):
+                framed = item.wire(self.format)
+            else:
+                framed = frame(item, TEXT if self.format == "json" else BINARY)
+            frames.append(framed)
+            size += len(framed)
+        return frames
+
+    def _next_item(self) -> EncodedMessage | bytes | None:
+        """The next channel message (a resync marker turned into its fresh snapshot) or
+        encoded reply, or None."""
         while self._outbox:
             _, item = self._outbox.popleft()
             if isinstance(item, _Resync):
@@ -342,15 +380,9 @@ class Session:
                 fresh = self.directory.fresh_snapshot(item.channel)
                 if fresh is None:
                     continue
-                item = fresh
-            if isinstance(item, EncodedMessage):
-                return item.frame(self.format)
-            return item.decode() if self.format == "json" else item
+                return fresh
+            return item
         return None
-
-    def drain(self) -> Iterable[str | bytes]:
-        while (frame := self.next_frame()) is not None:
-            yield frame
 
 
 def _nothing() -> None:

@@ -34,3 +34,7 @@ class Backoff:
     def connection_lasted(self, seconds: float) -> None:
         if seconds >= self.healthy_after:
             self.attempt = 0
+
+    def fresh(self) -> Backoff:
+        """The same policy with its own attempt count (one per connection)."""
+        return Backoff(self.base, self.cap, self.healthy_after, self._uniform)

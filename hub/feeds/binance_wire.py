@@ -18,7 +18,8 @@ from typing import Any, NamedTuple
 
 import msgspec
 
-from hub.models import LiquidationEvent
+from hub.feeds.base import Decoded
+from hub.models import LiquidationEvent, round_notional
 
 ALL_MARKET_STREAM = "!forceOrder@arr"
 
@@ -124,7 +125,7 @@ def normalize(order: Order) -> LiquidationEvent:
         side=side,
         price=price,
         quantity=quantity,
-        notional=price * quantity,
+        notional=round_notional(price * quantity),
         time=order.T,
     )
 
@@ -132,3 +133,15 @@ def normalize(order: Order) -> LiquidationEvent:
 def _excerpt(frame: bytes | str) -> str:
     text = frame if isinstance(frame, str) else frame.decode("utf-8", "replace")
     return text[:120]
+
+
+class BinanceDecoder:
+    """`parse_frame` behind the `Decoder` interface (for replays of mixed sources)."""
+
+    def decode(self, frame: bytes) -> Decoded:
+        parsed = parse_frame(frame)
+        anomalies = [] if parsed.anomaly is None else [(parsed.anomaly, parsed.detail)]
+        return Decoded([] if parsed.event is None else [parsed.event], anomalies)
+
+    def take_rest(self, path: str, body: bytes) -> None:
+        return None

@@ -4,7 +4,9 @@ Shared by every exchange adapter; the adapter supplies the URL, what to send on 
 what to do with each frame. Decisions:
 - Our own keep-alive (a ping every `ping_interval`), not the library's, so a pong counts
   as life for the watchdog exactly like a data frame does. Binance's pings are answered
-  by the protocol layer.
+  by the protocol layer. Exchanges that want an application ping (Bybit's JSON
+  `{"op":"ping"}`, OKX's text `ping`) give a `KeepAlive`: its replies are life for the
+  watchdog but not messages, so a connection that only answers pings reads as silent.
 - The watchdog closes a connection that has shown no frame (data or pong) for
   `watchdog_timeout`: a half-open TCP connection would otherwise look healthy for hours.
 - A planned reconnect after `max_age` beats Binance's 24-hour cut, and skips the backoff.
@@ -17,6 +19,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import NamedTuple
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
@@ -36,11 +39,20 @@ class Timing:
         watchdog_timeout: float = 90.0,
         max_age: float = 23.5 * 3600,
         open_timeout: float = 10.0,
+        silent_after: float = 60.0,
     ) -> None:
         self.ping_interval = ping_interval
+        self.silent_after = silent_after  # no frame this long on an open connection: silent
         self.watchdog_timeout = watchdog_timeout
         self.max_age = max_age
         self.open_timeout = open_timeout
+
+
+class KeepAlive(NamedTuple):
+    """An application-level ping: the text to send, and how to recognise its reply."""
+
+    message: str
+    is_reply: Callable[[bytes], bool]
 
 
 class _Expired(Exception):
@@ -56,8 +68,10 @@ class PersistentConnection:
         on_open: Callable[[ClientConnection], Awaitable[None]] | None = None,
         timing: Timing | None = None,
         backoff: Backoff | None = None,
+        keep_alive: KeepAlive | None = None,
     ) -> None:
         self.status = status
+        self.keep_alive = keep_alive
         self.url = url
         self.on_frame = on_frame
         self.on_open = on_open
@@ -92,6 +106,7 @@ class PersistentConnection:
             finally:
                 self.websocket = None
                 self.status.connected = False
+                self.status.connected_since = None
             self.status.reconnects += 1
             self.backoff.connection_lasted(time.monotonic() - opened)
             if not planned:
@@ -99,6 +114,7 @@ class PersistentConnection:
 
     async def _serve(self, websocket: ClientConnection) -> None:
         self.status.connected = True
+        self.status.connected_since = int(time.time() * 1000)
         self._last_life = time.monotonic()
         if self.on_open is not None:
             await self.on_open(websocket)
@@ -116,6 +132,8 @@ class PersistentConnection:
         while True:
             frame = await websocket.recv(decode=False)
             self._last_life = time.monotonic()
+            if self.keep_alive is not None and self.keep_alive.is_reply(frame):
+                continue
             received = int(time.time() * 1000)
             self.status.frames += 1
             self.status.last_frame_at = received
@@ -134,6 +152,9 @@ class PersistentConnection:
                     f"no frame or pong for {now - self._last_life:.1f}s; reconnecting"
                 )
             with contextlib.suppress(ConnectionClosed):
+                if self.keep_alive is not None:
+                    await websocket.send(self.keep_alive.message)
+                    continue
                 waiter = await websocket.ping()
                 waiter.add_done_callback(self._pong)
 

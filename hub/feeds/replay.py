@@ -1,40 +1,52 @@
-"""Replay files: JSON Lines of `{"t": RECEIVED_MS, "source": ..., "raw": FRAME}`.
+"""Replay files: JSON Lines of `{"t": RECEIVED_MS, "source": ..., "raw": FRAME}`, and
+`{"t", "source", "rest": PATH, "raw": BODY}` for a REST response a feed polled.
 
-The format is described for users in docs/operations.md ("Recording and replaying").
+`ReplayFeed` plays one or more files, merged by `t`, through each source's `Decoder` (the
+live feeds' own), paced by the recorded receive times divided by `speed` (0: as fast as
+possible). Its `clock` is the replay's own time, so windows and ageing behave as they did
+when the frames arrived. With `loop` and `shift_to_now` (the demo), the file is first laid
+in the past, ending now, in one fast pass, then each further pass plays live from the
+present: event times and the clock are the wall clock's, so a fresh machine opens on a
+full, live heatmap. Each pass (a lap) starts where the last ended: its prices are scaled
+per symbol by (last price / first price) ** lap, quantities by the inverse so notionals
+stay as recorded; a lap that restarted at the first prices would jump by the whole
+session's move at once and fire a cascade alert on every symbol.
 
-`ReplayFeed` plays a file through the same frame parser as the live feed, paced by the
-recorded receive times divided by `speed` (0: as fast as possible). Its `clock` is the
-replay's own time, so windows and ageing behave as they did when the frames arrived.
-With `loop` and `shift_to_now` (the demo), the file is first laid in the past, ending
-now, in one fast pass, then each further pass plays live from the present: event times
-and the clock are the wall clock's, so a fresh machine opens on a full, live heatmap.
-
-`Recorder` writes the frames a live feed receives, byte for byte, in the same format.
+`Recorder` writes the frames and REST bodies a live feed receives, byte for byte.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO
 
 import msgspec
 
-from hub.errors import ConfigError
-from hub.feeds.base import EventSink, Feed, FeedStatus
-from hub.feeds.binance_wire import parse_frame
+from hub.errors import ConfigError, UpstreamError
+from hub.feeds.base import Decoder, EventSink, Feed, FeedStatus, deliver
+from hub.feeds.binance_wire import BinanceDecoder
+from hub.feeds.bybit_wire import BybitDecoder
+from hub.feeds.okx_liquidations import OkxLiquidationDecoder
+from hub.models import LiquidationEvent
 
 log = logging.getLogger("hub.feeds")
-PARSERS = {"binance": parse_frame}
+DECODERS: dict[str, Callable[[], Decoder]] = {
+    "binance": BinanceDecoder,
+    "bybit": BybitDecoder,
+    "okx": OkxLiquidationDecoder,
+}
 
 
 class ReplayLine(msgspec.Struct, frozen=True):
     t: int
     source: str
     raw: msgspec.Raw
+    rest: str | None = None  # the path of a REST response; None for a WebSocket frame
 
 
 _line_decoder = msgspec.json.Decoder(ReplayLine)
@@ -63,6 +75,13 @@ def read_replay(path: Path) -> list[ReplayLine]:
     return lines
 
 
+def read_replays(paths: Iterable[Path]) -> list[ReplayLine]:
+    """Several files merged by receive time (stable: a file's own order is kept)."""
+    lines = [line for path in paths for line in read_replay(path)]
+    lines.sort(key=lambda line: line.t)
+    return lines
+
+
 class ReplayFeed(Feed):
     def __init__(
         self,
@@ -72,6 +91,7 @@ class ReplayFeed(Feed):
         loop: bool = False,
         shift_to_now: bool = False,
         symbols: set[str] | None = None,
+        exchanges: Iterable[str] = tuple(DECODERS),
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.lines = lines
@@ -80,11 +100,27 @@ class ReplayFeed(Feed):
         self.loop = loop
         self.shift_to_now = shift_to_now
         self.symbols = symbols
+        self.exchanges = frozenset(exchanges)
         self.wall_clock = wall_clock
         self.status = FeedStatus(name="replay", url=f"replay of {len(lines)} frames")
+        self.sources = {
+            source: FeedStatus(name=source, url="replay")
+            for source in dict.fromkeys(line.source for line in lines)
+            if source in DECODERS and source in self.exchanges
+        }
         self.finished = asyncio.Event()
+        self.lap = 0
+        self._lap_ratios = lap_ratios(lines, self.exchanges) if loop else {}
+        self._decoders: dict[str, Decoder] = {}
         self._shift = 0
         self._now = lines[0].t
+
+    @property
+    def live(self) -> bool:
+        return False
+
+    def statuses(self) -> list[FeedStatus]:
+        return [self.status, *self.sources.values()]
 
     def clock(self) -> int:
         """The replay's present, in ms: the receive time of the latest frame played."""
@@ -100,8 +136,12 @@ class ReplayFeed(Feed):
         if self.symbols is not None:
             self.symbols -= symbols
 
+    def _set_connected(self, connected: bool) -> None:
+        for status in self.statuses():
+            status.connected = connected
+
     async def run(self) -> None:
-        self.status.connected = True
+        self._set_connected(True)
         try:
             if self.shift_to_now:
                 await self._play_once(backfill=True)
@@ -110,12 +150,14 @@ class ReplayFeed(Feed):
                 if not self.loop:
                     break
         finally:
-            self.status.connected = False
+            self._set_connected(False)
             self.finished.set()
 
     async def _play_once(self, backfill: bool = False) -> None:
         """One pass. A backfill pass lays the whole file in the past, ending now, as fast
         as possible, so a fresh demo opens on a full heatmap instead of an empty one."""
+        # Fresh decoders each pass: OKX's would take a lap's liquidations for replays.
+        self._decoders = {source: DECODERS[source]() for source in self.sources}
         first = self.lines[0].t
         started = self.wall_clock()
         if self.shift_to_now:
@@ -132,6 +174,7 @@ class ReplayFeed(Feed):
                 await asyncio.sleep(0)  # let the server breathe during a fast replay
             self._now = line.t + self._shift
             self._play(line)
+        self.lap += 1
         if self.loop and not backfill:
             # A pause the length of a typical gap, so the loop seam looks like the data.
             await asyncio.sleep(1.0 / max(self.speed, 1.0))
@@ -139,28 +182,63 @@ class ReplayFeed(Feed):
     def _play(self, line: ReplayLine) -> None:
         self.status.frames += 1
         self.status.last_frame_at = self._now
-        parser = PARSERS.get(line.source)
-        if parser is None:
-            self.status.count_anomaly(f"unknown_source:{line.source[:20]}", line.source[:40])
+        status = self.sources.get(line.source)
+        if status is None:
+            if line.source in DECODERS:
+                self.status.ignored += 1  # an exchange not configured (HEATMAP_EXCHANGES)
+            else:
+                self.status.count_anomaly(f"unknown_source:{line.source[:20]}", line.source[:40])
             return
-        parsed = parser(line.raw)
-        if parsed.event is None:
-            if parsed.anomaly is not None:
-                self.status.malformed += parsed.anomaly == "malformed"
-                self.status.count_anomaly(parsed.anomaly, parsed.detail)
+        status.frames += 1
+        status.last_frame_at = self._now
+        decoder = self._decoders[line.source]
+        if line.rest is not None:
+            try:
+                decoder.take_rest(line.rest, bytes(line.raw))
+            except UpstreamError as error:
+                status.count_anomaly("bad_rest_response", str(error))
             return
-        event = parsed.event
-        if self.symbols is not None and event.symbol not in self.symbols:
-            self.status.ignored += 1
-            return
-        if self._shift:
-            event = msgspec.structs.replace(event, time=event.time + self._shift)
-        self.status.events += 1
-        self.sink(event)
+        decoded = decoder.decode(bytes(line.raw))
+        if self._shift or self.lap:
+            decoded = decoded._replace(events=[self._moved(e) for e in decoded.events])
+        deliver(status, decoded, self.symbols, self.sink)
+        self.status.events = sum(s.events for s in self.sources.values())
+
+    def _moved(self, event: LiquidationEvent) -> LiquidationEvent:
+        """The event shifted to the present and scaled onto this lap's price level."""
+        ratio = self._lap_ratios.get(event.symbol, 1.0)
+        if self.lap and ratio != 1.0:
+            scale = ratio**self.lap
+            return msgspec.structs.replace(
+                event,
+                time=event.time + self._shift,
+                price=event.price * scale,
+                quantity=event.quantity / scale,
+            )
+        return msgspec.structs.replace(event, time=event.time + self._shift)
+
+
+def lap_ratios(lines: list[ReplayLine], exchanges: Iterable[str]) -> dict[str, float]:
+    """Per symbol, the last liquidation price of the file over the first."""
+    decoders = {source: factory() for source, factory in DECODERS.items() if source in exchanges}
+    first: dict[str, float] = {}
+    last: dict[str, float] = {}
+    for line in lines:
+        decoder = decoders.get(line.source)
+        if decoder is None:
+            continue
+        if line.rest is not None:
+            with contextlib.suppress(UpstreamError):  # counted when the lap plays it
+                decoder.take_rest(line.rest, bytes(line.raw))
+            continue
+        for event in decoder.decode(bytes(line.raw)).events:
+            first.setdefault(event.symbol, event.price)
+            last[event.symbol] = event.price
+    return {symbol: last[symbol] / first[symbol] for symbol in first}
 
 
 class Recorder:
-    """A frame listener that appends each frame to a replay file as it arrives."""
+    """A frame and REST listener that appends what a feed receives to a replay file."""
 
     def __init__(self, out: IO[bytes], source: str) -> None:
         self.out = out
@@ -168,11 +246,25 @@ class Recorder:
         self.written = 0
 
     def __call__(self, received_ms: int, frame: bytes) -> None:
-        try:
-            if not isinstance(msgspec.json.decode(frame), dict):
-                return
-        except msgspec.DecodeError:
-            return  # a replay line's raw is a JSON object (docs/operations.md)
+        if not _is_object(frame):
+            return  # a replay line's raw is a JSON object (a text pong is not)
         self.out.write(b'{"t":%d,"source":"%s","raw":%s}\n' % (received_ms, self.source, frame))
         self.out.flush()
         self.written += 1
+
+    def rest(self, received_ms: int, path: str, body: bytes) -> None:
+        if not _is_object(body):
+            return
+        encoded_path = msgspec.json.encode(path)
+        self.out.write(
+            b'{"t":%d,"source":"%s","rest":%s,"raw":%s}\n'
+            % (received_ms, self.source, encoded_path, body)
+        )
+        self.out.flush()
+
+
+def _is_object(frame: bytes) -> bool:
+    try:
+        return isinstance(msgspec.json.decode(frame), dict)
+    except msgspec.DecodeError:
+        return False

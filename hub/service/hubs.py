@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import time
 from typing import Any, Protocol
@@ -29,13 +30,15 @@ from hub.feeds.base import Feed
 from hub.models import LiquidationEvent
 from hub.service import control
 from hub.service.control import ControlRequest
+from hub.service.health import verdict
 from hub.service.ingest import Ingest
 from hub.service.relay import Relay
 from hub.service.sources import Source, wall_clock_ms
-from hub.storage.event_log import read_events
+from hub.storage.event_log import read_window
 from hub.tasks import cancel_and_wait
 
 LIVE = Source()
+INGEST_SILENT = "ingest: silent (no status in Redis for 10 s)"
 
 
 class HubView(Protocol):
@@ -47,10 +50,15 @@ class HubView(Protocol):
 
     def tracked(self) -> set[str]: ...
 
-    async def events(self, symbol: str, since: int, side: str | None) -> list[LiquidationEvent]:
-        """Events of `symbol` with time >= since, newest first."""
+    async def events(
+        self, symbol: str, since: int, side: str | None, limit: int | None = None
+    ) -> list[LiquidationEvent]:
+        """Events of `symbol` with time >= since, newest first; at most `limit`."""
 
     async def status(self) -> dict[str, Any]: ...
+
+    async def health(self) -> dict[str, Any]:
+        """`{"status": "ok"}`, or `{"status": "degraded", "reasons": [...]}`."""
 
     async def add_symbols(self, symbols: set[str]) -> None: ...
 
@@ -61,6 +69,9 @@ class HubView(Protocol):
     async def stop(self) -> None: ...
 
     async def flush_now(self) -> None: ...
+
+    async def stop_intake(self) -> None:
+        """Take no more upstream events (shutting down: what is queued can then drain)."""
 
 
 class _Tasks:
@@ -84,6 +95,11 @@ def _process_status(fanout: Fanout, broker: Broker, started_at: float) -> dict[s
         "memory": {"rss_bytes": _rss_bytes()},
         "uptime_s": round(time.time() - started_at, 3),
     }
+
+
+def _broker_reasons(broker: Broker) -> list[str]:
+    status = broker.status()
+    return [] if status.connected else [f"{status.kind}: broker unreachable"]
 
 
 def _rss_bytes() -> int:
@@ -118,20 +134,30 @@ class ServeHub:
         return self.ingest.processor
 
     @property
+    def feeds(self) -> list[Feed]:
+        return self.ingest.feeds
+
+    @property
     def feed(self) -> Feed:
-        return self.ingest.feed
+        """The first feed: the only one of a replay."""
+        return self.ingest.feeds[0]
 
     def tracked(self) -> set[str]:
         return set(self.ingest.processor.books)
 
-    async def events(self, symbol: str, since: int, side: str | None) -> list[LiquidationEvent]:
-        return list(self.ingest.processor.events(symbol, since, side))
+    async def events(
+        self, symbol: str, since: int, side: str | None, limit: int | None = None
+    ) -> list[LiquidationEvent]:
+        return list(itertools.islice(self.ingest.processor.events(symbol, since, side), limit))
 
     async def status(self) -> dict[str, Any]:
         return {
             **self.ingest.status(),
             **_process_status(self.fanout, self.inbound, self.started_at),
         }
+
+    async def health(self) -> dict[str, Any]:
+        return verdict(self.ingest.health_reasons() + _broker_reasons(self.inbound))
 
     async def add_symbols(self, symbols: set[str]) -> None:
         await self.ingest.add_symbols(symbols)
@@ -142,6 +168,9 @@ class ServeHub:
 
     async def flush_now(self) -> None:
         await self.ingest.flush_now()
+
+    async def stop_intake(self) -> None:
+        await self.ingest.stop_feeds()
 
     async def start(self) -> None:
         await self.relay.track(self.tracked())
@@ -185,20 +214,32 @@ class WebHub:
     def tracked(self) -> set[str]:
         return set(self.fanout.symbols)
 
-    async def events(self, symbol: str, since: int, side: str | None) -> list[LiquidationEvent]:
-        events = await read_events(self.redis, symbol, newest_first=True)
-        return [e for e in events if e.time >= since and (side is None or e.side == side)]
+    async def events(
+        self, symbol: str, since: int, side: str | None, limit: int | None = None
+    ) -> list[LiquidationEvent]:
+        return await read_window(self.redis, symbol, since, side, limit)
 
-    async def status(self) -> dict[str, Any]:
-        ingest: dict[str, Any] = {}
+    async def _ingest_status(self) -> dict[str, Any]:
+        """What ingest last published about itself; empty when it has not for 10 s."""
         with contextlib.suppress(RedisError, OSError, msgspec.DecodeError):
             raw = await self.redis.get(control.STATUS_KEY)
             if raw:
-                ingest = msgspec.json.decode(raw)
+                return msgspec.json.decode(raw)
+        return {}
+
+    async def health(self) -> dict[str, Any]:
+        ingest = await self._ingest_status()
+        reasons = list(ingest.get("reasons", [])) if ingest else [INGEST_SILENT]
+        return verdict(reasons + _broker_reasons(self.broker))
+
+    async def status(self) -> dict[str, Any]:
+        ingest = await self._ingest_status()
         return {
             "sources": ingest.get("sources", {}),
             "symbols": ingest.get("symbols", {s: {} for s in sorted(self.fanout.symbols)}),
-            "ingest": "reporting" if ingest else "silent (no status in Redis for 10 s)",
+            "symbols_unlisted": ingest.get("symbols_unlisted", {}),
+            "listings": ingest.get("listings"),
+            "ingest": "reporting" if ingest else INGEST_SILENT,
             **_process_status(self.fanout, self.broker, self.started_at),
         }
 
@@ -209,6 +250,9 @@ class WebHub:
         await self._request(ControlRequest("remove_symbols", symbols=sorted(symbols)))
 
     async def flush_now(self) -> None:
+        return None
+
+    async def stop_intake(self) -> None:
         return None
 
     async def start(self) -> None:

@@ -1,11 +1,15 @@
-"""Ingest: the upstream feed through the processor onto the broker.
+"""Ingest: the upstream feeds (one per configured exchange, or one replay) through the
+processor onto the broker.
 
-The processor is fed synchronously from the feed; its messages leave in order through
+The processor is fed synchronously from every feed, so heatmaps, clusters, statistics
+and alerts aggregate all exchanges; its messages leave in order through
 one publisher loop, which also flushes diffs every HEATMAP_FLUSH_MS. With Redis, every
 accepted event also goes to the durable event log, the tracked symbols are announced for
 web processes, and snapshot requests from them are answered on the channels' topics.
 A publish that fails (Redis down) is dropped and counted: the processor keeps the state,
-and web processes resynchronise from fresh snapshots once Redis is back.
+and web processes resynchronise from fresh snapshots once Redis is back. Every Redis loop
+here shares one `Outage`: while Redis is down they try again with backoff, not on every
+flush, and the log says once that Redis was lost and once that it is back.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from typing import Any
 
 import msgspec
 from redis.asyncio import Redis
@@ -26,11 +31,14 @@ from hub.config import Settings
 from hub.errors import BrokerUnavailable, ProtocolError
 from hub.fanout.broker import RESYNC_TOPIC, STATE_KEY, Broker, topic_for
 from hub.fanout.codec import encode_message
+from hub.feeds.base import Feed
 from hub.models import ChannelMessage, LiquidationEvent
 from hub.service import control
 from hub.service.control import ControlRequest, SymbolsAnnouncement
-from hub.service.sources import Source, build_feed, wall_clock_ms
+from hub.service.health import source_entry, source_reasons
+from hub.service.sources import Source, build_feeds, build_listings, wall_clock_ms
 from hub.storage.event_log import RedisEventLog, read_events
+from hub.storage.outage import Outage
 from hub.tasks import cancel_and_wait
 
 log = logging.getLogger("hub.ingest")
@@ -48,7 +56,10 @@ class Ingest:
         self.settings = settings
         self.broker = broker
         self.redis = redis
-        self.feed, self.clock = build_feed(settings, source, self.on_event)
+        self.feeds, self.clock = build_feeds(settings, source, self.on_event)
+        self.listings = build_listings(settings, source)
+        timing = source.timing
+        self._silent_after_ms = int(1000 * (timing.silent_after if timing else 60.0))
         self.processor = LiquidationProcessor(
             ProcessorConfig(
                 max_events=settings.max_events,
@@ -58,8 +69,11 @@ class Ingest:
             ),
             epoch=f"{wall_clock_ms():x}",
         )
+        self.redis_state = Outage("ingest", log)
         self.event_log = (
-            RedisEventLog(redis, settings.max_events, self._holdings) if redis is not None else None
+            RedisEventLog(redis, settings.max_events, self._holdings, outage=self.redis_state)
+            if redis is not None
+            else None
         )
         self.unpublished = 0
         self._saved_state: dict[str, bytes] = {}
@@ -67,6 +81,7 @@ class Ingest:
         self._outbox: list[ChannelMessage] = []
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._feed_tasks: list[asyncio.Task[None]] = []
         self._symbols_changed = True
         for symbol in () if settings.track_all_symbols else settings.symbols:
             self.processor.track(symbol)
@@ -97,11 +112,13 @@ class Ingest:
         now = self.clock()
         for symbol in sorted(symbols - self.processor.books.keys()):
             self._track(symbol, now)
-        await self.feed.add_symbols(symbols)
+        for feed in self.feeds:
+            await feed.add_symbols(symbols)
         self._wake.set()
 
     async def remove_symbols(self, symbols: set[str]) -> None:
-        await self.feed.remove_symbols(symbols)
+        for feed in self.feeds:
+            await feed.remove_symbols(symbols)
         for symbol in symbols:
             self.processor.untrack(symbol)
         self._symbols_changed = True
@@ -145,22 +162,35 @@ class Ingest:
             await self._publish_pending()
 
     async def _publish_pending(self) -> None:
-        if self._symbols_changed:
-            await self._announce_symbols()
+        if self.redis is not None and not self.redis_state.due():
+            # Redis is down and the next attempt is not due: what would be published is
+            # dropped as a failed publish would be; web processes resync once it is back.
+            self.unpublished += len(self._outbox)
+            self._outbox = []
+            return
+        failure: Exception | None = None
+        tried = self._symbols_changed
+        if tried:
+            failure = await self._announce_symbols()
         state = await self._checkpoint()
         outbox, self._outbox = self._outbox, []
-        if not outbox and not state:
+        if outbox or state:
+            tried = True
+            try:
+                await self.broker.publish_many(
+                    [(topic_for(m.ch), encode_message(m)) for m in outbox], state
+                )
+                if state:
+                    self._saved_state.update(state)
+            except BrokerUnavailable as error:
+                self.unpublished += len(outbox)
+                failure = error
+        if self.redis is None or not tried:
             return
-        try:
-            await self.broker.publish_many(
-                [(topic_for(m.ch), encode_message(m)) for m in outbox], state
-            )
-            if state:
-                self._saved_state.update(state)
-        except BrokerUnavailable as error:
-            if not self.unpublished:
-                log.warning("ingest: %s; web processes will resync when it is back", error)
-            self.unpublished += len(outbox)
+        if failure is not None:
+            self.redis_state.failed(failure)
+        else:
+            self.redis_state.succeeded()
 
     async def _checkpoint(self) -> dict[str, bytes] | None:
         """The processor's positions that changed since last saved, once the events they
@@ -169,7 +199,9 @@ class Ingest:
             return None
         try:
             await self.event_log.write_pending()
-        except (RedisError, OSError):
+        except (RedisError, OSError) as error:
+            self.event_log.status.connected = False
+            self.redis_state.failed(error)
             return None
         if self.event_log.status.rewrites != self._rewrites_seen:
             self._rewrites_seen = self.event_log.status.rewrites
@@ -202,10 +234,12 @@ class Ingest:
             )
         return resumed
 
-    async def _announce_symbols(self) -> None:
+    async def _announce_symbols(self) -> Exception | None:
+        """Announce the tracked symbols; the failure, if Redis did not take them (the
+        next publish retries)."""
         if self.redis is None:
             self._symbols_changed = False
-            return
+            return None
         symbols = sorted(self.processor.books)
         try:
             async with self.redis.pipeline(transaction=True) as pipe:
@@ -218,7 +252,8 @@ class Ingest:
             )
             self._symbols_changed = False
         except (BrokerUnavailable, RedisError, OSError) as error:
-            log.warning("ingest: could not announce symbols yet (retried): %s", error)
+            return error
+        return None
 
     async def flush_now(self) -> None:
         self._outbox.extend(self.processor.flush(self.clock()))
@@ -253,33 +288,47 @@ class Ingest:
     async def _status_loop(self) -> None:
         assert self.redis is not None
         while True:
-            with contextlib.suppress(RedisError, OSError):
-                await self.redis.set(control.STATUS_KEY, _encoder.encode(self.status()), ex=10)
+            if self.redis_state.due():
+                try:
+                    await self.redis.set(control.STATUS_KEY, _encoder.encode(self.status()), ex=10)
+                except (RedisError, OSError) as error:
+                    self.redis_state.failed(error)
+                else:
+                    self.redis_state.succeeded()
             await asyncio.sleep(1.0)
 
-    async def _feed_loop(self) -> None:
+    async def _feed_loop(self, feed: Feed) -> None:
         try:
-            await self.feed.run()
-        except Exception:
-            log.exception("feed %s stopped", self.feed.status.name)
+            await feed.run()
+        except Exception as error:
+            feed.status.last_error = f"stopped: {type(error).__name__}: {error}"
+            log.exception("feed %s stopped", feed.status.name)
             raise
 
-    def status(self) -> dict[str, object]:
+    def sources(self) -> dict[str, dict[str, Any]]:
+        """`status.sources` (docs/rest.md): one entry per source, keyed by its name."""
         now = self.clock()
-        feed = self.feed.status
-        last = feed.last_frame_at
         return {
-            "sources": {
-                feed.name: {
-                    **msgspec.structs.asdict(feed),
-                    "messages": feed.frames,  # the name docs/rest.md gives what was received
-                    "last_message_age_ms": None if last is None else max(0, now - last),
-                }
-            },
+            status.name: source_entry(status, now, feed.live, self._silent_after_ms)
+            for feed in self.feeds
+            for status in feed.statuses()
+        }
+
+    def health_reasons(self) -> list[str]:
+        return source_reasons(self.sources())
+
+    def status(self) -> dict[str, object]:
+        sources = self.sources()
+        listings = self.listings
+        return {
+            "sources": sources,
+            "reasons": source_reasons(sources),
             "symbols": {
                 symbol: {"events": len(book.store), "epoch": book.epoch}
                 for symbol, book in self.processor.books.items()
             },
+            "symbols_unlisted": {} if listings is None else listings.unlisted(self.processor.books),
+            "listings": None if listings is None else listings.status,
             "processor": {"rejected": self.processor.rejected, "unpublished": self.unpublished},
             "event_log": None if self.event_log is None else self.event_log.status,
         }
@@ -298,15 +347,26 @@ class Ingest:
         for symbol in self.processor.books:
             self._outbox.extend(self.processor.snapshots_of(symbol, now))
         await self._publish_pending()
-        loops = [self._publish_loop, self._sweep_loop, self._feed_loop]
+        loops = [self._publish_loop, self._sweep_loop]
         if control_messages:
             loops.append(self._control_loop)
         if self.redis is not None:
             loops.append(self._status_loop)
         if self.event_log is not None:
             loops.append(self.event_log.run)
+        if self.listings is not None:
+            loops.append(self.listings.run)
         for loop in loops:
             self._tasks.append(asyncio.create_task(loop(), name=loop.__name__))
+        self._feed_tasks = [
+            asyncio.create_task(self._feed_loop(feed), name=f"feed:{feed.status.name}")
+            for feed in self.feeds
+        ]
+        self._tasks.extend(self._feed_tasks)
+
+    async def stop_feeds(self) -> None:
+        """Stop reading upstream; the processor and publisher keep running."""
+        await cancel_and_wait(self._feed_tasks)
 
     async def stop(self) -> None:
         with contextlib.suppress(Exception):

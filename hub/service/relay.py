@@ -2,7 +2,8 @@
 
 A replica that cannot follow on (a seq gap, a Redis reconnect after which pub/sub may
 have lost messages, a process that just started) asks the processor for fresh
-snapshots, and asks again every `retry_s` while it is still stale. Until the snapshot
+snapshots, and asks again every `retry_s` while it is still stale (with backoff while
+the broker is down, logged once when it is lost and once when it is back). Until the snapshot
 arrives the channel's clients get nothing on it rather than a silent gap.
 """
 
@@ -21,6 +22,7 @@ from hub.service.control import (
     ControlRequest,
     decode_symbols,
 )
+from hub.storage.outage import Outage
 
 log = logging.getLogger("hub.relay")
 
@@ -46,6 +48,7 @@ class Relay:
         self.load_symbols = load_symbols
         self.retry_s = retry_s
         self.resyncs = 0
+        self.broker_state = Outage("relay", log)
 
     async def start(self) -> None:
         """Learn the symbols (web) and subscribe to their topics before the first message."""
@@ -102,8 +105,10 @@ class Relay:
     async def _retry_stale(self) -> None:
         while True:
             await asyncio.sleep(self.retry_s)
-            if self.fanout.stale:
+            if self.fanout.stale and self.broker_state.due():
                 try:
                     await self._ask(sorted(self.fanout.stale))
-                except Exception as error:  # the broker is down; the next round retries
-                    log.warning("relay: snapshot request failed: %s", error)
+                except Exception as error:  # the broker is down; a later round retries
+                    self.broker_state.failed(error)
+                else:
+                    self.broker_state.succeeded()

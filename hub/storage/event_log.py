@@ -5,11 +5,12 @@ rebuild its processor, and `web` processes read them for event lists and exports
 
 Writes go through a bounded in-memory buffer drained by one task, so the feed never waits
 on Redis. When Redis is unreachable the buffer keeps filling (oldest dropped past its
-bound) and the task retries with backoff; once Redis answers again it writes the buffer
-in order. If the buffer overflowed, or Redis came back empty (a restart without
-persistence: the instance marker is gone), the log is rewritten from what the processor
-still holds, so nothing already accepted is lost. Streams are trimmed by count
-(`MAXLEN ~ HEATMAP_MAX_EVENTS`) on every write and by age (`MINID`) on each sweep.
+bound) and the task retries with backoff (`Outage`: the loss and the return are logged
+once each); once Redis answers again it writes the buffer in order. If the buffer
+overflowed, or Redis came back empty (a restart without persistence: the instance marker
+is gone), the log is rewritten from what the processor still holds, so nothing already
+accepted is lost. Streams are trimmed by count (`MAXLEN ~ HEATMAP_MAX_EVENTS`) on every
+write and by age (`MINID`) on each sweep.
 """
 
 from __future__ import annotations
@@ -25,13 +26,15 @@ import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from hub.feeds.backoff import Backoff
 from hub.models import LiquidationEvent
+from hub.storage.outage import Outage
 
 log = logging.getLogger("hub.storage")
 PREFIX = "hub:"
 MARKER_KEY = f"{PREFIX}instance"
 WRITE_BATCH = 500
+READ_PAGE = 2_000
+CLOCK_SLACK_MS = 60_000  # how far an exchange's trade time may run ahead of ours
 _FAILURES = (RedisError, OSError)
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(LiquidationEvent)
@@ -57,14 +60,15 @@ class RedisEventLog:
         max_events: int,
         holdings: Callable[[], Mapping[str, Iterable[LiquidationEvent]]],
         max_buffer: int = 200_000,
-        backoff: Backoff | None = None,
+        outage: Outage | None = None,
     ) -> None:
-        """`holdings` gives every event the processor holds, per symbol, oldest first."""
+        """`holdings` gives every event the processor holds, per symbol, oldest first;
+        `outage` is the Redis state shared with the process's other Redis loops."""
         self.redis = redis
         self.max_events = max_events
         self.holdings = holdings
         self.max_buffer = max_buffer
-        self.backoff = backoff or Backoff(base=0.2, cap=5.0, healthy_after=10.0)
+        self.outage = outage or Outage("event log", log)
         self.status = EventLogStatus()
         self._pending: deque[LiquidationEvent] = deque()
         self._wake = asyncio.Event()
@@ -105,11 +109,12 @@ class RedisEventLog:
                         await self._write_some()
                 except _FAILURES as error:
                     self.status.connected = False
-                    self.status.last_error = f"{type(error).__name__}: {error}"
-                    await asyncio.sleep(self.backoff.next_delay())
+                    delay = self.outage.failed(error)
+                    self.status.last_error = self.outage.last_error
+                    await asyncio.sleep(delay)
                     continue
                 self.status.connected = True
-                self.backoff.attempt = 0
+                self.outage.succeeded()
                 if not self._pending and not self._rewrite:
                     break
             self.status.buffered = len(self._pending)
@@ -178,14 +183,51 @@ class RedisEventLog:
             await pipe.execute()
 
 
-async def read_events(
-    redis: Redis, symbol: str, newest_first: bool = False, count: int | None = None
+async def read_events(redis: Redis, symbol: str) -> list[LiquidationEvent]:
+    """The whole log of `symbol`, oldest first (a restart rebuilds from it)."""
+    return _decode(stream_key(symbol), await redis.xrange(stream_key(symbol)))
+
+
+async def read_window(
+    redis: Redis, symbol: str, since: int, side: str | None, limit: int | None = None
 ) -> list[LiquidationEvent]:
+    """Events with time >= since (and `side`), newest first, at most `limit`, reading the
+    stream backwards a page at a time and only as far as needed.
+
+    An entry's ID is the time it was written (ms), which is at or after its event's time
+    up to the exchange's clock running ahead (CLOCK_SLACK_MS). So the read stops at IDs
+    older than `since` (nothing older can be in the window), and, with a limit, once the
+    IDs read are older than the limit-th newest event found (nothing older can be newer
+    than it, although a late arrival is written after newer events). A replay, whose
+    event times lie before their write times, reads back to `since` at worst.
+    """
     key = stream_key(symbol)
-    if newest_first:
-        entries = await redis.xrevrange(key, count=count)
-    else:
-        entries = await redis.xrange(key, count=count)
+    found: list[LiquidationEvent] = []
+    floor = max(0, since - CLOCK_SLACK_MS)
+    page = READ_PAGE if limit is None else max(2 * limit, 100)
+    upper = "+"
+    while True:
+        entries = await redis.xrevrange(key, max=upper, min=floor, count=page)
+        found.extend(
+            e for e in _decode(key, entries) if e.time >= since and (side is None or e.side == side)
+        )
+        if len(entries) < page:
+            break
+        oldest = int(entries[-1][0].split(b"-")[0])
+        if limit is not None and len(found) >= limit:
+            found.sort(key=_newest_first)
+            if oldest < found[limit - 1].time - CLOCK_SLACK_MS:
+                break
+        upper = f"({entries[-1][0].decode()}"  # exclusive: continue below the last entry
+    found.sort(key=_newest_first)
+    return found if limit is None else found[:limit]
+
+
+def _newest_first(event: LiquidationEvent) -> int:
+    return -event.time
+
+
+def _decode(key: str, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> list[LiquidationEvent]:
     events = []
     for _entry_id, fields in entries:
         try:

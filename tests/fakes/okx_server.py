@@ -1,0 +1,107 @@
+"""Local stand-in for OKX's V5 public WebSocket (`liquidation-orders`) and its
+instruments REST endpoint.
+
+OKX facts encoded here (shared/data/README.md, "OKX liquidations"):
+* `/ws/v5/public`; `{"op":"subscribe","args":[{"channel":"liquidation-orders",
+  "instType":"SWAP"}]}` is acknowledged `{"event":"subscribe","arg":{...},"connId":..}`; a
+  bad request gets `{"event":"error","code":"60018","msg":..}`.
+* Keep-alive: the text `ping` is answered with the text `pong`.
+* A push: `{"arg":{...},"data":[{"instId","instType","details":[{"side","posSide","bkPx",
+  "sz","ts"}]}]}`: `side` is the liquidation order's (`buy`: a short liquidated), `sz` in
+  contracts, every number a string. A fresh subscription may replay recent liquidations
+  (`replay_on_subscribe`).
+* `GET /api/v5/public/instruments?instType=SWAP`: `{"code":"0","msg":"","data":[{"instId",
+  "ctVal","ctType",...}]}`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+from urllib.parse import parse_qs
+
+from tests.fakes.exchange_server import FakeConnection, FakeExchange, dumps
+
+CHANNEL = {"channel": "liquidation-orders", "instType": "SWAP"}
+SUBSCRIPTION = "liquidation-orders:SWAP"
+CONTRACT_VALUES = {
+    "BTC-USDT-SWAP": "0.01",
+    "ETH-USDT-SWAP": "0.1",
+    "SOL-USDT-SWAP": "1",
+    "ADA-USDT-SWAP": "100",
+    "BNB-USDT-SWAP": "0.01",
+}
+
+
+def detail(
+    side: str = "buy", size: str = "13", price: str = "60000.1", trade_time: int | None = None
+) -> dict[str, Any]:
+    t = int(time.time() * 1000) if trade_time is None else trade_time
+    pos_side = "short" if side == "buy" else "long"
+    return {"bkLoss": "0", "bkPx": price, "ccy": "", "posSide": pos_side, "side": side,
+            "sz": size, "ts": str(t)}  # fmt: skip
+
+
+def push_frame(inst_id: str, details: list[dict[str, Any]]) -> dict[str, Any]:
+    family = inst_id.removesuffix("-SWAP")
+    return {
+        "arg": CHANNEL,
+        "data": [{"details": details, "instFamily": family, "instId": inst_id,
+                  "instType": "SWAP", "uly": family}],
+    }  # fmt: skip
+
+
+class FakeOkx(FakeExchange):
+    ws_path = "/ws/v5/public"
+    name = "OKX"
+
+    def __init__(self, contract_values: dict[str, str] | None = None) -> None:
+        super().__init__()
+        self.contract_values = dict(CONTRACT_VALUES if contract_values is None else contract_values)
+        self.replay_on_subscribe: list[dict[str, Any]] = []  # frames sent after each subscribe
+
+    async def push(self, inst_id: str, details: list[dict[str, Any]]) -> int:
+        return await self.send_to(SUBSCRIPTION, dumps(push_frame(inst_id, details)))
+
+    def answer(self, conn: FakeConnection, message: str | bytes) -> str | None:
+        if message == "ping":
+            conn.pings += 1
+            return "pong"
+        try:
+            request = json.loads(message)
+        except ValueError:
+            failure = f"Invalid request: {message!r}"
+            return dumps({"event": "error", "code": "60012", "msg": failure})
+        conn.requests.append(request)
+        args = request.get("args")
+        if request.get("op") not in ("subscribe", "unsubscribe") or args != [CHANNEL]:
+            return dumps({"event": "error", "code": "60018", "msg": "Wrong URL or channel"})
+        if request["op"] == "subscribe":
+            conn.subscriptions.add(SUBSCRIPTION)
+        else:
+            conn.subscriptions.discard(SUBSCRIPTION)
+        return dumps({"event": request["op"], "arg": CHANNEL, "connId": "fake"})
+
+    async def after_answer(self, conn: FakeConnection) -> None:
+        if (
+            SUBSCRIPTION in conn.subscriptions
+            and conn.requests
+            and conn.requests[-1].get("op") == "subscribe"
+        ):
+            for frame in self.replay_on_subscribe:
+                await conn.ws.send(dumps(frame))
+
+    def rest(self, path: str, query: str) -> tuple[int, Any]:
+        if path != "/api/v5/public/instruments":
+            return 404, {"code": "50000", "msg": "not found", "data": []}
+        if parse_qs(query).get("instType") != ["SWAP"]:
+            return 200, {"code": "51000", "msg": "Parameter instType error", "data": []}
+        data = [
+            {"instId": inst_id, "instType": "SWAP", "ctVal": value, "ctType": "linear",
+             "ctValCcy": inst_id.split("-")[0], "state": "live"}
+            for inst_id, value in self.contract_values.items()
+        ]  # fmt: skip
+        data.append({"instId": "BTC-USD-SWAP", "instType": "SWAP", "ctVal": "100",
+                     "ctType": "inverse", "ctValCcy": "USD", "state": "live"})  # fmt: skip
+        return 200, {"code": "0", "msg": "", "data": data}

@@ -1,0 +1,99 @@
+"""Three exchanges through `ingest` and `web` over a real Redis, with real processes.
+
+`ingest` reads Binance, Bybit and OKX look-alikes; a `web` process must serve their
+events with each one's `exchange`, filter by exchange, list every source on status, and
+say `degraded` on /health (from what ingest publishes) while one exchange is down.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import eventually
+from tests.fakes.binance_server import FakeBinance, force_order
+from tests.fakes.bybit_server import FakeBybit, liquidation
+from tests.fakes.okx_server import SUBSCRIPTION, FakeOkx, detail
+from tests.redis_server import RedisServer
+from tests.test_e2e_scale_out import Cluster, Proc
+
+API = "/api/heatmap"
+
+
+@pytest.fixture
+async def cluster(
+    tmp_path: Path,
+    redis_server: RedisServer,
+    fake_binance: FakeBinance,
+    fake_bybit: FakeBybit,
+    fake_okx: FakeOkx,
+) -> AsyncIterator[Cluster]:
+    hub = Cluster(tmp_path, redis_server, fake_binance)
+    hub.env.update(
+        {
+            "HEATMAP_EXCHANGES": "binance,bybit,okx",
+            "BYBIT_WS_URL": fake_bybit.ws_url,
+            "BYBIT_REST_URL": fake_bybit.rest_url,
+            "OKX_WS_URL": fake_okx.ws_url,
+            "OKX_REST_URL": fake_okx.rest_url,
+        }
+    )
+    try:
+        yield hub
+    finally:
+        await hub.close()
+        hub.print_logs()
+
+
+async def get(cluster: Cluster, web: Proc, path: str, **params: str) -> Any:
+    response = await cluster.http.get(f"{web.http}{path}", params=params)
+    return response
+
+
+async def test_web_serves_every_exchange_and_reports_one_down(
+    cluster: Cluster, fake_bybit: FakeBybit, fake_okx: FakeOkx
+) -> None:
+    await cluster.start_ingest()
+    await fake_bybit.wait_for_subscription("allLiquidation.BTCUSDT")
+    await fake_okx.wait_for_subscription(SUBSCRIPTION)
+    web = await cluster.start_web()
+
+    t = int(time.time() * 1000)
+    await cluster.fake.push(force_order("BTCUSDT", "SELL", "60000.0", "0.100", trade_time=t))
+    await fake_bybit.push("BTCUSDT", [liquidation("BTCUSDT", "Sell", "0.2", "60010.0", t + 1)])
+    await fake_okx.push("BTC-USDT-SWAP", [detail("buy", "13", "60020.0", t + 2)])
+
+    async def three() -> bool:
+        response = await get(cluster, web, f"{API}/liquidations/BTCUSDT", limit="100")
+        return response.status_code == 200 and len(response.json()["data"]) == 3
+
+    await eventually(three)
+    rows = (await get(cluster, web, f"{API}/liquidations/BTCUSDT")).json()["data"]
+    assert {(r["exchange"], r["side"]) for r in rows} == {
+        ("binance", "long"), ("bybit", "short"), ("okx", "short")
+    }  # fmt: skip
+    assert next(r for r in rows if r["exchange"] == "okx")["quantity"] == pytest.approx(0.13)
+    only = (await get(cluster, web, f"{API}/liquidations/BTCUSDT", exchange="okx")).json()
+    assert [r["exchange"] for r in only["data"]] == ["okx"]
+    refused = await get(cluster, web, f"{API}/liquidations/BTCUSDT", exchange="ftx")
+    assert refused.status_code == 400 and "ftx" in refused.json()["error"]
+
+    status = (await get(cluster, web, f"{API}/status")).json()["data"]
+    assert {"binance", "bybit", "okx"} <= set(status["sources"])
+    assert all(status["sources"][x]["connected"] for x in ("binance", "bybit", "okx"))
+    assert (await get(cluster, web, "/health")).json()["data"] == {"status": "ok"}
+
+    await fake_bybit.stop()
+
+    async def degraded() -> bool:
+        response = await get(cluster, web, "/health")
+        data = response.json()["data"]
+        return response.status_code == 200 and any(
+            r.startswith("bybit: disconnected") for r in data.get("reasons", [])
+        )
+
+    await eventually(degraded)

@@ -1,0 +1,87 @@
+"""No float noise in what clients read (13798.482000000002 becomes 13798.482)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hub.config import Settings
+from hub.feeds.binance_wire import Order, normalize
+from hub.models import round_notional, round_significant
+from hub.service.sources import DEMO_REPLAY
+from tests.conftest import HubFactory, eventually
+
+SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "ADAUSDT", "BNBUSDT")
+
+
+def floats(value: object, path: str = "") -> Iterator[tuple[str, float]]:
+    if isinstance(value, float):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from floats(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for item in value:
+            yield from floats(item, f"{path}[]")
+
+
+def noisy(value: float) -> bool:
+    """Spelled with more than 15 significant digits: binary round-off, not data."""
+    text = repr(value)
+    return "e" not in text and len(text.replace("-", "").replace(".", "").lstrip("0")) > 15
+
+
+def test_rounding_helpers() -> None:
+    assert 59993.4 * 0.23 == 13798.482000000002
+    assert round_notional(59993.4 * 0.23) == 13798.482
+    assert round_significant(0.1 + 0.2) == 0.3
+    assert round_significant(123456789.123456) == 123456789.1
+    assert round_significant(0.000123456789012) == 0.000123456789
+    assert round_significant(0.0) == 0.0 and math.isnan(round_significant(math.nan))
+
+
+def test_normalized_notional_is_price_times_quantity_without_noise() -> None:
+    order = Order(s="BTCUSDT", S="SELL", q="0.23", p="59990", ap="59993.4", z="0.23", T=1)
+    assert normalize(order).notional == 13798.482
+
+
+async def test_rest_bodies_carry_no_float_noise(start_hub: HubFactory) -> None:
+    running = await start_hub(Settings(flush_ms=20), replay=Path(DEMO_REPLAY), speed=0)
+    feed = running.hub.feed
+    await eventually(lambda: feed.status.frames > 0 and not feed.status.connected)
+    await running.hub.flush_now()
+    api = "/api/heatmap"
+    for symbol in SYMBOLS:
+        for path, params in (
+            (f"{api}/liquidations/{symbol}/heatmap", {"timeWindow": "24h"}),
+            (f"{api}/liquidations/{symbol}/heatmap", {"timeWindow": "5m"}),
+            (f"{api}/liquidations/{symbol}", {"timeWindow": "24h", "limit": "10000"}),
+            (f"{api}/liquidations/{symbol}/leverage", {"timeWindow": "24h"}),
+            (f"{api}/export/{symbol}", {"timeWindow": "24h", "format": "json"}),
+        ):
+            body = (await running.get(path, **params)).json()
+            assert body["success"], (path, body)
+            bad = [(where, value) for where, value in floats(body) if noisy(value)]
+            assert not bad, f"{path} {params}: float noise at {bad[:5]}"
+        tiers = (await running.get(f"{api}/liquidations/{symbol}/leverage")).json()["data"]
+        assert sum(row["share"] for row in tiers["tiers"]) == pytest.approx(1.0, abs=1e-9)
+
+
+async def test_events_without_leverage_are_those_with_no_price_path_yet(
+    start_hub: HubFactory,
+) -> None:
+    """The estimate needs the recent price path before the event (two prices within 4 h):
+    a symbol's first events have none, and say so with an empty leverage and tier."""
+    running = await start_hub(Settings(flush_ms=20), replay=Path(DEMO_REPLAY), speed=0)
+    feed = running.hub.feed
+    await eventually(lambda: feed.status.frames > 0 and not feed.status.connected)
+    for symbol in SYMBOLS:
+        export = await running.get(f"/api/heatmap/export/{symbol}", timeWindow="30d", format="json")
+        events = export.json()["data"]
+        unknown = [i for i, e in enumerate(events) if e["est_leverage"] is None]
+        assert unknown == [0, 1], f"{symbol}: events without an estimate at {unknown[:10]}"
+        assert all(events[i]["tier"] is None for i in unknown)
+        assert all(e["tier"] is not None for e in events[2:])

@@ -1,0 +1,74 @@
+"""An unreachable Redis: retries back off, and the log says lost and back once each."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from hub.config import Settings
+from hub.feeds.backoff import Backoff
+from hub.storage.outage import Outage
+from tests.conftest import HubFactory, eventually
+from tests.redis_server import RedisServer
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_outage_backs_off_and_logs_each_change_once(caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock()
+    backoff = Backoff(base=1.0, cap=8.0, uniform=lambda low, high: high)  # no jitter
+    outage = Outage("tester", logging.getLogger("hub.test"), backoff, clock)
+    caplog.set_level(logging.INFO, logger="hub.test")
+    assert outage.up and outage.due()
+    delays = [outage.failed(ConnectionError("refused")) for _ in range(5)]
+    assert delays == [1.0, 2.0, 4.0, 8.0, 8.0]
+    assert not outage.due(), "the next attempt waits for the last delay"
+    clock.now += 7.9
+    assert not outage.due()
+    clock.now += 0.2
+    assert outage.due()
+    assert outage.last_error == "ConnectionError: refused"
+    outage.succeeded()
+    outage.succeeded()
+    assert outage.up and outage.due()
+    assert outage.failed(ConnectionError("again")) == 1.0, "backoff starts over after a return"
+    lines = [r.getMessage() for r in caplog.records]
+    assert [line.split(":")[1].strip().split(" (")[0] for line in lines] == [
+        "Redis unreachable",
+        "Redis is back after 8.1 s",
+        "Redis unreachable",
+    ], lines
+
+
+async def test_unreachable_redis_is_logged_once_and_retried_with_backoff(
+    start_hub: HubFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    redis = RedisServer()  # a free port where nothing listens yet
+    caplog.set_level(logging.INFO, logger="hub")
+    running = await start_hub(Settings(redis_url=redis.url, flush_ms=20), demo=True)
+    state = running.hub.ingest.redis_state
+    try:
+        # The demo keeps the outbox busy: before, every 20 ms flush tried Redis and logged.
+        await eventually(lambda: state.failures >= 4, seen=lambda: state.failures)
+        hub_lines = [r.getMessage() for r in caplog.records if r.name.startswith("hub")]
+        lost = [line for line in hub_lines if "Redis unreachable" in line]
+        assert len(lost) == 1, f"expected the loss logged once, saw {hub_lines}"
+        assert len(hub_lines) <= 3, f"expected a quiet log while Redis is down, saw {hub_lines}"
+        status = (await running.get("/api/heatmap/status")).json()["data"]
+        assert status["event_log"]["connected"] is False
+        assert "Connection" in (status["event_log"]["last_error"] or ""), status["event_log"]
+
+        redis.start()
+        await eventually(lambda: state.up, seen=lambda: state.last_error)
+        back = [r.getMessage() for r in caplog.records if "Redis is back" in r.getMessage()]
+        assert len(back) == 1, f"expected the return logged once, saw {back}"
+        await eventually(lambda: running.hub.ingest.event_log.status.connected)
+    finally:
+        redis.stop()

@@ -1,0 +1,184 @@
+"""Replays of every source: the bundled three-exchange demo, laps that start where the
+last ended, REST lines, and `record` writing all configured exchanges into one file."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import itertools
+import json
+import os
+import sys
+from bisect import bisect_left
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from hub.feeds.replay import Recorder, ReplayFeed, ReplayLine, read_replay, read_replays
+from hub.models import LiquidationEvent
+from hub.service.sources import demo_files
+from tests.conftest import eventually
+from tests.fakes.binance_server import FakeBinance, force_order
+from tests.fakes.bybit_server import FakeBybit, liquidation
+from tests.fakes.okx_server import SUBSCRIPTION, FakeOkx, detail, push_frame
+
+ROOT = Path(__file__).resolve().parent.parent
+EXCHANGES = ("binance", "bybit", "okx")
+INSTRUMENTS = "/api/v5/public/instruments?instType=SWAP"
+
+
+def linear_instrument(inst_id: str, contract_value: str) -> dict[str, str]:
+    return {"instId": inst_id, "ctVal": contract_value, "ctType": "linear"}
+
+
+async def play(feed: ReplayFeed) -> None:
+    await asyncio.wait_for(feed.run(), 30)
+
+
+def lines_of(*rows: dict) -> list[ReplayLine]:
+    return [ReplayLine(**{**row, "raw": json.dumps(row["raw"]).encode()}) for row in rows]
+
+
+async def test_the_demo_holds_three_exchanges_at_the_binance_prices() -> None:
+    assert {p.name for p in demo_files()} >= {
+        "demo_session.jsonl", "demo_bybit.jsonl", "demo_okx.jsonl"
+    }  # fmt: skip
+    lines = read_replays(demo_files())
+    assert [line.t for line in lines] == sorted(line.t for line in lines)
+    events: list[LiquidationEvent] = []
+    feed = ReplayFeed(lines, events.append, speed=0)
+    await play(feed)
+    assert all(not status.anomalies for status in feed.statuses()), feed.statuses()
+
+    by_exchange: dict[str, list[LiquidationEvent]] = defaultdict(list)
+    for event in events:
+        by_exchange[event.exchange].append(event)
+    assert set(by_exchange) == set(EXCHANGES)
+    path: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    for event in by_exchange["binance"]:
+        path[event.symbol].append((event.time, event.price))
+    for points in path.values():
+        points.sort()
+    for exchange in ("bybit", "okx"):
+        assert {e.symbol for e in by_exchange[exchange]} == set(path), exchange
+        for event in by_exchange[exchange]:
+            points = path[event.symbol]
+            index = min(bisect_left(points, (event.time, 0.0)), len(points) - 1)
+            near = points[index][1]
+            assert abs(event.price / near - 1) < 0.03, (exchange, event, near)
+    shares = {x: sum(e.notional for e in by_exchange[x]) for x in EXCHANGES}
+    total = sum(shares.values())
+    assert all(0.1 < shares[x] / total < 0.6 for x in EXCHANGES), shares
+
+
+def binance_line(t: int, symbol: str, price: float) -> dict:
+    order = force_order(symbol, "SELL", f"{price:.2f}", "1.000", trade_time=t)
+    return {"t": t + 10, "source": "binance", "raw": {"stream": "x@forceOrder", "data": order}}
+
+
+async def test_each_lap_starts_where_the_last_ended() -> None:
+    rows = []
+    for i in range(5):  # BTC rises 100 -> 110, ETH falls 50 -> 45
+        rows.append(binance_line(1_000 + i * 100, "BTCUSDT", 100 + 2.5 * i))
+        rows.append(binance_line(1_050 + i * 100, "ETHUSDT", 50 - 1.25 * i))
+    events: list[LiquidationEvent] = []
+    feed = ReplayFeed(lines_of(*rows), events.append, speed=1000, loop=True, shift_to_now=True)
+    task = asyncio.create_task(feed.run())
+    try:
+        await eventually(lambda: feed.lap >= 4)  # the backfill and three live laps
+    finally:
+        task.cancel()
+    for symbol, ratio in (("BTCUSDT", 1.1), ("ETHUSDT", 0.9)):
+        prices = [e.price for e in events if e.symbol == symbol]
+        laps = [prices[i : i + 5] for i in range(0, 20, 5)]
+        for previous, following in itertools.pairwise(laps):
+            assert following[0] == pytest.approx(previous[-1]), (symbol, laps)
+            assert following[-1] / previous[-1] == pytest.approx(ratio)
+        notionals = [e.notional for e in events if e.symbol == symbol]
+        assert notionals[5:10] == pytest.approx(notionals[:5])  # sizes scale the other way
+
+
+async def test_rest_lines_unconfigured_exchanges_and_unknown_sources() -> None:
+    t = 1_000
+    push = push_frame("BTC-USDT-SWAP", [detail("buy", "7", "60000", t)])
+    instruments = {"code": "0", "msg": "", "data": [linear_instrument("BTC-USDT-SWAP", "0.01")]}
+    bybit = {
+        "topic": "allLiquidation.BTCUSDT",
+        "type": "snapshot",
+        "ts": t,
+        "data": [liquidation("BTCUSDT", "Buy", "1", "60000", t)],
+    }
+    rows = [
+        {"t": t, "source": "okx", "rest": INSTRUMENTS, "raw": instruments},
+        {"t": t + 1, "source": "okx", "raw": push},
+        {"t": t + 2, "source": "bybit", "raw": bybit},
+        {"t": t + 3, "source": "kraken", "raw": {"x": 1}},
+    ]  # fmt: skip
+    events: list[LiquidationEvent] = []
+    feed = ReplayFeed(lines_of(*rows), events.append, speed=0, exchanges=("binance", "okx"))
+    await play(feed)
+    [event] = events
+    assert (event.exchange, event.side, event.quantity) == ("okx", "short", pytest.approx(0.07))
+    assert set(feed.sources) == {"okx"}
+    assert feed.status.ignored == 1  # the Bybit line: a known exchange, not configured
+    assert feed.status.anomalies == {"unknown_source:kraken": 1}
+
+
+async def test_a_recorder_writes_frames_and_rest_bodies_that_replay_the_same(
+    tmp_path: Path,
+) -> None:
+    out = io.BytesIO()
+    recorder = Recorder(out, "okx")
+    instruments = {"code": "0", "data": [linear_instrument("ETH-USDT-SWAP", "0.1")]}
+    recorder.rest(5, INSTRUMENTS, json.dumps(instruments).encode())
+    recorder(6, b"pong")  # keep-alive text is not a replay line
+    push = push_frame("ETH-USDT-SWAP", [detail("sell", "3", "3000", 7)])
+    recorder(7, json.dumps(push).encode())
+    rows = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [row.get("rest") for row in rows] == [INSTRUMENTS, None]
+    path = tmp_path / "recorded.jsonl"
+    path.write_bytes(out.getvalue())
+    events: list[LiquidationEvent] = []
+    await play(ReplayFeed(read_replay(path), events.append, speed=0))
+    assert [(e.side, e.quantity) for e in events] == [("long", pytest.approx(0.3))]
+
+
+async def test_record_writes_every_exchange_into_one_file(
+    fake_binance: FakeBinance, fake_bybit: FakeBybit, fake_okx: FakeOkx, tmp_path: Path
+) -> None:
+    out = tmp_path / "all.jsonl"
+    env = {
+        **os.environ,
+        "HEATMAP_SYMBOLS": "BTCUSDT",
+        "BINANCE_WS_URL": fake_binance.base_url,
+        "BYBIT_WS_URL": fake_bybit.ws_url,
+        "BYBIT_REST_URL": fake_bybit.rest_url,
+        "OKX_WS_URL": fake_okx.ws_url,
+        "OKX_REST_URL": fake_okx.rest_url,
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hub", "record", "--out", str(out), "--frames", "5",
+        cwd=ROOT, env=env,
+    )  # fmt: skip
+    try:
+        await fake_binance.wait_for_subscription("btcusdt@forceOrder")
+        await fake_bybit.wait_for_subscription("allLiquidation.BTCUSDT")
+        await fake_okx.wait_for_subscription(SUBSCRIPTION)
+        # acks so far: Bybit's and OKX's; then one liquidation from each exchange
+        await fake_binance.push(force_order("BTCUSDT", "SELL", "60000.0", "0.010"))
+        await fake_bybit.push("BTCUSDT", [liquidation("BTCUSDT", "Sell", "0.5", "60010.0")])
+        await fake_okx.push("BTC-USDT-SWAP", [detail("buy", "2", "60020.0")])
+        assert await asyncio.wait_for(process.wait(), 20) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert {row["source"] for row in rows} == set(EXCHANGES)
+    assert [row["rest"] for row in rows if "rest" in row] == [
+        "/api/v5/public/instruments?instType=SWAP"
+    ]
+    events: list[LiquidationEvent] = []
+    await play(ReplayFeed(read_replay(out), events.append, speed=0))
+    assert sorted(e.exchange for e in events) == sorted(EXCHANGES)
