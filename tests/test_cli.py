@@ -10,9 +10,11 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import IO
 
 import httpx
 import pytest
@@ -171,34 +173,36 @@ def test_serve_replay_matches_the_expected_totals() -> None:
 
 @contextlib.asynccontextmanager
 async def hub_process(
-    *args: str, stderr: int = asyncio.subprocess.DEVNULL
-) -> AsyncIterator[tuple[asyncio.subprocess.Process, int]]:
-    """`python -m hub ARGS --port PORT` on a free port; killed on the way out if it still runs."""
+    *args: str,
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, int, IO[bytes]]]:
+    """`python -m hub ARGS --port PORT` on a free port, its log in a file (a pipe nobody
+    reads would stall a chatty hub); killed on the way out if it still runs."""
     port = free_port()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "hub",
-        *args,
-        "--port",
-        str(port),
-        cwd=ROOT,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=stderr,
-    )
-    try:
-        yield process, port
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+    with tempfile.TemporaryFile() as log:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "hub",
+            *args,
+            "--port",
+            str(port),
+            cwd=ROOT,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=log,
+        )
+        try:
+            yield process, port, log
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
 
 
 async def test_sigterm_closes_clients_with_1001_and_exits_0() -> None:
     from websockets.asyncio.client import connect
     from websockets.exceptions import ConnectionClosed
 
-    async with hub_process("serve", "--demo") as (process, port):
+    async with hub_process("serve", "--demo") as (process, port, _):
         for _ in range(150):
             try:
                 websocket = await connect(f"ws://127.0.0.1:{port}/ws")
@@ -277,7 +281,9 @@ def test_help_shows_every_default_and_runnable_examples(
         if variable is not None:
             field = next(f for f, v in FIELD_TO_VARIABLE.items() if v == variable)
             value = getattr(defaults, field)
-            shown = "unset" if value is None else ",".join(value) if field == "symbols" else value
+            shown = (
+                "unset" if value is None else ",".join(value) if isinstance(value, tuple) else value
+            )
             assert f"default: {shown}" in entry, f"{command} {flag}: {entry!r} vs {shown!r}"
     examples = example_lines(text)
     assert examples and all(e.startswith(f"heatmap-hub {command}") for e in examples), examples

@@ -21,7 +21,7 @@ import signal
 import sys
 import tomllib
 from pathlib import Path
-from typing import NamedTuple
+from typing import IO, NamedTuple
 
 import httpx
 
@@ -131,9 +131,9 @@ async def test_readme_servers_come_up_and_answer_health() -> None:
     servers = [args for args in hub_steps() if args[0] in ("serve", "web")]
     assert servers, "README starts no server"
     for args in servers:
-        async with hub_process(*args, stderr=asyncio.subprocess.PIPE) as (process, port):
+        async with hub_process(*args) as (process, port, log):
             async with httpx.AsyncClient(timeout=5) as client:
-                health = await _wait_for_health(client, f"http://127.0.0.1:{port}", process)
+                health = await _wait_for_health(client, f"http://127.0.0.1:{port}", process, log)
                 assert health == {"success": True, "data": {"status": "ok"}}
                 page = await client.get(f"http://127.0.0.1:{port}/")
                 assert page.status_code == 200 and "<html" in page.text.lower()
@@ -142,14 +142,14 @@ async def test_readme_servers_come_up_and_answer_health() -> None:
 
 
 async def _wait_for_health(
-    client: httpx.AsyncClient, base: str, process: asyncio.subprocess.Process
+    client: httpx.AsyncClient, base: str, process: asyncio.subprocess.Process, log: IO[bytes]
 ) -> object:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 30
     while True:
         if process.returncode is not None:
-            assert process.stderr is not None
-            error = (await process.stderr.read()).decode()
+            log.seek(0)
+            error = log.read().decode(errors="replace")
             raise AssertionError(f"the hub exited with {process.returncode}: {error}")
         try:
             response = await client.get(f"{base}/health")
@@ -199,7 +199,9 @@ async def _first_lines(script: Path, count: int) -> list[str]:
     finally:
         if process.returncode is None:
             process.kill()
-        await process.wait()
+        # Read what is left: a pipe with unread output never reaches EOF, and `wait`
+        # would wait for it for ever.
+        await process.communicate()
     return lines
 
 
