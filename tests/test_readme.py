@@ -216,6 +216,8 @@ def test_links_of_readme_and_docs_lead_somewhere() -> None:
     assert len(pages) > 1, "README points to docs/, which has no pages"
     for page in pages:
         text = re.sub(r"^```.*?^```$", "", page.read_text(), flags=re.MULTILINE | re.DOTALL)
+        broken = re.findall(r"\]\([^)]*\s[^)]*\)", text)
+        assert not broken, f"{page.relative_to(ROOT)}: a link target broken by a space: {broken}"
         for target in re.findall(r"\]\(([^)\s]+)\)", text):
             if re.match(r"[a-z]+://", target):
                 continue
