@@ -24,8 +24,8 @@ WINDOWS: dict[str, int] = {
 DEFAULT_WINDOW = "1h"
 ANY_SYMBOL = "*"
 
-Kind = Literal["heatmap", "liquidations", "alerts", "liquidity"]
-KINDS: tuple[Kind, ...] = ("heatmap", "liquidations", "alerts", "liquidity")
+Kind = Literal["heatmap", "liquidations", "alerts", "liquidity", "predicted"]
+KINDS: tuple[Kind, ...] = ("heatmap", "liquidations", "alerts", "liquidity", "predicted")
 
 
 class Channel(NamedTuple):
@@ -42,6 +42,10 @@ class Channel(NamedTuple):
 
 def heatmap_channel(symbol: str, window: str) -> str:
     return f"heatmap:{symbol}:{window}"
+
+
+def predicted_channel(symbol: str) -> str:
+    return f"predicted:{symbol}"
 
 
 def check_window(window: str) -> str:
@@ -69,7 +73,7 @@ def parse_channel(name: object) -> Channel:
     symbol = parts[1].upper()
     if symbol != ANY_SYMBOL and not is_symbol(parts[1]):  # before upper(): 'ß' is not 'SS'
         raise ProtocolError("bad_channel", f"{echo(parts[1])} in {echo(name)} is not a symbol")
-    if symbol == ANY_SYMBOL and kind in ("heatmap", "liquidity"):
+    if symbol == ANY_SYMBOL and kind in ("heatmap", "liquidity", "predicted"):
         raise ProtocolError("bad_channel", f"{kind} channels name one symbol, not '*'")
     if kind == "heatmap":
         if len(parts) > 3:

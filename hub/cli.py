@@ -24,6 +24,7 @@ from hub.config import FIELD_TO_VARIABLE, Settings, load_settings
 from hub.errors import ConfigError, echo
 from hub.service.hubs import HubView
 from hub.service.sources import Source
+from hub.tasks import cancel_and_wait
 
 EXIT_CONFIG = 2
 EXIT_USAGE = 2  # as argparse exits on a bad command line
@@ -332,9 +333,9 @@ def _ingest(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _record(settings: Settings, args: argparse.Namespace) -> int:
+    from hub.feeds.open_interest import BinanceOpenInterest
     from hub.feeds.replay import Recorder
     from hub.service.sources import build_feeds
-    from hub.tasks import cancel_and_wait
 
     try:
         out = args.out.open("ab")
@@ -342,7 +343,21 @@ def _record(settings: Settings, args: argparse.Namespace) -> int:
         raise ConfigError("--out", f"cannot write {args.out}: {error.strerror}") from None
     with out:
         feeds, _ = build_feeds(settings, Source(), lambda event: None)
-        recorders = [Recorder(out, feed.status.name) for feed in feeds]
+        sources = [feed.status.name for feed in feeds]
+        if "binance" in settings.exchanges:
+            # open interest answers and mark prices too, so a replay has predicted levels
+            tracked = None if settings.track_all_symbols else set(settings.symbols)
+            feeds.append(
+                BinanceOpenInterest(
+                    settings.binance_rest_url,
+                    settings.binance_ws_url,
+                    tracked or set(),
+                    lambda update: None,
+                    all_market=tracked is None,
+                )
+            )
+            sources.append("binance")
+        recorders = [Recorder(out, source) for source in sources]
 
         async def record(stop: asyncio.Event) -> None:
             for feed, recorder in zip(feeds, recorders, strict=True):

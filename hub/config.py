@@ -13,10 +13,12 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from hub.analytics.predicted import PredictedConfig
 from hub.errors import ConfigError, echo
 from hub.fanout.protocol import Limits
 
 _LIMITS = Limits()
+_PREDICTED = PredictedConfig()
 DEFAULT_SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "ADAUSDT", "BNBUSDT")
 ALL_SYMBOLS = "*"
 # A USD-margined perpetual as Binance and Bybit name it: a base of letters and digits
@@ -43,7 +45,12 @@ class Settings:
     bybit_rest_url: str = "https://api.bybit.com"
     okx_ws_url: str = "wss://ws.okx.com:8443/ws/v5/public"
     okx_rest_url: str = "https://openapi.okx.com"  # OKX's documented host since 2026
+    liquidity: str = "okx"  # order-book source; "off" disables liquidity
+    # predicted levels: (leverage, share of new positions) and the maintenance margin rate
+    predicted_leverage: tuple[tuple[float, float], ...] = _PREDICTED.leverage_shares
+    predicted_mmr: float = _PREDICTED.maintenance_margin
     coinglass_api_key: str | None = None
+    coinglass_url: str = "https://open-api-v4.coinglass.com"
     host: str = "127.0.0.1"
     port: int = 5000
     allowed_origins: tuple[str, ...] = ("*",)
@@ -66,6 +73,14 @@ class Settings:
     @property
     def retention_ms(self) -> int:
         return int(self.retention_days * 86_400_000)
+
+    @property
+    def predicted(self) -> PredictedConfig:
+        return PredictedConfig(
+            leverage_shares=self.predicted_leverage,
+            maintenance_margin=self.predicted_mmr,
+            range_pct=self.price_range_pct,
+        )
 
 
 def _ws_url(name: str, raw: str) -> str:
@@ -137,6 +152,34 @@ def _number(kind: type, low: float, high: float) -> Callable[[str, str], Any]:
     return parse
 
 
+def _choice(*choices: str) -> Callable[[str, str], str]:
+    def parse(name: str, raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise ConfigError(name, f"must be one of {', '.join(choices)}, got {raw!r}")
+        return value
+
+    return parse
+
+
+def _leverage_shares(name: str, raw: str) -> tuple[tuple[float, float], ...]:
+    """`10:0.3,25:0.3,50:0.25,100:0.15`: leverage and share of new positions at it."""
+    tiers = []
+    for item in (part.strip() for part in raw.split(",") if part.strip()):
+        leverage, colon, share = item.partition(":")
+        try:
+            tiers.append((float(leverage), float(share)))
+        except ValueError:
+            raise ConfigError(name, f"{item!r} is not LEVERAGE:SHARE, e.g. 25:0.3") from None
+        if not colon or not 1 <= tiers[-1][0] <= 1000:
+            raise ConfigError(name, f"{item!r} is not LEVERAGE:SHARE with leverage 1..1000")
+    try:
+        PredictedConfig(leverage_shares=tuple(tiers)).check()
+    except ValueError as error:
+        raise ConfigError(name, str(error)) from None
+    return tuple(tiers)
+
+
 def _text(name: str, raw: str) -> str | None:
     return raw or None
 
@@ -164,7 +207,11 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "BYBIT_REST_URL": ("bybit_rest_url", _http_url),
     "OKX_WS_URL": ("okx_ws_url", _ws_url),
     "OKX_REST_URL": ("okx_rest_url", _http_url),
+    "HEATMAP_LIQUIDITY": ("liquidity", _choice("okx", "off")),
+    "HEATMAP_PREDICTED_LEVERAGE": ("predicted_leverage", _leverage_shares),
+    "HEATMAP_PREDICTED_MMR": ("predicted_mmr", _number(float, 0.0, 0.05)),
     "COINGLASS_API_KEY": ("coinglass_api_key", _text),
+    "COINGLASS_URL": ("coinglass_url", _http_url),
     "HOST": ("host", _host),
     "PORT": ("port", _number(int, 0, 65_535)),
     "HUB_ALLOWED_ORIGINS": ("allowed_origins", _origins),
@@ -200,4 +247,9 @@ def load_settings(
         variable = FIELD_TO_VARIABLE[field]
         _, parse = _VARIABLES[variable]
         values[field] = parse(f"{variable} (--{field.replace('_', '-')})", raw)
-    return Settings(**values)
+    settings = Settings(**values)
+    try:
+        settings.predicted.check()
+    except ValueError as error:
+        raise ConfigError("HEATMAP_PREDICTED_MMR", str(error)) from None
+    return settings

@@ -142,3 +142,67 @@ class RawChannelMessage(msgspec.Struct, gc=False):
     seq: int
     epoch: str
     data: msgspec.Raw
+
+
+class OpenInterestUpdate(msgspec.Struct, frozen=True, gc=False):
+    """Open interest of one exchange's contract, normalized (any exchange plugs in here).
+
+    `oi` is in base units (contracts x contract value); `price` is the mark or last price
+    when the source gives one; `taker_buy_share` is the taker buy share of volume over the
+    interval since the previous update, when the source has trades."""
+
+    exchange: str
+    symbol: str
+    time: int  # ms since epoch
+    oi: float
+    price: float | None = None
+    taker_buy_share: float | None = None
+
+
+class MarkPriceUpdate(msgspec.Struct, frozen=True, gc=False):
+    exchange: str
+    symbol: str
+    time: int  # ms since epoch
+    price: float
+
+
+class PredictedLevel(msgspec.Struct, frozen=True, gc=False):
+    """Estimated notional of open positions that would be liquidated in one price bin.
+
+    `price` is the bin's low edge on the heatmap's grid; `side` is whose positions (`long`
+    levels lie below their entry, `short` above); `time` is when the level opened."""
+
+    price: float
+    side: Side
+    notional: float
+    leverage: float
+    time: int
+
+
+class ConsumedLevel(msgspec.Struct, frozen=True, gc=False):
+    price: float
+    side: Side
+    notional: float
+    leverage: float
+    time: int
+    consumed_at: int
+
+
+class PredictedSnapshot(msgspec.Struct, gc=False):
+    symbol: str
+    seq: int
+    epoch: str
+    time: int
+    reference_price: float
+    bin_width: float
+    levels: list[PredictedLevel]
+    consumed: list[ConsumedLevel]
+
+
+class PredictedDiff(msgspec.Struct, omit_defaults=True, gc=False):
+    """Only what changed, as new absolute values: the full lists, when they changed."""
+
+    time: int
+    levels: list[PredictedLevel] | None = None
+    consumed: list[ConsumedLevel] | None = None
+    reference_price: float | None = None

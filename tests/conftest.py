@@ -65,14 +65,18 @@ async def fake_okx() -> AsyncIterator[FakeOkx]:
 def all_exchanges(
     binance: FakeBinance, bybit: FakeBybit, okx: FakeOkx, **overrides: Any
 ) -> Settings:
-    """Settings reading all three exchanges from their look-alikes."""
+    """Settings reading all three exchanges' liquidations from their look-alikes (the OKX
+    one serves no order book: liquidity is off unless asked for)."""
     return Settings(
-        binance_ws_url=binance.base_url,
-        bybit_ws_url=bybit.ws_url,
-        bybit_rest_url=bybit.rest_url,
-        okx_ws_url=okx.ws_url,
-        okx_rest_url=okx.rest_url,
-        **overrides,
+        **{
+            "binance_ws_url": binance.base_url,
+            "bybit_ws_url": bybit.ws_url,
+            "bybit_rest_url": bybit.rest_url,
+            "okx_ws_url": okx.ws_url,
+            "okx_rest_url": okx.rest_url,
+            "liquidity": "off",
+            **overrides,
+        }
     )
 
 
@@ -106,8 +110,14 @@ async def start_hub() -> AsyncIterator[HubFactory]:
             # Tests never reach the real Binance: a live hub fetches the listing at start.
             closed = f"http://127.0.0.1:{free_port()}"
             settings = dataclasses.replace(settings, binance_rest_url=closed)
+        if settings.liquidity != "off" and settings.okx_ws_url == Settings().okx_ws_url:
+            # Nor the real OKX: a test that points no look-alike at it has no order book.
+            settings = dataclasses.replace(settings, liquidity="off")
         hub_kwargs.setdefault("timing", FAST_TIMING)
         hub_kwargs.setdefault("backoff", fast_backoff())
+        # Off unless a test asks: its mark price connection would count on the fake, and
+        # its polls would go to the real Binance.
+        hub_kwargs.setdefault("open_interest", False)
         hub = ServeHub(settings, Source(**hub_kwargs))  # type: ignore[arg-type]
         config = server_config(
             create_app(hub), "127.0.0.1", port, log_level="warning", **(uvicorn_options or {})

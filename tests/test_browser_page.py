@@ -1,14 +1,16 @@
 """The browser page served at `/`, and the alert bot of client-examples/ run as a user would.
 
-The page is checked lightly here (served, self-contained, speaks SPEC's protocol); the
-bot runs as a subprocess against a real hub: it prints every alert once, applies its
-filter, and after the hub drops it, resumes with `since` and gets what it missed.
+The page is checked lightly here (served, self-contained, speaks the documented protocol;
+tests/test_page_browser.py runs it in Chromium); the bot runs as a subprocess against a
+real hub: it prints every alert once, applies its filter, and after the hub drops it,
+resumes with `since` and gets what it missed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import sys
 import time
 from pathlib import Path
@@ -37,8 +39,14 @@ async def test_page_is_served_at_root(start_hub: HubFactory, fake_binance: FakeB
     assert 'op: "subscribe"' in page and 'op: "unsubscribe"' in page
     assert "/api/heatmap/status" in page
     assert "<canvas" in page
-    # self-contained: the machine may have no internet
-    assert "<script src" not in page and "<link" not in page and "https://" not in page
+    # self-contained: the machine may have no internet; the one <link> is the inline favicon
+    assert "<script src" not in page and "https://" not in page and "http://" not in page
+    links = re.findall(r"<link[^>]*>", page)
+    assert links and all('rel="icon"' in link and 'href="data:' in link for link in links), links
+    # the timeline view and its side data come from the documented endpoints
+    for path in ("/timeline?", "/leverage?", "/predicted/", "liquidations:"):
+        assert path in page, path
+    assert "· seq" not in page and "· bin" not in page  # no internals in the header
 
 
 def alert(number: int, notional: float, alert_id: str | None = None) -> Alert:

@@ -10,6 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hub.analytics.predicted import PredictedConfig
+from hub.analytics.predicted_stream import PredictedProcessor
 from hub.channels import (
     DEFAULT_WINDOW,
     WINDOWS,
@@ -24,7 +26,14 @@ from hub.fanout.channel_state import ChannelState, Outcome
 from hub.fanout.codec import EncodedMessage, encode_message
 from hub.fanout.fanout import Fanout
 from hub.fanout.protocol import Position
-from hub.models import Bin, ChannelMessage, HeatmapDiff, LiquidationEvent
+from hub.models import (
+    Bin,
+    ChannelMessage,
+    HeatmapDiff,
+    LiquidationEvent,
+    MarkPriceUpdate,
+    OpenInterestUpdate,
+)
 from tests.protocol_kit import (
     EPOCH,
     SYMBOL,
@@ -53,6 +62,7 @@ HEATMAP = f"heatmap:{SYMBOL}:1h"
         ("alerts:solusdt", Channel("alerts", "SOLUSDT")),
         ("alerts:*", Channel("alerts", "*")),
         ("liquidity:adausdt", Channel("liquidity", "ADAUSDT")),
+        ("predicted:btcusdt", Channel("predicted", "BTCUSDT")),
     ],
 )
 def test_parse_channel_gives_the_canonical_channel(name: str, channel: Channel) -> None:
@@ -199,6 +209,44 @@ def test_a_diff_that_does_not_follow_on_is_refused_and_changes_nothing(bad: str)
     assert (state.seq, len(state.history)) == (2, 2)
     assert msgspec.to_builtins(state.replica.snapshot()) == before  # type: ignore[union-attr]
     assert state.accept(messages[3], 0) is Outcome.ACCEPTED, "the right diff still follows on"
+
+
+def predicted_messages() -> tuple[PredictedProcessor, list[EncodedMessage]]:
+    """A predicted channel's snapshot and diffs: open interest rising, then the price
+    falling through some of the long levels."""
+    processor = PredictedProcessor(PredictedConfig(min_notional=1.0), "e")
+    processor.track(SYMBOL, 0)
+    messages = []
+    steps = [("price", 60_000.0), ("oi", 1_000.0), ("oi", 1_010.0), ("price", 59_600.0),
+             ("oi", 1_020.0), ("price", 56_000.0)]  # fmt: skip
+    for time, (kind, value) in enumerate(steps, start=1):
+        if kind == "price":
+            processor.apply_price(MarkPriceUpdate("binance", SYMBOL, time * 1_000, value))
+        else:
+            processor.apply_open_interest(
+                OpenInterestUpdate("binance", SYMBOL, time * 1_000, value, 60_000.0)
+            )
+        messages.extend(encoded(m) for m in processor.flush(time * 1_000))
+    return processor, messages
+
+
+def test_predicted_state_follows_snapshot_and_diffs() -> None:
+    processor, messages = predicted_messages()
+    assert [m.header.type for m in messages][:1] == ["snapshot"] and len(messages) >= 4
+    fanout = Fanout(Clock())
+    channel = f"predicted:{SYMBOL}"
+    fanout.publish(messages[2].json)
+    assert channel in fanout.stale, "a diff before any snapshot is a gap"
+    for message in messages:
+        fanout.publish(message.json)
+    replica = fanout.predicted(channel)
+    assert replica is not None and channel not in fanout.stale
+    assert msgspec.to_builtins(replica) == msgspec.to_builtins(processor.snapshot(SYMBOL))
+    assert replica.consumed, "the price fell through some levels"
+    assert fanout.snapshot(channel) is None, "not a heatmap"
+    fresh = fanout.fresh_snapshot(channel)
+    assert fresh is not None and fresh.header.type == "snapshot"
+    assert fresh.header.seq == messages[-1].header.seq
 
 
 def test_liquidation_state_passes_seq_jumps_and_resets_on_a_new_epoch() -> None:

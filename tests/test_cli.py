@@ -22,7 +22,8 @@ import pytest
 from hub.cli import _parser, main
 from hub.config import DEFAULT_SYMBOLS, FIELD_TO_VARIABLE, load_settings
 from hub.errors import ConfigError
-from tests.conftest import DATA, free_port
+from tests.conftest import DATA, eventually, free_port
+from tests.fakes.binance_open_interest import FakeOpenInterest
 from tests.fakes.binance_server import FakeBinance, force_order
 
 ROOT = Path(__file__).parent.parent
@@ -105,6 +106,7 @@ async def test_record_writes_replay_lines(fake_binance: FakeBinance, tmp_path: P
         env={
             **os.environ,
             "BINANCE_WS_URL": fake_binance.base_url,
+            "BINANCE_REST_URL": f"http://127.0.0.1:{free_port()}",  # nothing there: no network
             "HEATMAP_SYMBOLS": "BTCUSDT",
             "HEATMAP_EXCHANGES": "binance",
         },
@@ -117,6 +119,32 @@ async def test_record_writes_replay_lines(fake_binance: FakeBinance, tmp_path: P
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert [line["raw"]["data"] for line in lines] == sent
     assert all(line["source"] == "binance" and isinstance(line["t"], int) for line in lines)
+
+
+async def test_record_writes_open_interest_and_mark_prices(
+    fake_binance: FakeBinance, tmp_path: Path
+) -> None:
+    import asyncio
+
+    out = tmp_path / "session.jsonl"
+    async with FakeOpenInterest() as rest:
+        rest.open_interest = {"BTCUSDT": 1234.5}
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "hub", "record", "--out", str(out), "--frames", "2",
+            cwd=ROOT,
+            env={**os.environ, "BINANCE_WS_URL": fake_binance.base_url,
+                 "BINANCE_REST_URL": rest.url, "HEATMAP_SYMBOLS": "BTCUSDT"},
+        )  # fmt: skip
+        await fake_binance.wait_for_subscription("btcusdt@markPrice@1s", timeout=15)
+        await eventually(lambda: rest.requests)
+        mark = {"e": "markPriceUpdate", "E": 1, "s": "BTCUSDT", "p": "60000.00"}
+        await fake_binance.push_stream("btcusdt@markPrice@1s", mark)
+        assert await asyncio.wait_for(process.wait(), 15) == 0
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    rest_line = next(line for line in lines if "rest" in line)
+    assert rest_line["rest"] == "/fapi/v1/openInterest" and rest_line["source"] == "binance"
+    assert rest_line["raw"]["openInterest"] == "1234.500"
+    assert {"stream": "btcusdt@markPrice@1s", "data": mark} in [line["raw"] for line in lines]
 
 
 def test_serve_replay_matches_the_expected_totals() -> None:
@@ -203,11 +231,15 @@ async def test_sigterm_closes_clients_with_1001_and_exits_0() -> None:
     from websockets.exceptions import ConnectionClosed
 
     async with hub_process("serve", "--demo") as (process, port, _):
-        for _ in range(150):
+        # The demo lays its whole session into the past before it listens: generous.
+        websocket = None
+        deadline = time.monotonic() + 60
+        while websocket is None:
             try:
                 websocket = await connect(f"ws://127.0.0.1:{port}/ws")
-                break
             except OSError:
+                assert time.monotonic() < deadline, "serve --demo did not listen within 60 s"
+                assert process.returncode is None, f"serve --demo exited {process.returncode}"
                 await asyncio.sleep(0.1)
         await websocket.send(
             json.dumps({"op": "subscribe", "id": 1, "channels": ["liquidations:*"]})
@@ -281,9 +313,9 @@ def test_help_shows_every_default_and_runnable_examples(
         if variable is not None:
             field = next(f for f, v in FIELD_TO_VARIABLE.items() if v == variable)
             value = getattr(defaults, field)
-            shown = (
-                "unset" if value is None else ",".join(value) if isinstance(value, tuple) else value
-            )
+            if isinstance(value, tuple):
+                value = ",".join(value)
+            shown = "unset" if value is None else value
             assert f"default: {shown}" in entry, f"{command} {flag}: {entry!r} vs {shown!r}"
     examples = example_lines(text)
     assert examples and all(e.startswith(f"heatmap-hub {command}") for e in examples), examples

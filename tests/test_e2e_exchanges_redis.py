@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 
+from hub.service.control import STATUS_KEY
 from tests.conftest import eventually
 from tests.fakes.binance_server import FakeBinance, force_order
 from tests.fakes.bybit_server import FakeBybit, liquidation
@@ -55,9 +57,9 @@ async def get(cluster: Cluster, web: Proc, path: str, **params: str) -> Any:
 
 
 async def test_web_serves_every_exchange_and_reports_one_down(
-    cluster: Cluster, fake_bybit: FakeBybit, fake_okx: FakeOkx
+    cluster: Cluster, fake_bybit: FakeBybit, fake_okx: FakeOkx, redis_server: RedisServer
 ) -> None:
-    await cluster.start_ingest()
+    ingest = await cluster.start_ingest()
     await fake_bybit.wait_for_subscription("allLiquidation.BTCUSDT")
     await fake_okx.wait_for_subscription(SUBSCRIPTION)
     web = await cluster.start_web()
@@ -97,3 +99,13 @@ async def test_web_serves_every_exchange_and_reports_one_down(
         )
 
     await eventually(degraded)
+
+    # ingest gone: its status expires from Redis (after 10 s; deleted here to not wait)
+    await cluster.kill(ingest)
+    redis = Redis.from_url(redis_server.url)
+    try:
+        await redis.delete(STATUS_KEY)
+    finally:
+        await redis.aclose()
+    data = (await get(cluster, web, "/health")).json()["data"]
+    assert data["status"] == "degraded" and data["reasons"][0].startswith("ingest: silent"), data

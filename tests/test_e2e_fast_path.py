@@ -20,7 +20,7 @@ from websockets.streams import StreamReader
 import hub.api.server
 from hub.api.uvicorn_socket import missing_internals
 from hub.config import Settings
-from tests.conftest import HubFactory, RunningHub, eventually
+from tests.conftest import BINANCE, HubFactory, RunningHub, eventually
 from tests.fakes.binance_server import FakeBinance, force_order
 
 CHANNEL = "liquidations:BTCUSDT"
@@ -98,7 +98,7 @@ def _split(buffer: bytes) -> tuple[Opcode, bytes, int] | None:
 
 
 async def start(start_hub: HubFactory, fake: FakeBinance, **options: Any) -> RunningHub:
-    settings = Settings(binance_ws_url=fake.base_url, symbols=("BTCUSDT",))
+    settings = Settings(binance_ws_url=fake.base_url, symbols=("BTCUSDT",), exchanges=BINANCE)
     running = await start_hub(settings, uvicorn_options=options)
     await fake.wait_for_connections(1)
     return running

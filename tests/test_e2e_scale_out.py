@@ -79,6 +79,7 @@ class Cluster:
             "BINANCE_WS_URL": fake.base_url,
             "BINANCE_REST_URL": f"http://127.0.0.1:{free_port()}",  # never the real Binance
             "HEATMAP_EXCHANGES": "binance",
+            "HEATMAP_LIQUIDITY": "off",  # nor the real OKX
             "HEATMAP_SYMBOLS": "BTCUSDT,ETHUSDT",
             "HEATMAP_FLUSH_MS": "20",
             "PYTHONUNBUFFERED": "1",

@@ -3,26 +3,34 @@
 Each exchange names sides its own way and OKX counts contracts; the hub must turn each
 into the same normalized event with its `exchange`, aggregate them in one heatmap, let
 REST filter by exchange, count an OKX replay once, and say on status and /health when
-one exchange is down or silent while the others flow.
+one exchange is down or silent while the others flow, or when Redis is unreachable.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from typing import Any
 
 import pytest
 
+from hub.config import Settings
 from hub.feeds.connection import Timing
+from hub.feeds.okx import OkxLiquidationFeed
 from tests.conftest import (
+    BINANCE,
+    FAST_TIMING,
     HubFactory,
     RunningHub,
     all_exchanges,
     eventually,
+    fast_backoff,
 )
 from tests.fakes.binance_server import FakeBinance, force_order
 from tests.fakes.bybit_server import FakeBybit, liquidation
 from tests.fakes.okx_server import SUBSCRIPTION, FakeOkx, detail, push_frame
+from tests.redis_server import RedisServer
 
 API = "/api/heatmap"
 
@@ -166,7 +174,8 @@ async def test_okx_replays_after_a_reconnect_count_once_and_late_arrivals_fit_in
     await fake_okx.push("BTC-USDT-SWAP", [detail("buy", "1", "60100.0", t + 1)])
     await eventually(lambda: _count(running) == 3, seen=lambda: _count(running))
     status = (await sources(running))["okx"]
-    assert status["duplicates"] == 2 and status["events"] == 3, status
+    # 2 per fresh connection (one, unless a loaded machine made the watchdog reconnect)
+    assert status["duplicates"] >= 2 and status["events"] == 3, status
     assert status["reconnects"] >= 1
     assert running.hub.processor.rejected == 0  # dropped at the feed, not by the store
 
@@ -218,9 +227,12 @@ async def test_a_silent_source_degrades_health_and_pongs_are_not_messages(
 
     await eventually(all_silent, seen=lambda: None)
     status = await sources(running)
-    assert all(status[name]["connected"] and status[name]["silent"] for name in status)
-    # the subscription acks were the only messages: no pong was counted as one
-    assert status["bybit"]["messages"] == 1 and status["okx"]["messages"] == 1, status
+    exchanges = ("binance", "bybit", "okx")
+    assert all(status[name]["connected"] and status[name]["silent"] for name in exchanges), status
+    # one subscription ack per connection were the only messages: no pong counted as one
+    for name in ("bybit", "okx"):
+        connections = status[name]["reconnects"] + 1
+        assert connections - 1 <= status[name]["messages"] <= connections, status[name]
 
     async def okx_heard() -> bool:
         # a fresh liquidation each poll, so a slow poll still lands inside the window
@@ -244,7 +256,11 @@ async def test_okx_waits_for_contract_values_before_it_subscribes(
 
     await eventually(refused)
     assert not fake_okx.subscribed(SUBSCRIPTION)
-    assert [r for r in (await health(running))["reasons"] if r.startswith("okx")]
+
+    async def okx_degrades_health() -> bool:
+        return any(r.startswith("okx: ") for r in (await health(running)).get("reasons", []))
+
+    await eventually(okx_degrades_health)
 
     fake_okx.rest_status = 200
     await fake_okx.wait_for_subscription(SUBSCRIPTION)
@@ -268,9 +284,13 @@ async def test_bybit_star_subscribes_every_listed_perpetual_and_one_refusal_cost
     running = await start_hub(settings)
     for symbol in fake_bybit.listed:  # two pages of instruments
         await fake_bybit.wait_for_subscription(f"allLiquidation.{symbol}")
-    assert len(fake_bybit.rest_requests) == 2
+    pages = [path for path in fake_bybit.rest_requests if "cursor=" in path]
+    assert pages and len(fake_bybit.rest_requests) >= 2  # the list came in two pages
     await fake_bybit.push("XRPUSDT", [liquidation("XRPUSDT", "Sell", "100", "0.5")])
     await eventually(lambda: "XRPUSDT" in running.hub.processor.books)
+    # HEATMAP_EXCHANGES=bybit: the other exchanges are neither read nor listed
+    assert set(await sources(running)) == {"bybit", "coinglass"}  # coinglass: disabled
+    assert not fake_binance.connections and not fake_okx.connections
 
     other = await start_hub(
         all_exchanges(
@@ -287,3 +307,77 @@ async def test_bybit_star_subscribes_every_listed_perpetual_and_one_refusal_cost
 
     await eventually(refused_alone)
     await fake_bybit.wait_for_subscription("allLiquidation.BTCUSDT", n=2)
+
+
+async def test_redis_unreachable_degrades_health_until_it_is_back(
+    start_hub: HubFactory, fake_binance: FakeBinance, redis_server: RedisServer
+) -> None:
+    settings = Settings(
+        binance_ws_url=fake_binance.base_url,
+        symbols=("BTCUSDT",),
+        exchanges=BINANCE,
+        redis_url=redis_server.url,
+    )
+    running = await start_hub(settings)
+    await fake_binance.wait_for_subscription("btcusdt@forceOrder")
+
+    async def healthy() -> bool:
+        return await health(running) == {"status": "ok"}
+
+    await eventually(healthy)
+    redis_server.kill()
+
+    async def redis_reason() -> bool:
+        reasons = (await health(running)).get("reasons", [])
+        return reasons == ["redis: broker unreachable"]
+
+    await eventually(redis_reason)
+    await asyncio.to_thread(redis_server.start)
+    await eventually(healthy)
+
+
+async def test_symbols_added_and_removed_at_run_time_reach_every_exchange(
+    start_hub: HubFactory, fake_binance: FakeBinance, fake_bybit: FakeBybit, fake_okx: FakeOkx
+) -> None:
+    running = await start(start_hub, fake_binance, fake_bybit, fake_okx)
+    await running.hub.add_symbols({"SOLUSDT"})
+    await fake_binance.wait_for_subscription("solusdt@forceOrder")
+    await fake_bybit.wait_for_subscription("allLiquidation.SOLUSDT")
+    await fake_okx.push("SOL-USDT-SWAP", [detail("sell", "4", "150.0")])  # ctVal 1 SOL
+    await eventually(lambda: len(running.hub.processor.books["SOLUSDT"].store) == 1)
+    assert running.hub.processor.books["SOLUSDT"].store.newest.quantity == 4.0  # type: ignore[union-attr]
+
+    await running.hub.remove_symbols({"ETHUSDT"})
+    await eventually(lambda: not fake_bybit.subscribed("allLiquidation.ETHUSDT"))
+    await fake_okx.push("ETH-USDT-SWAP", [detail("sell", "4", "3000.0")])
+
+    async def ignored() -> bool:
+        return (await sources(running))["okx"]["ignored"] == 1
+
+    await eventually(ignored)
+
+
+async def test_okx_contract_values_are_refreshed_and_a_failed_refresh_keeps_them(
+    fake_okx: FakeOkx,
+) -> None:
+    events: list[Any] = []
+    feed = OkxLiquidationFeed(
+        fake_okx.ws_url, fake_okx.rest_url, {"BTCUSDT"}, events.append,
+        FAST_TIMING, fast_backoff(), refresh_ms=100,
+    )  # fmt: skip
+    task = asyncio.create_task(feed.run())
+    try:
+        await fake_okx.wait_for_subscription(SUBSCRIPTION)
+        fake_okx.contract_values["BTC-USDT-SWAP"] = "0.001"  # OKX changed the contract
+        await eventually(lambda: feed.decoder.contract_values["BTC-USDT-SWAP"] == 0.001)
+        fake_okx.rest_status = 500
+        requests = len(fake_okx.rest_requests)
+        await eventually(lambda: len(fake_okx.rest_requests) >= requests + 2)
+        assert "HTTP 500" in (feed.status.last_error or "")
+        await fake_okx.push("BTC-USDT-SWAP", [detail("buy", "100", "60000.0")])
+        await eventually(lambda: len(events) == 1)
+        assert events[0].quantity == pytest.approx(0.1)  # 100 contracts of 0.001 BTC
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

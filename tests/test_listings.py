@@ -12,7 +12,7 @@ from hub.errors import UpstreamError
 from hub.feeds.listings import parse_binance_listing
 from hub.service.listings import Listings
 from hub.service.sources import DEMO_REPLAY
-from tests.conftest import HubFactory, eventually
+from tests.conftest import BINANCE, HubFactory, eventually
 from tests.fakes.binance_rest import FakeBinanceRest, symbol_row
 from tests.fakes.binance_server import FakeBinance
 
@@ -68,6 +68,7 @@ async def test_status_names_symbols_binance_does_not_list(
             binance_ws_url=fake_binance.base_url,
             binance_rest_url=rest.url,
             symbols=("BTCUSDT", "FOOUSDT"),
+            exchanges=BINANCE,
         )
         running = await start_hub(settings)
 
@@ -92,6 +93,7 @@ async def test_a_failed_listing_fetch_shows_on_status_and_is_retried(
             binance_ws_url=fake_binance.base_url,
             binance_rest_url=rest.url,
             symbols=("BTCUSDT", "FOOUSDT"),
+            exchanges=BINANCE,
         )
         running = await start_hub(settings)
         assert (await running.get("/health")).status_code == 200

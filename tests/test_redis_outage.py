@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 
 import pytest
 
@@ -47,6 +48,12 @@ def test_outage_backs_off_and_logs_each_change_once(caplog: pytest.LogCaptureFix
     ], lines
 
 
+def said(caplog: pytest.LogCaptureFixture, words: str) -> Counter[str]:
+    """How many lines with `words` each user of Redis ("ingest", "event log") logged."""
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("hub")]
+    return Counter(line.split(":")[0] for line in lines if words in line)
+
+
 async def test_unreachable_redis_is_logged_once_and_retried_with_backoff(
     start_hub: HubFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -54,21 +61,24 @@ async def test_unreachable_redis_is_logged_once_and_retried_with_backoff(
     caplog.set_level(logging.INFO, logger="hub")
     running = await start_hub(Settings(redis_url=redis.url, flush_ms=20), demo=True)
     state = running.hub.ingest.redis_state
+    event_log = running.hub.ingest.event_log
     try:
         # The demo keeps the outbox busy: before, every 20 ms flush tried Redis and logged.
         await eventually(lambda: state.failures >= 4, seen=lambda: state.failures)
         hub_lines = [r.getMessage() for r in caplog.records if r.name.startswith("hub")]
-        lost = [line for line in hub_lines if "Redis unreachable" in line]
-        assert len(lost) == 1, f"expected the loss logged once, saw {hub_lines}"
-        assert len(hub_lines) <= 3, f"expected a quiet log while Redis is down, saw {hub_lines}"
+        lost = said(caplog, "Redis unreachable")
+        # publishing (ingest) and the event log each say it once
+        assert lost["ingest"] == 1 and set(lost.values()) == {1}, hub_lines
+        assert len(hub_lines) <= 4, f"expected a quiet log while Redis is down, saw {hub_lines}"
         status = (await running.get("/api/heatmap/status")).json()["data"]
         assert status["event_log"]["connected"] is False
         assert "Connection" in (status["event_log"]["last_error"] or ""), status["event_log"]
 
         redis.start()
-        await eventually(lambda: state.up, seen=lambda: state.last_error)
-        back = [r.getMessage() for r in caplog.records if "Redis is back" in r.getMessage()]
-        assert len(back) == 1, f"expected the return logged once, saw {back}"
-        await eventually(lambda: running.hub.ingest.event_log.status.connected)
+        await eventually(lambda: state.up and event_log.outage.up, seen=lambda: state.last_error)
+        lost = said(caplog, "Redis unreachable")
+        back = said(caplog, "Redis is back")
+        assert back == lost and set(back.values()) == {1}, f"lost {lost}, back {back}"
+        assert event_log.status.connected
     finally:
         redis.stop()

@@ -12,9 +12,12 @@ from starlette.responses import HTMLResponse
 from starlette.routing import Route, WebSocketRoute
 
 from hub.api.admin import AdminApi
+from hub.api.liquidity import LiquidityApi
 from hub.api.metrics import MetricsApi
+from hub.api.predicted import PredictedApi
 from hub.api.responses import EXCEPTION_HANDLERS
 from hub.api.rest import RestApi
+from hub.api.timeline import TimelineApi
 from hub.api.websocket import WebSocketApi
 from hub.fanout.protocol import Limits
 from hub.service.hubs import HubView
@@ -24,8 +27,10 @@ API = "/api/heatmap"
 
 def create_app(hub: HubView, limits: Limits | None = None) -> Starlette:
     rest = RestApi(hub)
+    liquidity = LiquidityApi(hub)
     metrics = MetricsApi(hub)
     admin = AdminApi(hub)
+    predicted = PredictedApi(hub)
     sockets = WebSocketApi(hub, limits)
     page_html = resources.files("hub").joinpath("web/heatmap.html").read_text(encoding="utf-8")
 
@@ -51,7 +56,11 @@ def create_app(hub: HubView, limits: Limits | None = None) -> Starlette:
         Route(f"{API}/liquidations/{{symbol}}", rest.liquidations),
         Route(f"{API}/liquidations/{{symbol}}/heatmap", rest.heatmap),
         Route(f"{API}/liquidations/{{symbol}}/leverage", rest.leverage),
+        Route(f"{API}/liquidations/{{symbol}}/timeline", TimelineApi(hub).timeline),
         Route(f"{API}/export/{{symbol}}", rest.export),
+        Route(f"{API}/liquidity/{{symbol}}", liquidity.liquidity),
+        Route(f"{API}/unified/{{symbol}}", liquidity.unified),
+        Route(f"{API}/predicted/{{symbol}}", predicted.levels),
         WebSocketRoute("/ws", sockets.serve),
     ]
     # Every HTTP error answers the REST envelope, not Starlette's plain text.

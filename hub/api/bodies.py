@@ -21,7 +21,7 @@ class SnapshotBodies:
     def __init__(self, fanout: Fanout) -> None:
         self.fanout = fanout
         self._held: dict[str, tuple[str | None, int, bytes]] = {}  # channel -> epoch, seq, body
-        self.encoded = 0  # bodies made, for tests and status
+        self.encoded = 0  # bodies made (tests count them)
 
     def body(self, channel: str) -> bytes | None:
         """The encoded REST body of the channel's snapshot; None while there is none."""

@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from hub.channels import DEFAULT_WINDOW, WINDOWS
+from hub.channels import DEFAULT_WINDOW, WINDOWS, is_symbol
 from hub.errors import RequestError, clip, echo
 
 log = logging.getLogger("hub.api")
@@ -94,6 +94,15 @@ def query_value(request: Request, name: str) -> str | None:
     """The parameter's value; None when it is absent or empty (an empty value is 'not
     given': the parameter's default applies, for every parameter)."""
     return request.query_params.get(name) or None
+
+
+def tracked_symbol(request: Request, tracked: set[str]) -> str:
+    """The path's `symbol`, upper case; a 404 unless it is tracked."""
+    raw = request.path_params["symbol"]
+    symbol = raw.upper()
+    if not is_symbol(symbol) or symbol not in tracked:
+        raise RequestError(404, f"symbol {echo(raw)} is not tracked")
+    return symbol
 
 
 def window_param(request: Request) -> str:

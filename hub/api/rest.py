@@ -2,9 +2,9 @@
 
 Heatmap snapshots come from the fan-out's replica, the very state WebSocket clients
 reach by applying diffs, so REST and the socket never disagree at the same seq; each is
-encoded once per seq and served as bytes (`SnapshotBodies`). Event
-lists, leverage tiers and exports are computed from the held events of the window, in
-`serve` from the processor and in `web` from the durable log.
+encoded once per seq and served as bytes (`SnapshotBodies`). Event lists, leverage tiers
+and exports are computed from the held events of the window, in `serve` from the
+processor and in `web` from the durable log (only as far back as the request needs).
 
 An event's `est_leverage` and `tier` are empty (JSON null, an empty CSV cell) when no
 estimate exists: the estimate is the adverse move from the recent price extreme before
@@ -53,7 +53,7 @@ class RestApi:
     def _snapshot(self, symbol: str, window: str) -> HeatmapSnapshot:
         snapshot = self.hub.fanout.snapshot(heatmap_channel(symbol, window))
         if snapshot is None:
-            raise RequestError(503, f"no heatmap for {symbol} yet; the hub is starting up")
+            raise _starting_up(symbol)
         return snapshot
 
     async def _window_events(
@@ -78,7 +78,7 @@ class RestApi:
         symbol = self._symbol(request)
         body = self.bodies.body(heatmap_channel(symbol, window_param(request)))
         if body is None:
-            raise RequestError(503, f"no heatmap for {symbol} yet; the hub is starting up")
+            raise _starting_up(symbol)
         return Response(body, media_type="application/json")
 
     @endpoint
@@ -136,3 +136,7 @@ class RestApi:
     async def health(self, request: Request) -> Response:
         """200 while the process serves; `degraded` names what is wrong upstream."""
         return ok(await self.hub.health())
+
+
+def _starting_up(symbol: str) -> RequestError:
+    return RequestError(503, f"no heatmap for {symbol} yet; the hub is starting up")

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
+from collections.abc import Callable
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -56,13 +57,17 @@ class SharedFrameWriter:
     """Drives one session over a `RawSocket`: `wake` when something is queued or the
     client has read, `flush` (from the `Flusher`) to write it."""
 
-    __slots__ = ("_flusher", "_woken", "session", "socket")
+    __slots__ = ("_clock", "_flusher", "_recheck", "_woken", "session", "socket")
 
-    def __init__(self, session: Session, socket: RawSocket, flusher: Flusher) -> None:
+    def __init__(
+        self, session: Session, socket: RawSocket, flusher: Flusher, clock: Callable[[], int]
+    ) -> None:
         self.session = session
         self.socket = socket
         self._flusher = flusher
+        self._clock = clock
         self._woken = False
+        self._recheck: asyncio.TimerHandle | None = None
         session.on_ready = self.wake
         socket.on_drain = self.wake
 
@@ -75,8 +80,12 @@ class SharedFrameWriter:
         self._woken = False
         session, socket = self.session, self.socket
         if not socket.open:
+            self.stop()
             return  # the reader sees the disconnect and ends the connection
-        if not socket.paused:
+        if socket.paused:
+            self._stalled()
+        else:
+            session.flowing()
             frames = session.take_frames(FLUSH_BUDGET)
             if frames:
                 socket.write(frames[0] if len(frames) == 1 else b"".join(frames))
@@ -86,6 +95,24 @@ class SharedFrameWriter:
         if close is not None and (socket.paused or not session.pending()):
             # After what is queued; a client that is not reading will not read it.
             socket.close(close.code, close.reason, CLOSE_WAIT_S)
+            self.stop()
+
+    def _stalled(self) -> None:
+        """Tell the session, and look again later: a client that never reads again is
+        never woken by a drain."""
+        self.session.stalled(self._clock())
+        if self._recheck is None and self.session.close is None:
+            delay = self.session.limits.slow_close_ms / 1000 / 4
+            self._recheck = asyncio.get_running_loop().call_later(delay, self._look_again)
+
+    def _look_again(self) -> None:
+        self._recheck = None
+        self.wake()
+
+    def stop(self) -> None:
+        if self._recheck is not None:
+            self._recheck.cancel()
+            self._recheck = None
 
 
 class WebSocketApi:
@@ -148,12 +175,13 @@ class WebSocketApi:
         socket: RawSocket | None = websocket.scope.get("extensions", {}).get(RAW_SOCKET)
         if socket is not None and socket.shares_frames:
             socket.forget_handshake()
-            SharedFrameWriter(session, socket, self.flusher)
+            writer = SharedFrameWriter(session, socket, self.flusher, fanout.clock)
             fanout.stats.shared_frame_sessions += 1
             fanout.attach(session)
             try:
                 await self._read(websocket, session)
             finally:
+                writer.stop()
                 fanout.detach(session)
                 fanout.stats.shared_frame_sessions -= 1
             return

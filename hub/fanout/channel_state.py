@@ -1,5 +1,5 @@
 """What a fan-out process remembers of one channel: its position, recent history and,
-for heatmap channels, a replica of the snapshot.
+for snapshot + diff channels (heatmap, predicted), a replica of the snapshot.
 
 The replica is kept by applying the same diffs clients apply, so a snapshot handed to a
 new subscriber is exactly the state the diff stream has reached (the invariant holds by
@@ -15,9 +15,11 @@ from hub.fanout.codec import (
     EncodedMessage,
     decode_diff_body,
     decode_diff_density,
+    decode_predicted_diff,
+    decode_predicted_snapshot,
     decode_snapshot,
 )
-from hub.models import Bin, HeatmapSnapshot
+from hub.models import Bin, HeatmapSnapshot, PredictedSnapshot
 
 
 class Outcome(enum.Enum):
@@ -80,6 +82,36 @@ class HeatmapReplica:
         return self.state
 
 
+class PredictedReplica:
+    """A predicted-levels snapshot kept current by its diffs, which replace whole fields
+    (they are small and rare next to heatmap diffs, so each is applied as it comes)."""
+
+    def __init__(self, snapshot: PredictedSnapshot) -> None:
+        self.state = snapshot
+
+    def apply_diff(self, message: EncodedMessage) -> None:
+        diff = decode_predicted_diff(message.header.data)
+        state = self.state
+        state.seq = message.header.seq
+        state.time = diff.time
+        if diff.levels is not None:
+            state.levels = diff.levels
+        if diff.consumed is not None:
+            state.consumed = diff.consumed
+        if diff.reference_price is not None:
+            state.reference_price = diff.reference_price
+
+    def snapshot(self) -> PredictedSnapshot:
+        return self.state
+
+
+def replica_of(message: EncodedMessage) -> HeatmapReplica | PredictedReplica:
+    """The replica a channel's snapshot message starts."""
+    if message.header.ch.startswith("predicted:"):
+        return PredictedReplica(decode_predicted_snapshot(message.header.data))
+    return HeatmapReplica(decode_snapshot(message.header.data))
+
+
 class ChannelState:
     """Position (epoch, seq), bounded history of encoded messages, optional replica."""
 
@@ -88,7 +120,7 @@ class ChannelState:
         self.epoch: str | None = None
         self.seq = 0
         self.history: deque[tuple[int, EncodedMessage]] = deque()  # (received ms, message)
-        self.replica: HeatmapReplica | None = None
+        self.replica: HeatmapReplica | PredictedReplica | None = None
         self.snapshot_cache: EncodedMessage | None = None
 
     def accept(self, message: EncodedMessage, now: int) -> Outcome:
@@ -96,7 +128,7 @@ class ChannelState:
 
         DUPLICATE: already held (a repeated delivery, or a snapshot answering another
         process's resync request at the position this replica has); nothing changes.
-        GAP: a heatmap diff that does not follow on (lost messages, another epoch, no
+        GAP: a heatmap or predicted diff that does not follow on (lost messages, another epoch, no
         snapshot yet); nothing changes and the caller must resynchronise. Liquidation and
         alert gaps are accepted; clients see them as a seq jump."""
         header = message.header
@@ -104,7 +136,7 @@ class ChannelState:
         if header.type == "snapshot":
             if same_epoch and header.seq <= self.seq and self.replica is not None:
                 return Outcome.DUPLICATE
-            self.replica = HeatmapReplica(decode_snapshot(header.data))
+            self.replica = replica_of(message)
             self.history.clear()
         elif same_epoch and header.seq <= self.seq:
             return Outcome.DUPLICATE
@@ -114,7 +146,8 @@ class ChannelState:
             self.replica.apply_diff(message)
             self._remember(message, now)
         else:
-            if not same_epoch:
+            # A liquidity message is the whole analysis: only the latest is worth holding.
+            if not same_epoch or header.type == "liquidity":
                 self.history.clear()
             self._remember(message, now)
         self.epoch = header.epoch

@@ -18,6 +18,8 @@ from hub.models import (
     Cluster,
     Density,
     HeatmapSnapshot,
+    PredictedDiff,
+    PredictedSnapshot,
     RawChannelMessage,
     Statistics,
 )
@@ -30,6 +32,8 @@ _json_encoder = msgspec.json.Encoder()
 _msgpack_encoder = msgspec.msgpack.Encoder()
 _raw_decoder = msgspec.json.Decoder(RawChannelMessage)
 _snapshot_decoder = msgspec.json.Decoder(HeatmapSnapshot)
+_predicted_snapshot_decoder = msgspec.json.Decoder(PredictedSnapshot)
+_predicted_diff_decoder = msgspec.json.Decoder(PredictedDiff)
 
 
 class _DiffBody(msgspec.Struct, gc=False):
@@ -62,6 +66,14 @@ def decode_header(payload: bytes) -> RawChannelMessage:
 
 def decode_snapshot(data: msgspec.Raw) -> HeatmapSnapshot:
     return _snapshot_decoder.decode(data)
+
+
+def decode_predicted_snapshot(data: msgspec.Raw) -> PredictedSnapshot:
+    return _predicted_snapshot_decoder.decode(data)
+
+
+def decode_predicted_diff(data: msgspec.Raw) -> PredictedDiff:
+    return _predicted_diff_decoder.decode(data)
 
 
 def decode_diff_body(data: msgspec.Raw) -> _DiffBody:

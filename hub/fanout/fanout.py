@@ -17,7 +17,7 @@ from hub.errors import ProtocolError
 from hub.fanout.channel_state import ChannelState, Outcome
 from hub.fanout.codec import EncodedMessage, encode_message
 from hub.fanout.protocol import Position, Session
-from hub.models import ChannelMessage, HeatmapSnapshot
+from hub.models import ChannelMessage, HeatmapSnapshot, PredictedSnapshot
 
 
 class FanoutStats(msgspec.Struct):
@@ -37,7 +37,7 @@ class Fanout:
         self.subscribers: dict[str, set[Session]] = {}
         self.symbols: set[str] = set()
         self.sessions: set[Session] = set()
-        self.stale: set[str] = set()  # heatmap channels waiting for a snapshot after a gap
+        self.stale: set[str] = set()  # replicated channels waiting for a snapshot after a gap
         self.stats = FanoutStats()
 
     # -- from the broker ----------------------------------------------------------------
@@ -98,7 +98,9 @@ class Fanout:
             if missed is not None:
                 return missed
         if state.replica is None:
-            return []
+            # A liquidity message is the whole analysis: the latest stands in for a snapshot.
+            latest = state.history[-1][1] if state.history else None
+            return [latest] if latest is not None and latest.header.type == "liquidity" else []
         snapshot = self.fresh_snapshot(channel)
         return [snapshot] if snapshot is not None else []
 
@@ -122,4 +124,10 @@ class Fanout:
 
     def snapshot(self, channel: str) -> HeatmapSnapshot | None:
         state = self.channels.get(channel)
-        return state.replica.snapshot() if state and state.replica else None
+        snapshot = state.replica.snapshot() if state and state.replica else None
+        return snapshot if isinstance(snapshot, HeatmapSnapshot) else None
+
+    def predicted(self, channel: str) -> PredictedSnapshot | None:
+        state = self.channels.get(channel)
+        snapshot = state.replica.snapshot() if state and state.replica else None
+        return snapshot if isinstance(snapshot, PredictedSnapshot) else None

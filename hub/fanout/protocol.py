@@ -111,6 +111,7 @@ class Session:
         self._outbox: deque[tuple[str | None, Outgoing]] = deque()
         self._resyncing: set[str] = set()
         self._overflow_since: int | None = None
+        self._stalled_since: int | None = None
         self._window_start = now
         self._window_requests = 0
         self._abuse_since: int | None = None
@@ -246,7 +247,7 @@ class Session:
             self._purge(name)
         room = self.limits.max_queue - len(self._outbox)
         if len(messages) > max(room, 1):
-            if channel.kind == "heatmap":  # too much history: a fresh snapshot instead
+            if channel.kind in ("heatmap", "predicted"):  # too much history: a snapshot instead
                 self._resyncing.add(name)
                 self._queue(name, _Resync(name))
                 return
@@ -290,6 +291,22 @@ class Session:
             return True
         self._overflow(now)
         return self.close is None
+
+    def stalled(self, now: int) -> None:
+        """The client has not taken what was written to it for a while (its transport's
+        buffer is full). Still so after `slow_close_ms`: close 1013. A deliver that finds
+        the queue full applies the same rule, but a client whose every channel is already
+        conflated is sent nothing more, so only this call can tell it is gone."""
+        if self._stalled_since is None:
+            self._stalled_since = now
+        elif now - self._stalled_since >= self.limits.slow_close_ms and self.close is None:
+            self.close = Close(1013, "client too slow: it stopped reading")
+            self._outbox.clear()
+            self.on_ready()
+
+    def flowing(self) -> None:
+        """The client reads again."""
+        self._stalled_since = None
 
     def _overflow(self, now: int) -> None:
         if self._overflow_since is None:

@@ -188,7 +188,11 @@ class BybitFeed(Feed):
             return
         new = {s.upper() for s in symbols} - self.symbols
         self.symbols |= new
-        await self._send("subscribe", [topic(s) for s in sorted(new)])
+        fitting, _ = fitting_topics(sorted(self.symbols))
+        wanted = {topic(s) for s in new}
+        if len(wanted & set(fitting)) < len(wanted):
+            self.status.count_anomaly("over_subscription_limit", "added symbols do not fit")
+        await self._send("subscribe", sorted(wanted & set(fitting)))
 
     async def remove_symbols(self, symbols: set[str]) -> None:
         if self.symbols is None:

@@ -51,7 +51,7 @@ def topic(symbol: str) -> str:
 
 def failed_request(frame: bytes) -> Frame | None:
     """The reply, when `frame` says a request failed (its `req_id` names the request)."""
-    if b'"success":false' not in frame.replace(b" ", b""):
+    if b'"success":false' not in frame and b'"success": false' not in frame:
         return None
     try:
         reply = _frame_decoder.decode(frame)

@@ -5,13 +5,16 @@ the exchange trades as USD-margined perpetuals now; it raises `UpstreamError` wh
 answer cannot be had. Binance: `GET {BINANCE_REST_URL}/fapi/v1/exchangeInfo`, whose
 `symbols` rows carry `symbol`, `contractType` (`PERPETUAL`, `CURRENT_QUARTER`, ...) and
 `status` (`TRADING`, `SETTLING`, `PENDING_TRADING`, ...); fields the hub does not read are
-ignored. The request runs in a thread (urllib): it is made once a day, which does not
-justify an HTTP client dependency.
+ignored. The request runs in a daemon thread (urllib): it is made once a day, which does
+not justify an HTTP client dependency, and a daemon thread never holds up the exit that
+SIGTERM asks for (the default executor would wait out the request's timeout).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable
@@ -55,7 +58,27 @@ def _get(url: str, timeout: float) -> bytes:
 
 async def get_bytes(url: str) -> bytes:
     """The body of a GET, within TIMEOUT_S; `UpstreamError` otherwise."""
-    return await asyncio.to_thread(_get, url, TIMEOUT_S)
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[bytes] = loop.create_future()
+
+    def settle(body: bytes | None, error: BaseException | None) -> None:
+        if answer.done():  # the caller was cancelled meanwhile
+            return
+        if error is None:
+            answer.set_result(body or b"")
+        else:
+            answer.set_exception(error)
+
+    def fetch() -> None:
+        try:
+            result: tuple[bytes | None, BaseException | None] = (_get(url, TIMEOUT_S), None)
+        except Exception as error:
+            result = (None, error)
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is waiting
+            loop.call_soon_threadsafe(settle, *result)
+
+    threading.Thread(target=fetch, name="hub-rest-get", daemon=True).start()
+    return await answer
 
 
 def parse_binance_listing(body: bytes) -> set[str]:

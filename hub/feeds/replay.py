@@ -1,5 +1,6 @@
 """Replay files: JSON Lines of `{"t": RECEIVED_MS, "source": ..., "raw": FRAME}`, and
-`{"t", "source", "rest": PATH, "raw": BODY}` for a REST response a feed polled.
+`{"t", "source", "rest": PATH, "raw": BODY}` for a REST response a feed polled (the format
+is described for users in docs/operations.md, "Recording and replaying").
 
 `ReplayFeed` plays one or more files, merged by `t`, through each source's `Decoder` (the
 live feeds' own), paced by the recorded receive times divided by `speed` (0: as fast as
@@ -11,6 +12,8 @@ full, live heatmap. Each pass (a lap) starts where the last ended: its prices ar
 per symbol by (last price / first price) ** lap, quantities by the inverse so notionals
 stay as recorded; a lap that restarted at the first prices would jump by the whole
 session's move at once and fire a cascade alert on every symbol.
+
+Market data (mark prices, open interest) goes to `market_sink`, moved like the events.
 
 `Recorder` writes the frames and REST bodies a live feed receives, byte for byte.
 """
@@ -29,12 +32,19 @@ import msgspec
 
 from hub.errors import ConfigError, UpstreamError
 from hub.feeds.base import Decoder, EventSink, Feed, FeedStatus, deliver
+from hub.feeds.binance_market import OPEN_INTEREST_PATH, parse_mark_price_frame, parse_open_interest
 from hub.feeds.binance_wire import BinanceDecoder
 from hub.feeds.bybit_wire import BybitDecoder
 from hub.feeds.okx_liquidations import OkxLiquidationDecoder
-from hub.models import LiquidationEvent
+from hub.feeds.open_interest import MarketSink
+from hub.models import LiquidationEvent, MarkPriceUpdate, OpenInterestUpdate
 
 log = logging.getLogger("hub.feeds")
+# A fast replay yields to the server after this much work: a liquidation counts 4 (it
+# moves the heatmaps, whose flush is what a yield costs), any other line 1.
+FAST_SLICE = 1_024
+MARKET_PARSERS = {"binance": parse_mark_price_frame}
+REST_PARSERS = {("binance", OPEN_INTEREST_PATH): parse_open_interest}
 DECODERS: dict[str, Callable[[], Decoder]] = {
     "binance": BinanceDecoder,
     "bybit": BybitDecoder,
@@ -47,6 +57,9 @@ class ReplayLine(msgspec.Struct, frozen=True):
     source: str
     raw: msgspec.Raw
     rest: str | None = None  # the path of a REST response; None for a WebSocket frame
+
+
+LineSink = Callable[[ReplayLine], None]
 
 
 _line_decoder = msgspec.json.Decoder(ReplayLine)
@@ -93,8 +106,13 @@ class ReplayFeed(Feed):
         symbols: set[str] | None = None,
         exchanges: Iterable[str] = tuple(DECODERS),
         wall_clock: Callable[[], float] = time.time,
+        line_sinks: dict[str, LineSink] | None = None,
+        market_sink: MarketSink | None = None,
     ) -> None:
+        """`line_sinks`: per source, a consumer of whole lines (the OKX order books)."""
         self.lines = lines
+        self.line_sinks = line_sinks or {}
+        self.market_sink = market_sink
         self.sink = sink
         self.speed = speed
         self.loop = loop
@@ -164,31 +182,39 @@ class ReplayFeed(Feed):
             anchor = self.lines[-1].t if backfill else first
             self._shift = int(started * 1000) - anchor
         speed = 0.0 if backfill else self.speed
-        for index, line in enumerate(self.lines):
+        work = FAST_SLICE
+        for line in self.lines:
             if speed > 0:
                 due = started + (line.t - first) / 1000 / self.speed
                 delay = due - self.wall_clock()
                 if delay > 0:
                     await asyncio.sleep(delay)
-            elif index % 256 == 0:
+            elif work >= FAST_SLICE:
+                work = 0
                 await asyncio.sleep(0)  # let the server breathe during a fast replay
             self._now = line.t + self._shift
-            self._play(line)
+            work += 4 if self._play(line) else 1
         self.lap += 1
         if self.loop and not backfill:
             # A pause the length of a typical gap, so the loop seam looks like the data.
             await asyncio.sleep(1.0 / max(self.speed, 1.0))
 
-    def _play(self, line: ReplayLine) -> None:
+    def _play(self, line: ReplayLine) -> bool:
+        """Play one line; True when it delivered a liquidation."""
         self.status.frames += 1
         self.status.last_frame_at = self._now
+        sink = self.line_sinks.get(line.source)
+        if sink is not None:
+            sink(line)
+        if self._play_market(line):
+            return False
         status = self.sources.get(line.source)
         if status is None:
             if line.source in DECODERS:
                 self.status.ignored += 1  # an exchange not configured (HEATMAP_EXCHANGES)
-            else:
+            elif sink is None:
                 self.status.count_anomaly(f"unknown_source:{line.source[:20]}", line.source[:40])
-            return
+            return False
         status.frames += 1
         status.last_frame_at = self._now
         decoder = self._decoders[line.source]
@@ -197,12 +223,50 @@ class ReplayFeed(Feed):
                 decoder.take_rest(line.rest, bytes(line.raw))
             except UpstreamError as error:
                 status.count_anomaly("bad_rest_response", str(error))
-            return
+            return False
         decoded = decoder.decode(bytes(line.raw))
         if self._shift or self.lap:
             decoded = decoded._replace(events=[self._moved(e) for e in decoded.events])
         deliver(status, decoded, self.symbols, self.sink)
         self.status.events = sum(s.events for s in self.sources.values())
+        return bool(decoded.events)
+
+    def _play_market(self, line: ReplayLine) -> bool:
+        """Deliver a market data line (open interest, a mark price); False when the line
+        is something else."""
+        if line.rest is not None:
+            parser = REST_PARSERS.get((line.source, line.rest))
+            if parser is None:
+                return False  # another feed's REST answer (instruments)
+            try:
+                update = parser(line.raw)
+            except ValueError as error:
+                self.status.malformed += 1
+                self.status.count_anomaly("malformed", str(error))
+                return True
+            self._deliver_market(update)
+            return True
+        market = MARKET_PARSERS.get(line.source)
+        if market is None:
+            return False
+        parsed = market(line.raw)
+        if not parsed.updates:
+            return False
+        for update in parsed.updates:
+            self._deliver_market(update)
+        return True
+
+    def _deliver_market(self, update: OpenInterestUpdate | MarkPriceUpdate) -> None:
+        if self.market_sink is None:
+            return
+        if self.symbols is not None and update.symbol not in self.symbols:
+            self.status.ignored += 1
+            return
+        changes: dict[str, float | int] = {"time": update.time + self._shift}
+        scale = self._lap_ratios.get(update.symbol, 1.0) ** self.lap
+        if scale != 1.0 and update.price is not None:
+            changes["price"] = update.price * scale  # on this lap's price level, as events
+        self.market_sink(msgspec.structs.replace(update, **changes))
 
     def _moved(self, event: LiquidationEvent) -> LiquidationEvent:
         """The event shifted to the present and scaled onto this lap's price level."""

@@ -1,15 +1,20 @@
 """Ingest: the upstream feeds (one per configured exchange, or one replay) through the
 processor onto the broker.
 
+Open interest and mark prices go through the predicted-levels processor, whose
+`predicted:{SYMBOL}` channels are flushed with the heatmaps'. Its levels are not
+persisted: an ingest restart starts them afresh, in a new epoch.
+
 The processor is fed synchronously from every feed, so heatmaps, clusters, statistics
 and alerts aggregate all exchanges; its messages leave in order through
 one publisher loop, which also flushes diffs every HEATMAP_FLUSH_MS. With Redis, every
 accepted event also goes to the durable event log, the tracked symbols are announced for
 web processes, and snapshot requests from them are answered on the channels' topics.
 A publish that fails (Redis down) is dropped and counted: the processor keeps the state,
-and web processes resynchronise from fresh snapshots once Redis is back. Every Redis loop
-here shares one `Outage`: while Redis is down they try again with backoff, not on every
-flush, and the log says once that Redis was lost and once that it is back.
+and web processes resynchronise from fresh snapshots once Redis is back. Publishing,
+announcing and the status key share one `Outage` (the event log has its own): while
+Redis is down they try again with backoff, not on every flush, and the log says once
+that Redis was lost and once that it is back.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from hub.analytics import checkpoint
+from hub.analytics.predicted_stream import PredictedProcessor
 from hub.analytics.processor import LiquidationProcessor, ProcessorConfig
 from hub.channels import parse_channel
 from hub.config import Settings
@@ -32,16 +38,32 @@ from hub.errors import BrokerUnavailable, ProtocolError
 from hub.fanout.broker import RESYNC_TOPIC, STATE_KEY, Broker, topic_for
 from hub.fanout.codec import encode_message
 from hub.feeds.base import Feed
-from hub.models import ChannelMessage, LiquidationEvent
+from hub.feeds.coinglass import CoinGlassValidation, disabled_status
+from hub.models import (
+    ChannelMessage,
+    Cluster,
+    LiquidationEvent,
+    MarkPriceUpdate,
+    OpenInterestUpdate,
+)
 from hub.service import control
 from hub.service.control import ControlRequest, SymbolsAnnouncement
 from hub.service.health import source_entry, source_reasons
-from hub.service.sources import Source, build_feeds, build_listings, wall_clock_ms
+from hub.service.liquidity import build_liquidity
+from hub.service.sources import (
+    Source,
+    build_feeds,
+    build_listings,
+    build_open_interest,
+    wall_clock_ms,
+)
 from hub.storage.event_log import RedisEventLog, read_events
 from hub.storage.outage import Outage
 from hub.tasks import cancel_and_wait
 
 log = logging.getLogger("hub.ingest")
+LIQUIDITY_WINDOW = "1h"  # whose clusters support and resistance take in
+COINGLASS_HORIZON_MS = 25 * 3_600_000  # the hours CoinGlass is compared over, and one more
 _encoder = msgspec.json.Encoder()
 
 
@@ -56,7 +78,21 @@ class Ingest:
         self.settings = settings
         self.broker = broker
         self.redis = redis
-        self.feeds, self.clock = build_feeds(settings, source, self.on_event)
+        epoch = f"{wall_clock_ms():x}"
+        self.liquidity = build_liquidity(
+            settings,
+            source,
+            lambda: self.clock(),
+            self._emit,
+            self._clusters,
+            self._bin_width,
+            epoch,
+        )
+        line_sinks = {"okx": self.liquidity.take_line} if self.liquidity is not None else None
+        self.feeds, self.clock = build_feeds(
+            settings, source, self.on_event, line_sinks, self.on_market
+        )
+        self.open_interest = build_open_interest(settings, source, self.on_market)
         self.listings = build_listings(settings, source)
         timing = source.timing
         self._silent_after_ms = int(1000 * (timing.silent_after if timing else 60.0))
@@ -67,13 +103,26 @@ class Ingest:
                 bandwidth_pct=settings.kde_bandwidth_pct,
                 range_pct=settings.price_range_pct,
             ),
-            epoch=f"{wall_clock_ms():x}",
+            epoch=epoch,
         )
+        live = source.replay is None and not source.demo
+        self.coinglass = (
+            CoinGlassValidation(
+                settings.coinglass_url,
+                settings.coinglass_api_key,
+                lambda: list(self.processor.books),
+                list(settings.exchanges),
+                self._events_since_a_day,
+                self.clock,
+                started=self.clock(),
+            )
+            if settings.coinglass_api_key and live
+            else None
+        )
+        self.predicted = PredictedProcessor(settings.predicted, self.processor.epoch)
         self.redis_state = Outage("ingest", log)
         self.event_log = (
-            RedisEventLog(redis, settings.max_events, self._holdings, outage=self.redis_state)
-            if redis is not None
-            else None
+            RedisEventLog(redis, settings.max_events, self._holdings) if redis is not None else None
         )
         self.unpublished = 0
         self._saved_state: dict[str, bytes] = {}
@@ -85,6 +134,7 @@ class Ingest:
         self._symbols_changed = True
         for symbol in () if settings.track_all_symbols else settings.symbols:
             self.processor.track(symbol)
+            self.predicted.track(symbol, self.clock())
 
     def _holdings(self) -> dict[str, list[LiquidationEvent]]:
         return {symbol: list(book.store) for symbol, book in self.processor.books.items()}
@@ -103,10 +153,42 @@ class Ingest:
         self._outbox.extend(messages)
         self._wake.set()
 
+    def _emit(self, messages: list[ChannelMessage]) -> None:
+        self._outbox.extend(messages)
+        self._wake.set()
+
+    def _clusters(self, symbol: str) -> list[Cluster]:
+        """The 1-hour heatmap's clusters, which support and resistance take in."""
+        book = self.processor.books.get(symbol)
+        window = book.windows.get(LIQUIDITY_WINDOW) if book is not None else None
+        return window.clusters() if window is not None else []
+
+    def _events_since_a_day(self, symbol: str) -> list[LiquidationEvent]:
+        if symbol not in self.processor.books:
+            return []
+        return list(self.processor.events(symbol, self.clock() - COINGLASS_HORIZON_MS))
+
+    def _bin_width(self, symbol: str) -> float | None:
+        book = self.processor.books.get(symbol)
+        return book.grid.bin_width if book is not None and book.grid is not None else None
+
+    def on_market(self, update: OpenInterestUpdate | MarkPriceUpdate) -> None:
+        """Open interest or a mark price: the predicted levels move at the next flush."""
+        if isinstance(update, OpenInterestUpdate):
+            self.predicted.apply_open_interest(update)
+        else:
+            self.predicted.apply_price(update)
+
     def _track(self, symbol: str, now: int) -> None:
         self.processor.track(symbol)
+        self.predicted.track(symbol, now)
         self._outbox.extend(self.processor.snapshots_of(symbol, now))
+        self._outbox.append(self.predicted.snapshot_message(symbol))
         self._symbols_changed = True
+        if self.liquidity is not None:
+            self._tasks.append(asyncio.create_task(self.liquidity.add_symbols({symbol})))
+        if self.open_interest is not None and self.settings.track_all_symbols:
+            self.open_interest.track(symbol)
 
     async def add_symbols(self, symbols: set[str]) -> None:
         now = self.clock()
@@ -114,13 +196,22 @@ class Ingest:
             self._track(symbol, now)
         for feed in self.feeds:
             await feed.add_symbols(symbols)
+        if self.liquidity is not None:
+            await self.liquidity.add_symbols(symbols)
+        if self.open_interest is not None:
+            await self.open_interest.add_symbols(symbols)
         self._wake.set()
 
     async def remove_symbols(self, symbols: set[str]) -> None:
         for feed in self.feeds:
             await feed.remove_symbols(symbols)
+        if self.liquidity is not None:
+            await self.liquidity.remove_symbols(symbols)
+        if self.open_interest is not None:
+            await self.open_interest.remove_symbols(symbols)
         for symbol in symbols:
             self.processor.untrack(symbol)
+            self.predicted.untrack(symbol)
         self._symbols_changed = True
         self._wake.set()
 
@@ -142,6 +233,8 @@ class Ingest:
                     self._outbox.extend(
                         m for m in self.processor.snapshots_of(channel.symbol, now) if m.ch == name
                     )
+                elif channel.kind == "predicted" and channel.symbol in self.predicted.streams:
+                    self._outbox.append(self.predicted.snapshot_message(channel.symbol))
             await self._publish_pending()
 
     # -- messages out -------------------------------------------------------------------
@@ -157,7 +250,7 @@ class Ingest:
                     await self._wake.wait()
             self._wake.clear()
             if time.monotonic() >= next_flush:
-                self._outbox.extend(self.processor.flush(self.clock()))
+                self._flush()
                 next_flush = time.monotonic() + flush_every
             await self._publish_pending()
 
@@ -195,13 +288,12 @@ class Ingest:
     async def _checkpoint(self) -> dict[str, bytes] | None:
         """The processor's positions that changed since last saved, once the events they
         name are in the log: a checkpoint ahead of the log could not be resumed from."""
-        if self.event_log is None:
+        if self.event_log is None or not self.event_log.outage.due():
             return None
         try:
             await self.event_log.write_pending()
         except (RedisError, OSError) as error:
-            self.event_log.status.connected = False
-            self.redis_state.failed(error)
+            self.event_log.failed(error)
             return None
         if self.event_log.status.rewrites != self._rewrites_seen:
             self._rewrites_seen = self.event_log.status.rewrites
@@ -255,8 +347,13 @@ class Ingest:
             return error
         return None
 
+    def _flush(self) -> None:
+        now = self.clock()
+        self._outbox.extend(self.processor.flush(now))
+        self._outbox.extend(self.predicted.flush(now))
+
     async def flush_now(self) -> None:
-        self._outbox.extend(self.processor.flush(self.clock()))
+        self._flush()
         await self._publish_pending()
 
     # -- background loops ---------------------------------------------------------------
@@ -305,14 +402,32 @@ class Ingest:
             log.exception("feed %s stopped", feed.status.name)
             raise
 
+    async def _open_interest_loop(self) -> None:
+        assert self.open_interest is not None
+        try:
+            await self.open_interest.run()
+        except Exception:
+            log.exception("feed %s stopped", self.open_interest.status.name)
+            raise
+
     def sources(self) -> dict[str, dict[str, Any]]:
         """`status.sources` (docs/rest.md): one entry per source, keyed by its name."""
         now = self.clock()
-        return {
+        sources: dict[str, dict[str, Any]] = {
             status.name: source_entry(status, now, feed.live, self._silent_after_ms)
             for feed in self.feeds
             for status in feed.statuses()
         }
+        # The order book, open interest and CoinGlass show on status but never degrade
+        # health: they feed analyses, not the liquidations.
+        if self.liquidity is not None:
+            sources["okx_book"] = self.liquidity.status(now)
+        if self.open_interest is not None:
+            sources["open_interest"] = source_entry(self.open_interest.status, now, live=False)
+        sources["coinglass"] = (
+            self.coinglass.status(now) if self.coinglass is not None else disabled_status()
+        )
+        return sources
 
     def health_reasons(self) -> list[str]:
         return source_reasons(self.sources())
@@ -342,12 +457,20 @@ class Ingest:
                 log.warning("ingest: Redis unavailable at start, nothing restored: %s", error)
         # A flush first: a resumed stream's next diff (re-sending its derived parts) comes
         # before any snapshot, so every snapshot published matches the stream.
-        self._outbox.extend(self.processor.flush(self.clock()))
+        self._flush()
         now = self.clock()
         for symbol in self.processor.books:
             self._outbox.extend(self.processor.snapshots_of(symbol, now))
+            self.predicted.track(symbol, now)  # restored books of `*`
+            self._outbox.append(self.predicted.snapshot_message(symbol))
         await self._publish_pending()
         loops = [self._publish_loop, self._sweep_loop]
+        if self.open_interest is not None:
+            loops.append(self._open_interest_loop)
+        if self.liquidity is not None:
+            loops.append(self.liquidity.run)
+        if self.coinglass is not None:
+            loops.append(self.coinglass.run)
         if control_messages:
             loops.append(self._control_loop)
         if self.redis is not None:

@@ -3,8 +3,8 @@
 A replica that cannot follow on (a seq gap, a Redis reconnect after which pub/sub may
 have lost messages, a process that just started) asks the processor for fresh
 snapshots, and asks again every `retry_s` while it is still stale (with backoff while
-the broker is down, logged once when it is lost and once when it is back). Until the snapshot
-arrives the channel's clients get nothing on it rather than a silent gap.
+the broker is down, logged once when it is lost and once when it is back). Until the
+snapshot arrives the channel's clients get nothing on it rather than a silent gap.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 
-from hub.channels import WINDOWS, heatmap_channel
+from hub.channels import WINDOWS, heatmap_channel, predicted_channel
 from hub.fanout.broker import RESYNC_TOPIC, Broker, topic_for
 from hub.fanout.fanout import Fanout
 from hub.service.control import (
@@ -29,8 +29,16 @@ log = logging.getLogger("hub.relay")
 Requester = Callable[[ControlRequest], Awaitable[None]]
 
 
-def heatmap_channels(symbols: Iterable[str]) -> list[str]:
-    return [heatmap_channel(symbol, window) for symbol in sorted(symbols) for window in WINDOWS]
+def replicated_channels(symbols: Iterable[str]) -> list[str]:
+    """The snapshot + diff channels of these symbols: a replica of each is kept."""
+    return [
+        channel
+        for symbol in sorted(symbols)
+        for channel in (
+            *(heatmap_channel(symbol, window) for window in WINDOWS),
+            predicted_channel(symbol),
+        )
+    ]
 
 
 class Relay:
@@ -67,7 +75,7 @@ class Relay:
             # Stale until the snapshot arrives, so `_retry_stale` asks again: the answer to
             # this first request is lost when the subscriber link is not up yet (a `web`
             # process asks in `start`, before `run` opens it).
-            channels = heatmap_channels(new)
+            channels = replicated_channels(new)
             self.fanout.stale.update(channels)
             await self._ask(channels)
 
@@ -87,7 +95,7 @@ class Relay:
             self.resyncs += 1
             if self.load_symbols is not None:
                 await self.track(await self.load_symbols(), replace=True)
-            channels = heatmap_channels(self.fanout.symbols)
+            channels = replicated_channels(self.fanout.symbols)
             self.fanout.stale.update(channels)
             await self._ask(channels)
         elif topic == SYMBOLS_TOPIC:

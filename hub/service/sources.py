@@ -1,5 +1,6 @@
-"""Which upstreams a process reads: the configured exchanges live, a replay file, or the
-bundled demo (every `hub/data/demo_*.jsonl`, merged by receive time)."""
+"""Which upstreams a process reads: the configured exchanges live (liquidations; and
+Binance's open interest with mark prices), a replay file, or the bundled demo (every
+`hub/data/demo_*.jsonl`, merged by receive time)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from hub.feeds.bybit import BybitFeed
 from hub.feeds.connection import Timing
 from hub.feeds.listings import binance_listing
 from hub.feeds.okx import OkxLiquidationFeed
-from hub.feeds.replay import ReplayFeed, read_replay, read_replays
+from hub.feeds.open_interest import BinanceOpenInterest, MarketSink
+from hub.feeds.replay import LineSink, ReplayFeed, read_replay, read_replays
 from hub.service.listings import Listings
 
 DATA = Path(__file__).parent.parent / "data"
@@ -38,10 +40,22 @@ class Source(NamedTuple):
     demo: bool = False
     timing: Timing | None = None
     backoff: Backoff | None = None
+    open_interest: bool = True  # live only: poll open interest, follow mark prices
+    oi_poll_interval: float = 10.0  # seconds between two polls of a symbol's open interest
+    open_interest: bool = True  # live only: poll open interest, follow mark prices
+    oi_poll_interval: float = 10.0  # seconds between two polls of a symbol's open interest
 
 
-def build_feeds(settings: Settings, source: Source, sink: EventSink) -> tuple[list[Feed], Clock]:
-    """The feeds and the clock the processor runs on: a replay runs on its own time."""
+def build_feeds(
+    settings: Settings,
+    source: Source,
+    sink: EventSink,
+    line_sinks: dict[str, LineSink] | None = None,
+    market_sink: MarketSink | None = None,
+) -> tuple[list[Feed], Clock]:
+    """The feeds and the clock the processor runs on: a replay runs on its own time.
+    `line_sinks`: per source, a consumer of whole replay lines (the OKX order books); a
+    replay also carries the market data (`market_sink`), which live is its own source."""
     tracked = None if settings.track_all_symbols else set(settings.symbols)
     if source.replay is not None or source.demo:
         replay = source.replay
@@ -54,6 +68,8 @@ def build_feeds(settings: Settings, source: Source, sink: EventSink) -> tuple[li
             shift_to_now=source.demo,
             symbols=tracked,
             exchanges=settings.exchanges,
+            line_sinks=line_sinks,
+            market_sink=market_sink,
         )
         return [feed], feed.clock
     feeds: list[Feed] = []
@@ -102,3 +118,24 @@ def build_listings(settings: Settings, source: Source) -> Listings | None:
     if source.replay is not None or source.demo:
         return None
     return Listings({"binance": binance_listing(settings.binance_rest_url)}, wall_clock_ms)
+
+
+def build_open_interest(
+    settings: Settings, source: Source, sink: MarketSink
+) -> BinanceOpenInterest | None:
+    """The live open interest and mark price source; None on a replay, which carries both,
+    and when Binance is not configured."""
+    live = source.replay is None and not source.demo
+    if not live or not source.open_interest or "binance" not in settings.exchanges:
+        return None
+    symbols = set() if settings.track_all_symbols else set(settings.symbols)
+    return BinanceOpenInterest(
+        settings.binance_rest_url,
+        settings.binance_ws_url,
+        symbols,
+        sink,
+        all_market=settings.track_all_symbols,
+        poll_interval=source.oi_poll_interval,
+        timing=source.timing,
+        backoff=_backoff(source),
+    )

@@ -6,11 +6,12 @@ rebuild its processor, and `web` processes read them for event lists and exports
 Writes go through a bounded in-memory buffer drained by one task, so the feed never waits
 on Redis. When Redis is unreachable the buffer keeps filling (oldest dropped past its
 bound) and the task retries with backoff (`Outage`: the loss and the return are logged
-once each); once Redis answers again it writes the buffer in order. If the buffer
-overflowed, or Redis came back empty (a restart without persistence: the instance marker
-is gone), the log is rewritten from what the processor still holds, so nothing already
-accepted is lost. Streams are trimmed by count (`MAXLEN ~ HEATMAP_MAX_EVENTS`) on every
-write and by age (`MINID`) on each sweep.
+once each, and the checkpoint's writes wait for the same backoff); once Redis answers
+again it writes the buffer in order. If the buffer overflowed, or Redis came back empty
+(a restart without persistence: the instance marker is gone), the log is rewritten from
+what the processor still holds, so nothing already accepted is lost. Streams are trimmed
+by count (`MAXLEN ~ HEATMAP_MAX_EVENTS`) on every write and by age (`MINID`) on each
+sweep.
 """
 
 from __future__ import annotations
@@ -60,15 +61,13 @@ class RedisEventLog:
         max_events: int,
         holdings: Callable[[], Mapping[str, Iterable[LiquidationEvent]]],
         max_buffer: int = 200_000,
-        outage: Outage | None = None,
     ) -> None:
-        """`holdings` gives every event the processor holds, per symbol, oldest first;
-        `outage` is the Redis state shared with the process's other Redis loops."""
+        """`holdings` gives every event the processor holds, per symbol, oldest first."""
         self.redis = redis
         self.max_events = max_events
         self.holdings = holdings
         self.max_buffer = max_buffer
-        self.outage = outage or Outage("event log", log)
+        self.outage = Outage("event log", log)
         self.status = EventLogStatus()
         self._pending: deque[LiquidationEvent] = deque()
         self._wake = asyncio.Event()
@@ -108,13 +107,9 @@ class RedisEventLog:
                     async with self._lock:
                         await self._write_some()
                 except _FAILURES as error:
-                    self.status.connected = False
-                    delay = self.outage.failed(error)
-                    self.status.last_error = self.outage.last_error
-                    await asyncio.sleep(delay)
+                    await asyncio.sleep(self.failed(error))
                     continue
-                self.status.connected = True
-                self.outage.succeeded()
+                self._answered()
                 if not self._pending and not self._rewrite:
                     break
             self.status.buffered = len(self._pending)
@@ -124,6 +119,17 @@ class RedisEventLog:
         """Wait until everything appended so far is written (tests, shutdown)."""
         await self._idle.wait()
 
+    def _answered(self) -> None:
+        self.status.connected = True
+        self.outage.succeeded()
+
+    def failed(self, error: Exception) -> float:
+        """A write failed: the state, and the delay before the next attempt."""
+        self.status.connected = False
+        delay = self.outage.failed(error)
+        self.status.last_error = self.outage.last_error
+        return delay
+
     async def write_pending(self) -> None:
         """Write everything appended so far, now; raises when Redis does not take it (the
         background loop keeps retrying). A checkpoint saved after this names only logged
@@ -131,7 +137,7 @@ class RedisEventLog:
         async with self._lock:
             while self._pending or self._rewrite:
                 await self._write_some()
-                self.status.connected = True
+                self._answered()
         if not self._pending:
             self._idle.set()
 
@@ -198,8 +204,9 @@ async def read_window(
     up to the exchange's clock running ahead (CLOCK_SLACK_MS). So the read stops at IDs
     older than `since` (nothing older can be in the window), and, with a limit, once the
     IDs read are older than the limit-th newest event found (nothing older can be newer
-    than it, although a late arrival is written after newer events). A replay, whose
-    event times lie before their write times, reads back to `since` at worst.
+    than it, although a late arrival is written after newer events). A `web` process fed
+    by a replay, whose trade times lie long before their write times, may read the whole
+    stream, as every read did before.
     """
     key = stream_key(symbol)
     found: list[LiquidationEvent] = []

@@ -1,4 +1,5 @@
-"""Local stand-in for Binance USD-M futures market WebSocket streams (forceOrder only).
+"""Local stand-in for Binance USD-M futures market WebSocket streams (forceOrder, and any
+other stream a test pushes with `push_stream`).
 
 Binance facts encoded here (see shared/data/README.md, "Binance" section):
 
@@ -226,6 +227,18 @@ class FakeBinance:
                 frame = {"stream": stream, "data": payload} if conn.combined else payload
                 if await self._send(conn, _dumps(frame)):
                     sent += 1
+        return sent
+
+    async def push_stream(self, stream: str, payload: Any) -> int:
+        """Send `payload` on every /market connection subscribed to `stream` (any stream
+        other than forceOrder, such as `btcusdt@markPrice@1s`)."""
+        if self._silent:
+            return 0
+        sent = 0
+        for conn in list(self.connections):
+            if conn.market and stream in conn.streams:
+                frame = {"stream": stream, "data": payload} if conn.combined else payload
+                sent += await self._send(conn, _dumps(frame))
         return sent
 
     async def send_text(self, text: str) -> None:

@@ -1,0 +1,95 @@
+"""REST handlers for order-book liquidity and the unified view.
+
+Both read what every serving process holds, in `serve` and in `web` alike: the latest
+`liquidity:{SYMBOL}` message and the heatmap replica from the fan-out, CoinGlass from
+status. So a `web` process answers exactly as the `serve` process would.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from hub.analytics.insights import insights
+from hub.analytics.liquidity import Liquidity
+from hub.api.responses import endpoint, ok, window_param
+from hub.api.rest import RestApi
+from hub.channels import heatmap_channel
+from hub.errors import RequestError
+
+_liquidity_decoder = msgspec.json.Decoder(Liquidity)
+
+
+class LiquidityApi(RestApi):
+    def _latest(self, symbol: str) -> tuple[bytes | None, str]:
+        """The latest analysis as sent on the channel, or None and why there is none."""
+        if self.hub.settings.liquidity == "off":
+            return None, "liquidity is off on this hub (HEATMAP_LIQUIDITY=off)"
+        state = self.hub.fanout.channels.get(f"liquidity:{symbol}")
+        if state is None or not state.history:
+            return None, f"no OKX order book synced for {symbol} yet; try again shortly"
+        data = bytes(state.history[-1][1].header.data)
+        notice = _liquidity_decoder.decode(data)
+        if not notice.synced:
+            return None, f"{symbol}: {notice.error or 'order book not synced'}"
+        return data, ""
+
+    @endpoint
+    async def liquidity(self, request: Request) -> Response:
+        symbol = self._symbol(request)
+        data, why = self._latest(symbol)
+        if data is None:
+            raise RequestError(503, why)
+        return ok(msgspec.Raw(data))
+
+    @endpoint
+    async def unified(self, request: Request) -> Response:
+        symbol = self._symbol(request)
+        window = window_param(request)
+        snapshot = self.hub.fanout.snapshot(heatmap_channel(symbol, window))
+        data, why = self._latest(symbol)
+        liquidity = _liquidity_decoder.decode(data) if data is not None else None
+        clusters = snapshot.clusters if snapshot is not None else []
+        status = await self.hub.status()
+        coinglass = _coinglass_of(symbol, status.get("sources", {}).get("coinglass"))
+        return ok(
+            {
+                "symbol": symbol,
+                "window": window,
+                "heatmap": None
+                if snapshot is None
+                else {
+                    "reference_price": snapshot.reference_price,
+                    "statistics": snapshot.statistics,
+                    "clusters": snapshot.clusters,
+                },
+                "liquidity": liquidity,
+                "liquidity_error": why or None,
+                "predicted": [],  # predicted levels are not built on this branch yet
+                "coinglass": coinglass,
+                "insights": insights(clusters, liquidity),
+            }
+        )
+
+
+def _coinglass_of(symbol: str, entry: Any) -> dict[str, Any]:
+    """The symbol's CoinGlass comparison out of the status entry (Structs in `serve`,
+    plain JSON in `web`), or `{"enabled": false}`."""
+    entry = msgspec.to_builtins(entry) if entry is not None else None
+    if not entry or not entry.get("enabled"):
+        return {"enabled": False}
+    compared = entry.get("symbols", {}).get(symbol) or {}
+    return {
+        "enabled": True,
+        "window": entry.get("window"),
+        "coinglass": compared.get("coinglass"),
+        "hub": compared.get("hub"),
+        "ratio": compared.get("ratio"),
+        "correlation": compared.get("correlation"),
+        "hours": compared.get("hours", 0),
+        "updated": entry.get("updated"),
+        "last_error": entry.get("last_error"),
+    }

@@ -1,0 +1,48 @@
+"""REST: `GET /api/heatmap/liquidations/{symbol}/timeline`, the realized-liquidations matrix.
+
+The grid is read from the window's heatmap snapshot in the fan-out's replica (bin width,
+reference price, epoch), which `serve` and `web` both hold, and the events from
+`HubView.events` (the processor in `serve`, the durable log in `web`), so both processes
+answer the same matrix. The window ends at the hub's clock (a replay's own clock in
+`serve`), or at the snapshot's time when that is later (a `web` process fed by an ingest
+whose clock runs ahead). Not at the snapshot's time alone: a quiet symbol's heatmap is not
+re-flushed, and a chart must not end where the market last moved.
+"""
+
+from __future__ import annotations
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from hub.analytics.grid import PriceGrid
+from hub.analytics.timeline import timeline
+from hub.api.responses import endpoint, int_param, ok, tracked_symbol, window_param
+from hub.channels import WINDOWS, heatmap_channel
+from hub.service.hubs import HubView
+
+DEFAULT_BUCKETS = 60
+MAX_BUCKETS = 1000
+
+
+class TimelineApi:
+    def __init__(self, hub: HubView) -> None:
+        self.hub = hub
+
+    @endpoint
+    async def timeline(self, request: Request) -> Response:
+        symbol = tracked_symbol(request, self.hub.tracked())
+        window = window_param(request)
+        buckets = int_param(request, "buckets", DEFAULT_BUCKETS, 1, MAX_BUCKETS)
+        snapshot = self.hub.fanout.snapshot(heatmap_channel(symbol, window))
+        grid = None
+        if snapshot is not None and snapshot.bin_width > 0:
+            range_pct = self.hub.settings.price_range_pct
+            grid = PriceGrid(
+                snapshot.bin_width, snapshot.reference_price, range_pct, snapshot.epoch
+            )
+        now = max(self.hub.clock(), snapshot.time if snapshot is not None else 0)
+        span = WINDOWS[window]
+        events = await self.hub.events(symbol, now - span, None)
+        matrix = timeline(events, grid, now, span, buckets)
+        return ok({"symbol": symbol, "window": window, **msgspec.structs.asdict(matrix)})

@@ -1,0 +1,105 @@
+"""Local stand-in for Binance USD-M REST `GET /fapi/v1/openInterest`, served by a real
+uvicorn on a free loopback port (`binance_rest.py` serves the listing, exchangeInfo).
+
+Each symbol's open interest is set by the test; `mode` makes every answer fail one way:
+`error` (HTTP 500), `rate_limited` (429 with `Retry-After`), `malformed` (a body that is
+not an open-interest answer), `wrong_symbol`, `hang` (no answer until the client gives
+up). Requests are logged with their loop time so tests can check the polling rate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class FakeOpenInterest:
+    def __init__(self) -> None:
+        self.open_interest: dict[str, float] = {}
+        self._mode = "ok"
+        self._unhung = asyncio.Event()
+        self.retry_after = "1"
+        self.requests: list[tuple[float, str]] = []  # (loop time, symbol)
+        self.port = _free_port()
+        self._server: uvicorn.Server | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def mode(self) -> str:
+        return self._mode
+
+    @mode.setter
+    def mode(self, mode: str) -> None:
+        self._mode = mode
+        if mode == "hang":
+            self._unhung = asyncio.Event()
+        else:
+            self._unhung.set()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def _open_interest(self, request: Request) -> Response:
+        symbol = request.query_params.get("symbol", "")
+        self.requests.append((asyncio.get_running_loop().time(), symbol))
+        if self.mode == "hang":  # until the test (or stop) ends it; the client gave up
+            await self._unhung.wait()
+        if self.mode == "error":
+            return PlainTextResponse("internal error", status_code=500)
+        if self.mode == "rate_limited":
+            return JSONResponse(
+                {"code": -1003, "msg": "Too many requests"},
+                status_code=429,
+                headers={"Retry-After": self.retry_after},
+            )
+        if self.mode == "malformed":
+            return PlainTextResponse('{"openInterest": [1, 2]', media_type="application/json")
+        if symbol not in self.open_interest:
+            return JSONResponse({"code": -1121, "msg": "Invalid symbol."}, status_code=400)
+        body: dict[str, Any] = {
+            "openInterest": f"{self.open_interest[symbol]:.3f}",
+            "symbol": "ETHUSDT" if self.mode == "wrong_symbol" else symbol,
+            "time": int(asyncio.get_running_loop().time() * 1000) + 1_700_000_000_000,
+        }
+        return JSONResponse(body)
+
+    async def start(self) -> None:
+        app = Starlette(routes=[Route("/fapi/v1/openInterest", self._open_interest)])
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        self._server = uvicorn.Server(config)
+        self._task = asyncio.create_task(self._server.serve())
+        for _ in range(500):
+            if self._server.started:
+                return
+            if self._task.done():
+                self._task.result()
+            await asyncio.sleep(0.01)
+        raise TimeoutError("FakeOpenInterest did not start")
+
+    async def stop(self) -> None:
+        self.mode = "ok"  # let hung requests end, or the server would wait for them
+        if self._server is not None and self._task is not None:
+            self._server.should_exit = True
+            await asyncio.wait_for(self._task, 10)
+            self._server = self._task = None
+
+    async def __aenter__(self) -> FakeOpenInterest:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()

@@ -1,0 +1,315 @@
+"""The page in real headless Chromium against a real hub.
+
+Chromium is driven over the DevTools Protocol (tests/browser.py: one WebSocket, the
+`websockets` package). Each test waits on a condition the page publishes on `<body
+data-*>` (never on a sleep), takes a screenshot of the chart and checks its pixels
+against the hub's own REST answers: a cell is coloured where a liquidation of the window
+is, the padding above the highest one is not, the last-price line ends where the newest
+fill is, and switching symbol or window redraws. Skipped only when no Chromium is
+installed (CI installs it: .ci/run).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from hub.config import Settings
+from hub.feeds.replay import ReplayFeed
+from tests.browser import Browser, decode_png, find_chromium
+from tests.conftest import BINANCE, HubFactory, RunningHub, eventually
+from tests.fakes.binance_server import FakeBinance, force_order
+from tests.test_e2e_websocket import quiet
+
+CHROMIUM = find_chromium()
+pytestmark = [
+    pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (CI installs it: .ci/run)"),
+    pytest.mark.timeout(120),
+]
+LIVE = "document.body.dataset.state === 'live'"
+
+
+def heat(pixels: np.ndarray) -> np.ndarray:
+    """Where pixels have a heat colour: every colour of the page's scale is far from grey,
+    while the plot's background, its grid lines, the white price line and its dark halo
+    are near grey (a spread of channels under 25)."""
+    spread = pixels.max(axis=-1).astype(int) - pixels.min(axis=-1).astype(int)
+    return spread >= 25
+
+
+class Chart:
+    """One screenshot of the heatmap plot and the axes the page drew it with."""
+
+    def __init__(self, png: bytes, data: dict[str, str]) -> None:
+        self.png = png
+        self.pixels = decode_png(png)
+        self.data = data
+        self.t0, self.t1 = int(data["t0"]), int(data["t1"])
+        self.p0, self.p1 = float(data["p0"]), float(data["p1"])
+        self.buckets = int(data["buckets"])
+        self.bin_step = float(data["binstep"])
+        self.height, self.width = self.pixels.shape[:2]
+
+    @property
+    def step(self) -> float:
+        return (self.t1 - self.t0) / self.buckets
+
+    def xy(self, time: float, price: float) -> tuple[int, int]:
+        x = (time - self.t0) / (self.t1 - self.t0) * self.width
+        y = (self.p1 - price) / (self.p1 - self.p0) * self.height
+        return min(self.width - 1, int(x)), min(self.height - 1, int(y))
+
+    def cell_centre(self, time: int, price: float) -> tuple[int, int]:
+        bucket = math.floor((time - self.t0) / self.step)
+        low = math.floor(price / self.bin_step + 1e-9) * self.bin_step
+        return self.xy(self.t0 + (bucket + 0.5) * self.step, low + self.bin_step / 2)
+
+    def shows(self, time: int, price: float) -> bool:
+        return self.t0 <= time < self.t1 and self.p0 <= price <= self.p1
+
+
+async def shoot(browser: Browser) -> Chart:
+    """A screenshot of the plot whose axes did not move while it was taken."""
+    while True:
+        before = await browser.evaluate("JSON.stringify(document.body.dataset)")
+        x, y, width, height = (float(v) for v in (await data_of(browser))["plot"].split(","))
+        png = await browser.screenshot((x, y, width, height))
+        if before == await browser.evaluate("JSON.stringify(document.body.dataset)"):
+            chart = Chart(png, await data_of(browser))
+            return chart
+
+
+async def data_of(browser: Browser) -> dict[str, str]:
+    return await browser.evaluate("Object.assign({}, document.body.dataset)")
+
+
+async def window_events(running: RunningHub, symbol: str, window: str) -> list[dict[str, Any]]:
+    body = (await running.get(f"/api/heatmap/liquidations/{symbol}", timeWindow=window,
+                              limit="10000")).json()  # fmt: skip
+    assert body["success"], body
+    return body["data"]
+
+
+def check_cells(chart: Chart, events: list[dict[str, Any]]) -> int:
+    """Every liquidation the chart spans lies on a coloured cell; returns how many were seen."""
+    shown = [e for e in events if chart.shows(e["time"], e["price"])]
+    missing = []
+    for e in shown:
+        # the middle row of the cell (cells are ~6 px wide), where the price line may cross
+        x, y = chart.cell_centre(e["time"], e["price"])
+        row = chart.pixels[y, max(0, x - 2) : x + 3]
+        if not heat(row).any():
+            missing.append((e["time"], e["price"], (x, y), row.tolist()))
+    assert not missing, (
+        f"{len(missing)} of {len(shown)} liquidations on blank pixels: {missing[:5]}"
+    )
+    return len(shown)
+
+
+async def start_demo(start_hub: HubFactory) -> RunningHub:
+    """The bundled demo at its own pace (speed 1, as `serve --demo` runs), once its backfill
+    pass is over. At speed 1 event times follow the wall clock, as live ones do."""
+    running = await start_hub(Settings(flush_ms=50), demo=True, speed=1)
+    feed = running.hub.feed
+    assert isinstance(feed, ReplayFeed)
+    await eventually(lambda: feed.status.frames > len(feed.lines))
+    return running
+
+
+def save(tmp_path: Path, name: str, png: bytes) -> None:
+    (tmp_path / name).write_bytes(png)
+
+
+async def test_the_page_draws_live_liquidations_where_the_data_has_them(
+    start_hub: HubFactory, tmp_path: Path
+) -> None:
+    running = await start_demo(start_hub)
+    assert CHROMIUM is not None
+    async with Browser(CHROMIUM) as browser:
+        await browser.goto(f"{running.http}/?symbol=BTCUSDT&window=1h")
+        # live: the REST timeline drawn, the heatmap snapshot in, a live liquidation applied
+        await browser.wait_for(f"{LIVE} && +document.body.dataset.cells > 0")
+        await browser.wait_for("+document.body.dataset.live >= 3")
+        assert (await data_of(browser))["health"] == "live"
+        # No more events, and the matrix re-read: the picture holds still for the checks.
+        # (Live additions are checked exactly in the next test, where no event is in
+        # flight while the page reads the timeline.)
+        await quiet(running)
+        loads = int((await data_of(browser))["loads"])
+        await browser.evaluate("loadTimeline()")
+        await browser.wait_for(f"+document.body.dataset.loads > {loads}")
+        # Cells alone first: the markers and the price line drawn over them are toggled off.
+        await browser.evaluate("document.getElementById('markers').click()")
+        await browser.evaluate("document.getElementById('priceLine').click()")
+        await browser.wait_for(
+            "document.body.dataset.markers === 'off' && document.body.dataset.priceline === 'off'"
+        )
+        predicted = await running.get("/api/heatmap/predicted/BTCUSDT")
+        state = "absent" if predicted.status_code == 404 else "shown"
+        await browser.wait_for(f"document.body.dataset.predicted === '{state}'")
+        if state == "shown":  # the bands would colour the blank padding checked below
+            await browser.evaluate("document.getElementById('predicted').click()")
+            await browser.wait_for("document.body.dataset.predicted === 'hidden'")
+
+        save(tmp_path, "page.png", await browser.screenshot())
+        chart = await shoot(browser)
+        save(tmp_path, "btc-1h.png", chart.png)
+        events = await window_events(running, "BTCUSDT", "1h")
+        assert check_cells(chart, events) >= 20
+
+        # Above the highest liquidation the plot is blank: colour comes from the data only.
+        top = max(e["price"] for e in events if chart.shows(e["time"], e["price"]))
+        _, y_top = chart.xy(chart.t0, math.floor(top / chart.bin_step + 1) * chart.bin_step)
+        strip = chart.pixels[: max(0, y_top - 3)]
+        assert strip.shape[0] >= 5, f"no padding above the data: {y_top}"
+        lit = heat(strip)
+        assert lit.mean() < 0.002, f"{lit.mean():.2%} of the blank strip is coloured"
+
+        # The last-price line ends in a white dot at the newest fill, carried to the right edge.
+        await browser.evaluate("document.getElementById('priceLine').click()")
+        await browser.wait_for("document.body.dataset.priceline === 'on'")
+        cells, chart = chart, await shoot(browser)
+        newest = max(e["time"] for e in events)
+        last_prices = {e["price"] for e in events if e["time"] == newest}
+        assert float(chart.data["last"]) in last_prices
+        bucket = math.floor((newest - chart.t0) / chart.step)
+        x, y = chart.xy(chart.t0 + (bucket + 0.5) * chart.step, float(chart.data["last"]))
+        dot = chart.pixels[y - 1 : y + 2, x - 1 : x + 2]
+        assert (dot.min(axis=2) > 200).any(), f"no white dot at {(x, y)}: {dot.tolist()}"
+        if chart.width - x > 12:  # the newest bucket is not the last one shown
+            right = chart.pixels[y - 1 : y + 2, x + 6 : chart.width]
+            assert (right.min(axis=2) > 150).sum() >= 3, "the last price stops short of the edge"
+        assert not (cells.pixels.min(axis=2) > 200).any(), "white drawn with the line off"
+
+        # Hover values: a cell under the pointer shows its time, price range and notionals.
+        e = max((e for e in events if chart.shows(e["time"], e["price"])), key=lambda e: e["time"])
+        cx, cy = chart.cell_centre(e["time"], e["price"])
+        plot_x, plot_y = (float(v) for v in chart.data["plot"].split(",")[:2])
+        await browser.mouse_move(plot_x + cx, plot_y + cy)
+        tip = await browser.wait_for(
+            "document.getElementById('tip').style.display === 'block' && "
+            "document.getElementById('tip').innerText"
+        )
+        assert "long liq." in tip and "short liq." in tip and "USDT" in tip and "UTC" in tip, tip
+        await browser.mouse_move(1, 1)
+        await browser.evaluate("document.getElementById('priceLine').click()")
+        await browser.wait_for("document.body.dataset.priceline === 'off'")
+
+        # Another symbol: new axes, the cells of its own liquidations.
+        await browser.evaluate(
+            "const s = document.getElementById('symbol'); s.value = 'ETHUSDT';"
+            "s.dispatchEvent(new Event('change'))"
+        )
+        await browser.wait_for(
+            f"document.body.dataset.symbol === 'ETHUSDT' && {LIVE} && "
+            f"+document.body.dataset.p1 < {chart.p0}"
+        )
+        eth = await shoot(browser)
+        save(tmp_path, "eth-1h.png", eth.png)
+        assert check_cells(eth, await window_events(running, "ETHUSDT", "1h")) >= 20
+        assert (eth.pixels != chart.pixels).any()
+
+        # A shorter window: the time axis spans 15 minutes, cells redrawn on it.
+        await browser.evaluate("document.querySelector('#windows [data-window=\"15m\"]').click()")
+        await browser.wait_for(
+            f"document.body.dataset.window === '15m' && {LIVE} && "
+            "+document.body.dataset.t1 - +document.body.dataset.t0 === 900000"
+        )
+        short = await shoot(browser)
+        save(tmp_path, "eth-15m.png", short.png)
+        check_cells(short, await window_events(running, "ETHUSDT", "15m"))
+        assert short.buckets == 90 and (short.pixels != eth.pixels).any()
+        assert not [line for line in browser.console if "Error" in line], browser.console
+
+
+async def test_the_page_says_the_upstream_is_down_instead_of_showing_live(
+    start_hub: HubFactory, fake_binance: FakeBinance
+) -> None:
+    running = await start_hub(
+        Settings(binance_ws_url=fake_binance.base_url, symbols=("BTCUSDT",), exchanges=BINANCE)
+    )
+    await fake_binance.wait_for_subscription("btcusdt@forceOrder")
+    await fake_binance.stop()  # Binance goes away: the feed keeps retrying and failing
+    status = running.hub.feed.status
+    await eventually(lambda: not status.connected and status.reconnects > 0 and status.last_error)
+    assert CHROMIUM is not None
+    async with Browser(CHROMIUM) as browser:
+        await browser.goto(f"{running.http}/")
+        # The empty chart names the source that is down, rather than "no liquidations yet".
+        notice = await browser.wait_for(
+            "document.body.dataset.health === 'down' && document.body.dataset.notice"
+        )
+        assert "binance" in notice and "reconnecting" in notice, notice
+        header = await browser.evaluate("document.getElementById('health').innerText")
+        assert "binance reconnecting" in header and "live" not in header, header
+        panel = await browser.evaluate("document.getElementById('sources').innerText")
+        assert "last error" in panel, panel
+
+        # The page's own rules for a source, on the shapes status may report.
+        state = "sourceState({connected: %s, messages: 9, reconnects: %d, last_message_age_ms: %s})"
+        cases = {
+            state % ("true", 0, "1200"): ("live", "live"),
+            state % ("true", 0, "75000"): ("warn", "silent for 75 s"),
+            state % ("true", 0, "null"): ("warn", "connected, no frame yet"),
+            state % ("false", 3, "null"): ("down", "reconnecting (3 retries)"),
+            "sourceState({enabled: false, connected: false})": ("off", "disabled"),
+        }
+        for expression, (cls, text) in cases.items():
+            got = await browser.evaluate(f"JSON.stringify({expression})")
+            assert got == f'{{"cls":"{cls}","text":"{text}"}}', (expression, got)
+
+
+async def test_live_liquidations_are_added_to_the_matrix_as_they_arrive(
+    start_hub: HubFactory, fake_binance: FakeBinance, tmp_path: Path
+) -> None:
+    running = await start_hub(
+        Settings(binance_ws_url=fake_binance.base_url, symbols=("BTCUSDT",), exchanges=BINANCE)
+    )
+    await fake_binance.wait_for_subscription("btcusdt@forceOrder")
+    now = running.hub.clock()
+    # One liquidation before the page opens: it comes with the REST timeline.
+    await fake_binance.push(
+        force_order(side="SELL", price="60000", qty="2", trade_time=now - 90_000)
+    )
+    await eventually(lambda: len(running.hub.processor.books["BTCUSDT"].store) == 1)
+    assert CHROMIUM is not None
+    async with Browser(CHROMIUM) as browser:
+        await browser.goto(f"{running.http}/?symbol=BTCUSDT&window=15m")
+        await browser.wait_for(f"{LIVE} && document.body.dataset.cells === '1'")
+        await browser.evaluate("document.getElementById('markers').click()")
+        await browser.evaluate("document.getElementById('priceLine').click()")
+        await browser.wait_for("document.body.dataset.priceline === 'off'")
+
+        # Two more over the socket only: the page places them in the matrix itself.
+        now = running.hub.clock()
+        await fake_binance.push(force_order(side="SELL", price="60310", qty="1", trade_time=now))
+        await fake_binance.push(force_order(side="BUY", price="59650", qty="3", trade_time=now + 1))
+        await browser.wait_for(
+            "document.body.dataset.live === '2' && document.body.dataset.cells === '3' && "
+            "document.body.dataset.last === '59650'"
+        )
+        chart = await shoot(browser)
+        save(tmp_path, "live.png", chart.png)
+        events = await window_events(running, "BTCUSDT", "15m")
+        assert check_cells(chart, events) == 3
+
+        # Heat only inside those three cells, and the largest notional is the brightest.
+        lit = heat(chart.pixels)
+        boxes = []
+        for e in events:
+            low = math.floor(e["price"] / chart.bin_step) * chart.bin_step
+            bucket = math.floor((e["time"] - chart.t0) / chart.step)
+            x0, y1 = chart.xy(chart.t0 + bucket * chart.step, low)
+            x1, y0 = chart.xy(chart.t0 + (bucket + 1) * chart.step, low + chart.bin_step)
+            boxes.append((e["notional"], x0, x1, y0, y1))
+            lit[max(0, y0 - 1) : y1 + 2, max(0, x0 - 1) : x1 + 2] = False
+        assert not lit.any(), f"heat outside the liquidations' cells at {np.argwhere(lit)[:5]}"
+        brightness = [
+            chart.pixels[(y0 + y1) // 2, (x0 + x1) // 2].astype(int).sum()
+            for _, x0, x1, y0, y1 in sorted(boxes)
+        ]
+        assert brightness == sorted(brightness), f"colour not rising with notional: {brightness}"
