@@ -21,9 +21,9 @@ from hub.analytics.predicted_stream import PredictedProcessor
 from hub.analytics.predicted_validation import LevelSpan, Realized, Validation, validate
 from hub.feeds.binance_market import parse_mark_price_frame
 from hub.feeds.binance_wire import parse_frame
-from hub.feeds.replay import REST_PARSERS, ReplayLine, read_replay
+from hub.feeds.replay import REST_PARSERS, ReplayLine, read_replay, read_replays
 from hub.models import OpenInterestUpdate
-from hub.service.sources import demo_lines
+from hub.service.sources import DATA, DEMO_REPLAY
 
 KS = (0, 1, 2, 5)
 DRAWS = 200
@@ -87,7 +87,10 @@ def main(argv: list[str]) -> None:
         )
         name = ", ".join(argv)
     else:
-        lines, name = demo_lines(), "bundled demo (demo_session.jsonl + demo_oi.jsonl)"
+        lines, name = (
+            read_replays([DEMO_REPLAY, DATA / "demo_oi.jsonl"]),
+            "bundled demo (demo_session.jsonl + demo_oi.jsonl)",
+        )
     processor, realized = run(lines)
     print(f"session: {name}; {len(lines)} lines")
     for symbol in sorted(processor.streams):

@@ -23,8 +23,9 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from hub.api.app import create_app
 from hub.config import Settings
+from hub.feeds.replay import read_replays
 from hub.service.hubs import ServeHub, WebHub
-from hub.service.sources import Source, demo_lines
+from hub.service.sources import DATA, DEMO_REPLAY, Source
 from tests.conftest import FAST_TIMING, HubFactory, eventually, fast_backoff, free_port
 from tests.fakes.binance_open_interest import FakeOpenInterest
 from tests.fakes.binance_server import FakeBinance, force_order
@@ -222,7 +223,8 @@ async def test_predicted_channels_name_one_tracked_symbol(
 async def test_a_replayed_session_gives_levels_and_a_validation(
     start_hub: HubFactory, tmp_path: Path
 ) -> None:
-    lines = demo_lines()[:6_000]  # about twelve minutes of the demo
+    # about twelve minutes of the demo: liquidations, open interest and mark prices
+    lines = read_replays([DEMO_REPLAY, DATA / "demo_oi.jsonl"])[:6_000]
     replay = tmp_path / "session.jsonl"
     with replay.open("wb") as out:
         for line in lines:
@@ -244,6 +246,12 @@ async def test_a_replayed_session_gives_levels_and_a_validation(
     assert 0 <= validation["hit_share"] <= 1 and 0 <= validation["baseline_share"] <= 1
     assert validation["covered_share"] > 0.5
     assert body["consumed"], "twelve minutes of falling prices cross some levels"
+    unified = (await running.get("/api/heatmap/unified/BTCUSDT")).json()["data"]
+    reference = body["reference_price"]
+    nearest = sorted(abs(level["price"] - reference) for level in body["levels"])[:10]
+    assert [abs(level["price"] - reference) for level in unified["predicted"]] == nearest, (
+        f"unified should list the 10 open levels nearest {reference}: {unified['predicted']}"
+    )
 
 
 @contextlib.asynccontextmanager

@@ -1069,6 +1069,18 @@ async def test_an_unknown_format_is_a_400(start_hub: HubFactory, fake_binance: F
     assert not running.hub.fanout.sessions
 
 
+async def test_an_empty_format_is_json_and_a_long_one_is_not_echoed_whole(
+    start_hub: HubFactory, fake_binance: FakeBinance
+) -> None:
+    running = await live_hub(start_hub, fake_binance)
+    async with connect(f"{running.ws}?format=") as ws:
+        assert await ask(ws, {"op": "ping", "id": 1}) == {"op": "pong", "id": 1}
+    with pytest.raises(InvalidStatus) as refused:
+        await connect(f"{running.ws}?format={'x' * 2_000}")
+    body = refused.value.response.body
+    assert refused.value.response.status_code == 400 and len(body) < 500, body[:600]
+
+
 # -- 5. admin -----------------------------------------------------------------------------
 
 

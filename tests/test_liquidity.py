@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from hub.analytics.insights import PredictedLevel, insights
+from hub.analytics.insights import insights
 from hub.analytics.liquidity import LiquidityAnalyzer, LiquidityConfig, TradeFlow
 from hub.analytics.order_book import OrderBook
 from hub.feeds.okx_book_wire import BookFrame, parse_frame
-from hub.models import Cluster
+from hub.models import Cluster, PredictedLevel
 
 OKX = Path(__file__).parent / "data" / "okx"
 CT_VAL = 0.01
@@ -126,7 +126,7 @@ def test_insights_cluster_wall_level_wall_void_and_imbalance() -> None:
     found = insights(
         [cluster(97.9), cluster(101.3)],
         book,
-        [PredictedLevel(97.95, "long", 5e5, 25.0)],
+        [PredictedLevel(97.95, "long", 5e5, 25.0, time=0)],
     )
     kinds = {(i.kind, i.side) for i in found}
     assert ("cluster_wall", "long") in kinds

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import msgspec
 
 from hub.analytics.liquidity import Liquidity, Wall, bin_low
-from hub.models import Cluster
+from hub.models import Cluster, PredictedLevel
 
 VOID_FRACTION = 0.25
 VOID_MIN_BINS = 2
@@ -33,13 +33,6 @@ class Insight(msgspec.Struct, frozen=True):
     side: str  # long | short
     strength: float
     detail: str
-
-
-class PredictedLevel(msgspec.Struct, frozen=True):
-    price: float
-    side: str
-    notional: float
-    leverage: float | None = None
 
 
 def money(value: float) -> str:

@@ -17,10 +17,11 @@ from hub.analytics.insights import insights
 from hub.analytics.liquidity import Liquidity
 from hub.api.responses import endpoint, ok, window_param
 from hub.api.rest import RestApi
-from hub.channels import heatmap_channel
+from hub.channels import heatmap_channel, predicted_channel
 from hub.errors import RequestError
 
 _liquidity_decoder = msgspec.json.Decoder(Liquidity)
+NEAREST_LEVELS = 10  # predicted levels closest to the reference price, in unified
 
 
 class LiquidityApi(RestApi):
@@ -53,6 +54,9 @@ class LiquidityApi(RestApi):
         data, why = self._latest(symbol)
         liquidity = _liquidity_decoder.decode(data) if data is not None else None
         clusters = snapshot.clusters if snapshot is not None else []
+        predicted = self.hub.fanout.predicted(predicted_channel(symbol))
+        levels = predicted.levels if predicted is not None else []
+        nearest = sorted(levels, key=lambda level: abs(level.price - predicted.reference_price))
         status = await self.hub.status()
         coinglass = _coinglass_of(symbol, status.get("sources", {}).get("coinglass"))
         return ok(
@@ -68,9 +72,9 @@ class LiquidityApi(RestApi):
                 },
                 "liquidity": liquidity,
                 "liquidity_error": why or None,
-                "predicted": [],  # predicted levels are not built on this branch yet
+                "predicted": nearest[:NEAREST_LEVELS],
                 "coinglass": coinglass,
-                "insights": insights(clusters, liquidity),
+                "insights": insights(clusters, liquidity, levels),
             }
         )
 

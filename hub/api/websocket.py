@@ -23,6 +23,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from hub.api.responses import failure
 from hub.api.uvicorn_socket import RAW_SOCKET, RawSocket
+from hub.errors import echo
 from hub.fanout.codec import FORMATS
 from hub.fanout.protocol import Close, Limits, Session
 from hub.service.hubs import HubView
@@ -146,10 +147,10 @@ class WebSocketApi:
         if not self.origin_allowed(websocket):
             await websocket.close(code=1008)  # before accept: the client gets HTTP 403
             return
-        fmt = websocket.query_params.get("format", "json")
+        fmt = websocket.query_params.get("format") or "json"  # empty: not given, as in REST
         if fmt not in FORMATS:
             await websocket.send_denial_response(
-                failure(400, f"format: {fmt!r} is not one of {', '.join(FORMATS)}")
+                failure(400, f"format: {echo(fmt)} is not one of {', '.join(FORMATS)}")
             )
             return
         settings = self.hub.settings

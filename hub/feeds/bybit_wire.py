@@ -15,7 +15,7 @@ import math
 import msgspec
 
 from hub.feeds.base import Decoded, excerpt
-from hub.models import LiquidationEvent
+from hub.models import LiquidationEvent, round_notional
 
 TOPIC_PREFIX = "allLiquidation."
 PING = '{"op":"ping"}'
@@ -126,6 +126,6 @@ def normalize(item: Liquidation) -> LiquidationEvent:
         side=side,  # type: ignore[arg-type]
         price=price,
         quantity=quantity,
-        notional=price * quantity,
+        notional=round_notional(price * quantity),
         time=item.T,
     )

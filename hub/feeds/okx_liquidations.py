@@ -19,7 +19,7 @@ from hub.feeds.base import Decoded, excerpt
 from hub.feeds.okx_instruments import is_instruments_path, parse_contract_values
 from hub.feeds.okx_wire import decode_envelope, is_pong, swap_symbol
 from hub.feeds.recent import RecentKeys
-from hub.models import LiquidationEvent
+from hub.models import LiquidationEvent, round_notional
 
 CHANNEL = "liquidation-orders"
 SUBSCRIPTION = {"channel": CHANNEL, "instType": "SWAP"}
@@ -116,6 +116,6 @@ def _event(symbol: str, detail: Detail, contract_value: float) -> LiquidationEve
         side=side,  # type: ignore[arg-type]
         price=price,
         quantity=quantity,
-        notional=price * quantity,
+        notional=round_notional(price * quantity),
         time=time,
     )
