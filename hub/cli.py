@@ -18,6 +18,7 @@ import sys
 import textwrap
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from hub import __version__
 from hub.config import FIELD_TO_VARIABLE, Settings, load_settings
@@ -220,7 +221,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_upstreams(record)
     record.add_argument(
-        "--frames", type=int, default=0, metavar="N", help="stop after N frames (default: 0, never)"
+        "--frames",
+        type=int,
+        default=0,
+        metavar="N",
+        help="stop after N lines: frames and REST answers (default: 0, never)",
     )
     return parser
 
@@ -358,22 +363,30 @@ def _record(settings: Settings, args: argparse.Namespace) -> int:
             )
             sources.append("binance")
         recorders = [Recorder(out, source) for source in sources]
+        lines = 0
 
         async def record(stop: asyncio.Event) -> None:
-            for feed, recorder in zip(feeds, recorders, strict=True):
+            def counted(write: Callable[..., None]) -> Callable[..., None]:
+                """`write`, counting the lines it adds: a frame or a REST answer each (a
+                recorder skips what is not a JSON object), so --frames N stops at N."""
 
-                def listen(received_ms: int, frame: bytes, recorder: Recorder = recorder) -> None:
-                    recorder(received_ms, frame)
-                    if args.frames and sum(r.written for r in recorders) >= args.frames:
+                def listener(*received: Any) -> None:
+                    nonlocal lines
+                    before = out.tell()
+                    write(*received)
+                    lines += out.tell() != before
+                    if args.frames and lines >= args.frames:
                         stop.set()
 
-                feed.add_frame_listener(listen)
-                feed.add_rest_listener(recorder.rest)
+                return listener
+
+            for feed, recorder in zip(feeds, recorders, strict=True):
+                feed.add_frame_listener(counted(recorder))
+                feed.add_rest_listener(counted(recorder.rest))
             tasks = [asyncio.create_task(feed.run()) for feed in feeds]
             await stop.wait()
             await cancel_and_wait(tasks)
 
         _until_signalled(record)
-        written = sum(r.written for r in recorders)
-        logging.getLogger("hub").info("recorded %d frames to %s", written, args.out)
+        logging.getLogger("hub").info("recorded %d lines to %s", lines, args.out)
     return 0

@@ -3,12 +3,18 @@ serve --replay, SIGTERM."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import IO
 
 import httpx
 import pytest
@@ -86,8 +92,6 @@ def test_bad_configuration_exits_2_with_one_line() -> None:
 
 
 async def test_record_writes_replay_lines(fake_binance: FakeBinance, tmp_path: Path) -> None:
-    import asyncio
-
     out = tmp_path / "session.jsonl"
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -196,27 +200,38 @@ def test_serve_replay_matches_the_expected_totals() -> None:
         assert process.wait(10) == 0
 
 
-async def test_sigterm_closes_clients_with_1001_and_exits_0() -> None:
-    import asyncio
-    import signal
+@contextlib.asynccontextmanager
+async def hub_process(
+    *args: str,
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, int, IO[bytes]]]:
+    """`python -m hub ARGS --port PORT` on a free port, its log in a file (a pipe nobody
+    reads would stall a chatty hub); killed on the way out if it still runs."""
+    port = free_port()
+    with tempfile.TemporaryFile() as log:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "hub",
+            *args,
+            "--port",
+            str(port),
+            cwd=ROOT,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=log,
+        )
+        try:
+            yield process, port, log
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
 
+
+async def test_sigterm_closes_clients_with_1001_and_exits_0() -> None:
     from websockets.asyncio.client import connect
     from websockets.exceptions import ConnectionClosed
 
-    port = free_port()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "hub",
-        "serve",
-        "--demo",
-        "--port",
-        str(port),
-        cwd=ROOT,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    try:
+    async with hub_process("serve", "--demo") as (process, port, _):
         # The demo lays its whole session into the past before it listens: generous.
         websocket = None
         deadline = time.monotonic() + 60
@@ -239,10 +254,6 @@ async def test_sigterm_closes_clients_with_1001_and_exits_0() -> None:
         assert websocket.close_code == 1001
         assert await asyncio.wait_for(process.wait(), 10) == 0
         assert time.monotonic() - started < 10
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
 
 
 # -- the help a user reads ------------------------------------------------------------------

@@ -1,13 +1,13 @@
 """Binance open interest and mark price: the inputs of predicted levels (status `open_interest`).
 
 Open interest has no stream, so it is polled: `GET {BINANCE_REST_URL}/fapi/v1/openInterest`
-per symbol, each every `poll_interval` seconds (10 by default; SPEC asks at least every
-30). Requests are spaced evenly over the interval and never faster than `max_rate` per
-second: weight 1 each against Binance's 2,400 a minute, so 10/s is a quarter of it. With
-more than `poll_interval x max_rate` symbols a round takes longer than the interval, and
-status says how long the last one took. HTTP 418/429 pause polling for the `Retry-After`
-the server asks. Every failure (refused, timeout, HTTP error, malformed body) is a state
-on status, never an exception: the next poll tries again.
+per symbol, each every `poll_interval` seconds (10 by default: a poll at least every 30 s is
+what the hub promises). Requests are spaced evenly over the interval and never faster than
+`max_rate` per second: weight 1 each against Binance's 2,400 a minute, so 10/s is a quarter
+of it. With more than `poll_interval x max_rate` symbols a round takes longer than the
+interval, and status says how long the last one took. HTTP 418/429 pause polling for the
+`Retry-After` the server asks. Every failure (refused, timeout, HTTP error, malformed body)
+is a state on status, never an exception: the next poll tries again.
 
 The mark price comes from `<symbol>@markPrice@1s` on the `/market` route (the all-market
 `!markPrice@arr@1s` past 200 symbols, or when every symbol seen is tracked) through the

@@ -21,8 +21,8 @@ SILENT_AFTER_MS = 60_000
 def source_entry(
     status: FeedStatus, now: int, live: bool, silent_after_ms: int = SILENT_AFTER_MS
 ) -> dict[str, Any]:
-    """A status entry: the feed's counters plus SPEC's names (`messages`,
-    `last_message_age_ms`) and the derived `silent`."""
+    """A status entry: the feed's counters plus the names docs/rest.md gives them
+    (`messages`, `last_message_age_ms`) and the derived `silent`."""
     last = status.last_frame_at
     heard = max(last or 0, status.connected_since or 0)
     silent = live and status.connected and heard > 0 and now - heard >= silent_after_ms

@@ -1,10 +1,10 @@
 """Which tracked symbols an exchange does not list, kept fresh and shown on status.
 
-SPEC: a symbol one exchange does not list is tracked on the others, and status says
-which. `Listings` holds one fetcher per exchange (`hub.feeds.listings`), fetches every
-listing at start and then daily, and answers `unlisted(tracked)`:
-`{SYMBOL: [exchange, ...]}`. An exchange is added by adding its fetcher; nothing else
-here names one.
+A symbol one exchange does not list is tracked on the others, and status says which
+(docs/rest.md, "Status"). `Listings` holds one fetcher per exchange
+(`hub.feeds.listings`), fetches every listing at start and then daily, and answers
+`unlisted(tracked)`: `{SYMBOL: [exchange, ...]}`. An exchange is added by adding its
+fetcher; nothing else here names one.
 
 A failed fetch is a state, never a crash, and start never waits for it: the exchange's
 `last_error` shows on status, the fetch is retried with backoff, and until one succeeds
