@@ -2,7 +2,7 @@
 to a WebSocket client and REST, in one process and across `ingest`/`web` on Redis.
 
 Local look-alikes serve the mark price stream and the open interest REST; a client keeps
-`predicted:{SYMBOL}` by SPEC's rules alone (snapshot, then diffs replacing fields) and
+`predicted:{SYMBOL}` by docs/protocol.md's rules alone (snapshot, then diffs replacing fields) and
 must agree with REST.
 """
 
@@ -36,7 +36,7 @@ MARK = "btcusdt@markPrice@1s"
 
 
 class ClientLevels:
-    """A client's predicted levels, by SPEC's rules: a diff holds new absolute values."""
+    """A client's predicted levels, by docs/protocol.md's rules: a diff holds new absolute values."""
 
     def __init__(self) -> None:
         self.state: dict[str, Any] | None = None

@@ -1,10 +1,10 @@
 """Scale-out with real processes: one `ingest` and two `web` processes over a real Redis.
 
 Each test starts `python -m hub ingest` and `python -m hub web --port N` as subprocesses,
-fed by a Binance look-alike, and checks SPEC's promises across them: any web process gives
+fed by a Binance look-alike, and checks the documented promises across them: any web process gives
 a client the same stream, Redis restarting (empty) loses nothing already accepted, an
 ingest restart keeps the epoch and the seqs, and a client resumes (`since`) on another web
-process without a snapshot. Clients keep their heatmap by SPEC's rules (`ClientHeatmap`),
+process without a snapshot. Clients keep their heatmap by docs/protocol.md's rules (`ClientHeatmap`),
 which fails on any seq gap that a fresh snapshot did not reset.
 """
 

@@ -1,4 +1,4 @@
-"""The WebSocket contract of SPEC against a real server: uvicorn on loopback running the hub,
+"""The WebSocket contract (docs/protocol.md) against a real server: uvicorn on loopback running the hub,
 real `websockets` clients (and, for the heartbeat, a raw socket).
 
 Covered: a slow client never slows the others (and is conflated or closed 1013, with a
@@ -422,7 +422,7 @@ async def test_a_client_that_never_reads_is_dropped(start_hub: HubFactory) -> No
     stuck = await stalled_client(running, ALL_HEATMAPS)
     try:
         await stalled_session(running, settings.max_queue)
-        # SPEC: still over the limit after slow_close_ms: close 1013. A peer that reads
+        # docs/protocol.md: still over the limit after slow_close_ms: close 1013. A peer that reads
         # nothing cannot get the close frame, but the server must let it go all the same.
         await eventually(lambda: not running.hub.fanout.sessions)
         async with connect(running.ws) as ws:  # its connection slot is free again
@@ -544,7 +544,7 @@ async def test_resume_sends_the_missed_diffs_in_order(
 async def test_resume_from_a_position_the_server_no_longer_holds_gets_a_snapshot(
     start_hub: HubFactory, fake_binance: FakeBinance, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Keep only the last 3 messages of a channel (SPEC's floor is 60 s or 1,000), so
+    # Keep only the last 3 messages of a channel (the documented floor is 60 s or 1,000), so
     # "too old" can be reached in a test.
     monkeypatch.setattr(channel_state, "HISTORY_MIN_MESSAGES", 3)
     monkeypatch.setattr(channel_state, "HISTORY_MIN_MS", 0)
@@ -748,7 +748,7 @@ frames = st.one_of(
 
 
 def expected_id(frame: Frame) -> tuple[bool, Any]:
-    """(known, id): the id a reply must echo, when the frame's id is one SPEC allows."""
+    """(known, id): the id a reply must echo, when the frame's id is one the protocol allows."""
     try:
         body = decode(frame) if isinstance(frame, bytes) else msgspec.json.decode(frame)
     except (msgspec.DecodeError, RecursionError, UnicodeError, ValueError, TypeError):
@@ -1169,7 +1169,7 @@ async def test_msgpack_connection_answers_binary_whatever_the_request_frame(
 
         await ws.send(msgspec.msgpack.encode({"op": "ping", "id": 1}))
         assert await binary_reply() == {"op": "pong", "id": 1}
-        await ws.send(json.dumps({"op": "ping", "id": "text"}))  # SPEC: JSON text is a request
+        await ws.send(json.dumps({"op": "ping", "id": "text"}))  # JSON text is a request
         assert await binary_reply() == {"op": "pong", "id": "text"}
         await ws.send("not json")
         assert (await binary_reply())["code"] == "bad_request"

@@ -2,7 +2,7 @@
 
 The property tests drive `LiquidationProcessor` with random event sequences and feed every
 message, encoded as the fan-out encodes it, to a `ChannelState` per channel: the replica a
-real client builds. They check SPEC's invariant (snapshot + diffs == state, seq +1 per diff,
+real client builds. They check the documented invariant (snapshot + diffs == state, seq +1 per diff,
 new epoch only with a snapshot) and compare every window with a brute-force recomputation
 from an independent model of the event store. The scripted tests cover the liquidation and
 alert channels, leverage filling and the bundled replay against its ground truth.
@@ -69,7 +69,7 @@ def key(event: LiquidationEvent) -> tuple[Any, ...]:
 
 
 class ModelStore:
-    """What SPEC says a symbol holds: at most `max_events`, oldest out, nothing older than
+    """What docs/analytics.md says a symbol holds: at most `max_events`, oldest out, nothing older than
     retention, no duplicates, in trade-time order (ties in arrival order)."""
 
     def __init__(self, max_events: int, retention_ms: int) -> None:

@@ -1,5 +1,5 @@
 """The WebSocket protocol core (`Session` + `Fanout`) without sockets: requests in, frames
-and close decisions out, against SPEC's WebSocket section."""
+and close decisions out, against docs/protocol.md."""
 
 from __future__ import annotations
 

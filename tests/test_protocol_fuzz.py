@@ -1,5 +1,5 @@
 """Anything a client can send: `Session.receive` never raises, every frame it queues is a
-well-formed reply or channel message, and it closes only for SPEC's reasons (an oversize
+well-formed reply or channel message, and it closes only for the documented reasons (an oversize
 frame: 1009; flooding for too long: 1008)."""
 
 from __future__ import annotations

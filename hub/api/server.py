@@ -1,6 +1,6 @@
-"""Running the app under uvicorn, with the shutdown SPEC asks for.
+"""Running the app under uvicorn, with the shutdown docs/operations.md promises.
 
-SPEC: on SIGTERM stop accepting, send close 1001 to every client, flush, exit 0. uvicorn
+On SIGTERM: stop accepting, send close 1001 to every client, flush, exit 0. uvicorn
 would close WebSockets with 1012 and then re-raise SIGTERM (exit status -15), so the
 server here closes clients itself first and keeps the exit clean.
 """
