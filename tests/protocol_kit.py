@@ -216,7 +216,7 @@ class Client:
 
 
 class HeatmapModel:
-    """What a client holds of one heatmap channel: applies snapshots and diffs per docs/protocol.md."""
+    """What a client holds of one heatmap channel: snapshots and diffs, per docs/protocol.md."""
 
     def __init__(self) -> None:
         self.seq: int | None = None

@@ -20,7 +20,7 @@ from tests.fakes.binance_server import FakeBinance, force_order
 
 
 class ClientHeatmap:
-    """A client's heatmap, kept by the rules of docs/protocol.md alone (independent of the hub's code)."""
+    """A client's heatmap, kept by docs/protocol.md's rules alone (not by the hub's code)."""
 
     def __init__(self) -> None:
         self.state: dict[str, Any] | None = None

@@ -36,7 +36,7 @@ MARK = "btcusdt@markPrice@1s"
 
 
 class ClientLevels:
-    """A client's predicted levels, by docs/protocol.md's rules: a diff holds new absolute values."""
+    """A client's predicted levels, by docs/protocol.md: a diff holds new absolute values."""
 
     def __init__(self) -> None:
         self.state: dict[str, Any] | None = None

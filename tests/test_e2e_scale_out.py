@@ -4,8 +4,8 @@ Each test starts `python -m hub ingest` and `python -m hub web --port N` as subp
 fed by a Binance look-alike, and checks the documented promises across them: any web process gives
 a client the same stream, Redis restarting (empty) loses nothing already accepted, an
 ingest restart keeps the epoch and the seqs, and a client resumes (`since`) on another web
-process without a snapshot. Clients keep their heatmap by docs/protocol.md's rules (`ClientHeatmap`),
-which fails on any seq gap that a fresh snapshot did not reset.
+process without a snapshot. Clients keep their heatmap by docs/protocol.md's rules
+(`ClientHeatmap`), which fails on any seq gap that a fresh snapshot did not reset.
 """
 
 from __future__ import annotations

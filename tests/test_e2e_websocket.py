@@ -1,5 +1,5 @@
-"""The WebSocket contract (docs/protocol.md) against a real server: uvicorn on loopback running the hub,
-real `websockets` clients (and, for the heartbeat, a raw socket).
+"""The WebSocket contract (docs/protocol.md) against a real server: uvicorn on loopback
+running the hub, real `websockets` clients (and, for the heartbeat, a raw socket).
 
 Covered: a slow client never slows the others (and is conflated or closed 1013, with a
 bounded queue on the server); resume with `since`; a few hundred malformed requests that

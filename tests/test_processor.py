@@ -69,8 +69,8 @@ def key(event: LiquidationEvent) -> tuple[Any, ...]:
 
 
 class ModelStore:
-    """What docs/analytics.md says a symbol holds: at most `max_events`, oldest out, nothing older than
-    retention, no duplicates, in trade-time order (ties in arrival order)."""
+    """What docs/analytics.md says a symbol holds: at most `max_events`, oldest out, nothing
+    older than retention, no duplicates, in trade-time order (ties in arrival order)."""
 
     def __init__(self, max_events: int, retention_ms: int) -> None:
         self.max_events = max_events
