@@ -89,6 +89,19 @@ class _Hit(NamedTuple):
     exchange: str
 
 
+class _Tally:
+    """One exchange's share of a cascade window."""
+
+    __slots__ = ("count", "notional")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.notional = 0.0
+
+    def excess(self, limits: AlertThresholds) -> float:
+        return max(self.count / limits.cascade_events, self.notional / limits.cascade_notional)
+
+
 class _CascadeWindow:
     """One side's events over the last `span_ms`, with running sums, and whether it may fire."""
 
@@ -97,8 +110,7 @@ class _CascadeWindow:
         self.hits: deque[_Hit] = deque()
         self.notional = 0.0
         self.price_notional = 0.0
-        self.counts: dict[str, int] = {}  # per exchange, for the thresholds
-        self.notionals: dict[str, float] = {}
+        self.tallies: dict[str, _Tally] = {}  # per exchange, for the thresholds
         self.armed = True
         self._latest = -math.inf
 
@@ -110,26 +122,30 @@ class _CascadeWindow:
             gone = self.hits.popleft()
             self.notional -= gone.notional
             self.price_notional -= gone.price_notional
-            self.counts[gone.exchange] -= 1
-            self.notionals[gone.exchange] -= gone.notional
+            tally = self.tallies[gone.exchange]
+            tally.count -= 1
+            tally.notional -= gone.notional
         if not self.hits:  # drop whatever rounding the running sums picked up
             self.notional = self.price_notional = 0.0
-            self.counts.clear()
-            self.notionals.clear()
+            self.tallies.clear()
         exchange = event.exchange
         hit = _Hit(self._latest, event.notional, event.price * event.notional, z_score, exchange)
         self.hits.append(hit)
         self.notional += hit.notional
         self.price_notional += hit.price_notional
-        self.counts[exchange] = self.counts.get(exchange, 0) + 1
-        self.notionals[exchange] = self.notionals.get(exchange, 0.0) + hit.notional
+        tally = self.tallies.get(exchange)
+        if tally is None:
+            tally = self.tallies[exchange] = _Tally()
+        tally.count += 1
+        tally.notional += hit.notional
 
-    def excess(self, limits: AlertThresholds) -> float:
-        """How far the busiest exchange is past the thresholds (>= 1: a cascade)."""
-        return max(
-            max(count / limits.cascade_events, self.notionals[exchange] / limits.cascade_notional)
-            for exchange, count in self.counts.items()
-        )
+    def calm(self, limits: AlertThresholds) -> bool:
+        """Every exchange below half of both thresholds: the side may fire again."""
+        half_events, half_notional = limits.cascade_events / 2, limits.cascade_notional / 2
+        for tally in self.tallies.values():
+            if tally.count >= half_events or tally.notional >= half_notional:
+                return False
+        return True
 
 
 class _Alerted(NamedTuple):
@@ -164,12 +180,12 @@ class AlertEngine:
             alerts.append(self._large(event, z_score, window))
         cascade = self._cascades[event.side]
         cascade.push(event, z_score)
-        excess = cascade.excess(limits)
-        if cascade.armed:
-            if excess >= 1.0:
+        if cascade.armed:  # only the latest event's exchange can newly cross the thresholds
+            tally = cascade.tallies[event.exchange]
+            if tally.count >= limits.cascade_events or tally.notional >= limits.cascade_notional:
                 cascade.armed = False
-                alerts.append(self._cascade(cascade, event, window, excess))
-        elif excess < 0.5:
+                alerts.append(self._cascade(cascade, event, window, tally.excess(limits)))
+        elif cascade.calm(limits):
             cascade.armed = True
         return alerts
 
@@ -224,14 +240,9 @@ class AlertEngine:
         limits = self.thresholds
         count = len(cascade.hits)
         per_exchange = ""
-        if len(cascade.counts) > 1 or event.exchange != "binance":
-            per_exchange = (
-                " ("
-                + ", ".join(
-                    f"{exchange} {n}" for exchange, n in sorted(cascade.counts.items()) if n
-                )
-                + ")"
-            )
+        tallies = sorted(cascade.tallies.items())
+        if len(tallies) > 1 or event.exchange != "binance":
+            per_exchange = " (" + ", ".join(f"{x} {t.count}" for x, t in tallies if t.count) + ")"
         price = cascade.price_notional / cascade.notional if cascade.notional > 0 else event.price
         return Alert(
             id=f"{self.symbol}:cascade:{window}:{event.side}:{event.time}",
