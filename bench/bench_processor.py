@@ -73,7 +73,8 @@ def synthetic_events(n: int, span_ms: int, seed: int = 7) -> list[LiquidationEve
     which = rng.integers(0, len(names), n)
     notionals = rng.lognormal(math.log(4_000.0), 1.6, n)
     sides = rng.random(n) < 0.55
-    exchanges = rng.choice(list(EXCHANGE_SHARES), n, p=list(EXCHANGE_SHARES.values()))
+    exchange_names = list(EXCHANGE_SHARES)  # the feeds' own constant strings, as live
+    exchanges = rng.choice(len(exchange_names), n, p=list(EXCHANGE_SHARES.values()))
     times = START + (np.arange(n) * span_ms) // n
     walks = {}
     for index, name in enumerate(names):
@@ -88,7 +89,7 @@ def synthetic_events(n: int, span_ms: int, seed: int = 7) -> list[LiquidationEve
         quantity = max(round(notionals[i] / price, qty_decimals), 10.0**-qty_decimals)
         events.append(
             LiquidationEvent(
-                str(exchanges[i]),
+                exchange_names[exchanges[i]],
                 name,
                 "long" if sides[i] else "short",
                 price,

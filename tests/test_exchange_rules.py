@@ -1,6 +1,6 @@
 """Pure rules around several exchanges: HEATMAP_EXCHANGES and the URLs, per-source status
-and the /health verdict, each exchange's margin rule in the leverage estimate, and the
-store's duplicate check being per exchange."""
+and the /health verdict, each exchange's margin rule in the leverage estimate, the store's
+duplicate check and the cascade thresholds being per exchange."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from hub.analytics.alerts import AlertEngine, AlertThresholds
 from hub.analytics.leverage import MARGIN_RULES, LeverageEstimator
 from hub.analytics.store import EventStore
 from hub.config import load_settings
@@ -107,3 +108,19 @@ def test_the_store_deduplicates_per_exchange() -> None:
     assert not store.accepts(event, 1_000)
     twin = LiquidationEvent("bybit", "BTCUSDT", "long", 60000.0, 0.1, 6000.0, 1_000)
     assert store.accepts(twin, 1_000)  # the same numbers on another exchange: another event
+
+
+def test_cascade_thresholds_apply_per_exchange() -> None:
+    engine = AlertEngine("BTCUSDT", AlertThresholds(cascade_events=10, large_notional=1e12))
+
+    def liquidation(exchange: str, t: int) -> LiquidationEvent:
+        return LiquidationEvent(exchange, "BTCUSDT", "long", 60000.0, 0.1, 6000.0, t)
+
+    alerts = []
+    for i in range(9):  # 9 on each of two exchanges: 18 in all, but no exchange at 10
+        for exchange in ("binance", "bybit"):
+            alerts += engine.on_event(liquidation(exchange, 1_000 * i), 0.0, "1h")
+    assert alerts == []
+    [cascade] = engine.on_event(liquidation("bybit", 9_500), 0.0, "1h")
+    assert cascade.kind == "cascade" and cascade.notional == pytest.approx(19 * 6000.0)
+    assert "19 long liquidations (binance 9, bybit 10)" in cascade.detail

@@ -134,10 +134,6 @@ class ServeHub:
         return self.ingest.processor
 
     @property
-    def feeds(self) -> list[Feed]:
-        return self.ingest.feeds
-
-    @property
     def feed(self) -> Feed:
         """The first feed: the only one of a replay."""
         return self.ingest.feeds[0]
