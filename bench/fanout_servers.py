@@ -97,6 +97,10 @@ def started(name: str, upstream_url: str, upstream: Connection) -> Iterator[Serv
         "HOST": "127.0.0.1",
         "PORT": str(port),
         "BINANCE_WS_URL": upstream_url,
+        # The upstream look-alike is Binance's; the hub reaches for nothing else.
+        "HEATMAP_EXCHANGES": "binance",
+        "HEATMAP_LIQUIDITY": "off",
+        "BINANCE_REST_URL": f"http://127.0.0.1:{free_port()}",
         "HEATMAP_SYMBOLS": ",".join(SYMBOLS),
         # The defaults (200 per address, 10,000 in all) would refuse a load test.
         "HUB_MAX_CONNECTIONS": "100000",

@@ -38,6 +38,13 @@ def fast_backoff() -> Backoff:
     return Backoff(base=0.05, cap=0.2, healthy_after=5)
 
 
+def http_client() -> httpx.AsyncClient:
+    """An HTTP client for tests: a fresh connection per request, since reusing an idle
+    keep-alive one races the server closing it (on a slow machine, a poll can come right
+    as uvicorn's keep-alive timeout ends), and a deadline a loaded machine can meet."""
+    return httpx.AsyncClient(timeout=15, limits=httpx.Limits(max_keepalive_connections=0))
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -130,7 +137,7 @@ async def start_hub() -> AsyncIterator[HubFactory]:
             if task.done():
                 task.result()
             await asyncio.sleep(0.01)
-        client = httpx.AsyncClient(timeout=5)
+        client = http_client()
         servers.append((server, task, client))
         return RunningHub(hub, f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/ws", client)
 

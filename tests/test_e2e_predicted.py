@@ -26,7 +26,15 @@ from hub.config import Settings
 from hub.feeds.replay import read_replays
 from hub.service.hubs import ServeHub, WebHub
 from hub.service.sources import DATA, DEMO_REPLAY, Source
-from tests.conftest import BINANCE, FAST_TIMING, HubFactory, eventually, fast_backoff, free_port
+from tests.conftest import (
+    BINANCE,
+    FAST_TIMING,
+    HubFactory,
+    eventually,
+    fast_backoff,
+    free_port,
+    http_client,
+)
 from tests.fakes.binance_open_interest import FakeOpenInterest
 from tests.fakes.binance_server import FakeBinance, force_order
 from tests.redis_server import RedisServer
@@ -303,7 +311,7 @@ async def test_levels_reach_a_web_process_over_redis(
                 await eventually(lambda: client.state is not None)
                 await drive_open_interest(fake_binance, rest, client)
                 http = ws_url.replace("ws://", "http://").removesuffix("/ws")
-                async with httpx.AsyncClient(timeout=5) as rest_client:
+                async with http_client() as rest_client:
 
                     async def same_as_the_socket() -> bool:
                         body = await rest_levels(rest_client, http)

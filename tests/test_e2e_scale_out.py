@@ -28,7 +28,7 @@ from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.conftest import eventually, free_port
+from tests.conftest import eventually, free_port, http_client
 from tests.fakes.binance_server import FakeBinance, force_order
 from tests.redis_server import RedisServer
 from tests.test_e2e_live import ClientHeatmap
@@ -72,7 +72,7 @@ class Cluster:
         self.redis_server = redis
         self.fake = fake
         self.procs: list[Proc] = []
-        self.http = httpx.AsyncClient(timeout=5)
+        self.http = http_client()
         self.env = {
             **os.environ,
             "REDIS_URL": redis.url,

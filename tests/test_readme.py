@@ -26,7 +26,7 @@ from typing import IO, NamedTuple
 import httpx
 
 from hub.config import FIELD_TO_VARIABLE, Settings
-from tests.conftest import HubFactory
+from tests.conftest import HubFactory, http_client
 from tests.test_cli import hub_process, run_cli
 
 ROOT = Path(__file__).parent.parent
@@ -132,7 +132,7 @@ async def test_readme_servers_come_up_and_answer_health() -> None:
     assert servers, "README starts no server"
     for args in servers:
         async with hub_process(*args) as (process, port, log):
-            async with httpx.AsyncClient(timeout=5) as client:
+            async with http_client() as client:
                 health = await _wait_for_health(client, f"http://127.0.0.1:{port}", process, log)
                 assert health == {"success": True, "data": {"status": "ok"}}
                 page = await client.get(f"http://127.0.0.1:{port}/")

@@ -10,7 +10,6 @@ import math
 from collections.abc import AsyncIterator
 from fractions import Fraction
 
-import httpx
 import pytest
 import uvicorn
 from hypothesis import given, settings
@@ -23,7 +22,7 @@ from hub.api.app import create_app
 from hub.config import Settings
 from hub.models import LiquidationEvent
 from hub.service.hubs import WebHub
-from tests.conftest import BINANCE, HubFactory, eventually, free_port
+from tests.conftest import BINANCE, HubFactory, eventually, free_port, http_client
 from tests.fakes.binance_server import FakeBinance, force_order
 from tests.redis_server import RedisServer
 
@@ -294,7 +293,7 @@ async def test_rest_timeline_in_web_answers_as_serve_does(
     running = await start_hub(settings)
     await push_events(fake_binance, running.hub.clock())
     await eventually(lambda: len(running.hub.processor.books["BTCUSDT"].store) == 2)
-    async with web_process(settings) as web, httpx.AsyncClient(timeout=5) as client:
+    async with web_process(settings) as web, http_client() as client:
         bodies: list[dict] = []
 
         async def same_matrix() -> bool:
