@@ -4,13 +4,14 @@ under uvicorn. Each test gets its own, on free ports, and everything is stopped 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import inspect
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import httpx
@@ -22,7 +23,7 @@ from hub.api.server import server_config
 from hub.config import Settings
 from hub.feeds.backoff import Backoff
 from hub.feeds.connection import Timing
-from hub.service.hubs import ServeHub
+from hub.service.hubs import ServeHub, WebHub
 from hub.service.sources import Source
 from tests.fakes.binance_server import FakeBinance
 from tests.fakes.bybit_server import FakeBybit
@@ -208,3 +209,26 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+class WebAddress(NamedTuple):
+    http: str
+    ws: str
+
+
+@contextlib.asynccontextmanager
+async def web_process(settings: Settings) -> AsyncIterator[WebAddress]:
+    """A `web` hub (fan-out fed from Redis) under a real uvicorn in this process."""
+    port = free_port()
+    server = uvicorn.Server(
+        server_config(create_app(WebHub(settings)), "127.0.0.1", port, log_level="warning")
+    )
+    task = asyncio.create_task(server.serve())
+    try:
+        await eventually(lambda: server.started or task.done())
+        if task.done():
+            task.result()
+        yield WebAddress(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/ws")
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)

@@ -18,13 +18,11 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
 
-from hub.api.app import create_app
 from hub.config import Settings
 from hub.feeds.replay import read_replays
-from hub.service.hubs import ServeHub, WebHub
+from hub.service.hubs import ServeHub
 from hub.service.sources import DATA, DEMO_REPLAY, Source
 from tests.conftest import (
     BINANCE,
@@ -32,8 +30,8 @@ from tests.conftest import (
     HubFactory,
     eventually,
     fast_backoff,
-    free_port,
     http_client,
+    web_process,
 )
 from tests.fakes.binance_open_interest import FakeOpenInterest
 from tests.fakes.binance_server import FakeBinance, force_order
@@ -268,23 +266,6 @@ async def test_a_replayed_session_gives_levels_and_a_validation(
     )
 
 
-@contextlib.asynccontextmanager
-async def web_process(settings: Settings) -> AsyncIterator[str]:
-    """A `web` hub (fan-out fed from Redis) under a real uvicorn; yields its WebSocket URL."""
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(WebHub(settings)), host="127.0.0.1", port=port,
-                       log_level="warning", lifespan="on")
-    )  # fmt: skip
-    task = asyncio.create_task(server.serve())
-    try:
-        await eventually(lambda: server.started or task.done())
-        yield f"ws://127.0.0.1:{port}/ws"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
-
-
 async def test_levels_reach_a_web_process_over_redis(
     start_hub: HubFactory, fake_binance: FakeBinance, redis_server: RedisServer
 ) -> None:
@@ -299,18 +280,18 @@ async def test_levels_reach_a_web_process_over_redis(
         )
         # `serve` with REDIS_URL is an ingest publishing to Redis (plus its own fan-out)
         await start_hub(settings, open_interest=True, oi_poll_interval=0.2)
-        async with web_process(settings) as ws_url:
+        async with web_process(settings) as web:
 
             async def subscribable() -> bool:
-                async with connect(ws_url) as ws:
+                async with connect(web.ws) as ws:
                     await ws.send(json.dumps({"op": "subscribe", "id": 1, "channels": [CHANNEL]}))
                     return json.loads(await asyncio.wait_for(ws.recv(), 15))["op"] == "subscribed"
 
             await eventually(subscribable)
-            async with subscribed(ws_url) as client:
+            async with subscribed(web.ws) as client:
                 await eventually(lambda: client.state is not None)
                 await drive_open_interest(fake_binance, rest, client)
-                http = ws_url.replace("ws://", "http://").removesuffix("/ws")
+                http = web.http
                 async with http_client() as rest_client:
 
                     async def same_as_the_socket() -> bool:

@@ -4,25 +4,19 @@ against the heatmap's own bins, then the REST endpoint in `serve` and in `web`.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import math
-from collections.abc import AsyncIterator
 from fractions import Fraction
 
 import pytest
-import uvicorn
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hub.analytics.grid import PriceGrid
 from hub.analytics.timeline import Timeline, bucket_starts, timeline
 from hub.analytics.window import HeatmapWindow
-from hub.api.app import create_app
 from hub.config import Settings
 from hub.models import LiquidationEvent
-from hub.service.hubs import WebHub
-from tests.conftest import BINANCE, HubFactory, eventually, free_port, http_client
+from tests.conftest import BINANCE, HubFactory, eventually, http_client, web_process
 from tests.fakes.binance_server import FakeBinance, force_order
 from tests.redis_server import RedisServer
 
@@ -262,25 +256,6 @@ async def test_rest_timeline_refuses_bad_requests(
     assert response.json()["success"] is False and named in response.json()["error"]
 
 
-@contextlib.asynccontextmanager
-async def web_process(settings: Settings) -> AsyncIterator[str]:
-    """A `web` hub (fan-out fed from Redis) under uvicorn; yields its base URL."""
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(WebHub(settings)), host="127.0.0.1", port=port,
-                       log_level="warning", lifespan="on")
-    )  # fmt: skip
-    task = asyncio.create_task(server.serve())
-    try:
-        await eventually(lambda: server.started or task.done())
-        if task.done():
-            task.result()
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
-
-
 async def test_rest_timeline_in_web_answers_as_serve_does(
     start_hub: HubFactory, fake_binance: FakeBinance, redis_server: RedisServer
 ) -> None:
@@ -298,7 +273,7 @@ async def test_rest_timeline_in_web_answers_as_serve_does(
 
         async def same_matrix() -> bool:
             served = (await running.get(TIMELINE.format("BTCUSDT"))).json()["data"]
-            answered = (await client.get(web + TIMELINE.format("BTCUSDT"))).json()
+            answered = (await client.get(web.http + TIMELINE.format("BTCUSDT"))).json()
             bodies[:] = [served, answered.get("data") or answered]
             if not answered.get("success"):
                 return False
@@ -308,5 +283,5 @@ async def test_rest_timeline_in_web_answers_as_serve_does(
 
         await eventually(same_matrix, seen=lambda: [b.get("prices") for b in bodies])
         check_body(bodies[1], 60)
-        missing = await client.get(web + TIMELINE.format("ETHUSDT"))
+        missing = await client.get(web.http + TIMELINE.format("ETHUSDT"))
         assert missing.status_code == 404
