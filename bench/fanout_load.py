@@ -58,9 +58,9 @@ def now_us() -> int:
 
 
 def upstream_process(symbols: list[str], conn: Connection) -> None:
-    """Commands: ("rate", events_per_s) (0 pauses), ("connections",) -> live subscribed
-    connections, ("stamps",) -> {symbol: [send time µs]} since the last call, ("stop",).
-    Replies ("ready", url) once listening."""
+    """Commands: ("rate", events_per_s) (0 pauses); ("connections",) -> live subscribed
+    connections and connections ever opened; ("stamps",) -> {symbol: [send time µs]}
+    since the last call; ("stop",). Replies ("ready", url) once listening."""
     run_loop(_upstream(symbols, conn))
 
 
@@ -79,7 +79,7 @@ async def _upstream(symbols: list[str], conn: Connection) -> None:
                     conn.send(("ok",))
                 elif command[0] == "connections":
                     live = [c for c in server.connections if c.market and c.streams]
-                    conn.send(("connections", len(live)))
+                    conn.send(("connections", len(live), server.connection_count_total))
                 elif command[0] == "stamps":
                     stamps, pacer.stamps = pacer.stamps, {s: array("q") for s in symbols}
                     conn.send(("stamps", {s: a.tobytes() for s, a in stamps.items()}))
