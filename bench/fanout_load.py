@@ -38,7 +38,13 @@ try:
 except ImportError:  # the `bench` extra is not installed: asyncio's own loop
     uvloop = None
 
-PRICES = {"BTCUSDT": 60_000.0, "ETHUSDT": 3_000.0, "SOLUSDT": 150.0, "ADAUSDT": 0.5}
+PRICES = {
+    "BTCUSDT": 60_000.0,
+    "ETHUSDT": 3_000.0,
+    "SOLUSDT": 150.0,
+    "ADAUSDT": 0.5,
+    "BNBUSDT": 600.0,
+}
 TICK_S = 0.002  # the pacer's wake-up; each wake-up sends what is due since the last
 MAX_BURST = 2_000  # frames in one wake-up, so a stalled pacer does not flood at once
 CONNECT_AT_ONCE = 64  # handshakes in flight per worker
@@ -117,7 +123,7 @@ class Pacer:
     async def push_one(self) -> None:
         symbol = self.symbols[self._next % len(self.symbols)]
         self._next += 1
-        base = PRICES.get(symbol, 100.0)
+        base = PRICES[symbol]
         price = f"{base * (1 + self._random.gauss(0, 0.002)):.4f}"
         side = "SELL" if self._random.random() < 0.55 else "BUY"
         sent = now_us()
