@@ -38,7 +38,13 @@ try:
 except ImportError:  # the `bench` extra is not installed: asyncio's own loop
     uvloop = None
 
-PRICES = {"BTCUSDT": 60_000.0, "ETHUSDT": 3_000.0, "SOLUSDT": 150.0, "ADAUSDT": 0.5}
+PRICES = {
+    "BTCUSDT": 60_000.0,
+    "ETHUSDT": 3_000.0,
+    "SOLUSDT": 150.0,
+    "ADAUSDT": 0.5,
+    "BNBUSDT": 600.0,
+}
 TICK_S = 0.002  # the pacer's wake-up; each wake-up sends what is due since the last
 MAX_BURST = 2_000  # frames in one wake-up, so a stalled pacer does not flood at once
 CONNECT_AT_ONCE = 64  # handshakes in flight per worker
@@ -58,9 +64,9 @@ def now_us() -> int:
 
 
 def upstream_process(symbols: list[str], conn: Connection) -> None:
-    """Commands: ("rate", events_per_s) (0 pauses), ("connections",) -> live subscribed
-    connections, ("stamps",) -> {symbol: [send time µs]} since the last call, ("stop",).
-    Replies ("ready", url) once listening."""
+    """Commands: ("rate", events_per_s) (0 pauses); ("connections",) -> live subscribed
+    connections and connections ever opened; ("stamps",) -> {symbol: [send time µs]}
+    since the last call; ("stop",). Replies ("ready", url) once listening."""
     run_loop(_upstream(symbols, conn))
 
 
@@ -79,7 +85,7 @@ async def _upstream(symbols: list[str], conn: Connection) -> None:
                     conn.send(("ok",))
                 elif command[0] == "connections":
                     live = [c for c in server.connections if c.market and c.streams]
-                    conn.send(("connections", len(live)))
+                    conn.send(("connections", len(live), server.connection_count_total))
                 elif command[0] == "stamps":
                     stamps, pacer.stamps = pacer.stamps, {s: array("q") for s in symbols}
                     conn.send(("stamps", {s: a.tobytes() for s, a in stamps.items()}))
@@ -117,7 +123,7 @@ class Pacer:
     async def push_one(self) -> None:
         symbol = self.symbols[self._next % len(self.symbols)]
         self._next += 1
-        base = PRICES.get(symbol, 100.0)
+        base = PRICES[symbol]
         price = f"{base * (1 + self._random.gauss(0, 0.002)):.4f}"
         side = "SELL" if self._random.random() < 0.55 else "BUY"
         sent = now_us()

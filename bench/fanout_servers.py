@@ -41,7 +41,6 @@ def ask(conn: Connection, *command: object, timeout: float = REPLY_TIMEOUT) -> t
 
 
 def free_port() -> int:
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -110,6 +109,7 @@ def started(name: str, upstream_url: str, upstream: Connection) -> Iterator[Serv
     peer = [sys.executable, str(ROOT / "bench" / "fanout_peers.py")]
     redis = None
     processes: list[subprocess.Popen[bytes]] = []
+    opened_before = ask(upstream, "connections")[2]
     try:
         if name == "hub serve":
             processes.append(subprocess.Popen([*hub, "serve"], env=env))
@@ -126,7 +126,7 @@ def started(name: str, upstream_url: str, upstream: Connection) -> Iterator[Serv
         pids = [p.pid for p in processes]
         if redis is not None and redis._process is not None:
             pids.append(redis._process.pid)
-        wait_ready(name, port, processes, upstream)
+        wait_ready(name, port, processes, upstream, opened_before)
         yield Server(name, port, processes, pids)
     finally:
         for process in processes:
@@ -136,21 +136,25 @@ def started(name: str, upstream_url: str, upstream: Connection) -> Iterator[Serv
 
 
 def wait_ready(
-    name: str, port: int, processes: list[subprocess.Popen[bytes]], upstream: Connection
+    name: str,
+    port: int,
+    processes: list[subprocess.Popen[bytes]],
+    upstream: Connection,
+    opened_before: int,
 ) -> None:
-    """The upstream connection is open and (for the hub) every symbol is served."""
+    """The server's own upstream connection is open and (for the hub) every symbol is served."""
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         for process in processes:
             if process.poll() is not None:
                 raise RuntimeError(f"{name}: a process exited with {process.returncode}")
-        connected = ask(upstream, "connections")[1] >= 1
+        _, live, ever = ask(upstream, "connections")
+        # A new connection, not the last server's on its way out.
+        connected = live >= 1 and ever > opened_before
         if connected and name.startswith("hub"):
             base = f"http://127.0.0.1:{port}/api/heatmap/liquidations"
             connected = all(get_ok(f"{base}/{s}?limit=1") for s in SYMBOLS)
         elif connected:
-            with contextlib.suppress(OSError):
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).close()
             connected = port_open(port)
         if connected:
             return
@@ -159,7 +163,6 @@ def wait_ready(
 
 
 def port_open(port: int) -> bool:
-
     try:
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
     except OSError:
