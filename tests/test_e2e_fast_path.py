@@ -19,6 +19,7 @@ from websockets.streams import StreamReader
 
 import hub.api.server
 from hub.api.uvicorn_socket import missing_internals
+from hub.api.websocket import Flusher
 from hub.config import Settings
 from tests.conftest import BINANCE, HubFactory, RunningHub, eventually
 from tests.fakes.binance_server import FakeBinance, force_order
@@ -194,3 +195,26 @@ async def test_moved_internals_fall_back_with_a_warning_on_status(
     assert status["asgi_sessions"] == 1, status
     assert "lacks conn" in (status["fallback"] or ""), status
     await eventually(lambda: not running.hub.fanout.sessions)
+
+
+class _Writer:
+    def __init__(self, fails: bool) -> None:
+        self.fails, self.flushed, self.aborted = fails, 0, False
+        self.socket = self
+
+    def flush(self) -> None:
+        self.flushed += 1
+        if self.fails:
+            raise RuntimeError("a broken client")
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+async def test_one_failing_client_neither_stops_the_others_nor_stays_open() -> None:
+    flusher = Flusher()
+    writers = [_Writer(fails=i == 1) for i in range(3)]
+    for writer in writers:
+        flusher.due(writer)  # type: ignore[arg-type]
+    await eventually(lambda: all(w.flushed for w in writers), seen=lambda: writers)
+    assert [(w.flushed, w.aborted) for w in writers] == [(1, False), (1, True), (1, False)]

@@ -87,12 +87,16 @@ class RawSocket:
     def write(self, data: bytes) -> None:
         self._protocol.transport.write(data)
 
+    def abort(self) -> None:
+        """Drop the connection at once (the app's reader then sees it gone)."""
+        self._protocol.transport.abort()
+
     def close(self, code: int, reason: str, grace: float) -> None:
         """Send a close frame now, after what the transport holds. A client that reads
         nothing never lets that flush, so the connection is aborted after `grace`
         seconds unless the client answered the close first."""
         protocol = self._protocol
-        if protocol.close_sent or protocol.disconnected:
+        if protocol.close_sent or protocol.disconnected or protocol.conn.state is not State.OPEN:
             return
         protocol.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
         protocol.conn.send_close(code, reason)

@@ -51,7 +51,11 @@ class Flusher:
     def _flush(self) -> None:
         due, self._due = self._due, []
         for writer in due:
-            writer.flush()
+            try:
+                writer.flush()
+            except Exception:  # one client's failure must not leave the others unwritten
+                log.exception("writing to a WebSocket client failed; closing it")
+                writer.socket.abort()
 
 
 class SharedFrameWriter:
