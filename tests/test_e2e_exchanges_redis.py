@@ -84,9 +84,15 @@ async def test_web_serves_every_exchange_and_reports_one_down(
     refused = await get(cluster, web, f"{API}/liquidations/BTCUSDT", exchange="ftx")
     assert refused.status_code == 400 and "ftx" in refused.json()["error"]
 
-    status = (await get(cluster, web, f"{API}/status")).json()["data"]
-    assert {"binance", "bybit", "okx"} <= set(status["sources"])
-    assert all(status["sources"][x]["connected"] for x in ("binance", "bybit", "okx"))
+    # web shows what ingest last published of itself (once a second): wait for it
+    seen: dict = {}
+
+    async def all_connected() -> bool:
+        seen.update((await get(cluster, web, f"{API}/status")).json()["data"])
+        sources = seen.get("sources", {})
+        return all(sources.get(x, {}).get("connected") for x in ("binance", "bybit", "okx"))
+
+    await eventually(all_connected, seen=lambda: seen.get("sources"))
     assert (await get(cluster, web, "/health")).json()["data"] == {"status": "ok"}
 
     await fake_bybit.stop()
