@@ -65,7 +65,9 @@ class FakeBybit(FakeExchange):
         }
         return await self.send_to(f"allLiquidation.{symbol}", dumps(frame))
 
-    async def push_ticker(self, symbol: str, kind: str, **fields: str) -> int:
+    async def push_ticker(
+        self, symbol: str, kind: str, ts: int | None = None, **fields: str
+    ) -> int:
         """A `snapshot` (a full ticker, `fields` over documented values) or a `delta`
         (only `fields`)."""
         data = {**ticker_snapshot(symbol), **fields} if kind == "snapshot" else fields
@@ -73,7 +75,7 @@ class FakeBybit(FakeExchange):
             "topic": f"tickers.{symbol}",
             "type": kind,
             "cs": 24987956059,
-            "ts": int(time.time() * 1000),
+            "ts": int(time.time() * 1000) if ts is None else ts,
             "data": {"symbol": symbol, **data},
         }
         return await self.send_to(f"tickers.{symbol}", dumps(frame))

@@ -67,12 +67,14 @@ class FakeOkx(FakeExchange):
     async def push(self, inst_id: str, details: list[dict[str, Any]]) -> int:
         return await self.send_to(SUBSCRIPTION, dumps(push_frame(inst_id, details)))
 
-    async def push_open_interest(self, inst_id: str, oi_ccy: float, price: float) -> int:
+    async def push_open_interest(
+        self, inst_id: str, oi_ccy: float, price: float, ts: int | None = None
+    ) -> int:
         """The documented push; `oi` in contracts from this instrument's contract value."""
         contracts = oi_ccy / float(self.contract_values[inst_id])
         item = {"instId": inst_id, "instType": "SWAP", "oi": f"{contracts:.8f}",
                 "oiCcy": f"{oi_ccy:.8f}", "oiUsd": f"{oi_ccy * price:.8f}",
-                "ts": str(int(time.time() * 1000))}  # fmt: skip
+                "ts": str(int(time.time() * 1000) if ts is None else ts)}  # fmt: skip
         frame = {"arg": {"channel": "open-interest", "instId": inst_id}, "data": [item]}
         return await self.send_to(f"open-interest:{inst_id}", dumps(frame))
 
