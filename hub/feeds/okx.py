@@ -30,7 +30,7 @@ from hub.feeds.okx_liquidations import SUBSCRIPTION, OkxLiquidationDecoder
 from hub.feeds.okx_open_interest import subscription as open_interest_subscription
 from hub.feeds.okx_wire import PING, is_pong, request, swap_inst_id, swap_symbol
 
-MAX_ARGS_PER_REQUEST = 50
+MAX_ARGS_PER_REQUEST = 50  # ~3 KB of arguments, well under what OKX takes in one request
 log = logging.getLogger("hub.feeds")
 
 
