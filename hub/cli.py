@@ -347,7 +347,10 @@ def _record(settings: Settings, args: argparse.Namespace) -> int:
     except OSError as error:
         raise ConfigError("--out", f"cannot write {args.out}: {error.strerror}") from None
     with out:
-        feeds, _ = build_feeds(settings, Source(), lambda event: None)
+        # Bybit's tickers and OKX's open interest too: subscribed only for a market sink
+        feeds, _ = build_feeds(
+            settings, Source(), lambda event: None, market_sink=lambda update: None
+        )
         sources = [feed.status.name for feed in feeds]
         if "binance" in settings.exchanges:
             # open interest answers and mark prices too, so a replay has predicted levels

@@ -1,5 +1,6 @@
 """User journey: predicted liquidation levels, from Binance open interest and mark prices
-to a WebSocket client and REST, in one process and across `ingest`/`web` on Redis.
+(or Bybit's tickers and OKX's open interest) to a WebSocket client and REST, in one
+process and across `ingest`/`web` on Redis.
 
 Local look-alikes serve the mark price stream and the open interest REST; a client keeps
 `predicted:{SYMBOL}` by docs/protocol.md's rules alone (snapshot, then diffs replacing fields) and
@@ -28,6 +29,7 @@ from tests.conftest import (
     BINANCE,
     FAST_TIMING,
     HubFactory,
+    all_exchanges,
     eventually,
     fast_backoff,
     http_client,
@@ -35,6 +37,8 @@ from tests.conftest import (
 )
 from tests.fakes.binance_open_interest import FakeOpenInterest
 from tests.fakes.binance_server import FakeBinance, force_order
+from tests.fakes.bybit_server import FakeBybit
+from tests.fakes.okx_server import FakeOkx
 from tests.redis_server import RedisServer
 
 CHANNEL = "predicted:BTCUSDT"
@@ -159,6 +163,42 @@ async def test_open_interest_and_mark_price_reach_the_channel_and_rest(
         assert source["open_interest"]["connected"] is True
         assert source["open_interest"]["messages"] >= 3
         assert source["open_interest"]["last_error"] is None
+
+
+async def test_bybit_and_okx_open_interest_rises_open_levels(
+    start_hub: HubFactory, fake_binance: FakeBinance, fake_bybit: FakeBybit, fake_okx: FakeOkx
+) -> None:
+    """Without Binance: Bybit's tickers give the mark price and open interest, OKX's
+    open interest (which has no price) is priced at it; each exchange's rise opens levels."""
+    settings = all_exchanges(
+        fake_binance, fake_bybit, fake_okx, symbols=("BTCUSDT",), exchanges=("bybit", "okx")
+    )
+    running = await start_hub(settings, open_interest=True)
+    await fake_bybit.wait_for_subscription("tickers.BTCUSDT")
+    await fake_okx.wait_for_subscription("open-interest:BTC-USDT-SWAP")
+    book = running.hub.ingest.predicted.book("BTCUSDT")
+    assert book is not None, "BTCUSDT is tracked"
+    t0 = int(time.time() * 1000)
+
+    async def total(expected: float) -> bool:
+        await running.hub.flush_now()
+        levels = (await rest_levels(running.client, running.http))["levels"]
+        return sum(level["notional"] for level in levels) == pytest.approx(expected, rel=1e-3)
+
+    await fake_bybit.push_ticker("BTCUSDT", "snapshot", t0, markPrice="60000", openInterest="1000")
+    await eventually(lambda: book.price == 60_000.0, seen=lambda: book.price)
+    await fake_okx.push_open_interest("BTC-USDT-SWAP", 500.0, 60_000.0, t0)
+    await eventually(lambda: "okx" in book.intervals, seen=lambda: book.intervals)
+    await fake_okx.push_open_interest("BTC-USDT-SWAP", 505.0, 60_000.0, t0 + 1)
+    await eventually(lambda: total(5 * 60_000.0))  # OKX's 5 BTC at Bybit's mark price
+    await fake_bybit.push_ticker("BTCUSDT", "delta", t0 + 2, openInterest="1010")
+    await eventually(lambda: total(15 * 60_000.0))  # a delta with open interest alone
+
+    source = (await running.get("/api/heatmap/status")).json()["data"]["sources"]
+    assert source["open_interest"]["exchanges"] == ["bybit", "okx"]
+    assert source["open_interest"]["connected"] is True
+    assert source["bybit"]["messages"] >= 2 and source["okx"]["messages"] >= 2
+    assert source["bybit"]["ignored"] == 0 and source["okx"]["ignored"] == 0
 
 
 async def test_a_liquidation_at_an_open_level_counts_in_validation(

@@ -15,7 +15,9 @@ from hub.feeds.okx_instruments import parse_contract_values
 from hub.feeds.okx_liquidations import OkxLiquidationDecoder
 from hub.feeds.okx_wire import decode_envelope, swap_inst_id, swap_symbol
 from hub.feeds.recent import RecentKeys
+from hub.models import MarkPriceUpdate, OpenInterestUpdate
 from tests.conftest import DATA
+from tests.fakes.bybit_server import ticker_snapshot
 
 BYBIT = json.loads((DATA / "bybit_allLiquidation_examples.json").read_text())
 OKX = json.loads((DATA / "okx_liquidation_oi_examples.json").read_text())
@@ -62,7 +64,8 @@ def test_bybit_batch_holds_every_liquidation_and_buy_is_a_long() -> None:
     [
         (b"not json", "malformed"),
         (b'{"topic":"allLiquidation.BTCUSDT","data":{"T":1}}', "malformed"),
-        (b'{"topic":"tickers.BTCUSDT","data":{}}', "unknown_topic:tickers.BTCUSDT"),
+        (b'{"topic":"orderbook.50.BTCUSDT","data":{}}', "unknown_topic:orderbook.50.BTCUSDT"),
+        (b'{"topic":"tickers.BTCUSDT","ts":1,"data":{}}', "malformed"),
         (b'{"success":false,"ret_msg":"error:handler not found","op":"subscribe"}',
          "subscribe_failed"),
         (b'{"hello":1}', "unexpected_frame"),
@@ -78,7 +81,7 @@ def test_bybit_pong_is_keep_alive_and_a_subscribe_reply_is_quiet() -> None:
     assert is_pong(encode(pong))
     assert not is_pong(encode(BYBIT["allLiquidation_push"]["example"]))
     reply = {"success": True, "ret_msg": "", "conn_id": "x", "req_id": "1", "op": "subscribe"}
-    assert BybitDecoder().decode(encode(reply)) == ([], [], 0, 0)
+    assert BybitDecoder().decode(encode(reply)) == ([], [], 0, 0, [])
 
 
 def test_bybit_instruments_keep_trading_linear_perpetuals() -> None:
@@ -103,7 +106,88 @@ def test_bybit_topics_stop_at_the_connection_bound() -> None:
     assert len(topics) + len(left_out) == 2000 and left_out[0] == symbols[len(topics)]
 
 
+def test_bybit_topics_put_liquidations_before_tickers_at_the_bound() -> None:
+    symbols = [f"S{i:05d}USDT" for i in range(500)]
+    topics, left_out = fitting_topics(symbols, tickers=True)
+    assert sum(len(t) + 3 for t in topics) <= 21_000
+    assert topics[:500] == [f"allLiquidation.{s}" for s in symbols]  # every liquidation fits
+    assert topics[500] == "tickers.S00000USDT"
+    assert left_out == symbols[len(topics) - 500 :]  # those without their ticker
+    assert fitting_topics(["BTCUSDT"], tickers=True) == (
+        ["allLiquidation.BTCUSDT", "tickers.BTCUSDT"],
+        [],
+    )
+
+
+def ticker(kind: str, data: dict[str, str], ts: int = 1673272861686) -> bytes:
+    return encode({"topic": "tickers.BTCUSDT", "type": kind, "cs": 24987956059, "ts": ts,
+                   "data": data})  # fmt: skip
+
+
+def test_bybit_ticker_snapshot_is_open_interest_in_base_coin_at_the_mark_price() -> None:
+    decoded = BybitDecoder().decode(ticker("snapshot", ticker_snapshot("BTCUSDT")))
+    assert decoded.events == [] and decoded.anomalies == []
+    assert decoded.market == [
+        MarkPriceUpdate("bybit", "BTCUSDT", 1673272861686, 17217.33),
+        OpenInterestUpdate("bybit", "BTCUSDT", 1673272861686, 68744.761, 17217.33),
+    ]
+
+
+def test_bybit_ticker_deltas_carry_only_what_changed_and_merge_onto_the_last_values() -> None:
+    decoder = BybitDecoder()
+    decoder.decode(ticker("snapshot", ticker_snapshot("BTCUSDT")))
+    # a delta without open interest: a mark price only (open interest did not change)
+    moved = decoder.decode(ticker("delta", {"symbol": "BTCUSDT", "markPrice": "17300.5"}, 2))
+    assert moved.market == [MarkPriceUpdate("bybit", "BTCUSDT", 2, 17300.5)]
+    # open interest alone: priced at the last mark price seen, not the snapshot's
+    grown = decoder.decode(ticker("delta", {"symbol": "BTCUSDT", "openInterest": "68800"}, 3))
+    assert grown.market == [OpenInterestUpdate("bybit", "BTCUSDT", 3, 68800.0, 17300.5)]
+    # neither: nothing for the predicted levels, and nothing counted as wrong
+    quiet = decoder.decode(ticker("delta", {"symbol": "BTCUSDT", "bid1Price": "17215"}, 4))
+    assert quiet.market == [] and quiet.anomalies == [] and quiet.ignored == 0
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"symbol": "BTCUSDT", "markPrice": "-1"},
+        {"symbol": "BTCUSDT", "openInterest": "lots"},
+        {"symbol": "BTCUSDT", "openInterest": "nan"},
+        {"markPrice": "17000"},
+        {"symbol": "BTC/USDT", "markPrice": "17000"},
+    ],
+)
+def test_bybit_bad_tickers_are_malformed_and_deliver_nothing(data: dict[str, str]) -> None:
+    decoded = BybitDecoder().decode(ticker("delta", data))
+    assert decoded.market == [] and [kind for kind, _ in decoded.anomalies] == ["malformed"]
+
+
 # -- OKX -----------------------------------------------------------------------------------
+
+OKX_OI_PUSH = encode(OKX["open_interest_push"]["example"])
+
+
+def test_okx_documented_open_interest_is_oi_ccy_in_base_coin() -> None:
+    decoded = OkxLiquidationDecoder().decode(OKX_OI_PUSH)  # no contract value needed
+    assert decoded.events == [] and decoded.anomalies == []
+    # oiCcy, not oi (contracts: 100 times as many for BTC-USDT-SWAP's ctVal 0.01)
+    assert decoded.market == [
+        OpenInterestUpdate("okx", "BTCUSDT", 1743041250440, 22161.1301000000309)
+    ]
+
+
+def test_okx_bad_or_foreign_open_interest_is_counted_not_delivered() -> None:
+    push = OKX["open_interest_push"]["example"]
+    item = push["data"][0]
+    bad = {**push, "data": [{**item, "oiCcy": "-3"}, {**item, "ts": "soon"}]}
+    decoded = OkxLiquidationDecoder().decode(encode(bad))
+    assert decoded.market == [] and [k for k, _ in decoded.anomalies] == ["malformed"] * 2
+    inverse = {**push, "data": [{**item, "instId": "BTC-USD-SWAP"}]}
+    decoded = OkxLiquidationDecoder().decode(encode(inverse))
+    assert decoded.market == [] and decoded.ignored == 1
+    missing = {**push, "data": [{"instId": "BTC-USDT-SWAP", "ts": "1"}]}
+    assert OkxLiquidationDecoder().decode(encode(missing)).anomalies[0][0] == "malformed"
+
 
 OKX_PUSH = encode(OKX["liquidation_orders_push"]["example"])
 
@@ -144,10 +228,10 @@ def test_okx_inverse_swaps_are_ignored_and_errors_are_named() -> None:
     assert decoder.decode(encode(error)).anomalies == [
         ("error_reply", "60018: Wrong URL or channel")
     ]
-    assert decoder.decode(b"pong") == ([], [], 0, 0)
+    assert decoder.decode(b"pong") == ([], [], 0, 0, [])
     assert [k for k, _ in decoder.decode(b"{oops").anomalies] == ["malformed"]
     books = {"arg": {"channel": "books", "instId": "BTC-USDT-SWAP"}, "data": []}
-    assert decoder.decode(encode(books)) == ([], [], 0, 1)  # another reader's channel
+    assert decoder.decode(encode(books)) == ([], [], 0, 1, [])  # another reader's channel
 
 
 def test_okx_instruments_keep_linear_contract_values() -> None:

@@ -16,9 +16,11 @@ from typing import NamedTuple, Protocol
 
 import msgspec
 
-from hub.models import LiquidationEvent
+from hub.models import LiquidationEvent, MarkPriceUpdate, OpenInterestUpdate
 
 EventSink = Callable[[LiquidationEvent], None]
+MarketUpdate = OpenInterestUpdate | MarkPriceUpdate
+MarketSink = Callable[[MarketUpdate], None]
 FrameListener = Callable[[int, bytes], None]  # (received ms, frame exactly as received)
 RestListener = Callable[[int, str, bytes], None]  # (received ms, path with query, body)
 
@@ -55,12 +57,14 @@ def excerpt(frame: bytes) -> str:
 
 
 class Decoded(NamedTuple):
-    """What one frame held: its liquidations, and anything unexpected as (kind, detail)."""
+    """What one frame held: its liquidations, its market data (open interest, mark prices,
+    which the same connection may carry), and anything unexpected as (kind, detail)."""
 
     events: list[LiquidationEvent]
     anomalies: list[tuple[str, str]] = []
     duplicates: int = 0
     ignored: int = 0  # well-formed but not ours (an instrument the hub does not follow)
+    market: list[MarketUpdate] = []
 
 
 class Decoder(Protocol):
@@ -100,8 +104,25 @@ def deliver(
             log.exception("%s: the event sink failed on %s", status.name, event)
 
 
+def deliver_market(
+    status: FeedStatus, decoded: Decoded, symbols: set[str] | None, sink: MarketSink | None
+) -> None:
+    """Hand a frame's market updates for tracked symbols to `sink` (None: not wanted)."""
+    if sink is None:
+        return
+    for update in decoded.market:
+        if symbols is not None and update.symbol not in symbols:
+            status.ignored += 1
+            continue
+        try:
+            sink(update)
+        except Exception:  # a processor bug must not cost the connection
+            log.exception("%s: the market sink failed on %s", status.name, update)
+
+
 class Feed(abc.ABC):
     status: FeedStatus
+    market_sink: MarketSink | None = None  # where its open interest and mark prices go
 
     @abc.abstractmethod
     async def run(self) -> None:

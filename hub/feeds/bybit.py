@@ -9,6 +9,9 @@ connect. A request Bybit refuses (one unknown symbol fails the whole request) is
 topic by topic, so a symbol Bybit does not list costs only itself, and status names it in
 `unlisted`. Keep-alive is Bybit's JSON `{"op":"ping"}` every 20 s (with neither pings nor
 data Bybit cuts the connection after 10 minutes).
+
+With a `market_sink`, each symbol's `tickers.{SYMBOL}` (open interest and mark price) is
+subscribed on the same connection; when the bound is reached, liquidations come first.
 """
 
 from __future__ import annotations
@@ -25,15 +28,16 @@ from websockets.exceptions import ConnectionClosed
 
 from hub.errors import UpstreamError
 from hub.feeds.backoff import Backoff
-from hub.feeds.base import EventSink, Feed, FeedStatus, deliver
+from hub.feeds.base import EventSink, Feed, FeedStatus, MarketSink, deliver, deliver_market
 from hub.feeds.bybit_wire import (
     PING,
-    TOPIC_PREFIX,
     BybitDecoder,
     failed_request,
     is_pong,
     reply_id,
+    ticker_topic,
     topic,
+    topic_symbol,
 )
 from hub.feeds.connection import KeepAlive, PersistentConnection, Timing
 
@@ -82,17 +86,24 @@ def listed_perpetuals(body: bytes) -> tuple[list[str], str]:
     return symbols, response.result.nextPageCursor
 
 
-def fitting_topics(symbols: list[str]) -> tuple[list[str], list[str]]:
-    """(topics that fit one connection, symbols left out), in the given order."""
+def symbol_topics(symbols: list[str], tickers: bool) -> list[str]:
+    """Every liquidation topic, then (with `tickers`) every ticker topic."""
+    return [topic(s) for s in symbols] + ([ticker_topic(s) for s in symbols] if tickers else [])
+
+
+def fitting_topics(symbols: list[str], tickers: bool = False) -> tuple[list[str], list[str]]:
+    """(topics that fit one connection, symbols missing one of theirs), in the given
+    order: liquidation topics first, so tickers are what a full connection goes without."""
     topics: list[str] = []
     used = 0
-    for index, symbol in enumerate(symbols):
-        name = topic(symbol)
+    for name in symbol_topics(symbols, tickers):
         if used + len(name) + 3 > MAX_ARGS_CHARS:  # quotes and comma, as sent
-            return topics, symbols[index:]
+            break
         topics.append(name)
         used += len(name) + 3
-    return topics, []
+    fitting = set(topics)
+    left_out = [s for s in symbols if not set(symbol_topics([s], tickers)) <= fitting]
+    return topics, left_out
 
 
 class BybitFeed(Feed):
@@ -104,12 +115,15 @@ class BybitFeed(Feed):
         sink: EventSink,
         timing: Timing | None = None,
         backoff: Backoff | None = None,
+        market_sink: MarketSink | None = None,
     ) -> None:
-        """`symbols` None subscribes every linear perpetual Bybit lists."""
+        """`symbols` None subscribes every linear perpetual Bybit lists; `market_sink`
+        None leaves tickers unsubscribed."""
         self.ws_url = ws_url
         self.rest_url = rest_url
         self.symbols = None if symbols is None else {s.upper() for s in symbols}
         self.sink = sink
+        self.market_sink = market_sink
         self.decoder = BybitDecoder()
         self.status = FeedStatus(
             name="bybit", note="Bybit pushes every liquidation (allLiquidation, 500 ms batches)"
@@ -137,12 +151,16 @@ class BybitFeed(Feed):
         self._requests.clear()
         self.status.unlisted = []
         wanted = sorted(self.symbols) if self.symbols is not None else await self._listed()
-        topics, left_out = fitting_topics(wanted)
+        topics, left_out = fitting_topics(wanted, self.tickers)
         if left_out:
             self.status.count_anomaly(
                 "over_subscription_limit", f"{len(left_out)} symbols do not fit one connection"
             )
         await self._send("subscribe", topics, websocket)
+
+    @property
+    def tickers(self) -> bool:
+        return self.market_sink is not None
 
     async def _listed(self) -> list[str]:
         assert self._http is not None
@@ -170,12 +188,14 @@ class BybitFeed(Feed):
             self._request_failed(failed.req_id or "", failed.ret_msg or "")
         elif frame.startswith(b'{"success"'):
             self._requests.pop(reply_id(frame), None)
-        deliver(self.status, self.decoder.decode(frame), self.symbols, self.sink)
+        decoded = self.decoder.decode(frame)
+        deliver(self.status, decoded, self.symbols, self.sink)
+        deliver_market(self.status, decoded, self.symbols, self.market_sink)
 
     def _request_failed(self, req_id: str, message: str) -> None:
         topics = self._requests.pop(req_id, [])
         if len(topics) == 1:
-            symbol = topics[0].removeprefix(TOPIC_PREFIX)
+            symbol = topic_symbol(topics[0])
             self.status.unlisted = sorted({*self.status.unlisted, symbol})
             log.warning("bybit: %s refused (%s); tracked on the other exchanges", symbol, message)
             return
@@ -188,8 +208,8 @@ class BybitFeed(Feed):
             return
         new = {s.upper() for s in symbols} - self.symbols
         self.symbols |= new
-        fitting, _ = fitting_topics(sorted(self.symbols))
-        wanted = {topic(s) for s in new}
+        fitting, _ = fitting_topics(sorted(self.symbols), self.tickers)
+        wanted = set(symbol_topics(sorted(new), self.tickers))
         if len(wanted & set(fitting)) < len(wanted):
             self.status.count_anomaly("over_subscription_limit", "added symbols do not fit")
         await self._send("subscribe", sorted(wanted & set(fitting)))
@@ -199,7 +219,7 @@ class BybitFeed(Feed):
             return
         gone = {s.upper() for s in symbols} & self.symbols
         self.symbols -= gone
-        await self._send("unsubscribe", [topic(s) for s in sorted(gone)])
+        await self._send("unsubscribe", symbol_topics(sorted(gone), self.tickers))
 
     async def _send(
         self,

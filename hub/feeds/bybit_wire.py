@@ -1,4 +1,5 @@
-"""Bybit V5 public linear frames (`allLiquidation.{SYMBOL}`), decoded from bytes (no I/O).
+"""Bybit V5 public linear frames (`allLiquidation.{SYMBOL}`, `tickers.{SYMBOL}`), decoded
+from bytes (no I/O).
 
 A push is `{"topic", "type", "ts", "data": [{"T", "s", "S", "v", "p"}, ...]}`: `data` is an
 array, since Bybit batches every liquidation of 500 ms into one push. `S` is the side of
@@ -6,6 +7,12 @@ the liquidated **position** (`Buy`: a long was liquidated; the opposite of Binan
 side), `p` the bankruptcy price, `v` the size in base coin (linear contracts), `T` the
 time. Control replies are `{"success", "ret_msg", "op", ...}`; the answer to our JSON ping
 is one with `op: "ping"` (`ret_msg: "pong"`). Unknown fields are ignored.
+
+A ticker push is `{"topic", "type", "cs", "ts", "data": {"symbol", "markPrice",
+"openInterest", ...}}`: `data` is one object, `openInterest` in base coin. The first push
+is a `snapshot`; each `delta` after it carries only the fields that changed, so the
+decoder keeps the last mark price per symbol, and open interest is delivered only when
+a push carries it.
 """
 
 from __future__ import annotations
@@ -14,10 +21,11 @@ import math
 
 import msgspec
 
-from hub.feeds.base import Decoded, excerpt
-from hub.models import LiquidationEvent, round_notional
+from hub.feeds.base import Decoded, MarketUpdate, excerpt
+from hub.models import LiquidationEvent, MarkPriceUpdate, OpenInterestUpdate, round_notional
 
 TOPIC_PREFIX = "allLiquidation."
+TICKERS_PREFIX = "tickers."
 PING = '{"op":"ping"}'
 _SIDES = {"Buy": "long", "Sell": "short"}
 
@@ -28,6 +36,12 @@ class Liquidation(msgspec.Struct, frozen=True):
     S: str  # position side
     v: str  # size, base coin
     p: str  # bankruptcy price
+
+
+class Ticker(msgspec.Struct, frozen=True):
+    symbol: str
+    markPrice: str | None = None
+    openInterest: str | None = None  # base coin
 
 
 class Frame(msgspec.Struct, frozen=True):
@@ -43,10 +57,20 @@ class Frame(msgspec.Struct, frozen=True):
 
 _frame_decoder = msgspec.json.Decoder(Frame)
 _batch_decoder = msgspec.json.Decoder(list[Liquidation])
+_ticker_decoder = msgspec.json.Decoder(Ticker)
 
 
 def topic(symbol: str) -> str:
     return f"{TOPIC_PREFIX}{symbol.upper()}"
+
+
+def ticker_topic(symbol: str) -> str:
+    return f"{TICKERS_PREFIX}{symbol.upper()}"
+
+
+def topic_symbol(name: str) -> str:
+    """The symbol a liquidation or ticker topic names."""
+    return name.removeprefix(TOPIC_PREFIX).removeprefix(TICKERS_PREFIX)
 
 
 def failed_request(frame: bytes) -> Frame | None:
@@ -80,6 +104,9 @@ def is_pong(frame: bytes) -> bool:
 
 
 class BybitDecoder:
+    def __init__(self) -> None:
+        self.mark_prices: dict[str, float] = {}  # the last one of each symbol's tickers
+
     def decode(self, frame: bytes) -> Decoded:
         try:
             outer = _frame_decoder.decode(frame)
@@ -91,6 +118,8 @@ class BybitDecoder:
             if outer.op is not None:
                 return Decoded([])  # a subscribe reply or a pong
             return Decoded([], [("unexpected_frame", excerpt(frame))])
+        if outer.topic.startswith(TICKERS_PREFIX):
+            return self._ticker(outer)
         if not outer.topic.startswith(TOPIC_PREFIX):
             return Decoded([], [(f"unknown_topic:{outer.topic[:40]}", outer.topic[:60])])
         try:
@@ -105,6 +134,27 @@ class BybitDecoder:
             except ValueError as error:
                 anomalies.append(("malformed", f"liquidation: {error}"))
         return Decoded(events, anomalies)
+
+    def _ticker(self, outer: Frame) -> Decoded:
+        try:
+            ticker = _ticker_decoder.decode(outer.data)
+            mark = _positive(ticker.markPrice)
+            oi = _non_negative(ticker.openInterest)
+        except (msgspec.DecodeError, ValueError) as error:
+            return Decoded([], [("malformed", f"ticker: {error}")])
+        symbol = ticker.symbol.upper()
+        if not symbol.isalnum() or outer.ts is None:
+            return Decoded([], [("malformed", f"ticker: symbol {symbol[:40]!r}, ts {outer.ts}")])
+        if outer.type == "snapshot":
+            self.mark_prices.pop(symbol, None)  # a fresh subscription starts over
+        market: list[MarketUpdate] = []
+        if mark is not None:
+            self.mark_prices[symbol] = mark
+            market.append(MarkPriceUpdate("bybit", symbol, outer.ts, mark))
+        if oi is not None:
+            price = self.mark_prices.get(symbol)
+            market.append(OpenInterestUpdate("bybit", symbol, outer.ts, oi, price))
+        return Decoded([], market=market)
 
     def take_rest(self, path: str, body: bytes) -> bool:
         # The instruments list only tells a live feed what `*` subscribes to.
@@ -130,3 +180,21 @@ def normalize(item: Liquidation) -> LiquidationEvent:
         notional=round_notional(price * quantity),
         time=item.T,
     )
+
+
+def _positive(value: str | None) -> float | None:
+    if value is None:
+        return None
+    number = float(value)
+    if not (math.isfinite(number) and number > 0):
+        raise ValueError(f"{value!r} is not a positive number")
+    return number
+
+
+def _non_negative(value: str | None) -> float | None:
+    if value is None:
+        return None
+    number = float(value)
+    if not (math.isfinite(number) and number >= 0):
+        raise ValueError(f"{value!r} is not a number >= 0")
+    return number

@@ -1,10 +1,13 @@
-"""OKX liquidation feed: the `liquidation-orders` channel, one subscription for every swap.
+"""OKX liquidation feed: the `liquidation-orders` channel, one subscription for every swap;
+with a `market_sink`, also `open-interest` per tracked swap on the same connection.
 
 Contract values come from the instruments list, fetched before the first subscription
 (no subscription without them: every size would be unconvertible) and refreshed daily;
 a failed refresh keeps the values held. Keep-alive is OKX's text `ping` every 20 s (OKX
 drops a connection idle for 30 s). Tracked symbols are filtered here, since the channel
-cannot be narrowed; status lists tracked symbols OKX does not list.
+cannot be narrowed; status lists tracked symbols OKX does not list. Open interest is
+subscribed per listed swap (every linear swap under `*`), in requests of at most
+MAX_ARGS_PER_REQUEST arguments, and follows symbols added and removed at run time.
 """
 
 from __future__ import annotations
@@ -12,18 +15,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
 
 import httpx
 from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
 
 from hub.errors import UpstreamError
 from hub.feeds.backoff import Backoff
-from hub.feeds.base import EventSink, Feed, FeedStatus, deliver
+from hub.feeds.base import EventSink, Feed, FeedStatus, MarketSink, deliver, deliver_market
 from hub.feeds.connection import KeepAlive, PersistentConnection, Timing
 from hub.feeds.okx_instruments import REFRESH_MS, fetch_instruments
 from hub.feeds.okx_liquidations import SUBSCRIPTION, OkxLiquidationDecoder
-from hub.feeds.okx_wire import PING, is_pong, request, swap_inst_id
+from hub.feeds.okx_open_interest import subscription as open_interest_subscription
+from hub.feeds.okx_wire import PING, is_pong, request, swap_inst_id, swap_symbol
 
+MAX_ARGS_PER_REQUEST = 50  # ~3 KB of arguments, well under what OKX takes in one request
 log = logging.getLogger("hub.feeds")
 
 
@@ -37,11 +44,14 @@ class OkxLiquidationFeed(Feed):
         timing: Timing | None = None,
         backoff: Backoff | None = None,
         refresh_ms: int = REFRESH_MS,
+        market_sink: MarketSink | None = None,
     ) -> None:
+        """`market_sink` None: open interest is not subscribed."""
         self.ws_url = ws_url
         self.rest_url = rest_url
         self.symbols = None if symbols is None else {s.upper() for s in symbols}
         self.sink = sink
+        self.market_sink = market_sink
         self.refresh_ms = refresh_ms
         self.decoder = OkxLiquidationDecoder()
         self.status = FeedStatus(
@@ -72,6 +82,30 @@ class OkxLiquidationFeed(Feed):
         if not self.decoder.contract_values:
             await self.load_instruments()  # an UpstreamError reconnects with backoff
         await websocket.send(request("subscribe", [SUBSCRIPTION]))
+        await self._send_open_interest("subscribe", self._open_interest_symbols(), websocket)
+
+    def _open_interest_symbols(self) -> set[str]:
+        """The listed swaps whose open interest is wanted (none without a market sink)."""
+        if self.market_sink is None:
+            return set()
+        if self.symbols is not None:
+            return {s for s in self.symbols if swap_inst_id(s) in self.decoder.contract_values}
+        return {s for i in self.decoder.contract_values if (s := swap_symbol(i)) is not None}
+
+    async def _send_open_interest(
+        self, op: str, symbols: set[str], websocket: ClientConnection | None = None
+    ) -> None:
+        websocket = websocket or self.connection.websocket
+        if self.market_sink is None or websocket is None:
+            return  # the next connection subscribes to the whole set
+        args: list[dict[str, Any]] = [
+            arg for s in sorted(symbols) if (arg := open_interest_subscription(s)) is not None
+        ]
+        for start in range(0, len(args), MAX_ARGS_PER_REQUEST):
+            try:
+                await websocket.send(request(op, args[start : start + MAX_ARGS_PER_REQUEST]))
+            except ConnectionClosed:
+                return
 
     async def load_instruments(self) -> None:
         assert self._http is not None
@@ -106,13 +140,20 @@ class OkxLiquidationFeed(Feed):
             if kind == "error_reply":
                 self.status.last_error = detail
         deliver(self.status, decoded, self.symbols, self.sink)
+        deliver_market(self.status, decoded, self.symbols, self.market_sink)
 
     async def add_symbols(self, symbols: set[str]) -> None:
-        if self.symbols is not None:
-            self.symbols |= {s.upper() for s in symbols}
-            self._note_unlisted()
+        if self.symbols is None:
+            return
+        before = self._open_interest_symbols()
+        self.symbols |= {s.upper() for s in symbols}
+        self._note_unlisted()
+        await self._send_open_interest("subscribe", self._open_interest_symbols() - before)
 
     async def remove_symbols(self, symbols: set[str]) -> None:
-        if self.symbols is not None:
-            self.symbols -= {s.upper() for s in symbols}
-            self._note_unlisted()
+        if self.symbols is None:
+            return
+        before = self._open_interest_symbols()
+        self.symbols -= {s.upper() for s in symbols}
+        self._note_unlisted()
+        await self._send_open_interest("unsubscribe", before - self._open_interest_symbols())

@@ -29,7 +29,7 @@ from collections.abc import Callable
 import httpx
 
 from hub.feeds.backoff import Backoff
-from hub.feeds.base import Feed, FeedStatus
+from hub.feeds.base import Feed, FeedStatus, MarketSink
 from hub.feeds.binance import MAX_STREAMS, market_route
 from hub.feeds.binance_market import (
     ALL_MARK_PRICES,
@@ -42,7 +42,6 @@ from hub.feeds.connection import PersistentConnection, Timing
 from hub.models import MarkPriceUpdate, OpenInterestUpdate
 from hub.tasks import cancel_and_wait
 
-MarketSink = Callable[[OpenInterestUpdate | MarkPriceUpdate], None]
 RestListener = Callable[[int, str, bytes], None]  # (received ms, path, body as received)
 
 log = logging.getLogger("hub.feeds")

@@ -13,7 +13,8 @@ per symbol by (last price / first price) ** lap, quantities by the inverse so no
 stay as recorded; a lap that restarted at the first prices would jump by the whole
 session's move at once and fire a cascade alert on every symbol.
 
-Market data (mark prices, open interest) goes to `market_sink`, moved like the events.
+Market data (mark prices, open interest: Binance's own lines, and what Bybit's tickers and
+OKX's open-interest pushes decode to) goes to `market_sink`, moved like the events.
 
 `Recorder` writes the frames and REST bodies a live feed receives, byte for byte.
 """
@@ -31,12 +32,11 @@ from typing import IO
 import msgspec
 
 from hub.errors import ConfigError, UpstreamError
-from hub.feeds.base import Decoder, EventSink, Feed, FeedStatus, deliver
+from hub.feeds.base import Decoder, EventSink, Feed, FeedStatus, MarketSink, deliver
 from hub.feeds.binance_market import OPEN_INTEREST_PATH, parse_mark_price_frame, parse_open_interest
 from hub.feeds.binance_wire import BinanceDecoder
 from hub.feeds.bybit_wire import BybitDecoder
 from hub.feeds.okx_liquidations import OkxLiquidationDecoder
-from hub.feeds.open_interest import MarketSink
 from hub.models import LiquidationEvent, MarkPriceUpdate, OpenInterestUpdate
 
 log = logging.getLogger("hub.feeds")
@@ -232,6 +232,8 @@ class ReplayFeed(Feed):
         if self._shift or self.lap:
             decoded = decoded._replace(events=[self._moved(e) for e in decoded.events])
         deliver(status, decoded, self.symbols, self.sink)
+        for update in decoded.market:
+            self._deliver_market(update)
         self.status.events = sum(s.events for s in self.sources.values())
         return bool(decoded.events)
 

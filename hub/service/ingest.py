@@ -55,6 +55,7 @@ from hub.service.sources import (
     build_feeds,
     build_listings,
     build_open_interest,
+    open_interest_entry,
     wall_clock_ms,
 )
 from hub.storage.event_log import RedisEventLog, read_events
@@ -422,8 +423,9 @@ class Ingest:
         # health: they feed analyses, not the liquidations.
         if self.liquidity is not None:
             sources["okx_book"] = self.liquidity.status(now)
-        if self.open_interest is not None:
-            sources["open_interest"] = source_entry(self.open_interest.status, now, live=False)
+        open_interest = open_interest_entry(self.open_interest, self.feeds, now)
+        if open_interest is not None:
+            sources["open_interest"] = open_interest
         sources["coinglass"] = (
             self.coinglass.status(now) if self.coinglass is not None else disabled_status()
         )

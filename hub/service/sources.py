@@ -1,5 +1,6 @@
-"""Which upstreams a process reads: the configured exchanges live (liquidations; and
-Binance's open interest with mark prices), a replay file, or the bundled demo (every
+"""Which upstreams a process reads: the configured exchanges live (liquidations; open
+interest with mark prices: Binance's polled, Bybit's tickers and OKX's open-interest on
+their liquidation connections), a replay file, or the bundled demo (every
 `hub/data/demo_*.jsonl`, merged by receive time)."""
 
 from __future__ import annotations
@@ -7,18 +8,19 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from hub.config import Settings
 from hub.feeds.backoff import Backoff
-from hub.feeds.base import EventSink, Feed
+from hub.feeds.base import EventSink, Feed, FeedStatus, MarketSink
 from hub.feeds.binance import BinanceFeed
 from hub.feeds.bybit import BybitFeed
 from hub.feeds.connection import Timing
 from hub.feeds.listings import binance_listing
 from hub.feeds.okx import OkxLiquidationFeed
-from hub.feeds.open_interest import BinanceOpenInterest, MarketSink
+from hub.feeds.open_interest import BinanceOpenInterest
 from hub.feeds.replay import LineSink, ReplayFeed, read_replay, read_replays
+from hub.service.health import source_entry
 from hub.service.listings import Listings
 
 DATA = Path(__file__).parent.parent / "data"
@@ -40,9 +42,7 @@ class Source(NamedTuple):
     demo: bool = False
     timing: Timing | None = None
     backoff: Backoff | None = None
-    open_interest: bool = True  # live only: poll open interest, follow mark prices
-    oi_poll_interval: float = 10.0  # seconds between two polls of a symbol's open interest
-    open_interest: bool = True  # live only: poll open interest, follow mark prices
+    open_interest: bool = True  # live only: open interest and mark prices from each exchange
     oi_poll_interval: float = 10.0  # seconds between two polls of a symbol's open interest
 
 
@@ -55,7 +55,8 @@ def build_feeds(
 ) -> tuple[list[Feed], Clock]:
     """The feeds and the clock the processor runs on: a replay runs on its own time.
     `line_sinks`: per source, a consumer of whole replay lines (the OKX order books); a
-    replay also carries the market data (`market_sink`), which live is its own source."""
+    replay also carries the market data (`market_sink`); live, Bybit and OKX carry theirs
+    on their liquidation connections (Binance's is `build_open_interest`)."""
     tracked = None if settings.track_all_symbols else set(settings.symbols)
     if source.replay is not None or source.demo:
         replay = source.replay
@@ -73,6 +74,7 @@ def build_feeds(
         )
         return [feed], feed.clock
     feeds: list[Feed] = []
+    market = market_sink if source.open_interest else None
     for exchange in settings.exchanges:
         # Each feed keeps its own tracked set: the feeds add and remove symbols separately.
         symbols = None if tracked is None else set(tracked)
@@ -89,6 +91,7 @@ def build_feeds(
                     sink,
                     source.timing,
                     _backoff(source),
+                    market_sink=market,
                 )
             )
         else:
@@ -100,6 +103,7 @@ def build_feeds(
                     sink,
                     source.timing,
                     _backoff(source),
+                    market_sink=market,
                 )
             )
     return feeds, wall_clock_ms
@@ -139,3 +143,25 @@ def build_open_interest(
         timing=source.timing,
         backoff=_backoff(source),
     )
+
+
+def open_interest_entry(
+    binance: BinanceOpenInterest | None, feeds: list[Feed], now: int
+) -> dict[str, Any] | None:
+    """The `open_interest` status entry, naming the exchanges that feed it (`exchanges`);
+    None when none does. Bybit's and OKX's arrive on their liquidation connections, whose
+    own entries count those messages; this entry is connected while every feeding source
+    is."""
+    carriers = [f.status for f in feeds if f.live and f.market_sink is not None]
+    exchanges = (["binance"] if binance is not None else []) + [s.name for s in carriers]
+    if not exchanges:
+        return None
+    carried = ", ".join(s.name for s in carriers)
+    note = f"{carried}: on their liquidation connections" if carried else ""
+    if binance is not None:
+        status = binance.status
+        status.note = f"{status.note}; {note}" if note else status.note
+    else:
+        status = FeedStatus(name="open_interest", note=note)
+    status.connected = all(s.connected for s in carriers) and (binance is None or status.connected)
+    return {**source_entry(status, now, live=False), "exchanges": exchanges}

@@ -8,6 +8,9 @@ Bybit facts encoded here (shared/data/README.md, "Bybit"):
 * Keep-alive: `{"op":"ping"}` is answered `{"success":true,"ret_msg":"pong",...,"op":"ping"}`.
 * A push: `{"topic":"allLiquidation.X","type":"snapshot","ts":..,"data":[{"T","s","S","v","p"}]}`,
   `data` an array, `S` the position side (`Buy`: a long liquidated), numbers as strings.
+* `tickers.X`: a `snapshot` of every field first, then `delta`s with only the changed
+  ones: `{"topic":"tickers.X","type":..,"cs":..,"ts":..,"data":{"symbol","markPrice",
+  "openInterest" (base coin),...}}`, `data` one object.
 * `GET /v5/market/instruments-info?category=linear` lists instruments, paginated by cursor.
 """
 
@@ -32,6 +35,18 @@ def liquidation(
     return {"T": t, "s": symbol, "S": side, "v": size, "p": price}
 
 
+def ticker_snapshot(symbol: str) -> dict[str, str]:
+    """Bybit's documented linear ticker snapshot (its example's values)."""
+    return {"symbol": symbol, "tickDirection": "PlusTick", "price24hPcnt": "0.017103",
+            "lastPrice": "17216.00", "prevPrice24h": "16926.50", "highPrice24h": "17281.50",
+            "lowPrice24h": "16915.00", "prevPrice1h": "17238.00", "markPrice": "17217.33",
+            "indexPrice": "17227.36", "openInterest": "68744.761",
+            "openInterestValue": "1183601235.91", "turnover24h": "1570383121.943499",
+            "volume24h": "91705.276", "nextFundingTime": "1673280000000",
+            "fundingRate": "-0.000212", "bid1Price": "17215.50", "bid1Size": "84.489",
+            "ask1Price": "17216.00", "ask1Size": "83.020"}  # fmt: skip
+
+
 class FakeBybit(FakeExchange):
     ws_path = "/v5/public/linear"
     name = "Bybit"
@@ -50,6 +65,21 @@ class FakeBybit(FakeExchange):
         }
         return await self.send_to(f"allLiquidation.{symbol}", dumps(frame))
 
+    async def push_ticker(
+        self, symbol: str, kind: str, ts: int | None = None, **fields: str
+    ) -> int:
+        """A `snapshot` (a full ticker, `fields` over documented values) or a `delta`
+        (only `fields`)."""
+        data = {**ticker_snapshot(symbol), **fields} if kind == "snapshot" else fields
+        frame = {
+            "topic": f"tickers.{symbol}",
+            "type": kind,
+            "cs": 24987956059,
+            "ts": int(time.time() * 1000) if ts is None else ts,
+            "data": {"symbol": symbol, **data},
+        }
+        return await self.send_to(f"tickers.{symbol}", dumps(frame))
+
     def answer(self, conn: FakeConnection, message: str | bytes) -> str | None:
         try:
             request = json.loads(message)
@@ -64,7 +94,7 @@ class FakeBybit(FakeExchange):
         args = request.get("args", [])
         if op not in ("subscribe", "unsubscribe") or not isinstance(args, list):
             return dumps({**reply, "success": False, "ret_msg": f"error:unknown op {op}"})
-        unknown = [a for a in args if a.removeprefix("allLiquidation.") not in self.listed]
+        unknown = [a for a in args if _symbol(a) not in self.listed]
         if unknown:
             failure = f"error:handler not found,topic:{unknown[0]}"
             return dumps({**reply, "success": False, "ret_msg": failure})
@@ -96,3 +126,10 @@ class FakeBybit(FakeExchange):
             "nextPageCursor": str(following) if following < len(self.listed) else "",
         }
         return 200, {"retCode": 0, "retMsg": "OK", "result": result, "time": 0}
+
+
+def _symbol(topic: str) -> str:
+    for prefix in ("allLiquidation.", "tickers."):
+        if topic.startswith(prefix):
+            return topic.removeprefix(prefix)
+    return ""

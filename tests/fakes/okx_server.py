@@ -10,6 +10,9 @@ OKX facts encoded here (shared/data/README.md, "OKX liquidations"):
   "sz","ts"}]}]}`: `side` is the liquidation order's (`buy`: a short liquidated), `sz` in
   contracts, every number a string. A fresh subscription may replay recent liquidations
   (`replay_on_subscribe`).
+* `{"channel":"open-interest","instId":"BTC-USDT-SWAP"}` per instrument, several in one
+  request; a push: `{"arg":{...},"data":[{"instId","instType","oi","oiCcy","oiUsd","ts"}]}`
+  (`oi` contracts, `oiCcy` base coin). An unlisted instId is an error (60018).
 * `GET /api/v5/public/instruments?instType=SWAP`: `{"code":"0","msg":"","data":[{"instId",
   "ctVal","ctType",...}]}`.
 """
@@ -64,6 +67,17 @@ class FakeOkx(FakeExchange):
     async def push(self, inst_id: str, details: list[dict[str, Any]]) -> int:
         return await self.send_to(SUBSCRIPTION, dumps(push_frame(inst_id, details)))
 
+    async def push_open_interest(
+        self, inst_id: str, oi_ccy: float, price: float, ts: int | None = None
+    ) -> int:
+        """The documented push; `oi` in contracts from this instrument's contract value."""
+        contracts = oi_ccy / float(self.contract_values[inst_id])
+        item = {"instId": inst_id, "instType": "SWAP", "oi": f"{contracts:.8f}",
+                "oiCcy": f"{oi_ccy:.8f}", "oiUsd": f"{oi_ccy * price:.8f}",
+                "ts": str(int(time.time() * 1000) if ts is None else ts)}  # fmt: skip
+        frame = {"arg": {"channel": "open-interest", "instId": inst_id}, "data": [item]}
+        return await self.send_to(f"open-interest:{inst_id}", dumps(frame))
+
     def answer(self, conn: FakeConnection, message: str | bytes) -> str | None:
         if message == "ping":
             conn.pings += 1
@@ -75,13 +89,23 @@ class FakeOkx(FakeExchange):
             return dumps({"event": "error", "code": "60012", "msg": failure})
         conn.requests.append(request)
         args = request.get("args")
-        if request.get("op") not in ("subscribe", "unsubscribe") or args != [CHANNEL]:
+        names = [self._subscription(a) for a in args] if isinstance(args, list) else [None]
+        if request.get("op") not in ("subscribe", "unsubscribe") or None in names or not args:
             return dumps({"event": "error", "code": "60018", "msg": "Wrong URL or channel"})
         if request["op"] == "subscribe":
-            conn.subscriptions.add(SUBSCRIPTION)
+            conn.subscriptions.update(names)  # type: ignore[arg-type]
         else:
-            conn.subscriptions.discard(SUBSCRIPTION)
-        return dumps({"event": request["op"], "arg": CHANNEL, "connId": "fake"})
+            conn.subscriptions.difference_update(names)
+        # OKX acknowledges each argument; one acknowledgement stands for them here
+        return dumps({"event": request["op"], "arg": args[-1], "connId": "fake"})
+
+    def _subscription(self, arg: Any) -> str | None:
+        if arg == CHANNEL:
+            return SUBSCRIPTION
+        if isinstance(arg, dict) and arg.get("channel") == "open-interest":
+            inst_id = arg.get("instId")
+            return f"open-interest:{inst_id}" if inst_id in self.contract_values else None
+        return None
 
     async def after_answer(self, conn: FakeConnection) -> None:
         if (
