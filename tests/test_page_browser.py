@@ -5,12 +5,15 @@ Chromium is driven over the DevTools Protocol (tests/browser.py: one WebSocket, 
 data-*>` (never on a sleep), takes a screenshot of the chart and checks its pixels
 against the hub's own REST answers: a cell is coloured where a liquidation of the window
 is, the padding above the highest one is not, the last-price line ends where the newest
-fill is, and switching symbol or window redraws. Skipped only when no Chromium is
-installed (CI installs it: .ci/run).
+fill is, and switching symbol or window redraws. The OKX book's depth strip is checked
+the same way against the book the page holds (itself checked against REST), and the
+insights list against `GET .../unified`. Skipped only when no Chromium is installed (CI
+installs it: .ci/run).
 """
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -31,6 +34,9 @@ pytestmark = [
     pytest.mark.timeout(120),
 ]
 LIVE = "document.body.dataset.state === 'live'"
+# The demo replays its bundled OKX book; a loopback URL only keeps the `start_hub` fixture
+# from turning liquidity off (it does so while the real OKX is configured).
+WITH_BOOK = Settings(flush_ms=50, okx_ws_url="ws://127.0.0.1:9/unused")
 
 
 def heat(pixels: np.ndarray) -> np.ndarray:
@@ -110,10 +116,10 @@ def check_cells(chart: Chart, events: list[dict[str, Any]]) -> int:
     return len(shown)
 
 
-async def start_demo(start_hub: HubFactory) -> RunningHub:
+async def start_demo(start_hub: HubFactory, settings: Settings | None = None) -> RunningHub:
     """The bundled demo at its own pace (speed 1, as `serve --demo` runs), once its backfill
     pass is over. At speed 1 event times follow the wall clock, as live ones do."""
-    running = await start_hub(Settings(flush_ms=50), demo=True, speed=1)
+    running = await start_hub(settings or Settings(flush_ms=50), demo=True, speed=1)
     feed = running.hub.feed
     assert isinstance(feed, ReplayFeed)
     await eventually(lambda: feed.status.frames > len(feed.lines))
@@ -313,3 +319,129 @@ async def test_live_liquidations_are_added_to_the_matrix_as_they_arrive(
             for _, x0, x1, y0, y1 in sorted(boxes)
         ]
         assert brightness == sorted(brightness), f"colour not rising with notional: {brightness}"
+
+
+def near(pixels: np.ndarray, hex_colour: str, tolerance: int = 40) -> np.ndarray:
+    """Where pixels are within `tolerance` of a `#rrggbb` colour, on every channel."""
+    rgb = np.array([int(hex_colour[k : k + 2], 16) for k in (1, 3, 5)])
+    return (np.abs(pixels.astype(int) - rgb) <= tolerance).all(axis=-1)
+
+
+async def shoot_book(browser: Browser) -> tuple[bytes, dict[str, Any], dict[str, str]]:
+    """A screenshot of the depth strip with the book and axes the page drew it from."""
+    while True:
+        before = await data_of(browser)
+        book = json.loads(await browser.evaluate("JSON.stringify(book)"))
+        x, y, width, height = (float(v) for v in before["depth"].split(","))
+        png = await browser.screenshot((x, y, width, height))
+        if before == await data_of(browser) and book and book["time"] == int(before["booktime"]):
+            return png, book, before
+
+
+async def test_the_page_draws_the_order_book_and_lists_its_insights(
+    start_hub: HubFactory, tmp_path: Path
+) -> None:
+    running = await start_demo(start_hub, WITH_BOOK)
+    assert CHROMIUM is not None
+    async with Browser(CHROMIUM) as browser:
+        # SOLUSDT: the demo book spans about ten bins a side there
+        await browser.goto(f"{running.http}/?symbol=SOLUSDT&window=1h")
+        await browser.wait_for(
+            f"{LIVE} && document.body.dataset.book === 'live' && "
+            "+document.body.dataset.bidbins > 0 && +document.body.dataset.askbins > 0"
+        )
+
+        # The book the page holds is the hub's (channel and REST agree within a second).
+        seen: list[Any] = []
+
+        async def same_book() -> bool:
+            page = json.loads(await browser.evaluate("JSON.stringify(book)"))
+            rest = (await running.get("/api/heatmap/liquidity/SOLUSDT")).json()
+            seen[:] = [page and page["time"], rest.get("data", rest)]
+            return rest["success"] and page == rest["data"]
+
+        await eventually(same_book, seen=lambda: seen)
+
+        # Insights: the page lists what unified says (it re-reads every 5 s); the demo's
+        # SOL book grows walls next to its clusters within seconds, so there are some.
+        async def same_insights() -> bool:
+            shown = json.loads(await browser.evaluate(
+                "JSON.stringify([...document.querySelectorAll('#insights .ins')]"
+                ".map((e) => [e.dataset.kind, e.dataset.side, +e.dataset.price]))"
+            ))  # fmt: skip
+            body = (await running.get("/api/heatmap/unified/SOLUSDT", timeWindow="1h")).json()
+            want = [[i["kind"], i["side"], i["price"]] for i in body["data"]["insights"]]
+            seen[:] = [shown, want, body["data"]["insights"]]
+            return bool(want) and shown == want
+
+        await eventually(same_insights, seen=lambda: seen)
+        text = await browser.evaluate("document.getElementById('insights').innerText")
+        for insight in seen[2]:
+            assert insight["detail"] in text, (insight, text)
+            assert f"strength {round(100 * insight['strength'])}%" in text, (insight, text)
+        panel = await browser.evaluate("document.getElementById('book').innerText")
+        assert "best bid" in panel and "best ask" in panel, panel
+        save(tmp_path, "book-page.png", await browser.screenshot())
+
+        # Pixels: bid colour left of the strip's centre and ask colour right of it, on the
+        # rows of the bins where the book has depth; neither anywhere else.
+        png, book, data = await shoot_book(browser)
+        save(tmp_path, "book-strip.png", png)
+        pixels = decode_png(png)
+        colours = json.loads(await browser.evaluate("JSON.stringify([C.bid, C.ask])"))
+        height, width = pixels.shape[:2]
+        p0, p1, centre = float(data["p0"]), float(data["p1"]), width // 2
+        bin_width = book["depth"]["bin_width"]
+
+        def row(price: float) -> int:
+            return int((p1 - price) / (p1 - p0) * height)
+
+        lines = [row(w["price"]) for w in book["walls"]] + [row(book["mid"])]
+        covered = np.zeros(height, bool)  # rows any depth bin may touch
+        for side, colour, x in (("bids", colours[0], centre - 1), ("asks", colours[1], centre + 1)):
+            checked = 0
+            for low, _ in book["depth"][side]:
+                top, bottom = row(low + bin_width), row(low)
+                covered[max(0, top - 2) : bottom + 3] = True
+                y = (top + bottom) // 2
+                if not 2 < y < height - 2 or any(abs(y - line) <= 3 for line in lines):
+                    continue  # off the chart, or under a wall or the mid line
+                checked += 1
+                assert near(pixels[y, x], colour), (side, low, (x, y), pixels[y, x].tolist())
+            assert checked >= 2, f"only {checked} {side} bins away from walls to check"
+        bid, ask = near(pixels, colours[0]), near(pixels, colours[1])
+        assert not bid[:, centre + 1 :].any() and not ask[:, : centre - 1].any(), "sides mixed"
+        assert not (bid | ask)[~covered].any(), "book colour on rows with no depth"
+
+        # A wall under the pointer shows its notional.
+        if book["walls"]:
+            wall = book["walls"][0]
+            x0, y0 = (float(v) for v in data["depth"].split(",")[:2])
+            dx = centre - 10 if wall["side"] == "bid" else centre + 10
+            await browser.mouse_move(x0 + dx, y0 + row(wall["price"]))
+            tip = await browser.wait_for(
+                "document.getElementById('tip').style.display === 'block' && "
+                "document.getElementById('tip').innerText"
+            )
+            assert f"{wall['side']} wall" in tip and "USDT" in tip, tip
+        assert not [line for line in browser.console if "Error" in line], browser.console
+
+
+async def test_the_page_says_the_order_book_is_off(start_hub: HubFactory) -> None:
+    running = await start_demo(start_hub, Settings(flush_ms=50, liquidity="off"))
+    refused = await running.get("/api/heatmap/liquidity/BTCUSDT")
+    assert refused.status_code == 503, refused.text
+    assert CHROMIUM is not None
+    async with Browser(CHROMIUM) as browser:
+        await browser.goto(f"{running.http}/?symbol=BTCUSDT&window=1h")
+        await browser.wait_for(
+            f"{LIVE} && document.body.dataset.book === 'off' && "
+            "document.body.dataset.insights === '0'"
+        )
+        panel = await browser.evaluate("document.getElementById('book').innerText")
+        assert "order book off" in panel, panel
+        listed = await browser.evaluate("document.getElementById('insights').innerText")
+        assert "no insights for BTCUSDT" in listed and "order book off" in listed, listed
+        data = await data_of(browser)
+        assert data["bidbins"] == "0" and data["askbins"] == "0", data
+        assert not [line for line in browser.console if "Error" in line], browser.console
