@@ -384,46 +384,62 @@ async def test_the_page_draws_the_order_book_and_lists_its_insights(
         save(tmp_path, "book-page.png", await browser.screenshot())
 
         # Pixels: bid colour left of the strip's centre and ask colour right of it, on the
-        # rows of the bins where the book has depth; neither anywhere else.
+        # rows of the bins where the book has depth; neither anywhere else. The demo's SOL
+        # book holds walls after a few seconds: they are drawn too.
+        await browser.wait_for("+document.body.dataset.walls > 0")
         png, book, data = await shoot_book(browser)
         save(tmp_path, "book-strip.png", png)
         pixels = decode_png(png)
-        colours = json.loads(await browser.evaluate("JSON.stringify([C.bid, C.ask])"))
+        colours = json.loads(await browser.evaluate("JSON.stringify(C)"))
         height, width = pixels.shape[:2]
         p0, p1, centre = float(data["p0"]), float(data["p1"]), width // 2
         bin_width = book["depth"]["bin_width"]
 
         def row(price: float) -> int:
-            return int((p1 - price) / (p1 - p0) * height)
+            return round((p1 - price) / (p1 - p0) * height)  # the page draws whole pixels
 
-        lines = [row(w["price"]) for w in book["walls"]] + [row(book["mid"])]
         covered = np.zeros(height, bool)  # rows any depth bin may touch
-        for side, colour, x in (("bids", colours[0], centre - 1), ("asks", colours[1], centre + 1)):
+        for side, x in (("bid", centre - 1), ("ask", centre + 1)):
+            # a wall's line (2 px, dark-edged) and the mid line cross the bars: not checked
+            lines = [(row(w["price"]), 2) for w in book["walls"] if w["side"] == side]
+            lines.append((row(book["mid"]), 1))
             checked = 0
-            for low, _ in book["depth"][side]:
+            for low, _ in book["depth"][side + "s"]:
                 top, bottom = row(low + bin_width), row(low)
                 covered[max(0, top - 2) : bottom + 3] = True
-                y = (top + bottom) // 2
-                if not 2 < y < height - 2 or any(abs(y - line) <= 3 for line in lines):
-                    continue  # off the chart, or under a wall or the mid line
+                rows = [
+                    y
+                    for y in range(top, max(bottom, top + 2))
+                    if 0 <= y < height and all(abs(y - at) > gap for at, gap in lines)
+                ]
+                if not rows:
+                    continue
                 checked += 1
-                assert near(pixels[y, x], colour), (side, low, (x, y), pixels[y, x].tolist())
-            assert checked >= 2, f"only {checked} {side} bins away from walls to check"
-        bid, ask = near(pixels, colours[0]), near(pixels, colours[1])
+                column = pixels[rows, x]
+                assert near(column, colours[side]).any(), (side, low, x, rows, column.tolist())
+            assert checked >= 2, f"only {checked} {side} bins away from the lines to check"
+            for wall in (w for w in book["walls"] if w["side"] == side):
+                y, half = (
+                    row(wall["price"]),
+                    slice(0, centre) if side == "bid" else slice(centre, width),
+                )
+                line = pixels[max(0, y - 2) : y + 3, half]
+                assert near(line, colours[side + "Wall"]).any(), (wall, y, line.tolist())
+        bid, ask = near(pixels, colours["bid"]), near(pixels, colours["ask"])
         assert not bid[:, centre + 1 :].any() and not ask[:, : centre - 1].any(), "sides mixed"
         assert not (bid | ask)[~covered].any(), "book colour on rows with no depth"
 
         # A wall under the pointer shows its notional.
-        if book["walls"]:
-            wall = book["walls"][0]
-            x0, y0 = (float(v) for v in data["depth"].split(",")[:2])
-            dx = centre - 10 if wall["side"] == "bid" else centre + 10
-            await browser.mouse_move(x0 + dx, y0 + row(wall["price"]))
-            tip = await browser.wait_for(
-                "document.getElementById('tip').style.display === 'block' && "
-                "document.getElementById('tip').innerText"
-            )
-            assert f"{wall['side']} wall" in tip and "USDT" in tip, tip
+        wall = book["walls"][0]
+        x0, y0 = (float(v) for v in data["depth"].split(",")[:2])
+        dx = centre - 10 if wall["side"] == "bid" else centre + 10
+        await browser.mouse_move(x0 + dx, y0 + row(wall["price"]))
+        tip = await browser.wait_for(
+            "document.getElementById('tip').style.display === 'block' && "
+            "document.getElementById('tip').innerText"
+        )
+        assert f"{wall['side']} wall" in tip and "USDT" in tip, tip
+        save(tmp_path, "book-hover.png", await browser.screenshot())
         assert not [line for line in browser.console if "Error" in line], browser.console
 
 
@@ -444,4 +460,33 @@ async def test_the_page_says_the_order_book_is_off(start_hub: HubFactory) -> Non
         assert "no insights for BTCUSDT" in listed and "order book off" in listed, listed
         data = await data_of(browser)
         assert data["bidbins"] == "0" and data["askbins"] == "0", data
+        assert not [line for line in browser.console if "Error" in line], browser.console
+
+
+async def test_the_page_says_no_book_is_synced_yet(
+    start_hub: HubFactory, fake_binance: FakeBinance
+) -> None:
+    # OKX unreachable: the hub keeps retrying, REST answers 503 with its reason.
+    closed = "127.0.0.1:9"
+    running = await start_hub(
+        Settings(
+            binance_ws_url=fake_binance.base_url,
+            okx_ws_url=f"ws://{closed}/ws",
+            okx_rest_url=f"http://{closed}",
+            symbols=("BTCUSDT",),
+            exchanges=BINANCE,
+        )
+    )
+    refused = (await running.get("/api/heatmap/liquidity/BTCUSDT")).json()
+    assert refused["success"] is False and "no OKX order book synced" in refused["error"], refused
+    assert CHROMIUM is not None
+    async with Browser(CHROMIUM) as browser:
+        await browser.goto(f"{running.http}/?symbol=BTCUSDT&window=1h")
+        panel = await browser.wait_for(
+            "document.body.dataset.book === 'waiting' && document.body.dataset.insights === '0' "
+            "&& document.getElementById('book').innerText"
+        )
+        assert "no synced order book yet" in panel and refused["error"] in panel, panel
+        listed = await browser.evaluate("document.getElementById('insights').innerText")
+        assert "no insights for BTCUSDT" in listed and "no synced order book" in listed, listed
         assert not [line for line in browser.console if "Error" in line], browser.console
