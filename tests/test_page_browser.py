@@ -440,6 +440,8 @@ async def test_the_page_draws_the_order_book_and_lists_its_insights(
         )
         assert f"{wall['side']} wall" in tip and "USDT" in tip, tip
         save(tmp_path, "book-hover.png", await browser.screenshot())
+        await browser.evaluate("document.getElementById('insights').scrollIntoView()")
+        save(tmp_path, "book-insights.png", await browser.screenshot())
         assert not [line for line in browser.console if "Error" in line], browser.console
 
 
