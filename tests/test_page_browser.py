@@ -362,14 +362,19 @@ async def test_the_page_draws_the_order_book_and_lists_its_insights(
 
         await eventually(same_book, seen=lambda: seen)
 
-        # Insights: the page lists what unified says (it re-reads every 5 s); the demo's
-        # SOL book grows walls next to its clusters within seconds, so there are some.
+        # Insights: the page re-reads unified every 5 s and lists what it says. The demo's
+        # SOL book has some within seconds. Cluster prices move with each liquidation, so
+        # for an exact comparison the page re-reads right before the test does.
+        await browser.wait_for("+document.body.dataset.insights > 0")
+        reread = "loadInsights().then(() => new Promise((done) => requestAnimationFrame(done)))"
+
         async def same_insights() -> bool:
+            await browser.evaluate(reread)
+            body = (await running.get("/api/heatmap/unified/SOLUSDT", timeWindow="1h")).json()
             shown = json.loads(await browser.evaluate(
                 "JSON.stringify([...document.querySelectorAll('#insights .ins')]"
                 ".map((e) => [e.dataset.kind, e.dataset.side, +e.dataset.price]))"
             ))  # fmt: skip
-            body = (await running.get("/api/heatmap/unified/SOLUSDT", timeWindow="1h")).json()
             want = [[i["kind"], i["side"], i["price"]] for i in body["data"]["insights"]]
             seen[:] = [shown, want, body["data"]["insights"]]
             return bool(want) and shown == want
