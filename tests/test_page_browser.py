@@ -116,10 +116,10 @@ def check_cells(chart: Chart, events: list[dict[str, Any]]) -> int:
     return len(shown)
 
 
-async def start_demo(start_hub: HubFactory, settings: Settings | None = None) -> RunningHub:
+async def start_demo(start_hub: HubFactory) -> RunningHub:
     """The bundled demo at its own pace (speed 1, as `serve --demo` runs), once its backfill
     pass is over. At speed 1 event times follow the wall clock, as live ones do."""
-    running = await start_hub(settings or Settings(flush_ms=50), demo=True, speed=1)
+    running = await start_hub(Settings(flush_ms=50), demo=True, speed=1)
     feed = running.hub.feed
     assert isinstance(feed, ReplayFeed)
     await eventually(lambda: feed.status.frames > len(feed.lines))
@@ -341,7 +341,8 @@ async def shoot_book(browser: Browser) -> tuple[bytes, dict[str, Any], dict[str,
 async def test_the_page_draws_the_order_book_and_lists_its_insights(
     start_hub: HubFactory, tmp_path: Path
 ) -> None:
-    running = await start_demo(start_hub, WITH_BOOK)
+    # the demo as `serve --demo` runs it; nothing here needs its backfill pass to be over
+    running = await start_hub(WITH_BOOK, demo=True, speed=1)
     assert CHROMIUM is not None
     async with Browser(CHROMIUM) as browser:
         # SOLUSDT: the demo book spans about ten bins a side there
@@ -451,7 +452,7 @@ async def test_the_page_draws_the_order_book_and_lists_its_insights(
 
 
 async def test_the_page_says_the_order_book_is_off(start_hub: HubFactory) -> None:
-    running = await start_demo(start_hub, Settings(flush_ms=50, liquidity="off"))
+    running = await start_hub(Settings(flush_ms=50, liquidity="off"), demo=True, speed=1)
     refused = await running.get("/api/heatmap/liquidity/BTCUSDT")
     assert refused.status_code == 503, refused.text
     assert CHROMIUM is not None
