@@ -451,7 +451,7 @@ async def test_the_page_draws_the_order_book_and_lists_its_insights(
         assert not [line for line in browser.console if "Error" in line], browser.console
 
 
-async def test_the_page_says_the_order_book_is_off(start_hub: HubFactory) -> None:
+async def test_the_page_says_the_order_book_is_off(start_hub: HubFactory, tmp_path: Path) -> None:
     running = await start_hub(Settings(flush_ms=50, liquidity="off"), demo=True, speed=1)
     refused = await running.get("/api/heatmap/liquidity/BTCUSDT")
     assert refused.status_code == 503, refused.text
@@ -468,6 +468,7 @@ async def test_the_page_says_the_order_book_is_off(start_hub: HubFactory) -> Non
         assert "no insights for BTCUSDT" in listed and "order book off" in listed, listed
         data = await data_of(browser)
         assert data["bidbins"] == "0" and data["askbins"] == "0", data
+        save(tmp_path, "book-off.png", await browser.screenshot())
         assert not [line for line in browser.console if "Error" in line], browser.console
 
 
