@@ -5,12 +5,15 @@ Chromium is driven over the DevTools Protocol (tests/browser.py: one WebSocket, 
 data-*>` (never on a sleep), takes a screenshot of the chart and checks its pixels
 against the hub's own REST answers: a cell is coloured where a liquidation of the window
 is, the padding above the highest one is not, the last-price line ends where the newest
-fill is, and switching symbol or window redraws. Skipped only when no Chromium is
-installed (CI installs it: .ci/run).
+fill is, and switching symbol or window redraws. The OKX book's depth strip is checked
+the same way against the book the page holds (itself checked against REST), and the
+insights list against `GET .../unified`. Skipped only when no Chromium is installed (CI
+installs it: .ci/run).
 """
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -31,6 +34,9 @@ pytestmark = [
     pytest.mark.timeout(120),
 ]
 LIVE = "document.body.dataset.state === 'live'"
+# The demo replays its bundled OKX book; a loopback URL only keeps the `start_hub` fixture
+# from turning liquidity off (it does so while the real OKX is configured).
+WITH_BOOK = Settings(flush_ms=50, okx_ws_url="ws://127.0.0.1:9/unused")
 
 
 def heat(pixels: np.ndarray) -> np.ndarray:
@@ -313,3 +319,183 @@ async def test_live_liquidations_are_added_to_the_matrix_as_they_arrive(
             for _, x0, x1, y0, y1 in sorted(boxes)
         ]
         assert brightness == sorted(brightness), f"colour not rising with notional: {brightness}"
+
+
+def near(pixels: np.ndarray, hex_colour: str, tolerance: int = 40) -> np.ndarray:
+    """Where pixels are within `tolerance` of a `#rrggbb` colour, on every channel."""
+    rgb = np.array([int(hex_colour[k : k + 2], 16) for k in (1, 3, 5)])
+    return (np.abs(pixels.astype(int) - rgb) <= tolerance).all(axis=-1)
+
+
+async def shoot_book(browser: Browser) -> tuple[bytes, dict[str, Any], dict[str, str]]:
+    """A screenshot of the depth strip with the book and axes the page drew it from."""
+    while True:
+        before = await data_of(browser)
+        book = json.loads(await browser.evaluate("JSON.stringify(book)"))
+        x, y, width, height = (float(v) for v in before["depth"].split(","))
+        png = await browser.screenshot((x, y, width, height))
+        if before == await data_of(browser) and book and book["time"] == int(before["booktime"]):
+            return png, book, before
+
+
+async def test_the_page_draws_the_order_book_and_lists_its_insights(
+    start_hub: HubFactory, tmp_path: Path
+) -> None:
+    # the demo as `serve --demo` runs it; nothing here needs its backfill pass to be over
+    running = await start_hub(WITH_BOOK, demo=True, speed=1)
+    assert CHROMIUM is not None
+    async with Browser(CHROMIUM) as browser:
+        # SOLUSDT: the demo book spans about ten bins a side there
+        await browser.goto(f"{running.http}/?symbol=SOLUSDT&window=1h")
+        await browser.wait_for(
+            f"{LIVE} && document.body.dataset.book === 'live' && "
+            "+document.body.dataset.bidbins > 0 && +document.body.dataset.askbins > 0"
+        )
+
+        # The book the page holds is the hub's (channel and REST agree within a second).
+        seen: list[Any] = []
+
+        async def same_book() -> bool:
+            page = json.loads(await browser.evaluate("JSON.stringify(book)"))
+            rest = (await running.get("/api/heatmap/liquidity/SOLUSDT")).json()
+            seen[:] = [page and page["time"], rest.get("data", rest)]
+            return rest["success"] and page == rest["data"]
+
+        await eventually(same_book, seen=lambda: seen)
+
+        # Insights: the page re-reads unified every 5 s and lists what it says. The demo's
+        # SOL book has some within seconds. Cluster prices move with each liquidation, so
+        # for an exact comparison the page re-reads right before the test does.
+        await browser.wait_for("+document.body.dataset.insights > 0")
+        reread = "loadInsights().then(() => new Promise((done) => requestAnimationFrame(done)))"
+
+        async def same_insights() -> bool:
+            await browser.evaluate(reread)
+            body = (await running.get("/api/heatmap/unified/SOLUSDT", timeWindow="1h")).json()
+            shown = json.loads(await browser.evaluate(
+                "JSON.stringify([...document.querySelectorAll('#insights .ins')]"
+                ".map((e) => [e.dataset.kind, e.dataset.side, +e.dataset.price]))"
+            ))  # fmt: skip
+            want = [[i["kind"], i["side"], i["price"]] for i in body["data"]["insights"]]
+            seen[:] = [shown, want, body["data"]["insights"]]
+            return bool(want) and shown == want
+
+        await eventually(same_insights, seen=lambda: seen)
+        text = await browser.evaluate("document.getElementById('insights').innerText")
+        for insight in seen[2]:
+            assert insight["detail"] in text, (insight, text)
+            assert f"strength {round(100 * insight['strength'])}%" in text, (insight, text)
+        panel = await browser.evaluate("document.getElementById('book').innerText")
+        assert "best bid" in panel and "best ask" in panel, panel
+        save(tmp_path, "book-page.png", await browser.screenshot())
+
+        # Pixels: bid colour left of the strip's centre and ask colour right of it, on the
+        # rows of the bins where the book has depth; neither anywhere else. The demo's SOL
+        # book holds walls after a few seconds: they are drawn too.
+        await browser.wait_for("+document.body.dataset.walls > 0")
+        png, book, data = await shoot_book(browser)
+        save(tmp_path, "book-strip.png", png)
+        pixels = decode_png(png)
+        colours = json.loads(await browser.evaluate("JSON.stringify(C)"))
+        height, width = pixels.shape[:2]
+        p0, p1, centre = float(data["p0"]), float(data["p1"]), width // 2
+        bin_width = book["depth"]["bin_width"]
+
+        def row(price: float) -> int:
+            return round((p1 - price) / (p1 - p0) * height)  # the page draws whole pixels
+
+        covered = np.zeros(height, bool)  # rows any depth bin may touch
+        for side, x in (("bid", centre - 1), ("ask", centre + 1)):
+            # a wall's line (2 px, dark-edged) and the mid line cross the bars: not checked
+            lines = [(row(w["price"]), 2) for w in book["walls"] if w["side"] == side]
+            lines.append((row(book["mid"]), 1))
+            checked = 0
+            for low, _ in book["depth"][side + "s"]:
+                top, bottom = row(low + bin_width), row(low)
+                covered[max(0, top - 2) : bottom + 3] = True
+                rows = [
+                    y
+                    for y in range(top, max(bottom, top + 2))
+                    if 0 <= y < height and all(abs(y - at) > gap for at, gap in lines)
+                ]
+                if not rows:
+                    continue
+                checked += 1
+                column = pixels[rows, x]
+                assert near(column, colours[side]).any(), (side, low, x, rows, column.tolist())
+            assert checked >= 2, f"only {checked} {side} bins away from the lines to check"
+            for wall in (w for w in book["walls"] if w["side"] == side):
+                y, half = (
+                    row(wall["price"]),
+                    slice(0, centre) if side == "bid" else slice(centre, width),
+                )
+                line = pixels[max(0, y - 2) : y + 3, half]
+                assert near(line, colours[side + "Wall"]).any(), (wall, y, line.tolist())
+        bid, ask = near(pixels, colours["bid"]), near(pixels, colours["ask"])
+        assert not bid[:, centre + 1 :].any() and not ask[:, : centre - 1].any(), "sides mixed"
+        assert not (bid | ask)[~covered].any(), "book colour on rows with no depth"
+
+        # A wall under the pointer shows its notional.
+        wall = book["walls"][0]
+        x0, y0 = (float(v) for v in data["depth"].split(",")[:2])
+        dx = centre - 10 if wall["side"] == "bid" else centre + 10
+        await browser.mouse_move(x0 + dx, y0 + row(wall["price"]))
+        tip = await browser.wait_for(
+            "document.getElementById('tip').style.display === 'block' && "
+            "document.getElementById('tip').innerText"
+        )
+        assert f"{wall['side']} wall" in tip and "USDT" in tip, tip
+        save(tmp_path, "book-hover.png", await browser.screenshot())
+        await browser.evaluate("document.getElementById('insights').scrollIntoView()")
+        save(tmp_path, "book-insights.png", await browser.screenshot())
+        assert not [line for line in browser.console if "Error" in line], browser.console
+
+
+async def test_the_page_says_the_order_book_is_off(start_hub: HubFactory, tmp_path: Path) -> None:
+    running = await start_hub(Settings(flush_ms=50, liquidity="off"), demo=True, speed=1)
+    refused = await running.get("/api/heatmap/liquidity/BTCUSDT")
+    assert refused.status_code == 503, refused.text
+    assert CHROMIUM is not None
+    async with Browser(CHROMIUM) as browser:
+        await browser.goto(f"{running.http}/?symbol=BTCUSDT&window=1h")
+        await browser.wait_for(
+            f"{LIVE} && document.body.dataset.book === 'off' && "
+            "document.body.dataset.insights === '0'"
+        )
+        panel = await browser.evaluate("document.getElementById('book').innerText")
+        assert "order book off" in panel, panel
+        listed = await browser.evaluate("document.getElementById('insights').innerText")
+        assert "no insights for BTCUSDT" in listed and "order book off" in listed, listed
+        data = await data_of(browser)
+        assert data["bidbins"] == "0" and data["askbins"] == "0", data
+        save(tmp_path, "book-off.png", await browser.screenshot())
+        assert not [line for line in browser.console if "Error" in line], browser.console
+
+
+async def test_the_page_says_no_book_is_synced_yet(
+    start_hub: HubFactory, fake_binance: FakeBinance
+) -> None:
+    # OKX unreachable: the hub keeps retrying, REST answers 503 with its reason.
+    closed = "127.0.0.1:9"
+    running = await start_hub(
+        Settings(
+            binance_ws_url=fake_binance.base_url,
+            okx_ws_url=f"ws://{closed}/ws",
+            okx_rest_url=f"http://{closed}",
+            symbols=("BTCUSDT",),
+            exchanges=BINANCE,
+        )
+    )
+    refused = (await running.get("/api/heatmap/liquidity/BTCUSDT")).json()
+    assert refused["success"] is False and "no OKX order book synced" in refused["error"], refused
+    assert CHROMIUM is not None
+    async with Browser(CHROMIUM) as browser:
+        await browser.goto(f"{running.http}/?symbol=BTCUSDT&window=1h")
+        panel = await browser.wait_for(
+            "document.body.dataset.book === 'waiting' && document.body.dataset.insights === '0' "
+            "&& document.getElementById('book').innerText"
+        )
+        assert "no synced order book yet" in panel and refused["error"] in panel, panel
+        listed = await browser.evaluate("document.getElementById('insights').innerText")
+        assert "no insights for BTCUSDT" in listed and "no synced order book" in listed, listed
+        assert not [line for line in browser.console if "Error" in line], browser.console
