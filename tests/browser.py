@@ -173,6 +173,11 @@ class Browser:
         """A PNG of the viewport, or of the (x, y, width, height) part of it."""
         # optimizeForSpeed: Chromium then filters every row with Up, which decodes in a
         # vector step per row (its default mixes in Paeth, a Python loop per byte).
+        # Two animation frames first: what the page last drew is then on screen, not a
+        # frame composited before it (a loaded machine lags the compositor).
+        await self.evaluate(
+            "new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))"
+        )
         params: dict[str, Any] = {"format": "png", "optimizeForSpeed": True}
         if clip is not None:
             x, y, width, height = clip
