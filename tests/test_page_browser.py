@@ -205,14 +205,16 @@ async def test_the_page_draws_live_liquidations_where_the_data_has_them(
         await browser.evaluate("document.getElementById('priceLine').click()")
         await browser.wait_for("document.body.dataset.priceline === 'off'")
 
-        # Another symbol: new axes, the cells of its own liquidations.
+        # Another symbol: new axes, the cells of its own liquidations (drawn once its own
+        # timeline is loaded, not the axes alone).
+        loads = int((await data_of(browser))["loads"])
         await browser.evaluate(
             "const s = document.getElementById('symbol'); s.value = 'ETHUSDT';"
             "s.dispatchEvent(new Event('change'))"
         )
         await browser.wait_for(
             f"document.body.dataset.symbol === 'ETHUSDT' && {LIVE} && "
-            f"+document.body.dataset.p1 < {chart.p0}"
+            f"+document.body.dataset.p1 < {chart.p0} && +document.body.dataset.loads > {loads}"
         )
         eth = await shoot(browser)
         save(tmp_path, "eth-1h.png", eth.png)
@@ -220,10 +222,12 @@ async def test_the_page_draws_live_liquidations_where_the_data_has_them(
         assert (eth.pixels != chart.pixels).any()
 
         # A shorter window: the time axis spans 15 minutes, cells redrawn on it.
+        loads = int((await data_of(browser))["loads"])
         await browser.evaluate("document.querySelector('#windows [data-window=\"15m\"]').click()")
         await browser.wait_for(
             f"document.body.dataset.window === '15m' && {LIVE} && "
-            "+document.body.dataset.t1 - +document.body.dataset.t0 === 900000"
+            "+document.body.dataset.t1 - +document.body.dataset.t0 === 900000 && "
+            f"+document.body.dataset.loads > {loads}"
         )
         short = await shoot(browser)
         save(tmp_path, "eth-15m.png", short.png)
