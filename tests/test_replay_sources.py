@@ -8,6 +8,7 @@ import io
 import itertools
 import json
 import os
+import signal
 import sys
 from bisect import bisect_left
 from collections import defaultdict
@@ -18,7 +19,7 @@ import pytest
 from hub.feeds.replay import Recorder, ReplayFeed, ReplayLine, read_replay, read_replays
 from hub.models import LiquidationEvent
 from hub.service.sources import demo_files
-from tests.conftest import eventually
+from tests.conftest import eventually, free_port
 from tests.fakes.binance_server import FakeBinance, force_order
 from tests.fakes.bybit_server import FakeBybit, liquidation
 from tests.fakes.okx_server import SUBSCRIPTION, FakeOkx, detail, push_frame
@@ -157,19 +158,34 @@ async def test_record_writes_every_exchange_into_one_file(
         "BYBIT_REST_URL": fake_bybit.rest_url,
         "OKX_WS_URL": fake_okx.ws_url,
         "OKX_REST_URL": fake_okx.rest_url,
+        "BINANCE_REST_URL": f"http://127.0.0.1:{free_port()}",  # open interest: nothing there
     }
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "hub", "record", "--out", str(out), "--frames", "5",
-        cwd=ROOT, env=env,
-    )  # fmt: skip
+        sys.executable, "-m", "hub", "record", "--out", str(out), cwd=ROOT, env=env
+    )
     try:
         await fake_binance.wait_for_subscription("btcusdt@forceOrder")
         await fake_bybit.wait_for_subscription("allLiquidation.BTCUSDT")
         await fake_okx.wait_for_subscription(SUBSCRIPTION)
-        # acks so far: Bybit's and OKX's; then one liquidation from each exchange
+        # one liquidation from each exchange, beside acks, pongs and market data
         await fake_binance.push(force_order("BTCUSDT", "SELL", "60000.0", "0.010"))
         await fake_bybit.push("BTCUSDT", [liquidation("BTCUSDT", "Sell", "0.5", "60010.0")])
         await fake_okx.push("BTC-USDT-SWAP", [detail("buy", "2", "60020.0")])
+
+        def liquidations_recorded() -> set[str]:
+            text = out.read_text() if out.exists() else ""
+            marks = {"binance": "forceOrder", "bybit": "allLiquidation", "okx": "bkPx"}
+            return {
+                source
+                for line in text.splitlines()
+                for source, mark in marks.items()
+                if mark in line and json.loads(line)["source"] == source
+            }
+
+        await eventually(
+            lambda: liquidations_recorded() == set(EXCHANGES), seen=liquidations_recorded
+        )
+        process.send_signal(signal.SIGINT)
         assert await asyncio.wait_for(process.wait(), 20) == 0
     finally:
         if process.returncode is None:

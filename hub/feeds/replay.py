@@ -37,12 +37,18 @@ from hub.feeds.binance_market import OPEN_INTEREST_PATH, parse_mark_price_frame,
 from hub.feeds.binance_wire import BinanceDecoder
 from hub.feeds.bybit_wire import BybitDecoder
 from hub.feeds.okx_liquidations import OkxLiquidationDecoder
-from hub.models import LiquidationEvent, MarkPriceUpdate, OpenInterestUpdate
+from hub.models import (
+    LiquidationEvent,
+    MarkPriceUpdate,
+    OpenInterestUpdate,
+    round_significant,
+)
 
 log = logging.getLogger("hub.feeds")
 # A fast replay yields to the server after this much work: a liquidation counts 4 (it
 # moves the heatmaps, whose flush is what a yield costs), any other line 1.
 FAST_SLICE = 1_024
+LAP_DIGITS = 6  # a lap's scaled prices and sizes, at about an exchange's own precision
 MARKET_PARSERS = {"binance": parse_mark_price_frame}
 REST_PARSERS = {("binance", OPEN_INTEREST_PATH): parse_open_interest}
 DECODERS: dict[str, Callable[[], Decoder]] = {
@@ -271,7 +277,8 @@ class ReplayFeed(Feed):
         changes: dict[str, float | int] = {"time": update.time + self._shift}
         scale = self._lap_ratios.get(update.symbol, 1.0) ** self.lap
         if scale != 1.0 and update.price is not None:
-            changes["price"] = update.price * scale  # on this lap's price level, as events
+            # on this lap's price level, as events are
+            changes["price"] = round_significant(update.price * scale, LAP_DIGITS)
         self.market_sink(msgspec.structs.replace(update, **changes))
 
     def _moved(self, event: LiquidationEvent) -> LiquidationEvent:
@@ -282,8 +289,8 @@ class ReplayFeed(Feed):
             return msgspec.structs.replace(
                 event,
                 time=event.time + self._shift,
-                price=event.price * scale,
-                quantity=event.quantity / scale,
+                price=round_significant(event.price * scale, LAP_DIGITS),
+                quantity=round_significant(event.quantity / scale, LAP_DIGITS),
             )
         return msgspec.structs.replace(event, time=event.time + self._shift)
 
