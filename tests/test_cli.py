@@ -148,6 +148,7 @@ async def test_record_writes_open_interest_and_mark_prices(
     assert {"stream": "btcusdt@markPrice@1s", "data": mark} in [line["raw"] for line in lines]
 
 
+@pytest.mark.timeout(180)  # a hub start-up and a full replay, on a loaded machine
 def test_serve_replay_matches_the_expected_totals() -> None:
     expected = json.loads((DATA / "sample_session.expected.json").read_text())["per_symbol"]
     port = free_port()
@@ -170,27 +171,29 @@ def test_serve_replay_matches_the_expected_totals() -> None:
     )
     try:
         base = f"http://127.0.0.1:{port}/api/heatmap"
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90  # generous: start-up and replay on a loaded machine
         status = None
         while time.monotonic() < deadline:
             try:
-                status = httpx.get(f"{base}/status").json()["data"]
+                status = httpx.get(f"{base}/status", timeout=15).json()["data"]
                 if status["sources"]["replay"]["frames"] == 4987:
                     break
             except httpx.TransportError:
                 pass
             time.sleep(0.2)
-        assert status is not None
+        assert status is not None, "serve --replay never answered /status"
+        replayed = status["sources"]["replay"]["frames"]
+        assert replayed == 4987, f"expected all 4987 frames replayed, saw {replayed}"
         for symbol, totals in expected.items():
             assert status["symbols"][symbol]["events"] == totals["events"]
 
             def statistics(symbol: str = symbol) -> dict[str, float]:
-                body = httpx.get(f"{base}/liquidations/{symbol}/heatmap").json()
+                body = httpx.get(f"{base}/liquidations/{symbol}/heatmap", timeout=15).json()
                 return body["data"]["statistics"]
 
-            deadline = time.monotonic() + 5
-            while statistics()["event_count"] != totals["events"]:
-                assert time.monotonic() < deadline
+            deadline = time.monotonic() + 30
+            while (seen := statistics()["event_count"]) != totals["events"]:
+                assert time.monotonic() < deadline, f"{symbol}: {seen} of {totals['events']}"
                 time.sleep(0.1)
             stats = statistics()
             for key in ("long_notional", "short_notional", "total_notional"):
