@@ -13,6 +13,7 @@ installs it: .ci/run).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from pathlib import Path
@@ -87,6 +88,24 @@ async def shoot(browser: Browser) -> Chart:
         if before == await browser.evaluate("JSON.stringify(document.body.dataset)"):
             chart = Chart(png, await data_of(browser))
             return chart
+
+
+async def matching_shot(
+    browser: Browser, running: RunningHub, symbol: str, window: str, within: float = 30.0
+) -> Chart:
+    """A screenshot once what the page shows matches the data: right after a switch of
+    symbol or window, a loaded machine can still be drawing the view (seen: one run in a
+    few of the full suite beside another). Fails like `check_cells` if it never does."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        chart = await shoot(browser)
+        try:
+            check_cells(chart, await window_events(running, symbol, window))
+            return chart
+        except AssertionError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.5)
 
 
 async def data_of(browser: Browser) -> dict[str, str]:
@@ -216,7 +235,7 @@ async def test_the_page_draws_live_liquidations_where_the_data_has_them(
             f"document.body.dataset.symbol === 'ETHUSDT' && {LIVE} && "
             f"+document.body.dataset.p1 < {chart.p0} && +document.body.dataset.loads > {loads}"
         )
-        eth = await shoot(browser)
+        eth = await matching_shot(browser, running, "ETHUSDT", "1h")
         save(tmp_path, "eth-1h.png", eth.png)
         assert check_cells(eth, await window_events(running, "ETHUSDT", "1h")) >= 20
         assert (eth.pixels != chart.pixels).any()
@@ -229,7 +248,7 @@ async def test_the_page_draws_live_liquidations_where_the_data_has_them(
             "+document.body.dataset.t1 - +document.body.dataset.t0 === 900000 && "
             f"+document.body.dataset.loads > {loads}"
         )
-        short = await shoot(browser)
+        short = await matching_shot(browser, running, "ETHUSDT", "15m")
         save(tmp_path, "eth-15m.png", short.png)
         check_cells(short, await window_events(running, "ETHUSDT", "15m"))
         assert short.buckets == 90 and (short.pixels != eth.pixels).any()
