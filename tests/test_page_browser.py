@@ -273,8 +273,12 @@ async def test_the_page_says_the_upstream_is_down_instead_of_showing_live(
             "document.body.dataset.health === 'down' && document.body.dataset.notice"
         )
         assert "binance" in notice and "reconnecting" in notice, notice
-        header = await browser.evaluate("document.getElementById('health').innerText")
-        assert "binance reconnecting" in header and "live" not in header, header
+        # (the header says "connecting to hub" until the page's own socket is open)
+        header = await browser.wait_for(
+            "document.getElementById('health').innerText.includes('binance reconnecting') && "
+            "document.getElementById('health').innerText"
+        )
+        assert "live" not in header, header
         panel = await browser.evaluate("document.getElementById('sources').innerText")
         assert "last error" in panel, panel
 
