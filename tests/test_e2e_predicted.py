@@ -100,6 +100,18 @@ def mark(price: float) -> dict[str, Any]:
             "r": "0.0001", "T": now + 3_600_000}  # fmt: skip
 
 
+def binance_only(fake_binance: FakeBinance, rest: FakeOpenInterest, **more: Any) -> Settings:
+    """Binance's look-alikes for liquidations, mark prices and open interest, nothing else."""
+    return Settings(
+        binance_ws_url=fake_binance.base_url,
+        binance_rest_url=rest.url,
+        symbols=("BTCUSDT",),
+        exchanges=BINANCE,
+        flush_ms=20,
+        **more,
+    )
+
+
 async def rest_levels(client: httpx.AsyncClient, http: str, **params: str) -> dict[str, Any]:
     response = await client.get(f"{http}/api/heatmap/predicted/btcusdt", params=params)
     assert response.status_code == 200, response.text
@@ -139,14 +151,9 @@ async def test_open_interest_and_mark_price_reach_the_channel_and_rest(
     start_hub: HubFactory, fake_binance: FakeBinance
 ) -> None:
     async with FakeOpenInterest() as rest:
-        settings = Settings(
-            binance_ws_url=fake_binance.base_url,
-            binance_rest_url=rest.url,
-            symbols=("BTCUSDT",),
-            exchanges=BINANCE,
-            flush_ms=20,
+        running = await start_hub(
+            binance_only(fake_binance, rest), open_interest=True, oi_poll_interval=0.2
         )
-        running = await start_hub(settings, open_interest=True, oi_poll_interval=0.2)
         async with subscribed(running.ws) as client:
             await eventually(lambda: client.state is not None)
             await drive_open_interest(fake_binance, rest, client)
@@ -205,14 +212,9 @@ async def test_a_liquidation_at_an_open_level_counts_in_validation(
     start_hub: HubFactory, fake_binance: FakeBinance
 ) -> None:
     async with FakeOpenInterest() as rest:
-        settings = Settings(
-            binance_ws_url=fake_binance.base_url,
-            binance_rest_url=rest.url,
-            symbols=("BTCUSDT",),
-            exchanges=BINANCE,
-            flush_ms=20,
+        running = await start_hub(
+            binance_only(fake_binance, rest), open_interest=True, oi_poll_interval=0.2
         )
-        running = await start_hub(settings, open_interest=True, oi_poll_interval=0.2)
         async with subscribed(running.ws) as client:
             await eventually(lambda: client.state is not None)
             await drive_open_interest(fake_binance, rest, client)
@@ -310,14 +312,7 @@ async def test_levels_reach_a_web_process_over_redis(
     start_hub: HubFactory, fake_binance: FakeBinance, redis_server: RedisServer
 ) -> None:
     async with FakeOpenInterest() as rest:
-        settings = Settings(
-            binance_ws_url=fake_binance.base_url,
-            binance_rest_url=rest.url,
-            symbols=("BTCUSDT",),
-            exchanges=BINANCE,
-            flush_ms=20,
-            redis_url=redis_server.url,
-        )
+        settings = binance_only(fake_binance, rest, redis_url=redis_server.url)
         # `serve` with REDIS_URL is an ingest publishing to Redis (plus its own fan-out)
         await start_hub(settings, open_interest=True, oi_poll_interval=0.2)
         async with web_process(settings) as web:
