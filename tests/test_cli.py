@@ -111,11 +111,16 @@ async def test_record_writes_replay_lines(fake_binance: FakeBinance, tmp_path: P
             "HEATMAP_EXCHANGES": "binance",
         },
     )
-    await fake_binance.wait_for_subscription("btcusdt@forceOrder", timeout=15)
     sent = [force_order("BTCUSDT", "SELL", f"{60000 + i}.00", "0.010") for i in range(3)]
-    for payload in sent:
-        await fake_binance.push(payload)
-    assert await asyncio.wait_for(process.wait(), 15) == 0
+    try:
+        await fake_binance.wait_for_subscription("btcusdt@forceOrder", timeout=15)
+        for payload in sent:
+            await fake_binance.push(payload)
+        assert await asyncio.wait_for(process.wait(), 15) == 0
+    finally:
+        if process.returncode is None:  # a failed run leaves no recorder behind
+            process.kill()
+            await process.wait()
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert [line["raw"]["data"] for line in lines] == sent
     assert all(line["source"] == "binance" and isinstance(line["t"], int) for line in lines)
@@ -136,11 +141,16 @@ async def test_record_writes_open_interest_and_mark_prices(
                  "BINANCE_REST_URL": rest.url, "HEATMAP_SYMBOLS": "BTCUSDT",
                  "HEATMAP_EXCHANGES": "binance"},
         )  # fmt: skip
-        await fake_binance.wait_for_subscription("btcusdt@markPrice@1s", timeout=15)
-        await eventually(lambda: rest.requests)
-        mark = {"e": "markPriceUpdate", "E": 1, "s": "BTCUSDT", "p": "60000.00"}
-        await fake_binance.push_stream("btcusdt@markPrice@1s", mark)
-        assert await asyncio.wait_for(process.wait(), 15) == 0
+        try:
+            await fake_binance.wait_for_subscription("btcusdt@markPrice@1s", timeout=15)
+            await eventually(lambda: rest.requests)
+            mark = {"e": "markPriceUpdate", "E": 1, "s": "BTCUSDT", "p": "60000.00"}
+            await fake_binance.push_stream("btcusdt@markPrice@1s", mark)
+            assert await asyncio.wait_for(process.wait(), 15) == 0
+        finally:
+            if process.returncode is None:  # a failed run leaves no recorder behind
+                process.kill()
+                await process.wait()
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     rest_line = next(line for line in lines if "rest" in line)
     assert rest_line["rest"] == "/fapi/v1/openInterest" and rest_line["source"] == "binance"
