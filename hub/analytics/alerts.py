@@ -82,7 +82,7 @@ class AlertThresholds(msgspec.Struct, frozen=True):
             raise ValueError("growth_pct must not be negative")
 
 
-class _Hit(NamedTuple):
+class _Hit(msgspec.Struct, frozen=True, gc=False):  # a Struct: ~5x cheaper to make
     time: float
     notional: float
     price_notional: float
@@ -115,30 +115,37 @@ class _CascadeWindow:
         self.armed = True
         self._latest = -math.inf
 
-    def push(self, event: LiquidationEvent, z_score: float) -> None:
+    def push(self, event: LiquidationEvent, z_score: float) -> bool:
+        """Count `event`; whether any earlier hit left the window (only then can a side
+        that fired become calm)."""
         # Out-of-order events count at the latest time seen, which keeps the deque ordered.
-        self._latest = max(self._latest, event.time)
+        if event.time > self._latest:
+            self._latest = event.time
         horizon = self._latest - self.span_ms
-        while self.hits and self.hits[0].time <= horizon:
-            gone = self.hits.popleft()
+        hits, tallies = self.hits, self.tallies
+        expired = False
+        while hits and hits[0].time <= horizon:
+            gone = hits.popleft()
             self.notional -= gone.notional
             self.price_notional -= gone.price_notional
-            tally = self.tallies[gone.exchange]
+            tally = tallies[gone.exchange]
             tally.count -= 1
             tally.notional -= gone.notional
-        if not self.hits:  # drop whatever rounding the running sums picked up
+            expired = True
+        if not hits:  # drop whatever rounding the running sums picked up
             self.notional = self.price_notional = 0.0
-            self.tallies.clear()
+            tallies.clear()
         exchange = event.exchange
-        hit = _Hit(self._latest, event.notional, event.price * event.notional, z_score, exchange)
-        self.hits.append(hit)
-        self.notional += hit.notional
-        self.price_notional += hit.price_notional
-        tally = self.tallies.get(exchange)
+        notional = event.notional
+        hits.append(_Hit(self._latest, notional, event.price * notional, z_score, exchange))
+        self.notional += notional
+        self.price_notional += event.price * notional
+        tally = tallies.get(exchange)
         if tally is None:
-            tally = self.tallies[exchange] = _Tally()
+            tally = tallies[exchange] = _Tally()
         tally.count += 1
-        tally.notional += hit.notional
+        tally.notional += notional
+        return expired
 
     def calm(self, limits: AlertThresholds) -> bool:
         """Every exchange below half of both thresholds: the side may fire again."""
@@ -180,13 +187,13 @@ class AlertEngine:
         if event.notional >= limits.large_notional or z_score >= limits.large_z:
             alerts.append(self._large(event, z_score, window))
         cascade = self._cascades[event.side]
-        cascade.push(event, z_score)
+        expired = cascade.push(event, z_score)
         if cascade.armed:  # only the latest event's exchange can newly cross the thresholds
             tally = cascade.tallies[event.exchange]
             if tally.count >= limits.cascade_events or tally.notional >= limits.cascade_notional:
                 cascade.armed = False
                 alerts.append(self._cascade(cascade, event, window, tally.excess(limits)))
-        elif cascade.calm(limits):
+        elif expired and cascade.calm(limits):  # a push alone only adds to the tallies
             cascade.armed = True
         return alerts
 

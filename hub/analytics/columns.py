@@ -55,6 +55,11 @@ class EventColumns:
         self._bin = np.empty(capacity, np.int64)
         self._head = 0
         self._tail = 0
+        # Rows appended since the columns were last read, written into them in one go at
+        # the next read: five numpy scalar writes per event cost more than the event's
+        # whole share of a flush.
+        self._pending: list[tuple[int, float, float, float, int]] = []
+        self._newest = -math.inf  # time of the last row, pending or not
         self.bin_width = math.nan  # of the grid the bin column was computed for
         # Rows popped from the left and middle inserts/re-binnings so far: with the row
         # count they name a suffix's content (see `key`), without comparing rows.
@@ -63,42 +68,31 @@ class EventColumns:
         self._summaries: dict[tuple[int, int], Summary] = {}
 
     def __len__(self) -> int:
-        return self._tail - self._head
+        return self._tail - self._head + len(self._pending)
 
     # -- rows in and out --------------------------------------------------------------
 
     def add(self, event: LiquidationEvent, index: int) -> None:
         """Place `event` (in bin `index`) where the store placed it: after every row of
         the same or an earlier time."""
-        if self._tail == len(self._time):
-            self._make_room()
         t = event.time
-        position = self._tail
-        if self._tail > self._head and t < self._time[self._tail - 1]:
-            position = self._head + int(
-                np.searchsorted(self._time[self._head : self._tail], t, side="right")
-            )
-            for column in self._columns():  # rare: shift the later rows right by one
-                column[position + 1 : self._tail + 1] = column[position : self._tail]
-            self.events.insert(position - self._head, event)
-            self.reshaped += 1
-        else:
-            self.events.append(event)
-        self._time[position] = t
-        self._price[position] = event.price
+        if t < self._newest:
+            self._insert(event, index)
+            return
+        self._newest = t
+        self.events.append(event)
         if event.side == "long":
-            self._long[position] = event.notional
-            self._short[position] = 0.0
+            self._pending.append((t, event.price, event.notional, 0.0, index))
         else:
-            self._long[position] = 0.0
-            self._short[position] = event.notional
-        self._bin[position] = index
-        self._tail += 1
-        self._summaries.clear()
+            self._pending.append((t, event.price, 0.0, event.notional, index))
+        if self._summaries:
+            self._summaries.clear()
 
     def forget(self, event: LiquidationEvent) -> None:
         """The store dropped `event` (its oldest); drop its row too if held."""
         if self.events and self.events[0] is event:
+            if self._head == self._tail:  # its row is still pending
+                self._commit()
             self.events.popleft()
             self._head += 1
             self.popped += 1
@@ -108,6 +102,7 @@ class EventColumns:
         """Recompute the bin column for a grid of bin `width` (a new epoch)."""
         if width == self.bin_width:
             return
+        self._commit()
         self.bin_width = width
         rows = slice(self._head, self._tail)
         # As PriceGrid.bin_index, elementwise: the same IEEE operations, the same floor.
@@ -115,13 +110,56 @@ class EventColumns:
         self.reshaped += 1
         self._summaries.clear()
 
+    def _insert(self, event: LiquidationEvent, index: int) -> None:
+        """Rare: an event older than the last row; shift the later rows right by one."""
+        self._commit()
+        self._make_room(1)
+        t = event.time
+        position = self._head + int(
+            np.searchsorted(self._time[self._head : self._tail], t, side="right")
+        )
+        for column in self._columns():
+            column[position + 1 : self._tail + 1] = column[position : self._tail]
+        self.events.insert(position - self._head, event)
+        self.reshaped += 1
+        self._time[position] = t
+        self._price[position] = event.price
+        if event.side == "long":
+            self._long[position], self._short[position] = event.notional, 0.0
+        else:
+            self._long[position], self._short[position] = 0.0, event.notional
+        self._bin[position] = index
+        self._tail += 1
+        self._summaries.clear()
+
+    def _commit(self) -> None:
+        """Write the pending rows into the columns."""
+        pending = self._pending
+        if not pending:
+            return
+        count = len(pending)
+        self._make_room(count)
+        times, prices, longs, shorts, bins = zip(*pending, strict=True)
+        rows = slice(self._tail, self._tail + count)
+        self._time[rows] = times
+        self._price[rows] = prices
+        self._long[rows] = longs
+        self._short[rows] = shorts
+        self._bin[rows] = bins
+        self._tail += count
+        pending.clear()
+
     def _columns(self) -> tuple[np.ndarray, ...]:
         return (self._time, self._price, self._long, self._short, self._bin)
 
-    def _make_room(self) -> None:
-        held = self._tail - self._head
+    def _make_room(self, extra: int) -> None:
+        """Room for `extra` more rows after the tail: compact, and grow when over half full
+        (amortised O(1) per row)."""
         capacity = len(self._time)
-        if held > capacity // 2:  # grow: amortised O(1) per row
+        if self._tail + extra <= capacity:
+            return
+        held = self._tail - self._head
+        while held + extra > capacity // 2:
             capacity *= 2
         for name in ("_time", "_price", "_long", "_short", "_bin"):
             old = getattr(self, name)
@@ -134,6 +172,7 @@ class EventColumns:
 
     def start(self, cutoff: int) -> int:
         """Position (from the oldest row) of the first row with time >= cutoff."""
+        self._commit()
         return int(np.searchsorted(self._time[self._head : self._tail], cutoff, side="left"))
 
     def key(self, first: int) -> tuple[int, int, int]:
@@ -147,6 +186,7 @@ class EventColumns:
         """What windows publish about the suffix from `first`; shared until a change."""
         held = self._summaries.get((first, self.reshaped))
         if held is None:
+            self._commit()
             rows = slice(self._head + first, self._tail)
             held = Summary(self._price[rows], self._long[rows], self._short[rows], self._bin[rows])
             self._summaries[(first, self.reshaped)] = held

@@ -83,6 +83,15 @@ class PriceGrid(msgspec.Struct, frozen=True):
             return None
         return PriceGrid(self.bin_width, _snap(price, self.bin_width), self.range_pct, self.epoch)
 
+    def steady_band(self) -> tuple[float, float]:
+        """Prices for which neither `recentred` nor `needs_new_epoch` can fire: a cheap
+        bounds check per event instead of both. Narrowed by a relative 1e-9 so that rounding
+        at its edges never lets through a price either method would act on."""
+        reach = RECENTRE_FRACTION * self.half_range
+        low = max(self.reference_price - reach, self.bin_width / (REBASE_RATIO * BIN_FRACTION))
+        high = min(self.reference_price + reach, self.bin_width * REBASE_RATIO / BIN_FRACTION)
+        return low * (1 + 1e-9), high * (1 - 1e-9)
+
     def needs_new_epoch(self, price: float) -> bool:
         ideal = price * BIN_FRACTION
         return not 1 / REBASE_RATIO <= ideal / self.bin_width <= REBASE_RATIO

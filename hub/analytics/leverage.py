@@ -109,23 +109,40 @@ class LeverageEstimator:
 
     def observe(self, price: float, time: int) -> None:
         """Record a price seen on the market; a non-positive or non-finite price is ignored."""
-        if not _is_price(price):
-            return
-        now = self._advance(time)
-        while self._highs and self._highs[-1][1] <= price:
-            self._highs.pop()
-        self._highs.append((now, price))
-        while self._lows and self._lows[-1][1] >= price:
-            self._lows.pop()
-        self._lows.append((now, price))
-        self._recent.append(now)
+        if _is_price(price):
+            self._observe_at(self._advance(time), price)
 
     def estimate(
         self, side: Side, price: float, time: int, rule: MarginRule | None = None
     ) -> float | None:
         """Leverage of a `side` position liquidated at `price`; None while the path is too
         short. `rule` is the exchange's margin rule (default: this estimator's own)."""
+        return self._estimate_at(self._advance(time), side, price, rule)
+
+    def take(
+        self, side: Side, price: float, time: int, rule: MarginRule | None = None
+    ) -> float | None:
+        """`estimate` for a liquidation, then `observe` its price: the per-event pair,
+        advancing the lookback once."""
         now = self._advance(time)
+        leverage = self._estimate_at(now, side, price, rule)
+        if _is_price(price):
+            self._observe_at(now, price)
+        return leverage
+
+    def _observe_at(self, now: float, price: float) -> None:
+        highs, lows = self._highs, self._lows
+        while highs and highs[-1][1] <= price:
+            highs.pop()
+        highs.append((now, price))
+        while lows and lows[-1][1] >= price:
+            lows.pop()
+        lows.append((now, price))
+        self._recent.append(now)
+
+    def _estimate_at(
+        self, now: float, side: Side, price: float, rule: MarginRule | None
+    ) -> float | None:
         recent = self._recent
         if len(recent) < self._min_path_points or recent[0] < now - self._lookback_ms:
             return None
@@ -142,13 +159,16 @@ class LeverageEstimator:
         return min(max(leverage, MIN_LEVERAGE), ceiling)
 
     def _advance(self, time: int) -> float:
-        self._latest = max(self._latest, time)
-        horizon = self._latest - self._lookback_ms
-        while self._highs and self._highs[0][0] < horizon:
-            self._highs.popleft()
-        while self._lows and self._lows[0][0] < horizon:
-            self._lows.popleft()
-        return self._latest
+        if time > self._latest:
+            self._latest = time
+        latest = self._latest
+        horizon = latest - self._lookback_ms
+        highs, lows = self._highs, self._lows
+        while highs and highs[0][0] < horizon:
+            highs.popleft()
+        while lows and lows[0][0] < horizon:
+            lows.popleft()
+        return latest
 
 
 class TierDistribution:

@@ -13,6 +13,7 @@ not one per event, and nine windows cost no more per event than one.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import NamedTuple
 
@@ -27,7 +28,6 @@ from hub.analytics.store import EventStore
 from hub.analytics.window import EMPTY_STATISTICS, HeatmapWindow
 from hub.channels import ANY_SYMBOL, WINDOWS, heatmap_channel
 from hub.models import (
-    Alert,
     ChannelMessage,
     Density,
     HeatmapSnapshot,
@@ -35,6 +35,7 @@ from hub.models import (
 )
 
 ALERT_WINDOW = "1h"
+FANNED_KINDS = ("liquidations", "alerts")
 MARKET_PRICE_WEIGHT = 0.3  # a single outlier moves the market price by 30 % of its gap
 
 
@@ -65,9 +66,15 @@ class SymbolBook:
         self.alerts = AlertEngine(symbol, config.alerts)
         self.grid: PriceGrid | None = None
         self.market_price = 0.0
+        # Market prices inside this band neither recentre the grid nor start an epoch (see
+        # `place`); empty until there is a grid.
+        self._steady = (math.inf, -math.inf)
         self.windows: dict[str, HeatmapWindow] = {}
         self.pending_snapshots: list[HeatmapSnapshot] = []
         self.empty_epoch = f"{symbol}.0"
+        self.channels = {  # per kind: the symbol's channel and the `*` one
+            kind: (f"{kind}:{symbol}", f"{kind}:{ANY_SYMBOL}") for kind in FANNED_KINDS
+        }
         self.last_applied: LiquidationEvent | None = None
         self.flushed: tuple[int, LiquidationEvent | None] | None = None  # (time, last applied)
         self._epoch_ms = -1
@@ -88,6 +95,9 @@ class SymbolBook:
             self.market_price = price
         else:
             self.market_price += MARKET_PRICE_WEIGHT * (price - self.market_price)
+            low, high = self._steady
+            if low <= self.market_price <= high:  # the common case: nothing moves
+                return
         grid = self.grid
         if grid is None or grid.needs_new_epoch(self.market_price):
             self.market_price = price
@@ -101,12 +111,14 @@ class SymbolBook:
                 }
             self.alert_statistics.expire(now)
             self.pending_snapshots = [w.restart(self.grid, now) for w in self.windows.values()]
+            self._steady = self.grid.steady_band()
             return
         moved = grid.recentred(self.market_price)
         if moved is not None:
             self.grid = moved
             for window in self.windows.values():
                 window.recentre(moved)
+            self._steady = moved.steady_band()
 
     def hold(self, event: LiquidationEvent, now: int) -> None:
         """Keep an accepted event (the grid placed): store, columns, alert statistics."""
@@ -183,18 +195,18 @@ class LiquidationProcessor:
         if book is None or not book.store.accepts(event, now):
             self.rejected += 1
             return Applied(None, [])
-        rule = MARGIN_RULES.get(event.exchange)
-        leverage = book.leverage.estimate(event.side, event.price, event.time, rule)
-        book.leverage.observe(event.price, event.time)
+        leverage = book.leverage.take(
+            event.side, event.price, event.time, MARGIN_RULES.get(event.exchange)
+        )
         if leverage is not None:
             leverage = round(leverage, 2)
             event = msgspec.structs.replace(event, est_leverage=leverage, tier=tier_of(leverage))
         book.place(event.price, now)
         z_score = book.alert_statistics.z_score(event.notional)
         book.hold(event, now)
-        messages = self._fan("liquidations", event.symbol, "liquidation", event)
+        messages = self._fan(book.channels["liquidations"], "liquidation", event)
         for alert in book.alerts.on_event(event, z_score, ALERT_WINDOW):
-            messages.extend(self._alert(alert))
+            messages.extend(self._fan(book.channels["alerts"], "alert", alert))
         return Applied(event, messages)
 
     def flush(self, now: int) -> list[ChannelMessage]:
@@ -216,7 +228,7 @@ class LiquidationProcessor:
                 messages.append(ChannelMessage(channel, "diff", window.seq, book.epoch, diff))
                 if name == ALERT_WINDOW and diff.clusters is not None:
                     for alert in book.alerts.on_clusters(diff.clusters, name, now):
-                        messages.extend(self._alert(alert))
+                        messages.extend(self._fan(book.channels["alerts"], "alert", alert))
             if changed or book.flushed is None:
                 # The position of the last flush that moved a stream: an idle book keeps
                 # its checkpoint, so nothing is rewritten every few milliseconds.
@@ -248,13 +260,13 @@ class LiquidationProcessor:
         channel = heatmap_channel(snapshot.symbol, snapshot.window)
         return ChannelMessage(channel, "snapshot", snapshot.seq, snapshot.epoch, snapshot)
 
-    def _alert(self, alert: Alert) -> list[ChannelMessage]:
-        return self._fan("alerts", alert.symbol, "alert", alert)
-
-    def _fan(self, kind: str, symbol: str, type_: str, data: object) -> list[ChannelMessage]:
+    def _fan(self, channels: tuple[str, str], type_: str, data: object) -> list[ChannelMessage]:
         """One message on the symbol's channel and one on the `*` channel, each numbered."""
-        messages = []
-        for channel in (f"{kind}:{symbol}", f"{kind}:{ANY_SYMBOL}"):
-            seq = self._seq[channel] = self._seq.get(channel, 0) + 1
-            messages.append(ChannelMessage(channel, type_, seq, self.epoch, data))
-        return messages
+        seqs, epoch = self._seq, self.epoch
+        symbol_channel, any_channel = channels
+        seq = seqs[symbol_channel] = seqs.get(symbol_channel, 0) + 1
+        any_seq = seqs[any_channel] = seqs.get(any_channel, 0) + 1
+        return [
+            ChannelMessage(symbol_channel, type_, seq, epoch, data),
+            ChannelMessage(any_channel, type_, any_seq, epoch, data),
+        ]

@@ -23,6 +23,8 @@ from hub.models import LiquidationEvent
 
 _FIXED_BITS = 62
 _FIXED = float(1 << _FIXED_BITS)
+_UNIT = 2.0**-_FIXED_BITS
+_SQUARED_UNIT = 2.0 ** (-2 * _FIXED_BITS)
 
 
 class RunningStatistics:
@@ -41,7 +43,10 @@ class RunningStatistics:
             events.append(event)
         else:
             events.insert(bisect.bisect_right(events, event.time, key=_time), event)
-        self._account(event, 1)
+        fixed = int(event.notional * _FIXED)  # _account(event, 1), inlined: per event
+        self._count += 1
+        self._total += fixed
+        self._sum_squares += fixed * fixed
 
     def forget(self, event: LiquidationEvent) -> None:
         """The store dropped `event` (its oldest); drop it here too if held."""
@@ -71,11 +76,12 @@ class RunningStatistics:
         count = self._count
         if count == 0:
             return 0.0
-        # n * sum(x^2) - sum(x)^2 is an exact integer >= 0: no cancellation, no clamp.
+        # n * sum(x^2) - sum(x)^2 is an exact integer >= 0: no cancellation, no clamp. It
+        # is rounded to a float once, then scaled (a power of two: exact) and divided.
         total = self._total
-        variance = (count * self._sum_squares - total * total) / (count * count << 2 * _FIXED_BITS)
+        variance = float(count * self._sum_squares - total * total) * _SQUARED_UNIT / count**2
         std = math.sqrt(variance)
-        mean = total / (count << _FIXED_BITS)
+        mean = float(total) * _UNIT / count
         return (notional - mean) / std if std > 0 else 0.0
 
 

@@ -18,14 +18,10 @@ from collections.abc import Iterator
 from hub.models import LiquidationEvent
 
 
-def same_event(a: LiquidationEvent, b: LiquidationEvent) -> bool:
-    return (a.time, a.side, a.price, a.quantity, a.exchange) == (
-        b.time,
-        b.side,
-        b.price,
-        b.quantity,
-        b.exchange,
-    )
+def event_key(event: LiquidationEvent) -> tuple[int, float, float, str, str]:
+    """What makes two deliveries the same liquidation: trade time, price, quantity, side and
+    exchange (the same numbers on two exchanges are two events)."""
+    return (event.time, event.price, event.quantity, event.side, event.exchange)
 
 
 class EventStore:
@@ -33,10 +29,10 @@ class EventStore:
         self.max_events = max_events
         self.retention_ms = retention_ms
         self._events: deque[LiquidationEvent] = deque()
-        # trade time -> the event held at that time (a list in the rare case of several):
-        # an exact duplicate check (a set of hashes can collide: hash(-1) == hash(-2))
-        # that costs one dict slot per event, the longer windows being memory-bound
-        self._by_time: dict[int, LiquidationEvent | list[LiquidationEvent]] = {}
+        # event_key -> the held event: an exact duplicate check (keys compare by value, a
+        # set of hashes could collide) in one lookup, however many events share a
+        # millisecond (a Bybit batch, a burst of the three exchanges)
+        self._keys: dict[tuple[int, float, float, str, str], LiquidationEvent] = {}
 
     def __len__(self) -> int:
         return len(self._events)
@@ -52,12 +48,7 @@ class EventStore:
         return self._events[-1] if self._events else None
 
     def is_duplicate(self, event: LiquidationEvent) -> bool:
-        held = self._by_time.get(event.time)
-        if held is None:
-            return False
-        if isinstance(held, list):
-            return any(same_event(event, other) for other in held)
-        return same_event(event, held)
+        return event_key(event) in self._keys
 
     def accepts(self, event: LiquidationEvent, now: int) -> bool:
         """Whether `add` would keep this event: a positive finite price and a finite
@@ -67,7 +58,7 @@ class EventStore:
         # every sum of the windows, so such an event is refused here, whatever feed sent it.
         if not (0.0 < event.price < math.inf and 0.0 <= event.notional < math.inf):
             return False
-        if event.time < now - self.retention_ms or self.is_duplicate(event):
+        if event.time < now - self.retention_ms or event_key(event) in self._keys:
             return False
         full = len(self._events) >= self.max_events
         return not (full and event.time < self._events[0].time)
@@ -79,13 +70,7 @@ class EventStore:
             events.append(event)
         else:
             events.insert(bisect.bisect_right(events, event.time, key=_time), event)
-        held = self._by_time.get(event.time)
-        if held is None:
-            self._by_time[event.time] = event
-        elif isinstance(held, list):
-            held.append(event)
-        else:
-            self._by_time[event.time] = [held, event]
+        self._keys[event_key(event)] = event
         evicted: list[LiquidationEvent] = []
         while len(events) > self.max_events:
             evicted.append(self._pop_oldest())
@@ -101,11 +86,9 @@ class EventStore:
 
     def _pop_oldest(self) -> LiquidationEvent:
         event = self._events.popleft()
-        held = self._by_time[event.time]
-        if isinstance(held, list) and len(held) > 1:
-            held.remove(event)
-        else:
-            del self._by_time[event.time]
+        key = event_key(event)
+        if self._keys.get(key) is event:  # else a same-key event added later holds the slot
+            del self._keys[key]
         return event
 
 
