@@ -159,7 +159,10 @@ class EventColumns:
         if self._tail + extra <= capacity:
             return
         held = self._tail - self._head
-        while held + extra > capacity // 2:
+        if held + extra > capacity:
+            while held + extra > capacity:
+                capacity *= 2
+        elif held > capacity // 2:  # compacting would win little room: grow instead
             capacity *= 2
         for name in ("_time", "_price", "_long", "_short", "_bin"):
             old = getattr(self, name)

@@ -18,10 +18,20 @@ from collections.abc import Iterator
 from hub.models import LiquidationEvent
 
 
-def event_key(event: LiquidationEvent) -> tuple[int, float, float, str, str]:
-    """What makes two deliveries the same liquidation: trade time, price, quantity, side and
+def same_event(a: LiquidationEvent, b: LiquidationEvent) -> bool:
+    """Two deliveries of one liquidation: same trade time, price, quantity, side and
     exchange (the same numbers on two exchanges are two events)."""
-    return (event.time, event.price, event.quantity, event.side, event.exchange)
+    return (a.time, a.price, a.quantity, a.side, a.exchange) == (
+        b.time,
+        b.price,
+        b.quantity,
+        b.side,
+        b.exchange,
+    )
+
+
+def _hash(event: LiquidationEvent) -> int:
+    return hash((event.time, event.price, event.quantity, event.side, event.exchange))
 
 
 class EventStore:
@@ -29,10 +39,11 @@ class EventStore:
         self.max_events = max_events
         self.retention_ms = retention_ms
         self._events: deque[LiquidationEvent] = deque()
-        # event_key -> the held event: an exact duplicate check (keys compare by value, a
-        # set of hashes could collide) in one lookup, however many events share a
-        # millisecond (a Bybit batch, a burst of the three exchanges)
-        self._keys: dict[tuple[int, float, float, str, str], LiquidationEvent] = {}
+        # hash of what `same_event` compares -> the event held (a list in the rare case
+        # of a collision): one lookup however many events share a millisecond (a Bybit
+        # batch, a burst of three exchanges), exact (the hash only finds candidates),
+        # and one small int a slot, the longer windows being memory-bound
+        self._by_hash: dict[int, LiquidationEvent | list[LiquidationEvent]] = {}
 
     def __len__(self) -> int:
         return len(self._events)
@@ -48,7 +59,12 @@ class EventStore:
         return self._events[-1] if self._events else None
 
     def is_duplicate(self, event: LiquidationEvent) -> bool:
-        return event_key(event) in self._keys
+        held = self._by_hash.get(_hash(event))
+        if held is None:
+            return False
+        if isinstance(held, list):
+            return any(same_event(event, other) for other in held)
+        return same_event(event, held)
 
     def accepts(self, event: LiquidationEvent, now: int) -> bool:
         """Whether `add` would keep this event: a positive finite price and a finite
@@ -58,7 +74,7 @@ class EventStore:
         # every sum of the windows, so such an event is refused here, whatever feed sent it.
         if not (0.0 < event.price < math.inf and 0.0 <= event.notional < math.inf):
             return False
-        if event.time < now - self.retention_ms or event_key(event) in self._keys:
+        if event.time < now - self.retention_ms or self.is_duplicate(event):
             return False
         full = len(self._events) >= self.max_events
         return not (full and event.time < self._events[0].time)
@@ -70,7 +86,14 @@ class EventStore:
             events.append(event)
         else:
             events.insert(bisect.bisect_right(events, event.time, key=_time), event)
-        self._keys[event_key(event)] = event
+        key = _hash(event)
+        held = self._by_hash.get(key)
+        if held is None:
+            self._by_hash[key] = event
+        elif isinstance(held, list):
+            held.append(event)
+        else:
+            self._by_hash[key] = [held, event]
         evicted: list[LiquidationEvent] = []
         while len(events) > self.max_events:
             evicted.append(self._pop_oldest())
@@ -86,9 +109,14 @@ class EventStore:
 
     def _pop_oldest(self) -> LiquidationEvent:
         event = self._events.popleft()
-        key = event_key(event)
-        if self._keys.get(key) is event:  # else a same-key event added later holds the slot
-            del self._keys[key]
+        key = _hash(event)
+        held = self._by_hash[key]
+        if isinstance(held, list):
+            held.remove(event)
+            if len(held) == 1:
+                self._by_hash[key] = held[0]
+        else:
+            del self._by_hash[key]
         return event
 
 
