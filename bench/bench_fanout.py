@@ -91,6 +91,7 @@ AT_20K = Run("1k clients, 20k/s", 1_000, 20_000, 2.0, 5.0)
 MANY = Run("10k clients, 20k/s", 10_000, 20_000, 3.0, 5.0)
 SATURATED = Run("1k clients, saturated (150k/s offered)", 1_000, 150_000, 2.0, 5.0)
 FULL = Plan([AT_20K, MANY, SATURATED], workers=4, settle=2.0)
+RUN_KEYS = {"1k": AT_20K, "10k": MANY, "saturated": SATURATED}
 SMOKE = Plan([Run("smoke: 20 clients, 200/s", 20, 200, 0.3, 1.0)], workers=2, settle=0.2)
 
 
@@ -324,8 +325,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--smoke", action="store_true", help="tiny N over every server kind")
     parser.add_argument("--servers", default=",".join(SERVERS), help="comma list")
+    parser.add_argument(
+        "--runs", default=",".join(RUN_KEYS), help=f"comma list of {', '.join(RUN_KEYS)}"
+    )
     args = parser.parse_args()
-    plan = SMOKE if args.smoke else FULL
+    keys = [k.strip() for k in args.runs.split(",") if k.strip()]
+    if unknown_runs := set(keys) - set(RUN_KEYS):
+        parser.error(f"unknown runs {sorted(unknown_runs)}; choose from {list(RUN_KEYS)}")
+    plan = SMOKE if args.smoke else Plan([RUN_KEYS[k] for k in keys], FULL.workers, FULL.settle)
     servers = [s.strip() for s in args.servers.split(",") if s.strip()]
     if unknown := set(servers) - set(SERVERS):
         parser.error(f"unknown servers {sorted(unknown)}; choose from {SERVERS}")

@@ -1,6 +1,7 @@
 """Throughput, memory and an incremental-vs-naive comparison for `LiquidationProcessor`.
 
-Run from the repository root: ``python bench/bench_processor.py`` (about a minute on 2 cores).
+Run from the repository root: ``python bench/bench_processor.py [--baseline REV]`` (about a
+minute on 2 cores; two more with a baseline).
 
 (a) Throughput: 200,000 synthetic events over 5 symbols (realistic prices, lognormal
     notionals) through `apply`, with a `flush` every 2,500 events, in two time profiles:
@@ -8,6 +9,10 @@ Run from the repository root: ``python bench/bench_processor.py`` (about a minut
     HEATMAP_FLUSH_MS = 50 ms and the store bound of 10,000 per symbol evicts on every event),
     and "spread", the same events over 24 h, so the short windows age events out.
     CPU time (`time.process_time`) is one core's; the share spent in `flush` is reported.
+    ``--baseline REV`` runs the same events through git revision REV's processor too
+    (`bench/processor_throughput.py`, each run in its own process, this tree and REV
+    alternating ``--rounds`` times): the machine's speed drifts, so a figure means most
+    next to its baseline from the same minutes.
 (b) Memory: 5 symbols x 10,000 events held, every window populated, measured with
     tracemalloc (current traced memory once loaded). Target <= 25 MB.
 (c) Incremental vs naive for one window (BTCUSDT 1h, up to 10,000 events): the hub's
@@ -24,9 +29,14 @@ Figures are printed; nothing is asserted about time.
 
 from __future__ import annotations
 
+import argparse
 import gc
+import json
 import math
+import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
 from collections import deque
@@ -38,15 +48,16 @@ from scipy.stats import gaussian_kde
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere
 
+from bench import processor_throughput as runner
 from hub.analytics.grid import PriceGrid
-from hub.analytics.processor import LiquidationProcessor, ProcessorConfig
+from hub.analytics.processor import LiquidationProcessor
 from hub.analytics.window import HeatmapWindow
 from hub.feeds.replay import DECODERS, read_replays
 from hub.models import LiquidationEvent, Side
 from hub.service.sources import demo_files
 
 N_EVENTS = 200_000
-FLUSH_EVERY = 2_500
+FLUSH_EVERY = runner.FLUSH_EVERY
 BURST_RATE = 50_000  # simulated events per second in the burst profile
 START = 1_795_176_000_000
 DAY = 86_400_000
@@ -71,11 +82,11 @@ def synthetic_events(n: int, span_ms: int, seed: int = 7) -> list[LiquidationEve
     rng = np.random.default_rng(seed)
     names = list(SYMBOLS)
     which = rng.integers(0, len(names), n)
-    notionals = rng.lognormal(math.log(4_000.0), 1.6, n)
+    notionals = rng.lognormal(math.log(4_000.0), 1.6, n).tolist()  # floats, as decoded
     sides = rng.random(n) < 0.55
     exchange_names = list(EXCHANGE_SHARES)  # the feeds' own constant strings, as live
     exchanges = rng.choice(len(exchange_names), n, p=list(EXCHANGE_SHARES.values()))
-    times = START + (np.arange(n) * span_ms) // n
+    times = (START + (np.arange(n) * span_ms) // n).tolist()
     walks = {}
     for index, name in enumerate(names):
         price, _, _, vol = SYMBOLS[name]
@@ -102,39 +113,41 @@ def synthetic_events(n: int, span_ms: int, seed: int = 7) -> list[LiquidationEve
 
 
 def new_processor(max_events: int = MEMORY_EVENTS) -> LiquidationProcessor:
-    processor = LiquidationProcessor(ProcessorConfig(max_events=max_events), epoch="bench")
-    for name in SYMBOLS:
-        processor.track(name)
-    return processor
+    return runner.new_processor(list(SYMBOLS), max_events)
 
 
-# -- (a) throughput ----------------------------------------------------------------------
+def throughput(events: list[LiquidationEvent]) -> dict[str, float]:
+    return runner.throughput(events, list(SYMBOLS), MEMORY_EVENTS)
 
 
-def throughput(events: list[LiquidationEvent], lag_ms: int) -> dict[str, float]:
-    """`now` is the event time plus a receive lag; a flush every FLUSH_EVERY events."""
-    processor = new_processor()
-    apply, flush = processor.apply, processor.flush
-    in_flush = 0.0
-    messages = diffs = 0
-    gc.collect()
-    began = time.process_time()
-    for i, event in enumerate(events, 1):
-        messages += len(apply(event, event.time + lag_ms).messages)
-        if i % FLUSH_EVERY == 0:
-            flushed = time.process_time()
-            out = flush(event.time + lag_ms)
-            in_flush += time.process_time() - flushed
-            diffs += len(out)
-    total = time.process_time() - began
-    return {
-        "events_per_s": len(events) / total,
-        "cpu_s": total,
-        "flush_share": in_flush / total,
-        "flush_ms": 1_000 * in_flush / (len(events) // FLUSH_EVERY),
-        "messages": messages + diffs,
-        "held": sum(len(book.store) for book in processor.books.values()),
-    }
+def throughput_beside(
+    profiles: dict[str, list[LiquidationEvent]], baseline: str, rounds: int
+) -> dict[str, dict[str, list[float]]]:
+    """events/s of (a) for this tree and for git revision `baseline`, each in its own
+    process, alternating `rounds` times so that both meet the same machine."""
+    root = Path(__file__).resolve().parent.parent
+    results: dict[str, dict[str, list[float]]] = {"this tree": {}, baseline: {}}
+    with tempfile.TemporaryDirectory() as scratch:
+        old = Path(scratch) / "baseline"
+        old.mkdir()
+        archive = subprocess.run(
+            ["git", "-C", str(root), "archive", baseline, "hub"], capture_output=True, check=True
+        )
+        subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
+        for name, events in profiles.items():
+            path = Path(scratch) / f"{name}.msgpack"
+            runner.write_events(path, events)
+            for _ in range(rounds):
+                for label, tree in (("this tree", root), (baseline, old)):
+                    out = subprocess.run(
+                        [sys.executable, runner.__file__, str(tree), str(path), str(MEMORY_EVENTS)],
+                        capture_output=True,
+                        text=True,
+                        check=True,
+                    )
+                    rate = json.loads(out.stdout)["events_per_s"]
+                    results[label].setdefault(name, []).append(rate)
+    return results
 
 
 # -- (b) memory --------------------------------------------------------------------------
@@ -275,7 +288,7 @@ def demo_throughput() -> dict[str, object]:
             events.extend(decoder.decode(bytes(line.raw)).events)
     decode_s = time.process_time() - began
     events.sort(key=lambda event: event.time)
-    applied = throughput(events, 40)
+    applied = throughput(events)
     notional = dict.fromkeys(DECODERS, 0.0)
     count = dict.fromkeys(DECODERS, 0)
     for event in events:
@@ -293,6 +306,14 @@ def demo_throughput() -> dict[str, object]:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also run (a) on git revision REV's processor, alternating with this tree's",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="alternations with --baseline")
+    args = parser.parse_args()
     wall = time.perf_counter()
     print(
         f"heatmap-hub processor benchmark: {N_EVENTS:,} events over {len(SYMBOLS)} symbols, "
@@ -302,8 +323,8 @@ def main() -> None:
     burst = synthetic_events(N_EVENTS, N_EVENTS * 1_000 // BURST_RATE)
     spread = synthetic_events(N_EVENTS, DAY)
     rows = [
-        ("burst", f"{N_EVENTS * 1_000 // BURST_RATE // 1000} s", throughput(burst, 40)),
-        ("spread", "24 h", throughput(spread, 40)),
+        ("burst", f"{N_EVENTS * 1_000 // BURST_RATE // 1000} s", throughput(burst)),
+        ("spread", "24 h", throughput(spread)),
     ]
     print("(a) throughput: apply + flush")
     print(
@@ -316,6 +337,21 @@ def main() -> None:
             f"{r['flush_share']:>8.1%} {r['flush_ms']:>9.2f} {r['messages']:>9,} "
             f"{r['held']:>7,}"
         )
+
+    if args.baseline:
+        beside = throughput_beside({"burst": burst, "spread": spread}, args.baseline, args.rounds)
+        print(
+            f"\n(a) beside {args.baseline}: events/s, each run in its own process, the two "
+            f"alternating {args.rounds} times (best / median)"
+        )
+        print(f"  {'profile':<8} {'this tree':>17} {args.baseline:>17} {'best/best':>10}")
+        for name in ("burst", "spread"):
+            ours, theirs = beside["this tree"][name], beside[args.baseline][name]
+            print(
+                f"  {name:<8} {max(ours):>8,.0f} / {statistics.median(ours):>6,.0f} "
+                f"{max(theirs):>8,.0f} / {statistics.median(theirs):>6,.0f} "
+                f"{max(ours) / max(theirs):>9.2f}x"
+            )
 
     # The worst case: every event inside even the 5m window, so all 9 windows hold all of
     # them (one run only: tracemalloc makes it slow).
