@@ -20,6 +20,7 @@ it: rebuilding from the log gives exactly the bins clients hold.
 from __future__ import annotations
 
 import math
+from array import array
 from collections import deque
 from itertools import islice
 
@@ -43,6 +44,7 @@ EMPTY_STATISTICS = Statistics(0, 0.0, 0.0, 0.0, 0.0, 0.0)
 # the row count (plus slack); beyond it (a far outlier price) np.unique keeps it sparse.
 _DENSE_FACTOR = 4
 _DENSE_SLACK = 4096
+_FIELDS = 5  # of a pending row
 
 
 class EventColumns:
@@ -55,10 +57,11 @@ class EventColumns:
         self._bin = np.empty(capacity, np.int64)
         self._head = 0
         self._tail = 0
-        # Rows appended since the columns were last read, written into them in one go at
-        # the next read: five numpy scalar writes per event cost more than the event's
-        # whole share of a flush.
-        self._pending: list[tuple[int, float, float, float, int]] = []
+        # Rows appended since the columns were last read, flat (time, price, long, short,
+        # bin, time, ...), written into the columns in one go at the next read: five numpy
+        # scalar writes per event cost more than the event's whole share of a flush. Every
+        # value is exact as a float64 (times and bins are far below 2**53).
+        self._pending = array("d")
         self._newest = -math.inf  # time of the last row, pending or not
         self.bin_width = math.nan  # of the grid the bin column was computed for
         # Rows popped from the left and middle inserts/re-binnings so far: with the row
@@ -68,7 +71,7 @@ class EventColumns:
         self._summaries: dict[tuple[int, int], Summary] = {}
 
     def __len__(self) -> int:
-        return self._tail - self._head + len(self._pending)
+        return self._tail - self._head + len(self._pending) // _FIELDS
 
     # -- rows in and out --------------------------------------------------------------
 
@@ -82,9 +85,9 @@ class EventColumns:
         self._newest = t
         self.events.append(event)
         if event.side == "long":
-            self._pending.append((t, event.price, event.notional, 0.0, index))
+            self._pending.extend((t, event.price, event.notional, 0.0, index))
         else:
-            self._pending.append((t, event.price, 0.0, event.notional, index))
+            self._pending.extend((t, event.price, 0.0, event.notional, index))
         if self._summaries:
             self._summaries.clear()
 
@@ -137,17 +140,18 @@ class EventColumns:
         pending = self._pending
         if not pending:
             return
-        count = len(pending)
+        count = len(pending) // _FIELDS
         self._make_room(count)
-        times, prices, longs, shorts, bins = zip(*pending, strict=True)
+        values = np.frombuffer(pending, np.float64).reshape(count, _FIELDS)
         rows = slice(self._tail, self._tail + count)
-        self._time[rows] = times
-        self._price[rows] = prices
-        self._long[rows] = longs
-        self._short[rows] = shorts
-        self._bin[rows] = bins
+        self._time[rows] = values[:, 0]
+        self._price[rows] = values[:, 1]
+        self._long[rows] = values[:, 2]
+        self._short[rows] = values[:, 3]
+        self._bin[rows] = values[:, 4]
         self._tail += count
-        pending.clear()
+        del values  # a view of `pending`: it must go before the array may shrink
+        del pending[:]
 
     def _columns(self) -> tuple[np.ndarray, ...]:
         return (self._time, self._price, self._long, self._short, self._bin)
