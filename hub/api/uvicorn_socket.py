@@ -1,13 +1,18 @@
 """uvicorn's own WebSocket protocol, plus the connection's transport for the fan-out.
 
-Starlette still does everything of a connection's life but the sending of channel
-messages: routing, the handshake, Origin checks and connection limits, reading
-requests, the close handshake; uvicorn answers pings and sends keep-alive pings. Once a
-connection is accepted, the app finds a `RawSocket` in the ASGI scope's `extensions`
-and writes complete frames (made once per message, the same bytes for every client)
-straight to the transport, a tick's frames in one write, with no await per frame or per
-client. Every write is a whole frame, so uvicorn's own frames (pongs, pings, the close)
-interleave with them safely.
+Starlette does the connection's start: routing, the handshake, Origin checks and
+connection limits; uvicorn keeps doing the WebSocket protocol: parsing, answering and
+sending pings, the close handshake. Once a connection is accepted, the app finds a
+`RawSocket` in the ASGI scope's `extensions` and writes complete frames (made once per
+message, the same bytes for every client) straight to the transport, a tick's frames in
+one write, with no await per frame or per client. Every write is a whole frame, so
+uvicorn's own frames (pongs, pings, the close) interleave with them safely.
+
+The app may then `detach`: its ASGI call returns while the connection stays open, and
+what uvicorn would have queued for `receive` (requests, the disconnect) goes to a
+callback instead. An idle connection is then its protocol, transport and session, with
+no task, no coroutine frames of the ASGI stack and no receive queue: about a quarter of
+its memory.
 
 This leans on internals of `WebSocketsSansIOProtocol`, listed in `_INTERNALS`.
 `missing_internals()` checks them at start (the server then falls back to the plain
@@ -22,12 +27,14 @@ from collections.abc import Callable
 from typing import Any
 
 from uvicorn.config import Config
+from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import ServerState
 from websockets.http11 import Request
 from websockets.protocol import State
 
 RAW_SOCKET = "hub.raw_socket"  # the key of the ASGI scope extension
+_DETACHED_SCOPE: Any = {"type": "websocket", "detached": True}
 
 _INTERNALS = (
     "transport",
@@ -40,12 +47,43 @@ _INTERNALS = (
     "close_timer",
     "read_paused",
     "loop",
+    "app",
+    "logger",
 )
-_METHODS = ("handle_connect", "handle_close", "pause_writing", "resume_writing")
+_METHODS = (
+    "handle_connect",
+    "handle_close",
+    "pause_writing",
+    "resume_writing",
+    "run_asgi",
+    "send_receive_event_to_app",
+    "send_500_response",
+    "receive",
+    "send",
+)
 
 
 def _nothing() -> None:
     return None
+
+
+Message = dict[str, Any]  # an ASGI receive event: websocket.receive or websocket.disconnect
+
+
+class _Inbox:
+    """Takes the place of the protocol's receive queue once the app has detached: each
+    event goes to the app's callback as uvicorn puts it."""
+
+    __slots__ = ("_take",)
+
+    def __init__(self, take: Callable[[Message], None]) -> None:
+        self._take = take
+
+    def put_nowait(self, message: Message) -> None:
+        self._take(message)
+
+    def empty(self) -> bool:
+        return True
 
 
 class RawSocket:
@@ -87,6 +125,19 @@ class RawSocket:
     def write(self, data: bytes) -> None:
         self._protocol.transport.write(data)
 
+    def detach(self, take: Callable[[Message], None]) -> None:
+        """From now on the connection outlives the app's ASGI call: every event uvicorn
+        would queue for `receive` (what the client sends, then exactly one or more
+        disconnects) is given to `take` at once, starting with any already queued. The app
+        must return from its call right after."""
+        protocol = self._protocol
+        queued = protocol.queue
+        protocol.queue = _Inbox(take)  # type: ignore[assignment]
+        protocol.detached = True
+        while not queued.empty():
+            take(queued.get_nowait())
+        protocol.resume_if_paused()
+
     def abort(self) -> None:
         """Drop the connection at once (the app's reader then sees it gone)."""
         self._protocol.transport.abort()
@@ -109,9 +160,11 @@ class RawSocket:
 
 
 class HubWebSocketProtocol(WebSocketsSansIOProtocol):
-    """`WebSocketsSansIOProtocol` that offers its `RawSocket` to the app."""
+    """`WebSocketsSansIOProtocol` that offers its `RawSocket` to the app, and keeps the
+    connection open when a detached app's ASGI call returns."""
 
     raw: RawSocket | None = None
+    detached = False
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
@@ -124,6 +177,39 @@ class HubWebSocketProtocol(WebSocketsSansIOProtocol):
         super().resume_writing()
         if self.raw is not None:
             self.raw.on_drain()
+
+    def send_receive_event_to_app(self) -> None:
+        # uvicorn pauses reading after each message until `receive` takes it; a detached
+        # app took it already.
+        super().send_receive_event_to_app()
+        if self.detached:
+            self.resume_if_paused()
+
+    def resume_if_paused(self) -> None:
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+
+    async def run_asgi(self) -> None:
+        """uvicorn's, but a detached app's return leaves the connection open."""
+        try:
+            result = await self.app(self.scope, self.receive, self.send)
+        except ClientDisconnected:
+            pass
+        except BaseException:
+            self.logger.exception("Exception in ASGI application\n")
+            self.send_500_response()
+        else:
+            if not self.handshake_complete:
+                self.logger.error("ASGI callable returned without completing handshake.")
+                self.send_500_response()
+            elif result is not None:
+                self.logger.error("ASGI callable should return None, but returned '%s'.", result)
+        if self.detached:
+            self.scope = _DETACHED_SCOPE  # the app has what it needs; this is ~1 KB a client
+            return
+        if self.close_timer is None:
+            self.transport.close()
 
 
 def missing_internals() -> list[str]:

@@ -1,14 +1,16 @@
 """`GET /ws`: the I/O around `hub.fanout.protocol.Session`.
 
-Reading is one ASGI receive loop per client. Writing has two drivers:
-- shared frames (the fast path, `hub.api.uvicorn_socket`): a session's queued frames are
-  written to its transport once per loop tick, in one write, by one `Flusher` for all
-  clients: no task, future or await per frame or per client. Backpressure is the
-  transport's own: while its buffer is over the high-water mark nothing more is taken
-  from the session, whose bounded queue then applies the slow-client rules.
+Two drivers:
+- shared frames (the fast path, `hub.api.uvicorn_socket`): once accepted, the connection
+  is detached from its ASGI call, which returns; requests reach the session as uvicorn
+  parses them, and a session's queued frames are written to its transport once per loop
+  tick, in one write, by one `Flusher` for all clients: no task, future or await per
+  frame or per client, and none held per idle client. Backpressure is the transport's
+  own: while its buffer is over the high-water mark nothing more is taken from the
+  session, whose bounded queue then applies the slow-client rules.
 - ASGI (the fallback, when uvicorn does not offer the raw socket, or a connection
-  negotiated compression): a writer task per client awaits each send, bounded by the
-  slow-client grace.
+  negotiated compression): a reader and a writer task per client; the writer awaits each
+  send, bounded by the slow-client grace.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from collections.abc import Callable
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from hub.api.responses import failure
-from hub.api.uvicorn_socket import RAW_SOCKET, RawSocket
+from hub.api.uvicorn_socket import RAW_SOCKET, Message, RawSocket
 from hub.errors import echo
 from hub.fanout.codec import FORMATS
 from hub.fanout.protocol import Close, Limits, Session
@@ -166,30 +168,56 @@ class WebSocketApi:
             await websocket.send_denial_response(failure(429, "too many connections from you"))
             return
         self.per_ip[address] += 1
-        try:
-            await self._serve(websocket, fmt)
-        finally:
+
+        def release() -> None:
             self.per_ip[address] -= 1
             if not self.per_ip[address]:
                 del self.per_ip[address]
 
-    async def _serve(self, websocket: WebSocket, fmt: str) -> None:
         await websocket.accept()
-        fanout = self.hub.fanout
-        session = Session(fmt, fanout, self.limits, fanout.clock())  # type: ignore[arg-type]
         socket: RawSocket | None = websocket.scope.get("extensions", {}).get(RAW_SOCKET)
         if socket is not None and socket.shares_frames:
-            socket.forget_handshake()
-            writer = SharedFrameWriter(session, socket, self.flusher, fanout.clock)
-            fanout.stats.shared_frame_sessions += 1
-            fanout.attach(session)
-            try:
-                await self._read(websocket, session)
-            finally:
+            self._detach(socket, fmt, release)
+            return  # the connection carries on without this call (see RawSocket.detach)
+        try:
+            await self._serve_asgi(websocket, fmt)
+        finally:
+            release()
+
+    def _detach(self, socket: RawSocket, fmt: str, release: Callable[[], None]) -> None:
+        """The fast path: frames written by the `Flusher`, requests taken as uvicorn
+        parses them, everything torn down by the first disconnect event."""
+        fanout = self.hub.fanout
+        session = Session(fmt, fanout, self.limits, fanout.clock())  # type: ignore[arg-type]
+        socket.forget_handshake()
+        writer = SharedFrameWriter(session, socket, self.flusher, fanout.clock)
+        fanout.stats.shared_frame_sessions += 1
+        fanout.attach(session)
+        ended = False
+
+        def take(message: Message) -> None:
+            nonlocal ended
+            if ended:
+                return
+            if message["type"] == "websocket.disconnect":
+                ended = True
                 writer.stop()
                 fanout.detach(session)
                 fanout.stats.shared_frame_sessions -= 1
-            return
+                release()
+                return
+            try:
+                self._request(session, message)
+            except Exception:  # as an ASGI app's failure would: log it, drop the client
+                log.exception("handling a WebSocket request failed; closing the connection")
+                socket.abort()
+
+        socket.detach(take)
+
+    async def _serve_asgi(self, websocket: WebSocket, fmt: str) -> None:
+        """The fallback: a reader and a writer task per client, one awaited send a frame."""
+        fanout = self.hub.fanout
+        session = Session(fmt, fanout, self.limits, fanout.clock())  # type: ignore[arg-type]
         wake = asyncio.Event()
         session.on_ready = wake.set
         fanout.stats.asgi_sessions += 1
@@ -205,17 +233,21 @@ class WebSocketApi:
             fanout.stats.asgi_sessions -= 1
             await cancel_and_wait((reader, writer))
 
+    def _request(self, session: Session, message: Message) -> None:
+        """One websocket.receive event: a request of the client's."""
+        frame = message.get("text")
+        if frame is None:
+            frame = message.get("bytes") or b""
+        session.receive(frame, self.hub.fanout.clock())
+        if session.close is not None:
+            session.on_ready()  # the writer sends the close and ends the connection
+
     async def _read(self, websocket: WebSocket, session: Session) -> None:
         while True:
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
                 return
-            frame = message.get("text")
-            if frame is None:
-                frame = message.get("bytes") or b""
-            session.receive(frame, self.hub.fanout.clock())
-            if session.close is not None:
-                session.on_ready()  # the writer sends the close and ends the connection
+            self._request(session, message)
 
     async def _write(self, websocket: WebSocket, session: Session, wake: asyncio.Event) -> None:
         """The ASGI fallback's writer: one awaited send per frame."""
