@@ -138,6 +138,44 @@ async def test_every_client_gets_the_very_same_frame_bytes(
         )
 
 
+def asgi_calls() -> list[asyncio.Task[Any]]:
+    """uvicorn's task per connection running the ASGI app (`run_asgi`)."""
+    return [t for t in asyncio.all_tasks() if "run_asgi" in repr(t.get_coro())]
+
+
+async def test_an_accepted_connection_keeps_no_asgi_call_and_its_end_frees_it(
+    start_hub: HubFactory, fake_binance: FakeBinance
+) -> None:
+    running = await start(start_hub, fake_binance)
+    fanout = running.hub.fanout
+    clients = [await RawClient.open(running) for _ in range(5)]
+    try:
+        for client in clients:
+            client.send({"op": "subscribe", "id": 1, "channels": [CHANNEL]})
+        for client in clients:
+            await client.until(1)  # the subscribed reply
+        # Detached: each ASGI call returned, the connections stay open and served.
+        await eventually(lambda: not asgi_calls(), seen=asgi_calls)
+        await push_events(fake_binance, 3)
+        received = [await client.until(4) for client in clients]
+        assert all(
+            [json.loads(p)["seq"] for _, p, _ in frames[1:]] == [1, 2, 3] for frames in received
+        ), received
+        clients[0].send({"op": "unsubscribe", "id": 2, "channels": [CHANNEL]})
+        reply = json.loads((await clients[0].until(5))[4][1])
+        assert reply["op"] == "unsubscribed", f"expected the unsubscribe reply, got {reply}"
+        clients[0].close()
+        clients[1].writer.transport.abort()  # gone without a close frame
+        await eventually(lambda: len(fanout.sessions) == 3, seen=lambda: len(fanout.sessions))
+        status = (await running.get("/api/heatmap/status")).json()["data"]["fanout"]
+        assert (status["shared_frame_sessions"], status["asgi_sessions"]) == (3, 0), status
+    finally:
+        for client in clients:
+            client.close()
+    await eventually(lambda: not fanout.sessions, seen=lambda: len(fanout.sessions))
+    assert not fanout.subscribers.get(CHANNEL), "a closed client is still subscribed"
+
+
 async def test_pings_and_replies_interleave_with_shared_frames(
     start_hub: HubFactory, fake_binance: FakeBinance
 ) -> None:
