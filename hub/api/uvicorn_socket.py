@@ -103,12 +103,11 @@ class RawSocket:
 
     @property
     def open(self) -> bool:
+        # Asked before every write. Every way out of State.OPEN (a close sent or received,
+        # a parser error, a lost connection) sets one of these, or closes the transport.
         protocol = self._protocol
-        return (
-            protocol.conn.state is State.OPEN
-            and not protocol.close_sent
-            and not protocol.disconnected
-            and not protocol.transport.is_closing()
+        return not (
+            protocol.close_sent or protocol.disconnected or protocol.transport.is_closing()
         )
 
     @property

@@ -266,18 +266,24 @@ class Session:
 
     def deliver(self, channel: str, message: EncodedMessage, now: int) -> bool:
         """Queue a channel message; False when the session is not subscribed or filters it."""
-        if channel not in self.subscriptions or self.close is not None:
+        # Once per subscriber and message: the common case is one lookup and one append.
+        alert_filter = self.subscriptions.get(channel, _UNSUBSCRIBED)
+        if alert_filter is _UNSUBSCRIBED or self.close is not None:
             return False
-        alert_filter = self.subscriptions[channel]
         if alert_filter is not None and not alert_filter.admits(_alert_of(message)):
             return False
-        if channel in self._resyncing:
+        resyncing = self._resyncing
+        if resyncing and channel in resyncing:
             return True  # the queued resync marker will bring this channel up to date
-        if not self._make_room(now):
-            return False
-        if channel in self._resyncing:
-            return True  # making room conflated this very channel: the marker covers it
-        self._queue(channel, message)
+        if len(self._outbox) < self.limits.max_queue:
+            self._overflow_since = None
+        else:
+            if not self._make_room(now):
+                return False
+            if channel in resyncing:
+                return True  # making room conflated this very channel: the marker covers it
+        self._outbox.append((channel, message))
+        self.on_ready()
         return True
 
     def _queue(self, channel: str, message: Outgoing) -> None:
@@ -404,6 +410,9 @@ class Session:
 
 def _nothing() -> None:
     return None
+
+
+_UNSUBSCRIBED: Any = object()  # a subscription's filter is None or a filter, never this
 
 
 _ID_MIN, _ID_MAX = -(2**63), 2**63 - 1
