@@ -113,16 +113,22 @@ async def push_events(fake: FakeBinance, count: int) -> None:
         )
 
 
+async def subscribed_clients(running: RunningHub, count: int) -> list[RawClient]:
+    """`count` raw clients on CHANNEL, each past its subscribed reply."""
+    clients = [await RawClient.open(running) for _ in range(count)]
+    for client in clients:
+        client.send({"op": "subscribe", "id": 1, "channels": [CHANNEL]})
+    for client in clients:
+        await client.until(1)
+    return clients
+
+
 async def test_every_client_gets_the_very_same_frame_bytes(
     start_hub: HubFactory, fake_binance: FakeBinance
 ) -> None:
     running = await start(start_hub, fake_binance)
-    clients = [await RawClient.open(running) for _ in range(3)]
+    clients = await subscribed_clients(running, 3)
     try:
-        for client in clients:
-            client.send({"op": "subscribe", "id": 1, "channels": [CHANNEL]})
-        for client in clients:
-            await client.until(1)  # the subscribed reply
         status = (await running.get("/api/heatmap/status")).json()["data"]["fanout"]
         assert (status["shared_frame_sessions"], status["asgi_sessions"]) == (3, 0), status
         await push_events(fake_binance, 20)
@@ -148,12 +154,8 @@ async def test_an_accepted_connection_keeps_no_asgi_call_and_its_end_frees_it(
 ) -> None:
     running = await start(start_hub, fake_binance)
     fanout = running.hub.fanout
-    clients = [await RawClient.open(running) for _ in range(5)]
+    clients = await subscribed_clients(running, 5)
     try:
-        for client in clients:
-            client.send({"op": "subscribe", "id": 1, "channels": [CHANNEL]})
-        for client in clients:
-            await client.until(1)  # the subscribed reply
         # Detached: each ASGI call returned, the connections stay open and served.
         await eventually(lambda: not asgi_calls(), seen=asgi_calls)
         await push_events(fake_binance, 3)
