@@ -178,6 +178,36 @@ async def test_an_accepted_connection_keeps_no_asgi_call_and_its_end_frees_it(
     assert not fanout.subscribers.get(CHANNEL), "a closed client is still subscribed"
 
 
+async def test_a_write_delay_sends_a_clients_messages_in_fewer_writes(
+    start_hub: HubFactory, fake_binance: FakeBinance
+) -> None:
+    settings = Settings(
+        binance_ws_url=fake_binance.base_url,
+        symbols=("BTCUSDT",),
+        exchanges=BINANCE,
+        ws_write_delay_ms=1_000,
+    )
+    running = await start_hub(settings)
+    await fake_binance.wait_for_connections(1)
+    stats = running.hub.fanout.stats
+    [client] = await subscribed_clients(running, 1)
+    try:
+        writes, deliveries = stats.writes, stats.deliveries
+        now = int(time.time() * 1000) - 10_000
+        for i in range(20):  # 20 ms apart: without the delay, about a write each
+            await fake_binance.push(
+                force_order("BTCUSDT", "SELL", f"{60000 + i}.00", "0.100", trade_time=now + i)
+            )
+            await asyncio.sleep(0.02)
+        frames = await client.until(21)
+    finally:
+        client.close()
+    assert [json.loads(p)["seq"] for _, p, _ in frames[1:]] == list(range(1, 21)), frames
+    written, delivered = stats.writes - writes, stats.deliveries - deliveries
+    assert delivered == 20, f"expected 20 deliveries, saw {delivered}"
+    assert written <= 5, f"expected the 20 messages in a few writes of 1 s, saw {written}"
+
+
 async def test_pings_and_replies_interleave_with_shared_frames(
     start_hub: HubFactory, fake_binance: FakeBinance
 ) -> None:

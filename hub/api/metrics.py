@@ -115,6 +115,7 @@ _SOURCE_FIELDS = (
 _FANOUT_FIELDS = (
     ("messages", "channel messages taken from the broker"),
     ("deliveries", "messages queued to clients"),
+    ("writes", "writes of queued frames to clients (fast path)"),
     ("gaps", "heatmap seq gaps seen (then resynced)"),
     ("duplicates", "messages received twice and dropped"),
 )

@@ -106,9 +106,7 @@ class RawSocket:
         # Asked before every write. Every way out of State.OPEN (a close sent or received,
         # a parser error, a lost connection) sets one of these, or closes the transport.
         protocol = self._protocol
-        return not (
-            protocol.close_sent or protocol.disconnected or protocol.transport.is_closing()
-        )
+        return not (protocol.close_sent or protocol.disconnected or protocol.transport.is_closing())
 
     @property
     def paused(self) -> bool:

@@ -27,6 +27,7 @@ from hub.api.responses import failure
 from hub.api.uvicorn_socket import RAW_SOCKET, Message, RawSocket
 from hub.errors import echo
 from hub.fanout.codec import FORMATS
+from hub.fanout.fanout import FanoutStats
 from hub.fanout.protocol import Close, Limits, Session
 from hub.service.hubs import HubView
 from hub.tasks import cancel_and_wait
@@ -37,9 +38,14 @@ FLUSH_BUDGET = 256 * 1024  # bytes one client is given per tick, so one cannot s
 
 
 class Flusher:
-    """Writes what every woken session has queued, once per loop tick."""
+    """Writes what every woken session has queued: once per loop tick, or `delay` seconds
+    after the first wake (HUB_WS_WRITE_DELAY_MS), so that a client's frames of that time
+    share one write. A write is a syscall that costs about as much as all the rest of a
+    delivery; at a few messages a second per client only a delay lets them share it."""
 
-    def __init__(self) -> None:
+    def __init__(self, delay: float = 0.0, stats: FanoutStats | None = None) -> None:
+        self.delay = delay
+        self.stats = stats or FanoutStats()
         self._due: list[SharedFrameWriter] = []
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -47,11 +53,15 @@ class Flusher:
         if not self._due:
             if self._loop is None:
                 self._loop = asyncio.get_running_loop()
-            self._loop.call_soon(self._flush)
+            if self.delay > 0:
+                self._loop.call_later(self.delay, self._flush)
+            else:
+                self._loop.call_soon(self._flush)
         self._due.append(writer)
 
     def _flush(self) -> None:
         due, self._due = self._due, []
+        self.stats.writes += len(due)
         for writer in due:
             try:
                 writer.flush()
@@ -130,7 +140,7 @@ class WebSocketApi:
             **{name: getattr(settings, name) for name in Limits.__struct_fields__}
         )
         self.per_ip: Counter[str] = Counter()
-        self.flusher = Flusher()
+        self.flusher = Flusher(settings.ws_write_delay_ms / 1000, hub.fanout.stats)
 
     def origin_allowed(self, websocket: WebSocket) -> bool:
         origin = websocket.headers.get("origin")

@@ -23,6 +23,7 @@ from hub.models import ChannelMessage, HeatmapSnapshot, PredictedSnapshot
 class FanoutStats(msgspec.Struct):
     messages: int = 0
     deliveries: int = 0
+    writes: int = 0  # flushes of a client's queued frames on the fast path (about one write each)
     gaps: int = 0
     duplicates: int = 0
     shared_frame_sessions: int = 0  # clients written to with shared frames (the fast path)
