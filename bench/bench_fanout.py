@@ -9,6 +9,8 @@ uvloop the peers and clients run on asyncio's own loop (both are said in the out
 Servers, each started afresh for every run, against the same upstream look-alike and
 load clients (runs outer, servers inner, so a table's rows are minutes apart):
 - `hub serve`: ``python -m hub serve`` (in-memory broker), the hub's public CLI and /ws.
+- `hub serve (100 ms writes)`: the same with HUB_WS_WRITE_DELAY_MS=100 (a client's frames
+  held up to 100 ms to share a write: CPU traded for latency).
 - `hub web+ingest`: ``ingest`` publishing to a private redis-server, one ``web`` serving.
 - `socketio`, `broadcast`: the peers of `bench/fanout_peers.py`.
 
@@ -58,6 +60,7 @@ from bench.fanout_servers import (
     SERVERS,
     START_TIMEOUT,
     SYMBOLS,
+    WRITE_DELAY_MS,
     Clients,
     Server,
     ask,
@@ -188,7 +191,7 @@ def drain(crowd: Clients) -> None:
 # -- report ------------------------------------------------------------------------------
 
 HEADER = (
-    f"{'server':<15} {'offered/s':>9} {'delivered/s':>11} {'complete':>8} "
+    f"{'server':<26} {'offered/s':>9} {'delivered/s':>11} {'complete':>8} "
     f"{'CPU us/deliv':>12} {'(all procs)':>11} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
     f"{'closed':>6} {'KiB/idle conn':>13} {'client us/msg':>13} {'others':>6}"
 )
@@ -196,7 +199,7 @@ HEADER = (
 
 def line(row: Row) -> str:
     return (
-        f"{row.server:<15} {row.offered:>9,.0f} {row.delivered:>11,.0f} "
+        f"{row.server:<26} {row.offered:>9,.0f} {row.delivered:>11,.0f} "
         f"{row.complete:>8.2%} {row.cpu_us:>12.2f} {row.cpu_all_us:>11.2f} "
         f"{row.p50:>8.2f} {row.p99:>8.2f} {row.max:>8.1f} {row.closed:>6} "
         f"{row.idle_kib:>13.1f} {row.client_us:>13.2f} {row.others:>6.0%}"
@@ -246,6 +249,14 @@ def summary(results: dict[str, dict[str, Row]]) -> list[str]:
     ]  # fmt: skip
     if web_all is not None:
         lines.append(f"  (web + ingest + redis-server / serve: {web_all:.2f}x)")
+    for name in WRITE_DELAY_MS:
+        delayed, peer = row(at20k, name), row(at20k, "broadcast")
+        if delayed is not None and peer is not None:
+            lines.append(
+                f"{name}, 1k at 20k/s: CPU per delivery {delayed.cpu_us / peer.cpu_us:.2f}x "
+                f"broadcast's, p50 {delayed.p50:.1f} ms / p99 {delayed.p99:.1f} ms (latency "
+                "traded for CPU: HUB_WS_WRITE_DELAY_MS)"
+            )
     hub, peer = row(many, "hub serve"), row(many, "broadcast")
     if hub is None or peer is None:
         lines.append("10k clients at 20k/s, hub serve against broadcast: n/a")

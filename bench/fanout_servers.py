@@ -27,7 +27,8 @@ from tests.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "ADAUSDT", "BNBUSDT"]
-SERVERS = ["hub serve", "hub web+ingest", "socketio", "broadcast"]
+SERVERS = ["hub serve", "hub serve (100 ms writes)", "hub web+ingest", "socketio", "broadcast"]
+WRITE_DELAY_MS = {"hub serve (100 ms writes)": "100"}  # HUB_WS_WRITE_DELAY_MS
 DIALECT = {"socketio": "socketio"}  # everyone else speaks the hub's subscribe
 START_TIMEOUT = 60.0
 REPLY_TIMEOUT = 300.0  # a worker connecting thousands of clients on a loaded machine
@@ -111,7 +112,8 @@ def started(name: str, upstream_url: str, upstream: Connection) -> Iterator[Serv
     processes: list[subprocess.Popen[bytes]] = []
     opened_before = ask(upstream, "connections")[2]
     try:
-        if name == "hub serve":
+        if name in ("hub serve", *WRITE_DELAY_MS):
+            env["HUB_WS_WRITE_DELAY_MS"] = WRITE_DELAY_MS.get(name, "0")
             processes.append(subprocess.Popen([*hub, "serve"], env=env))
         elif name == "hub web+ingest":
             redis = RedisServer()
