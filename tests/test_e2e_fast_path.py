@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import json
 import os
 import time
+import weakref
 from typing import Any
 
 import pytest
@@ -158,6 +160,7 @@ async def test_an_accepted_connection_keeps_no_asgi_call_and_its_end_frees_it(
     try:
         # Detached: each ASGI call returned, the connections stay open and served.
         await eventually(lambda: not asgi_calls(), seen=asgi_calls)
+        sessions = [weakref.ref(session) for session in fanout.sessions]
         await push_events(fake_binance, 3)
         received = [await client.until(4) for client in clients]
         assert all(
@@ -176,6 +179,11 @@ async def test_an_accepted_connection_keeps_no_asgi_call_and_its_end_frees_it(
             client.close()
     await eventually(lambda: not fanout.sessions, seen=lambda: len(fanout.sessions))
     assert not fanout.subscribers.get(CHANNEL), "a closed client is still subscribed"
+    # Nothing keeps a closed connection's objects: the protocol, its socket, writer and
+    # session only refer to one another, so the collector frees them.
+    gc.collect()
+    alive = [ref() for ref in sessions if ref() is not None]
+    assert not alive, f"expected every closed client's session freed, {len(alive)} remain"
 
 
 async def test_a_write_delay_sends_a_clients_messages_in_fewer_writes(
