@@ -101,6 +101,26 @@ _msgpack_any = msgspec.msgpack.Decoder()
 
 
 class Session:
+    # Slots: a session is touched once per delivery, and ten thousand of them stay compact
+    # (one cache line less to fetch per delivery than with a __dict__).
+    __slots__ = (
+        "__weakref__",
+        "_abuse_since",
+        "_outbox",
+        "_overflow_since",
+        "_resyncing",
+        "_stalled_since",
+        "_window_requests",
+        "_window_start",
+        "close",
+        "directory",
+        "dropped",
+        "format",
+        "limits",
+        "on_ready",
+        "subscriptions",
+    )
+
     def __init__(self, fmt: Format, directory: Directory, limits: Limits, now: int) -> None:
         self.format = fmt
         self.directory = directory
@@ -379,14 +399,17 @@ class Session:
         object every other subscriber gets; only replies are framed for this session."""
         frames: list[bytes] = []
         size = 0
-        while size < budget:
-            item = self._next_item()
-            if item is None:
-                break
+        outbox, fmt = self._outbox, self.format
+        while outbox and size < budget:  # once per delivery: the common case inline
+            item = outbox.popleft()[1]
+            if isinstance(item, _Resync):
+                item = self._resynced(item)
+                if item is None:
+                    continue
             if isinstance(item, EncodedMessage):
-                framed = item.wire(self.format)
+                framed = item.wire(fmt)
             else:
-                framed = frame(item, TEXT if self.format == "json" else BINARY)
+                framed = frame(item, TEXT if fmt == "json" else BINARY)
             frames.append(framed)
             size += len(framed)
         return frames
@@ -397,15 +420,20 @@ class Session:
         while self._outbox:
             _, item = self._outbox.popleft()
             if isinstance(item, _Resync):
-                self._resyncing.discard(item.channel)
-                if item.channel not in self.subscriptions:
-                    continue
-                fresh = self.directory.fresh_snapshot(item.channel)
+                fresh = self._resynced(item)
                 if fresh is None:
                     continue
                 return fresh
             return item
         return None
+
+    def _resynced(self, marker: _Resync) -> EncodedMessage | None:
+        """The fresh snapshot a resync marker stands for; None when the channel was left
+        or has none."""
+        self._resyncing.discard(marker.channel)
+        if marker.channel not in self.subscriptions:
+            return None
+        return self.directory.fresh_snapshot(marker.channel)
 
 
 def _nothing() -> None:
