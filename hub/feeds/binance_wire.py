@@ -56,6 +56,18 @@ class Frame(msgspec.Struct, frozen=True):
     msg: str | None = None
 
 
+class _ForceOrderPayload(msgspec.Struct, frozen=True):
+    e: str
+    o: Order | None = None
+
+
+class _StreamForceOrder(msgspec.Struct, frozen=True):
+    """The frame almost every one is: a combined-stream forceOrder, decoded in one pass."""
+
+    stream: str
+    data: _ForceOrderPayload
+
+
 class Parsed(NamedTuple):
     """The outcome of one frame: an event, a control reply, or an anomaly kind + detail."""
 
@@ -68,6 +80,7 @@ class Parsed(NamedTuple):
 _frame_decoder = msgspec.json.Decoder(Frame)
 _payload_decoder = msgspec.json.Decoder(Payload)
 _order_decoder = msgspec.json.Decoder(Order)
+_stream_force_order_decoder = msgspec.json.Decoder(_StreamForceOrder)
 
 
 def stream_name(symbol: str) -> str:
@@ -75,6 +88,16 @@ def stream_name(symbol: str) -> str:
 
 
 def parse_frame(frame: bytes | str) -> Parsed:
+    try:  # the common frame in one typed pass; anything else takes the general path below
+        order = _stream_force_order_decoder.decode(frame).data
+    except msgspec.DecodeError:
+        pass
+    else:
+        if order.e == "forceOrder" and order.o is not None:
+            try:
+                return Parsed(event=normalize(order.o))
+            except ValueError as error:
+                return Parsed(anomaly="malformed", detail=f"order: {error}")
     try:
         outer = _frame_decoder.decode(frame)
     except msgspec.DecodeError as error:
