@@ -8,6 +8,7 @@ import asyncio
 import base64
 import gc
 import json
+import math
 import os
 import time
 import weakref
@@ -202,18 +203,24 @@ async def test_a_write_delay_sends_a_clients_messages_in_fewer_writes(
     try:
         writes, deliveries = stats.writes, stats.deliveries
         now = int(time.time() * 1000) - 10_000
+        began = time.monotonic()
         for i in range(20):  # 20 ms apart: without the delay, about a write each
             await fake_binance.push(
                 force_order("BTCUSDT", "SELL", f"{60000 + i}.00", "0.100", trade_time=now + i)
             )
             await asyncio.sleep(0.02)
         frames = await client.until(21)
+        # One write per second of delay the messages spanned, and one more for the edge;
+        # a loaded machine that stretches the pushes only raises the bound.
+        allowed = math.ceil(time.monotonic() - began) + 1
     finally:
         client.close()
     assert [json.loads(p)["seq"] for _, p, _ in frames[1:]] == list(range(1, 21)), frames
     written, delivered = stats.writes - writes, stats.deliveries - deliveries
     assert delivered == 20, f"expected 20 deliveries, saw {delivered}"
-    assert written <= 5, f"expected the 20 messages in a few writes of 1 s, saw {written}"
+    assert written <= allowed, (
+        f"expected the 20 messages in at most {allowed} writes (1 s each), saw {written}"
+    )
 
 
 async def test_pings_and_replies_interleave_with_shared_frames(
