@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -244,10 +243,10 @@ async def test_publish_while_down_raises_quickly_and_recovers(
     await publisher.publish("hub:BTCUSDT", b"up")
     redis_server.kill()
     for _ in range(2):  # the stale pooled connection, then a refused one
-        started = time.monotonic()
-        with pytest.raises(BrokerUnavailable):
+        with pytest.raises(BrokerUnavailable) as failed:
             await publisher.publish("hub:BTCUSDT", b"down")
-        assert time.monotonic() - started < 2.0
+        # Quickly means from the closed or refused connection, not after a timeout.
+        assert "timeout" not in str(failed.value).lower(), f"failed by timing out: {failed.value}"
     assert not publisher.status().connected
     assert publisher.status().published == 1
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 from collections import Counter
 
 import pytest
@@ -57,7 +58,11 @@ def said(caplog: pytest.LogCaptureFixture, words: str) -> Counter[str]:
 async def test_unreachable_redis_is_logged_once_and_retried_with_backoff(
     start_hub: HubFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
-    redis = RedisServer()  # a free port where nothing listens yet
+    # A port held bound but not listening: connecting is refused, and no other server (a
+    # parallel test's) can take it while Redis is meant to be down.
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    redis = RedisServer(port=holder.getsockname()[1])
     caplog.set_level(logging.INFO, logger="hub")
     running = await start_hub(Settings(redis_url=redis.url, flush_ms=20), demo=True)
     state = running.hub.ingest.redis_state
@@ -74,6 +79,7 @@ async def test_unreachable_redis_is_logged_once_and_retried_with_backoff(
         assert status["event_log"]["connected"] is False
         assert "Connection" in (status["event_log"]["last_error"] or ""), status["event_log"]
 
+        holder.close()
         redis.start()
         await eventually(lambda: state.up and event_log.outage.up, seen=lambda: state.last_error)
         lost = said(caplog, "Redis unreachable")
@@ -81,4 +87,5 @@ async def test_unreachable_redis_is_logged_once_and_retried_with_backoff(
         assert back == lost and set(back.values()) == {1}, f"lost {lost}, back {back}"
         assert event_log.status.connected
     finally:
+        holder.close()
         redis.stop()
