@@ -411,7 +411,9 @@ async def test_the_page_draws_the_order_book_and_lists_its_insights(
         text = await browser.evaluate("document.getElementById('insights').innerText")
         for insight in seen[2]:
             assert insight["detail"] in text, (insight, text)
-            assert f"strength {round(100 * insight['strength'])}%" in text, (insight, text)
+            # As the page's Math.round: halves up (Python's round() takes 68.5 to 68).
+            shown_strength = math.floor(100 * insight["strength"] + 0.5)
+            assert f"strength {shown_strength}%" in text, (insight, text)
         panel = await browser.evaluate("document.getElementById('book').innerText")
         assert "best bid" in panel and "best ask" in panel, panel
         save(tmp_path, "book-page.png", await browser.screenshot())
