@@ -136,7 +136,7 @@ class RawSocket:
         protocol.resume_if_paused()
 
     def abort(self) -> None:
-        """Drop the connection at once (the app's reader then sees it gone)."""
+        """Drop the connection at once (the app then gets its disconnect event)."""
         self._protocol.transport.abort()
 
     def close(self, code: int, reason: str, grace: float) -> None:

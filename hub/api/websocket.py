@@ -98,7 +98,7 @@ class SharedFrameWriter:
         session, socket = self.session, self.socket
         if not socket.open:
             self.stop()
-            return  # the reader sees the disconnect and ends the connection
+            return  # the disconnect event that follows tears the session down
         if socket.paused:
             self._stalled()
         else:
