@@ -19,9 +19,12 @@ minute on 2 cores; two more with a baseline).
     `HeatmapWindow` (add + flush) against a baseline that rebuilds
     `scipy.stats.gaussian_kde` over the held events at every update, on the same events
     and the same update points (20 of them). Also reports how far apart the two densities are.
-(d) The bundled demo (Binance, Bybit and OKX frames, every `hub/data/demo_*.jsonl`)
-    through each exchange's decoder into the processor: decode + apply + flush per event,
-    and each exchange's share of the demo's notional.
+(d) The bundled demo's liquidation frames (Binance, Bybit and OKX) through each
+    exchange's decoder into the processor: decode, apply + flush, and the two together
+    (parse -> store -> windows) per event; each exchange's share of the demo's notional.
+(e) Parse -> store -> windows at the rates of (a): the burst and spread events, each as its
+    exchange's live frame (one liquidation a frame, the costliest case for Bybit, which
+    batches), decoded by the feeds' decoders, applied, and flushed as in (a).
 Events of (a)-(c) come from the three exchanges in the demo's proportions (46 % Binance,
 34 % Bybit, 20 % OKX), so the store's per-exchange duplicate check sees all of them.
 Figures are printed; nothing is asserted about time.
@@ -43,6 +46,7 @@ from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
 import numpy as np
 from scipy.stats import gaussian_kde
 
@@ -54,7 +58,7 @@ from hub.analytics.processor import LiquidationProcessor
 from hub.analytics.window import HeatmapWindow
 from hub.feeds.replay import DECODERS, read_replays
 from hub.models import LiquidationEvent, Side
-from hub.service.sources import demo_files
+from hub.service.sources import DATA
 
 N_EVENTS = 200_000
 FLUSH_EVERY = runner.FLUSH_EVERY
@@ -272,10 +276,14 @@ def _batches(events: list[LiquidationEvent], size: int) -> list[list[Liquidation
     return list(chunks())
 
 
+# The demo's liquidation recordings; its mark prices and OKX books go to other readers.
+DEMO_LIQUIDATIONS = ("demo_session.jsonl", "demo_bybit.jsonl", "demo_okx.jsonl")
+
+
 def demo_throughput() -> dict[str, object]:
-    """The demo's frames through each exchange's own decoder, then its events through
-    `apply` with a flush every FLUSH_EVERY events, as in (a); CPU time of one core."""
-    lines = read_replays(demo_files())
+    """The demo's liquidation frames through each exchange's own decoder, then its events
+    through `apply` with a flush every FLUSH_EVERY events, as in (a); CPU time of one core."""
+    lines = read_replays(DATA / name for name in DEMO_LIQUIDATIONS)
     decoders = {source: factory() for source, factory in DECODERS.items()}
     events: list[LiquidationEvent] = []
     gc.collect()
@@ -294,15 +302,82 @@ def demo_throughput() -> dict[str, object]:
     for event in events:
         notional[event.exchange] += event.notional
         count[event.exchange] += 1
+    apply_s = applied["cpu_s"]
     return {
         "frames": len(lines),
         "events": len(events),
         "decode_us": 1e6 * decode_s / len(events),
         "events_per_s": applied["events_per_s"],
+        "pipeline_per_s": len(events) / (decode_s + apply_s),
         "count": count,
         "share": {x: notional[x] / sum(notional.values()) for x in notional},
         "notional": notional,
     }
+
+
+# -- (e) parse -> store -> windows ------------------------------------------------------
+
+OKX_INSTRUMENTS = "/api/v5/public/instruments?instType=SWAP"
+CONTRACT_VALUES = {
+    "BTCUSDT": 0.01,
+    "ETHUSDT": 0.1,
+    "SOLUSDT": 1.0,
+    "ADAUSDT": 100.0,
+    "BNBUSDT": 0.01,
+}
+
+
+def okx_instruments() -> bytes:
+    data = [
+        {"instId": f"{symbol[:-4]}-USDT-SWAP", "instType": "SWAP", "ctVal": str(value),
+         "ctType": "linear", "state": "live"}
+        for symbol, value in CONTRACT_VALUES.items()
+    ]  # fmt: skip
+    return msgspec.json.encode({"code": "0", "msg": "", "data": data})
+
+
+def wire_frame(event: LiquidationEvent) -> bytes:
+    """`event` as its exchange pushes it (docs/protocol.md gives each side convention)."""
+    long, symbol, t = event.side == "long", event.symbol, event.time
+    price, quantity = repr(event.price), repr(event.quantity)
+    if event.exchange == "binance":
+        order = {"s": symbol, "S": "SELL" if long else "BUY", "o": "LIMIT", "f": "IOC",
+                 "q": quantity, "p": price, "ap": price, "X": "FILLED", "l": quantity,
+                 "z": quantity, "T": t}  # fmt: skip
+        data = {"e": "forceOrder", "E": t + 10, "o": order}
+        frame: dict[str, object] = {"stream": f"{symbol.lower()}@forceOrder", "data": data}
+    elif event.exchange == "bybit":
+        item = {"T": t, "s": symbol, "S": "Buy" if long else "Sell", "v": quantity, "p": price}
+        frame = {"topic": f"allLiquidation.{symbol}", "type": "snapshot", "ts": t + 5,
+                 "data": [item]}  # fmt: skip
+    else:
+        contracts = max(round(event.quantity / CONTRACT_VALUES[symbol]), 1)
+        family = f"{symbol[:-4]}-USDT"
+        detail = {"bkLoss": "0", "bkPx": price, "ccy": "", "posSide": event.side,
+                  "side": "sell" if long else "buy", "sz": str(contracts), "ts": str(t)}  # fmt: skip
+        frame = {"arg": {"channel": "liquidation-orders", "instType": "SWAP"},
+                 "data": [{"details": [detail], "instFamily": family,
+                           "instId": f"{family}-SWAP", "instType": "SWAP", "uly": family}]}  # fmt: skip
+    return msgspec.json.encode(frame)
+
+
+def pipeline_throughput(events: list[LiquidationEvent]) -> dict[str, float]:
+    """Every event's frame decoded, applied and flushed as in (a); CPU time of one core."""
+    frames = [(event.exchange, wire_frame(event)) for event in events]
+    decoders = {source: factory() for source, factory in DECODERS.items()}
+    decoders["okx"].take_rest(OKX_INSTRUMENTS, okx_instruments())
+    processor = new_processor()
+    apply, flush, lag = processor.apply, processor.flush, runner.LAG_MS
+    count = 0
+    gc.collect()
+    began = time.process_time()
+    for source, frame in frames:
+        for event in decoders[source].decode(frame).events:
+            apply(event, event.time + lag)
+            count += 1
+            if count % FLUSH_EVERY == 0:
+                flush(event.time + lag)
+    return {"events_per_s": count / (time.process_time() - began), "events": count}
 
 
 def main() -> None:
@@ -379,7 +454,8 @@ def main() -> None:
     d = demo_throughput()
     print(
         f"\n(d) the demo: {d['frames']:,} frames of 3 exchanges, {d['events']:,} events; "
-        f"decode {d['decode_us']:.1f} us/event, apply + flush {d['events_per_s']:,.0f} events/s"
+        f"decode {d['decode_us']:.1f} us/event, apply + flush {d['events_per_s']:,.0f} events/s; "
+        f"parse -> store -> windows {d['pipeline_per_s']:,.0f} events/s"
     )
     print(f"  {'exchange':<8} {'events':>7} {'notional $':>14} {'share':>7}")
     for exchange, share in d["share"].items():  # type: ignore[attr-defined]
@@ -387,6 +463,14 @@ def main() -> None:
             f"  {exchange:<8} {d['count'][exchange]:>7,} "  # type: ignore[index]
             f"{d['notional'][exchange]:>14,.0f} {share:>7.1%}"  # type: ignore[index]
         )
+    print(
+        f"\n(e) parse -> store -> windows: (a)'s events as wire frames, one a frame, through "
+        f"each exchange's decoder, apply, flush every {FLUSH_EVERY:,} (target 50,000 events/s)"
+    )
+    print(f"  {'profile':<8} {'events/s':>10} {'events':>9}")
+    for name, events in (("burst", burst), ("spread", spread)):
+        e = pipeline_throughput(events)
+        print(f"  {name:<8} {e['events_per_s']:>10,.0f} {e['events']:>9,.0f}")
     print(f"\nwall time {time.perf_counter() - wall:.1f} s")
 
 

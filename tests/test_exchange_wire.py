@@ -64,6 +64,7 @@ def test_bybit_batch_holds_every_liquidation_and_buy_is_a_long() -> None:
     [
         (b"not json", "malformed"),
         (b'{"topic":"allLiquidation.BTCUSDT","data":{"T":1}}', "malformed"),
+        (b'{"topic":"allLiquidation.BTCUSDT","data":[{"T":1,"s":"BTCUSDT"}]}', "malformed"),
         (b'{"topic":"orderbook.50.BTCUSDT","data":{}}', "unknown_topic:orderbook.50.BTCUSDT"),
         (b'{"topic":"tickers.BTCUSDT","ts":1,"data":{}}', "malformed"),
         (b'{"success":false,"ret_msg":"error:handler not found","op":"subscribe"}',
@@ -230,6 +231,8 @@ def test_okx_inverse_swaps_are_ignored_and_errors_are_named() -> None:
     ]
     assert decoder.decode(b"pong") == ([], [], 0, 0, [])
     assert [k for k, _ in decoder.decode(b"{oops").anomalies] == ["malformed"]
+    no_instrument = {"arg": {"channel": "liquidation-orders"}, "data": [{"details": []}]}
+    assert [k for k, _ in decoder.decode(encode(no_instrument)).anomalies] == ["malformed"]
     books = {"arg": {"channel": "books", "instId": "BTC-USDT-SWAP"}, "data": []}
     assert decoder.decode(encode(books)) == ([], [], 0, 1, [])  # another reader's channel
 

@@ -95,7 +95,7 @@ def parse_frame(frame: bytes | str) -> Parsed:
     else:
         if order.e == "forceOrder" and order.o is not None:
             try:
-                return Parsed(event=normalize(order.o))
+                return Parsed(normalize(order.o))
             except ValueError as error:
                 return Parsed(anomaly="malformed", detail=f"order: {error}")
     try:
@@ -163,8 +163,9 @@ class BinanceDecoder:
 
     def decode(self, frame: bytes) -> Decoded:
         parsed = parse_frame(frame)
-        anomalies = [] if parsed.anomaly is None else [(parsed.anomaly, parsed.detail)]
-        return Decoded([] if parsed.event is None else [parsed.event], anomalies)
+        if parsed.event is not None:
+            return Decoded([parsed.event])
+        return Decoded([], [] if parsed.anomaly is None else [(parsed.anomaly, parsed.detail)])
 
     def take_rest(self, path: str, body: bytes) -> bool:
         return False  # open interest answers are market data, read beside this decoder

@@ -55,7 +55,15 @@ class Frame(msgspec.Struct, frozen=True):
     req_id: str | None = None
 
 
+class _LiquidationPush(msgspec.Struct, frozen=True):
+    """The frame almost every one is: a liquidation batch, decoded in one pass."""
+
+    topic: str
+    data: list[Liquidation]
+
+
 _frame_decoder = msgspec.json.Decoder(Frame)
+_push_decoder = msgspec.json.Decoder(_LiquidationPush)
 _batch_decoder = msgspec.json.Decoder(list[Liquidation])
 _ticker_decoder = msgspec.json.Decoder(Ticker)
 
@@ -108,6 +116,13 @@ class BybitDecoder:
         self.mark_prices: dict[str, float] = {}  # the last one of each symbol's tickers
 
     def decode(self, frame: bytes) -> Decoded:
+        try:  # the common frame in one typed pass; anything else takes the layered path
+            push = _push_decoder.decode(frame)
+        except msgspec.DecodeError:
+            pass
+        else:
+            if push.topic.startswith(TOPIC_PREFIX):
+                return _liquidations(push.data)
         try:
             outer = _frame_decoder.decode(frame)
         except msgspec.DecodeError as error:
@@ -126,14 +141,7 @@ class BybitDecoder:
             batch = _batch_decoder.decode(outer.data)
         except msgspec.DecodeError as error:
             return Decoded([], [("malformed", f"data: {error}")])
-        events: list[LiquidationEvent] = []
-        anomalies: list[tuple[str, str]] = []
-        for item in batch:
-            try:
-                events.append(normalize(item))
-            except ValueError as error:
-                anomalies.append(("malformed", f"liquidation: {error}"))
-        return Decoded(events, anomalies)
+        return _liquidations(batch)
 
     def _ticker(self, outer: Frame) -> Decoded:
         try:
@@ -159,6 +167,17 @@ class BybitDecoder:
     def take_rest(self, path: str, body: bytes) -> bool:
         # The instruments list only tells a live feed what `*` subscribes to.
         return path.startswith("/v5/market/instruments-info")
+
+
+def _liquidations(batch: list[Liquidation]) -> Decoded:
+    events: list[LiquidationEvent] = []
+    anomalies: list[tuple[str, str]] = []
+    for item in batch:
+        try:
+            events.append(normalize(item))
+        except ValueError as error:
+            anomalies.append(("malformed", f"liquidation: {error}"))
+    return Decoded(events, anomalies)
 
 
 def normalize(item: Liquidation) -> LiquidationEvent:

@@ -22,7 +22,7 @@ from hub.feeds.base import Decoded, excerpt
 from hub.feeds.okx_instruments import is_instruments_path, parse_contract_values
 from hub.feeds.okx_open_interest import CHANNEL as OPEN_INTEREST_CHANNEL
 from hub.feeds.okx_open_interest import decode_open_interest
-from hub.feeds.okx_wire import decode_envelope, is_pong, swap_symbol
+from hub.feeds.okx_wire import Arg, decode_envelope, is_pong, swap_symbol
 from hub.feeds.recent import RecentKeys
 from hub.models import LiquidationEvent, round_notional
 
@@ -44,7 +44,15 @@ class InstrumentLiquidations(msgspec.Struct, frozen=True):
     details: list[Detail] = []
 
 
+class _LiquidationPush(msgspec.Struct, frozen=True):
+    """The frame almost every one is, decoded in one pass (its channel checked after)."""
+
+    arg: Arg
+    data: list[InstrumentLiquidations]
+
+
 _data_decoder = msgspec.json.Decoder(list[InstrumentLiquidations])
+_push_decoder = msgspec.json.Decoder(_LiquidationPush)
 
 
 class OkxLiquidationDecoder:
@@ -61,6 +69,13 @@ class OkxLiquidationDecoder:
     def decode(self, frame: bytes) -> Decoded:
         if is_pong(frame):
             return Decoded([])
+        try:  # the common frame in one typed pass; anything else takes the layered path
+            push = _push_decoder.decode(frame)
+        except msgspec.DecodeError:
+            pass
+        else:
+            if push.arg.channel == CHANNEL:
+                return self._normalize(push.data)
         try:
             envelope = decode_envelope(frame)
         except msgspec.DecodeError as error:
