@@ -12,7 +12,8 @@ load clients (runs outer, servers inner, so a table's rows are minutes apart):
 - `hub serve (100 ms writes)`: the same with HUB_WS_WRITE_DELAY_MS=100 (a client's frames
   held up to 100 ms to share a write: CPU traded for latency).
 - `hub web+ingest`: ``ingest`` publishing to a private redis-server, one ``web`` serving.
-- `socketio`, `broadcast`: the peers of `bench/fanout_peers.py`.
+- `socketio`, `broadcast`, `write floor`: the peers of `bench/fanout_peers.py` (the last
+  is no server to run: one write a delivery and nothing else, the floor of the others).
 
 Setting: N clients over 5 symbols, each subscribed to one `liquidations:{SYMBOL}` channel
 (N/5 subscribers a channel). Offered deliveries/s = upstream events/s x subscribers per
@@ -249,6 +250,13 @@ def summary(results: dict[str, dict[str, Row]]) -> list[str]:
     ]  # fmt: skip
     if web_all is not None:
         lines.append(f"  (web + ingest + redis-server / serve: {web_all:.2f}x)")
+    floor = ratio(field(at20k, "write floor", "cpu_us"), field(at20k, "broadcast", "cpu_us"))
+    if floor is not None:
+        lines.append(
+            f"  write floor CPU per delivery / broadcast's, 1k at 20k/s: {floor:.2f}x (one "
+            "write a delivery and nothing else: no server sending each message on its own "
+            "write goes below it)"
+        )
     for name in WRITE_DELAY_MS:
         delayed, peer = row(at20k, name), row(at20k, "broadcast")
         if delayed is not None and peer is not None:

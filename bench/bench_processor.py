@@ -353,11 +353,12 @@ def wire_frame(event: LiquidationEvent) -> bytes:
     else:
         contracts = max(round(event.quantity / CONTRACT_VALUES[symbol]), 1)
         family = f"{symbol[:-4]}-USDT"
+        side = "sell" if long else "buy"
         detail = {"bkLoss": "0", "bkPx": price, "ccy": "", "posSide": event.side,
-                  "side": "sell" if long else "buy", "sz": str(contracts), "ts": str(t)}  # fmt: skip
-        frame = {"arg": {"channel": "liquidation-orders", "instType": "SWAP"},
-                 "data": [{"details": [detail], "instFamily": family,
-                           "instId": f"{family}-SWAP", "instType": "SWAP", "uly": family}]}  # fmt: skip
+                  "side": side, "sz": str(contracts), "ts": str(t)}  # fmt: skip
+        pushed = {"details": [detail], "instFamily": family, "instId": f"{family}-SWAP",
+                  "instType": "SWAP", "uly": family}  # fmt: skip
+        frame = {"arg": {"channel": "liquidation-orders", "instType": "SWAP"}, "data": [pushed]}
     return msgspec.json.encode(frame)
 
 

@@ -10,6 +10,10 @@ bytes), and sends it to the subscribers of `liquidations:{SYMBOL}`:
 - `broadcast`: websockets' own server on uvloop, a set of connections per channel and
   `websockets.broadcast` of the message encoded once; it speaks the hub's subscribe
   request, so the same load client serves both.
+- `write floor`: the same server, but each message is framed once and its bytes handed
+  to every subscriber's transport, nothing else: no backpressure, no slow-client rule,
+  not a server to run. It is the least any server pays at one write a delivery, the
+  floor the others are measured against.
 
 Run as `python bench/fanout_peers.py KIND --port P --upstream URL --symbols A,B`.
 """
@@ -21,7 +25,7 @@ import asyncio
 import logging
 import sys
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import msgspec
@@ -34,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anyw
 
 from bench.fanout_load import run_loop
 from hub.fanout.codec import encode_message
+from hub.fanout.frames import TEXT, frame
 from hub.feeds.binance_wire import parse_frame, stream_name
 from hub.models import ChannelMessage, LiquidationEvent
 
@@ -55,7 +60,20 @@ def channel_of(event: LiquidationEvent) -> str:
     return f"liquidations:{event.symbol}"
 
 
-async def broadcast_peer(port: int, upstream: str, symbols: list[str]) -> None:
+Send = Callable[[set[ServerConnection], bytes], None]
+
+
+def send_broadcast(room: set[ServerConnection], payload: bytes) -> None:
+    broadcast(room, payload.decode())
+
+
+def send_raw(room: set[ServerConnection], payload: bytes) -> None:
+    data = frame(payload, TEXT)
+    for websocket in room:
+        websocket.transport.write(data)
+
+
+async def websockets_peer(port: int, upstream: str, symbols: list[str], send: Send) -> None:
     rooms: dict[str, set[ServerConnection]] = defaultdict(set)
 
     async def handler(websocket: ServerConnection) -> None:
@@ -81,7 +99,15 @@ async def broadcast_peer(port: int, upstream: str, symbols: list[str]) -> None:
             channel = channel_of(event)
             seqs[channel] += 1
             message = ChannelMessage(channel, "liquidation", seqs[channel], EPOCH, event)
-            broadcast(rooms[channel], encode_message(message).decode())
+            send(rooms[channel], encode_message(message))
+
+
+async def broadcast_peer(port: int, upstream: str, symbols: list[str]) -> None:
+    await websockets_peer(port, upstream, symbols, send_broadcast)
+
+
+async def floor_peer(port: int, upstream: str, symbols: list[str]) -> None:
+    await websockets_peer(port, upstream, symbols, send_raw)
 
 
 async def socketio_peer(port: int, upstream: str, symbols: list[str]) -> None:
@@ -112,7 +138,7 @@ async def socketio_peer(port: int, upstream: str, symbols: list[str]) -> None:
         await serving
 
 
-PEERS = {"broadcast": broadcast_peer, "socketio": socketio_peer}
+PEERS = {"broadcast": broadcast_peer, "socketio": socketio_peer, "write floor": floor_peer}
 
 
 def main() -> None:

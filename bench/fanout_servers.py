@@ -27,7 +27,14 @@ from tests.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "ADAUSDT", "BNBUSDT"]
-SERVERS = ["hub serve", "hub serve (100 ms writes)", "hub web+ingest", "socketio", "broadcast"]
+SERVERS = [
+    "hub serve",
+    "hub serve (100 ms writes)",
+    "hub web+ingest",
+    "socketio",
+    "broadcast",
+    "write floor",
+]
 WRITE_DELAY_MS = {"hub serve (100 ms writes)": "100"}  # HUB_WS_WRITE_DELAY_MS
 DIALECT = {"socketio": "socketio"}  # everyone else speaks the hub's subscribe
 START_TIMEOUT = 60.0

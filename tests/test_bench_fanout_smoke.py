@@ -23,7 +23,7 @@ def socketio_importable() -> bool:
     return True
 
 
-@pytest.mark.timeout(300)  # five servers started in turn, each a fresh Python process
+@pytest.mark.timeout(300)  # six servers started in turn, each a fresh Python process
 def test_smoke_run_delivers_from_every_server_kind() -> None:
     done = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "bench_fanout.py"), "--smoke"],
@@ -38,6 +38,7 @@ def test_smoke_run_delivers_from_every_server_kind() -> None:
     )
     table = done.stdout.split("smoke:", 1)[-1]
     expected = ["hub serve", "hub serve (100 ms writes)", "hub web+ingest", "broadcast"]
+    expected += ["write floor"]
     if not socketio_importable():
         assert "socketio: skipped, python-socketio is not installed" in done.stdout, output
     else:
