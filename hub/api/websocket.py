@@ -103,9 +103,9 @@ class SharedFrameWriter:
             self._stalled()
         else:
             session.flowing()
-            frames = session.take_frames(FLUSH_BUDGET)
-            if frames:
-                socket.write(frames[0] if len(frames) == 1 else b"".join(frames))
+            data = session.take_frames(FLUSH_BUDGET)
+            if data:
+                socket.write(data)
             if session.pending() and not socket.paused:
                 self.wake()  # the rest next tick, after the other clients
         close = session.close
