@@ -42,7 +42,7 @@ def test_any_payload_round_trips(payload: bytes) -> None:
 
 
 def test_a_message_is_framed_once_per_format() -> None:
-    message = EncodedMessage(
+    message = EncodedMessage.of(
         encode_message(ChannelMessage("liquidations:BTCUSDT", "liquidation", 1, "e", {"x": 1}))
     )
     assert message.wire("json") is message.wire("json")

@@ -113,7 +113,7 @@ class Recorder:
 
     def take(self, messages: list[ChannelMessage], now: int) -> None:
         for message in messages:
-            encoded = EncodedMessage(encode_message(message))
+            encoded = EncodedMessage.of(encode_message(message))
             header = encoded.header
             state = self.states.setdefault(header.ch, ChannelState(header.ch))
             if header.ch.startswith("heatmap:"):

@@ -45,7 +45,7 @@ class Fanout:
 
     def publish(self, payload: bytes) -> None:
         """Take one encoded channel message from the broker and deliver it."""
-        message = EncodedMessage(payload)
+        message = EncodedMessage.of(payload)
         name = message.header.ch
         state = self.channels.get(name)
         if state is None:
@@ -120,7 +120,7 @@ class Fanout:
         if state.snapshot_cache is None:
             snapshot = state.replica.snapshot()
             message = ChannelMessage(channel, "snapshot", snapshot.seq, snapshot.epoch, snapshot)
-            state.snapshot_cache = EncodedMessage(encode_message(message))
+            state.snapshot_cache = EncodedMessage.of(encode_message(message))
         return state.snapshot_cache
 
     def snapshot(self, channel: str) -> HeatmapSnapshot | None:
