@@ -226,7 +226,7 @@ def test_cluster_new_once_per_cluster() -> None:
     engine = AlertEngine(SYMBOL)
     [alert] = engine.on_clusters([cluster(7, 1_000_000.0)], WINDOW, 1_000)
     assert alert == Alert(
-        id="BTCUSDT:cluster_new:1h:7",
+        id="BTCUSDT:cluster_new:1h:7@1000",
         kind="cluster_new",
         symbol=SYMBOL,
         price=100.0,
@@ -260,13 +260,13 @@ def test_growth_fires_at_the_threshold_and_not_below() -> None:
     [alert] = engine.on_clusters([cluster(3, 1_500_000.0)], WINDOW, 2)
     assert (alert.kind, alert.id, alert.notional) == (
         "cluster_growth",
-        "BTCUSDT:cluster_growth:1h:3:1",
+        "BTCUSDT:cluster_growth:1h:3@0:1",
         1_500_000.0,
     )
     # The base is now the last alert: 50% more than 1.5M is 2.25M.
     assert engine.on_clusters([cluster(3, 2_249_999.0)], WINDOW, 3) == []
     [again] = engine.on_clusters([cluster(3, 2_250_000.0)], WINDOW, 4)
-    assert again.id == "BTCUSDT:cluster_growth:1h:3:2"
+    assert again.id == "BTCUSDT:cluster_growth:1h:3@0:2"
 
 
 def test_growth_base_survives_a_dip() -> None:
@@ -300,17 +300,33 @@ def test_gone_and_refound_under_a_new_id_is_new_but_a_flicker_is_not() -> None:
     assert engine.on_clusters([cluster(1, 1e6)], WINDOW, 2) == []  # same id back: not new
     assert engine.on_clusters([], WINDOW, 3) == []
     [alert] = engine.on_clusters([cluster(2, 1e6)], WINDOW, 4)
-    assert (alert.kind, alert.id) == ("cluster_new", "BTCUSDT:cluster_new:1h:2")
+    assert (alert.kind, alert.id) == ("cluster_new", "BTCUSDT:cluster_new:1h:2@4")
 
 
 def test_several_clusters_and_windows_are_tracked_apart() -> None:
     engine = AlertEngine(SYMBOL)
     first = engine.on_clusters([cluster(1, 1e6), cluster(2, 2e6, price=90.0)], WINDOW, 0)
-    assert [a.id for a in first] == ["BTCUSDT:cluster_new:1h:1", "BTCUSDT:cluster_new:1h:2"]
+    assert [a.id for a in first] == ["BTCUSDT:cluster_new:1h:1@0", "BTCUSDT:cluster_new:1h:2@0"]
     [other_window] = engine.on_clusters([cluster(1, 1e6)], "4h", 0)
-    assert other_window.id == "BTCUSDT:cluster_new:4h:1"
+    assert other_window.id == "BTCUSDT:cluster_new:4h:1@0"
     [grown] = engine.on_clusters([cluster(1, 1e6), cluster(2, 3e6, price=90.0)], WINDOW, 1)
-    assert grown.id == "BTCUSDT:cluster_growth:1h:2:1"
+    assert grown.id == "BTCUSDT:cluster_growth:1h:2@0:1"
+
+
+def test_a_restarted_engine_never_repeats_a_cluster_alert_id() -> None:
+    # A restarted process counts cluster ids from 1 again: a client that saw the first
+    # process's alerts, and drops ids it has seen, must still get the new cluster's.
+    before = AlertEngine(SYMBOL)
+    seen = {a.id for a in before.on_clusters([cluster(1, 1e6)], WINDOW, 1_000)}
+    seen |= {a.id for a in before.on_clusters([cluster(1, 2e6)], WINDOW, 2_000)}
+    after = AlertEngine(SYMBOL)
+    new = after.on_clusters([cluster(1, 1e6, price=90.0)], WINDOW, 3_000)
+    grown = after.on_clusters([cluster(1, 2e6, price=90.0)], WINDOW, 4_000)
+    assert kinds(new + grown) == ["cluster_new", "cluster_growth"]
+    assert not {a.id for a in new + grown} & seen, (
+        f"expected ids unseen before the restart, got {[a.id for a in new + grown]} "
+        f"against {sorted(seen)}"
+    )
 
 
 def test_hysteresis_memory_is_bounded() -> None:

@@ -18,8 +18,11 @@ Decisions:
   one-per-second sample; added across exchanges, the normal flow of three of them crosses
   it (in the bundled demo: 66 cascades instead of 27, most in calm minutes).
 - Ids are `{symbol}:{kind}:{window}:{key}`, where the key is what makes the alert one of a
-  kind: the event (large), side and firing event time (cascade), cluster id (new), cluster id
-  and growth ordinal (growth). Same inputs, same id, so copies can be de-duplicated.
+  kind: the event (large), side and firing event time (cascade), cluster id and the time of
+  the cluster's first alert (new), the same and the growth ordinal (growth). Same inputs,
+  same id, so copies can be de-duplicated. Cluster ids count from 1 again in a restarted
+  process, so they alone would name a new cluster with an id a client has already seen
+  (and drops); the first alert's time cannot repeat.
 - `z_score` is the event's z (large), the cluster's z (cluster kinds), or the largest event z in
   the cascade, so a `min_z` filter means "involves something that unusual" for every kind.
   `risk` follows z for a large liquidation (`clusters.risk_level`: low < 1 <= moderate < 2 <=
@@ -157,11 +160,12 @@ class _CascadeWindow:
 
 
 class _Alerted(NamedTuple):
-    """What a cluster looked like at its last alert."""
+    """What a cluster looked like at its last alert, and when it was first alerted."""
 
     notional: float
     risk_rank: int
     growth_alerts: int
+    first_alert: int  # ms: with the cluster id, names the cluster in its alerts' ids
 
 
 DEFAULT_THRESHOLDS = AlertThresholds()
@@ -210,14 +214,16 @@ class AlertEngine:
                 if rank < min_rank:
                     continue
                 alerts.append(self._cluster_new(cluster, window, time))
-                last = _Alerted(cluster.notional, rank, 0)
+                last = _Alerted(cluster.notional, rank, 0, time)
             # Multiplied out so whole-number notionals and percentages compare exactly.
             elif (
                 cluster.notional > last.notional
                 and cluster.notional * 100.0 >= last.notional * (100.0 + limits.growth_pct)
             ) or rank > last.risk_rank:
                 alerts.append(self._cluster_growth(cluster, last, window, time))
-                last = _Alerted(cluster.notional, rank, last.growth_alerts + 1)
+                last = last._replace(
+                    notional=cluster.notional, risk_rank=rank, growth_alerts=last.growth_alerts + 1
+                )
             alerted[cluster.id] = last
         while len(alerted) > _REMEMBERED_CLUSTERS:
             del alerted[next(iter(alerted))]
@@ -273,7 +279,7 @@ class AlertEngine:
     def _cluster_new(self, cluster: Cluster, window: str, time: int) -> Alert:
         return self._cluster_alert(
             "cluster_new",
-            f"{cluster.id}",
+            f"{cluster.id}@{time}",
             cluster,
             window,
             time,
@@ -287,7 +293,7 @@ class AlertEngine:
         risk_change = f"{was_risk} to {cluster.risk}" if was_risk != cluster.risk else cluster.risk
         return self._cluster_alert(
             "cluster_growth",
-            f"{cluster.id}:{last.growth_alerts + 1}",
+            f"{cluster.id}@{last.first_alert}:{last.growth_alerts + 1}",
             cluster,
             window,
             time,
