@@ -45,6 +45,7 @@ import tracemalloc
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import numpy as np
@@ -59,6 +60,10 @@ from hub.analytics.window import HeatmapWindow
 from hub.feeds.replay import DECODERS, read_replays
 from hub.models import LiquidationEvent, Side
 from hub.service.sources import DATA
+from tests.fakes.binance_server import force_order
+from tests.fakes.bybit_server import liquidation as bybit_liquidation
+from tests.fakes.okx_server import CONTRACT_VALUES as OKX_CONTRACT_VALUES
+from tests.fakes.okx_server import FakeOkx, detail, push_frame
 
 N_EVENTS = 200_000
 FLUSH_EVERY = runner.FLUSH_EVERY
@@ -318,47 +323,30 @@ def demo_throughput() -> dict[str, object]:
 # -- (e) parse -> store -> windows ------------------------------------------------------
 
 OKX_INSTRUMENTS = "/api/v5/public/instruments?instType=SWAP"
-CONTRACT_VALUES = {
-    "BTCUSDT": 0.01,
-    "ETHUSDT": 0.1,
-    "SOLUSDT": 1.0,
-    "ADAUSDT": 100.0,
-    "BNBUSDT": 0.01,
-}
 
 
 def okx_instruments() -> bytes:
-    data = [
-        {"instId": f"{symbol[:-4]}-USDT-SWAP", "instType": "SWAP", "ctVal": str(value),
-         "ctType": "linear", "state": "live"}
-        for symbol, value in CONTRACT_VALUES.items()
-    ]  # fmt: skip
-    return msgspec.json.encode({"code": "0", "msg": "", "data": data})
+    """The OKX look-alike's instruments answer: the contract values `wire_frame` uses."""
+    return msgspec.json.encode(FakeOkx().rest(*OKX_INSTRUMENTS.split("?"))[1])
 
 
 def wire_frame(event: LiquidationEvent) -> bytes:
-    """`event` as its exchange pushes it (docs/protocol.md gives each side convention)."""
+    """`event` as its exchange pushes it, built by the test look-alikes' frame builders
+    (docs/protocol.md gives each exchange's side convention)."""
     long, symbol, t = event.side == "long", event.symbol, event.time
     price, quantity = repr(event.price), repr(event.quantity)
+    frame: dict[str, Any]
     if event.exchange == "binance":
-        order = {"s": symbol, "S": "SELL" if long else "BUY", "o": "LIMIT", "f": "IOC",
-                 "q": quantity, "p": price, "ap": price, "X": "FILLED", "l": quantity,
-                 "z": quantity, "T": t}  # fmt: skip
-        data = {"e": "forceOrder", "E": t + 10, "o": order}
-        frame: dict[str, object] = {"stream": f"{symbol.lower()}@forceOrder", "data": data}
+        order = force_order(symbol, "SELL" if long else "BUY", price, quantity, trade_time=t)
+        frame = {"stream": f"{symbol.lower()}@forceOrder", "data": order}
     elif event.exchange == "bybit":
-        item = {"T": t, "s": symbol, "S": "Buy" if long else "Sell", "v": quantity, "p": price}
+        item = bybit_liquidation(symbol, "Buy" if long else "Sell", quantity, price, t)
         frame = {"topic": f"allLiquidation.{symbol}", "type": "snapshot", "ts": t + 5,
                  "data": [item]}  # fmt: skip
     else:
-        contracts = max(round(event.quantity / CONTRACT_VALUES[symbol]), 1)
-        family = f"{symbol[:-4]}-USDT"
-        side = "sell" if long else "buy"
-        detail = {"bkLoss": "0", "bkPx": price, "ccy": "", "posSide": event.side,
-                  "side": side, "sz": str(contracts), "ts": str(t)}  # fmt: skip
-        pushed = {"details": [detail], "instFamily": family, "instId": f"{family}-SWAP",
-                  "instType": "SWAP", "uly": family}  # fmt: skip
-        frame = {"arg": {"channel": "liquidation-orders", "instType": "SWAP"}, "data": [pushed]}
+        inst_id = f"{symbol[:-4]}-USDT-SWAP"
+        contracts = max(round(event.quantity / float(OKX_CONTRACT_VALUES[inst_id])), 1)
+        frame = push_frame(inst_id, [detail("sell" if long else "buy", str(contracts), price, t)])
     return msgspec.json.encode(frame)
 
 
