@@ -12,7 +12,7 @@ from __future__ import annotations
 import abc
 import logging
 from collections.abc import Callable
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, TypeVar
 
 import msgspec
 
@@ -25,6 +25,7 @@ FrameListener = Callable[[int, bytes], None]  # (received ms, frame exactly as r
 RestListener = Callable[[int, str, bytes], None]  # (received ms, path with query, body)
 
 log = logging.getLogger("hub.feeds")
+T = TypeVar("T")
 
 
 class FeedStatus(msgspec.Struct):
@@ -54,6 +55,15 @@ class FeedStatus(msgspec.Struct):
 
 def excerpt(frame: bytes) -> str:
     return bytes(frame[:120]).decode("utf-8", "replace")
+
+
+def decode_common(decoder: msgspec.json.Decoder[T], frame: bytes | str) -> T | None:
+    """`frame` in the one typed pass that fits the frame almost every one is, or None when
+    it has another shape (a decoder then takes its layered path, which names anomalies)."""
+    try:
+        return decoder.decode(frame)
+    except msgspec.DecodeError:
+        return None
 
 
 class Decoded(NamedTuple):

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 import msgspec
 
-from hub.feeds.base import Decoded
+from hub.feeds.base import Decoded, decode_common
 from hub.models import LiquidationEvent, round_notional
 
 ALL_MARKET_STREAM = "!forceOrder@arr"
@@ -88,16 +88,12 @@ def stream_name(symbol: str) -> str:
 
 
 def parse_frame(frame: bytes | str) -> Parsed:
-    try:  # the common frame in one typed pass; anything else takes the general path below
-        order = _stream_force_order_decoder.decode(frame).data
-    except msgspec.DecodeError:
-        pass
-    else:
-        if order.e == "forceOrder" and order.o is not None:
-            try:
-                return Parsed(normalize(order.o))
-            except ValueError as error:
-                return Parsed(anomaly="malformed", detail=f"order: {error}")
+    common = decode_common(_stream_force_order_decoder, frame)
+    if common is not None and common.data.e == "forceOrder" and common.data.o is not None:
+        try:
+            return Parsed(normalize(common.data.o))
+        except ValueError as error:
+            return Parsed(anomaly="malformed", detail=f"order: {error}")
     try:
         outer = _frame_decoder.decode(frame)
     except msgspec.DecodeError as error:

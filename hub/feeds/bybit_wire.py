@@ -21,7 +21,7 @@ import math
 
 import msgspec
 
-from hub.feeds.base import Decoded, MarketUpdate, excerpt
+from hub.feeds.base import Decoded, MarketUpdate, decode_common, excerpt
 from hub.models import LiquidationEvent, MarkPriceUpdate, OpenInterestUpdate, round_notional
 
 TOPIC_PREFIX = "allLiquidation."
@@ -116,13 +116,9 @@ class BybitDecoder:
         self.mark_prices: dict[str, float] = {}  # the last one of each symbol's tickers
 
     def decode(self, frame: bytes) -> Decoded:
-        try:  # the common frame in one typed pass; anything else takes the layered path
-            push = _push_decoder.decode(frame)
-        except msgspec.DecodeError:
-            pass
-        else:
-            if push.topic.startswith(TOPIC_PREFIX):
-                return _liquidations(push.data)
+        push = decode_common(_push_decoder, frame)
+        if push is not None and push.topic.startswith(TOPIC_PREFIX):
+            return _liquidations(push.data)
         try:
             outer = _frame_decoder.decode(frame)
         except msgspec.DecodeError as error:

@@ -18,7 +18,7 @@ import math
 
 import msgspec
 
-from hub.feeds.base import Decoded, excerpt
+from hub.feeds.base import Decoded, decode_common, excerpt
 from hub.feeds.okx_instruments import is_instruments_path, parse_contract_values
 from hub.feeds.okx_open_interest import CHANNEL as OPEN_INTEREST_CHANNEL
 from hub.feeds.okx_open_interest import decode_open_interest
@@ -69,13 +69,9 @@ class OkxLiquidationDecoder:
     def decode(self, frame: bytes) -> Decoded:
         if is_pong(frame):
             return Decoded([])
-        try:  # the common frame in one typed pass; anything else takes the layered path
-            push = _push_decoder.decode(frame)
-        except msgspec.DecodeError:
-            pass
-        else:
-            if push.arg.channel == CHANNEL:
-                return self._normalize(push.data)
+        push = decode_common(_push_decoder, frame)
+        if push is not None and push.arg.channel == CHANNEL:
+            return self._normalize(push.data)
         try:
             envelope = decode_envelope(frame)
         except msgspec.DecodeError as error:
