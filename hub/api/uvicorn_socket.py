@@ -90,11 +90,16 @@ class RawSocket:
     """What the app may do with an accepted connection beyond ASGI: write whole frames,
     see backpressure, be told when the client has read, close without waiting."""
 
-    __slots__ = ("_protocol", "on_drain")
+    __slots__ = ("_protocol", "on_drain", "paused", "write")
 
     def __init__(self, protocol: HubWebSocketProtocol) -> None:
         self._protocol = protocol
         self.on_drain: Callable[[], None] = _nothing
+        # Read before every write: a plain attribute, kept by the protocol's pause_writing
+        # and resume_writing, costs less than asking its `writable` event each time.
+        self.paused = not protocol.writable.is_set()
+        # The transport's own write, called once per delivery with no Python frame between.
+        self.write: Callable[[bytes], None] = protocol.transport.write
 
     @property
     def shares_frames(self) -> bool:
@@ -108,19 +113,11 @@ class RawSocket:
         protocol = self._protocol
         return not (protocol.close_sent or protocol.disconnected or protocol.transport.is_closing())
 
-    @property
-    def paused(self) -> bool:
-        """The transport's buffer is over its high-water mark: the client is not keeping up."""
-        return not self._protocol.writable.is_set()
-
     def forget_handshake(self) -> None:
         """Drop the parsed handshake once accepted: the scope has what the app needs, and
         a few kilobytes per idle connection add up at ten thousand clients."""
         protocol = self._protocol
         protocol.request = protocol.response = None  # type: ignore[assignment]
-
-    def write(self, data: bytes) -> None:
-        self._protocol.transport.write(data)
 
     def detach(self, take: Callable[[Message], None]) -> None:
         """From now on the connection outlives the app's ASGI call: every event uvicorn
@@ -170,9 +167,15 @@ class HubWebSocketProtocol(WebSocketsSansIOProtocol):
             self.raw = RawSocket(self)
             self.scope["extensions"][RAW_SOCKET] = self.raw
 
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self.raw is not None:
+            self.raw.paused = True  # over the high-water mark: the client is not keeping up
+
     def resume_writing(self) -> None:
         super().resume_writing()
         if self.raw is not None:
+            self.raw.paused = False
             self.raw.on_drain()
 
     def send_receive_event_to_app(self) -> None:
