@@ -8,7 +8,8 @@ reproduces, and windows are cut at the flush time), the windows resume at the sa
 in the same epoch, and the events after the watermark are applied as new. Clients then
 simply see the next diff. When the watermark is not in the log (it was trimmed, or
 lost), the state cannot be claimed to be the same, and the book starts a new epoch
-instead.
+instead. A resumed book's alert engine takes the clusters of that flush as alerted, so a
+restart does not alert them again.
 
 Pure: the caller reads and writes the bytes.
 """
@@ -18,7 +19,7 @@ from __future__ import annotations
 import msgspec
 
 from hub.analytics.grid import PriceGrid
-from hub.analytics.processor import LiquidationProcessor, SymbolBook
+from hub.analytics.processor import ALERT_WINDOW, Flushed, LiquidationProcessor, SymbolBook
 from hub.analytics.window import HeatmapWindow
 from hub.channels import WINDOWS
 from hub.models import ChannelMessage, LiquidationEvent
@@ -33,6 +34,9 @@ class BookPosition(msgspec.Struct, frozen=True):
     flushed_at: int
     watermark: str  # `event_id` of the last event applied before the flush
     seqs: dict[str, int]
+    # The running market price at the flush; None in checkpoints written before it was
+    # kept, which resume on the reference price (never further from it than a recentre).
+    market_price: float | None = None
 
 
 class ChannelPositions(msgspec.Struct, frozen=True):
@@ -56,17 +60,18 @@ def positions(processor: LiquidationProcessor) -> dict[str, bytes]:
         CHANNELS_FIELD: _encoder.encode(ChannelPositions(processor.epoch, processor.seqs()))
     }
     for symbol, book in processor.books.items():
-        if book.grid is None or book.flushed is None or book.flushed[1] is None:
+        flushed = book.flushed
+        if book.grid is None or flushed is None or flushed.last_applied is None:
             continue
-        flushed_at, last = book.flushed
         saved[symbol] = _encoder.encode(
             BookPosition(
                 epoch=book.grid.epoch,
                 bin_width=book.grid.bin_width,
                 reference_price=book.grid.reference_price,
-                flushed_at=flushed_at,
-                watermark=event_id(last),
+                flushed_at=flushed.time,
+                watermark=event_id(flushed.last_applied),
                 seqs={name: window.seq for name, window in book.windows.items()},
+                market_price=flushed.market_price,
             )
         )
     return saved
@@ -112,11 +117,11 @@ def _watermark_index(events: list[LiquidationEvent], watermark: str) -> int | No
 
 def _rebuild(book: SymbolBook, events: list[LiquidationEvent], position: BookPosition) -> None:
     config = book.config
-    book.grid = PriceGrid(
-        position.bin_width, position.reference_price, config.range_pct, position.epoch
-    )
+    grid = PriceGrid(position.bin_width, position.reference_price, config.range_pct, position.epoch)
+    market_price = position.market_price
+    book.carry_on(grid, position.reference_price if market_price is None else market_price)
     book.windows = {
-        name: HeatmapWindow(book.symbol, name, span, book.grid, config.bandwidth_pct, book.columns)
+        name: HeatmapWindow(book.symbol, name, span, grid, config.bandwidth_pct, book.columns)
         for name, span in WINDOWS.items()
     }
     flushed_at = position.flushed_at
@@ -126,5 +131,9 @@ def _rebuild(book: SymbolBook, events: list[LiquidationEvent], position: BookPos
         book.leverage.observe(event.price, event.time)
         book.hold(event, flushed_at)
     for name, window in book.windows.items():
-        window.resume(position.seqs.get(name, 0), flushed_at)
-    book.flushed = (flushed_at, book.last_applied)
+        clusters = window.resume(position.seqs.get(name, 0), flushed_at)
+        if name == ALERT_WINDOW:
+            # Alerted by the process before the restart; only what changes from here on
+            # is news (without this, every standing cluster was alerted again, as new).
+            book.alerts.remember(clusters, name, flushed_at)
+    book.flushed = Flushed(flushed_at, book.last_applied, book.market_price)

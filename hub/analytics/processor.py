@@ -44,6 +44,16 @@ class Applied(NamedTuple):
     messages: list[ChannelMessage]
 
 
+class Flushed(NamedTuple):
+    """Where a book stood at its last flush that moved a stream (a checkpoint's position)."""
+
+    time: int
+    last_applied: LiquidationEvent | None
+    # `place`'s running market price then: a restored book carries it on, or its first
+    # event would pull it from 0 and move the density axis far from the market.
+    market_price: float
+
+
 class ProcessorConfig(msgspec.Struct, frozen=True):
     max_events: int = 10_000
     retention_ms: int = 30 * 86_400_000
@@ -76,7 +86,7 @@ class SymbolBook:
             kind: (f"{kind}:{symbol}", f"{kind}:{ANY_SYMBOL}") for kind in FANNED_KINDS
         }
         self.last_applied: LiquidationEvent | None = None
-        self.flushed: tuple[int, LiquidationEvent | None] | None = None  # (time, last applied)
+        self.flushed: Flushed | None = None
         self._epoch_ms = -1
         self._epochs_this_ms = 0
 
@@ -132,6 +142,12 @@ class SymbolBook:
         """The store dropped `evicted` (its oldest)."""
         self.columns.forget(evicted)
         self.alert_statistics.forget(evicted)
+
+    def carry_on(self, grid: PriceGrid, market_price: float) -> None:
+        """Take up a restored stream's grid and market price (see `place`)."""
+        self.grid = grid
+        self.market_price = market_price
+        self._steady = grid.steady_band()
 
     def _new_epoch(self, now: int) -> str:
         """A name no earlier epoch of this book had: a second new epoch within the same ms
@@ -232,7 +248,7 @@ class LiquidationProcessor:
             if changed or book.flushed is None:
                 # The position of the last flush that moved a stream: an idle book keeps
                 # its checkpoint, so nothing is rewritten every few milliseconds.
-                book.flushed = (now, book.last_applied)
+                book.flushed = Flushed(now, book.last_applied, book.market_price)
         return messages
 
     def sweep(self, now: int) -> None:

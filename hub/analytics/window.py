@@ -145,17 +145,21 @@ class HeatmapWindow:
         self.seq = 0
         return self.snapshot()
 
-    def resume(self, seq: int, flushed_at: int) -> None:
+    def resume(self, seq: int, flushed_at: int) -> list[Cluster]:
         """Carry on a stream from a restored state: the events held are those of the flush
         at `seq`, in the same order, so the bins are bit for bit what clients hold (see
         `hub.analytics.columns`). Derived parts (clusters, statistics, density, reference)
-        are recomputed and need not match to the last bit, so the next diff sends them."""
-        self._bins = _Published(self._take(flushed_at), self.grid)
+        are recomputed and need not match to the last bit, so the next diff sends them.
+        Returns the clusters as of that flush, tracked: the next flush keeps their ids."""
+        summary = self._take(flushed_at)
+        self._bins = _Published(summary, self.grid)
+        clusters = self._clusters.track(summary.shapes(self.density, self.grid.bin_width))
         self.seq = seq
         self._published_statistics = _UNSENT_STATISTICS
         self._published_clusters = _UNSENT_CLUSTERS
         self._published_reference = math.nan
         self._changed = True
+        return clusters
 
     def _take(self, now: int) -> Summary:
         """The summary of the suffix at `now`, remembered as the one published."""

@@ -1,0 +1,181 @@
+"""Checkpoint restore and the alerts around it: a restarted processor resumes the stream
+without alerting the clusters the process before it had alerted, and alerts what is new.
+
+The bundled demo session goes through a processor ("before") with a flush every 30 s, as
+in `test_processor`. Half-way, its positions are saved and a second processor ("after")
+is restored from them and from the events the first one held, as `ingest` does from the
+durable log. Both then take the rest of the session.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+
+from hub.analytics import checkpoint
+from hub.analytics.processor import ALERT_WINDOW, LiquidationProcessor, ProcessorConfig
+from hub.feeds.binance_wire import parse_frame
+from hub.feeds.replay import read_replay
+from hub.models import Alert, ChannelMessage, LiquidationEvent
+
+DEMO = Path(__file__).parent.parent / "hub" / "data" / "demo_session.jsonl"
+FLUSH_MS = 30_000
+
+
+def cluster_alerts(messages: list[ChannelMessage]) -> list[Alert]:
+    return [
+        m.data
+        for m in messages
+        if m.ch == "alerts:*" and isinstance(m.data, Alert) and m.data.kind.startswith("cluster")
+    ]
+
+
+def new_clusters(alerts: list[Alert]) -> list[tuple[str, int, float, float]]:
+    return [(a.symbol, a.time, a.price, a.notional) for a in alerts if a.kind == "cluster_new"]
+
+
+def session() -> list[tuple[int, LiquidationEvent]]:
+    """(receive time, event) of every liquidation of the demo session."""
+    timed = []
+    for line in read_replay(DEMO):
+        parsed = parse_frame(line.raw)
+        assert parsed.event is not None, parsed
+        timed.append((line.t, parsed.event))
+    return timed
+
+
+def new_processor(symbols: set[str]) -> LiquidationProcessor:
+    processor = LiquidationProcessor(ProcessorConfig(), epoch="before")
+    for symbol in sorted(symbols):
+        processor.track(symbol)
+    return processor
+
+
+def run(
+    processor: LiquidationProcessor,
+    timed: list[tuple[int, LiquidationEvent]],
+    last_flush: int,
+    held: dict[str, list[LiquidationEvent]] | None = None,
+) -> tuple[list[Alert], int]:
+    """Apply `timed`, flushing every FLUSH_MS; returns the cluster alerts and the time of
+    the last flush. Accepted events are appended to `held` (the durable log's stand-in)."""
+    alerts: list[Alert] = []
+    for now, event in timed:
+        applied = processor.apply(event, now)
+        if held is not None and applied.event is not None:
+            held.setdefault(applied.event.symbol, []).append(applied.event)
+        if now - last_flush >= FLUSH_MS:
+            alerts += cluster_alerts(processor.flush(now))
+            last_flush = now
+    return alerts, last_flush
+
+
+def test_a_restored_processor_does_not_alert_standing_clusters_again() -> None:
+    timed = session()
+    symbols = {event.symbol for _, event in timed}
+    half = len(timed) // 2
+    before = new_processor(symbols)
+    held: dict[str, list[LiquidationEvent]] = {}
+    alerted_before, last_flush = run(before, timed[:half], timed[0][0], held)
+    assert any(a.kind == "cluster_new" for a in alerted_before), (
+        "expected the first half of the demo to raise cluster alerts, to test their memory"
+    )
+    saved = checkpoint.positions(before)
+
+    after = LiquidationProcessor(ProcessorConfig(), epoch="after")
+    checkpoint.restore_channels(after, saved[checkpoint.CHANNELS_FIELD])
+    for symbol in sorted(symbols):
+        resumed, _ = checkpoint.restore_book(
+            after, symbol, held.get(symbol, []), saved.get(symbol), last_flush
+        )
+        assert resumed, f"{symbol}: expected the saved stream to be resumed"
+
+    # Both flush at the same moment: the same events (those applied since the last flush
+    # are news to both), so the same clusters are new, whatever was standing before.
+    first = after.flush(last_flush)
+    reference = cluster_alerts(before.flush(last_flush))
+    standing = [
+        cluster
+        for m in first
+        if m.ch.startswith("heatmap:") and m.ch.endswith(f":{ALERT_WINDOW}")
+        for cluster in (m.data.clusters or [])  # type: ignore[attr-defined]
+        if cluster.risk != "low"
+    ]
+    assert len(standing) > len(reference), (
+        f"expected more clusters standing at the checkpoint ({len(standing)}) than new ones "
+        f"({len(reference)}), or the test could not tell a re-alert from news"
+    )
+    again = [(a.kind, a.symbol, a.price, a.notional) for a in cluster_alerts(first)]
+    expected = [(a.kind, a.symbol, a.price, a.notional) for a in reference]
+    assert again == expected, (
+        f"expected only the alerts the process before the restart raises at the same flush, "
+        f"{expected}; got {again}"
+    )
+
+    # What is new after the restart is alerted as the process before it would have.
+    rest = timed[half:]
+    continued, _ = run(before, rest, last_flush)
+    resumed_alerts, _ = run(after, rest, last_flush)
+    expected_new = new_clusters(continued)
+    got_new = new_clusters(resumed_alerts)
+    assert expected_new, "expected the second half of the demo to raise new clusters"
+    assert got_new == expected_new, f"expected new clusters {expected_new}, got {got_new}"
+
+
+def restored(
+    before: LiquidationProcessor,
+    held: dict[str, list[LiquidationEvent]],
+    saved: dict[str, bytes],
+    now: int,
+) -> LiquidationProcessor:
+    after = LiquidationProcessor(ProcessorConfig(), epoch="after")
+    checkpoint.restore_channels(after, saved[checkpoint.CHANNELS_FIELD])
+    for symbol in sorted(before.books):
+        checkpoint.restore_book(after, symbol, held.get(symbol, []), saved.get(symbol), now)
+    return after
+
+
+def test_a_restored_book_keeps_its_grid_through_the_events_after_the_checkpoint() -> None:
+    # The events applied after the checkpoint's flush are applied again on restore. With
+    # the market price not carried over, the first of them pulled it from 0 towards the
+    # price: the density axis moved far from the market, or a new epoch began.
+    timed = session()
+    before = new_processor({event.symbol for _, event in timed})
+    held: dict[str, list[LiquidationEvent]] = {}
+    _, last_flush = run(before, timed[: len(timed) // 2], timed[0][0], held)
+    after = restored(before, held, checkpoint.positions(before), last_flush)
+    for symbol, book in before.books.items():
+        assert book.grid is not None
+        expected = (book.grid.epoch, book.grid.reference_price, book.market_price)
+        again = after.books[symbol]
+        assert again.grid is not None
+        got = (again.grid.epoch, again.grid.reference_price, again.market_price)
+        assert got == expected, f"{symbol}: expected (epoch, reference, market) {expected}, {got=}"
+
+
+def test_a_checkpoint_without_a_market_price_resumes_on_its_reference_price() -> None:
+    # Checkpoints written before the market price was kept have no such field.
+    timed = session()
+    before = new_processor({event.symbol for _, event in timed})
+    held: dict[str, list[LiquidationEvent]] = {}
+    _, last_flush = run(before, timed[: len(timed) // 3], timed[0][0], held)
+    saved = checkpoint.positions(before)
+    old = {
+        field: raw if field == checkpoint.CHANNELS_FIELD else _without_market_price(raw)
+        for field, raw in saved.items()
+    }
+    after = restored(before, held, old, last_flush)
+    for symbol, book in before.books.items():
+        assert book.grid is not None
+        again = after.books[symbol]
+        assert again.grid is not None and again.grid.epoch == book.grid.epoch, symbol
+        drift = abs(again.market_price - book.market_price) / book.market_price
+        assert drift < 0.05, f"{symbol}: market price {again.market_price}, was {book.market_price}"
+
+
+def _without_market_price(raw: bytes) -> bytes:
+    fields = msgspec.json.decode(raw)
+    assert "market_price" in fields, f"expected a market_price in {fields}"
+    del fields["market_price"]
+    return msgspec.json.encode(fields)
