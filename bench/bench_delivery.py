@@ -16,7 +16,8 @@ A live delivery costs several times this: the write itself (the kernel's share o
 `bench_fanout.py`'s CPU per delivery) and the cache misses it causes. This isolates the
 part the hub's own code decides. ``--baseline REV`` runs the same measurement on git
 revision REV's `hub` package, each in its own process, this tree and REV alternating.
-Figures are printed; nothing is asserted about time.
+``--smoke`` (10 and 100 sessions, one round) is what the test suite runs, so that the
+script keeps working. Figures are printed; nothing is asserted about time.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZES = (1_000, 10_000)
+SMOKE_SIZES = (10, 100)
 DELIVERIES = 1_000_000  # a round's: messages = DELIVERIES // sessions
 ROUNDS = 5
 CHANNEL = "liquidations:BTCUSDT"
@@ -77,7 +79,7 @@ class NoLoop:
         return None
 
 
-async def per_delivery(sessions: int) -> tuple[float, int]:
+async def per_delivery(sessions: int, deliveries: int, rounds: int) -> tuple[float, int]:
     """(best CPU seconds per delivery, writes counted) for `sessions` subscribers."""
     from hub.api.uvicorn_socket import RawSocket
     from hub.api.websocket import Flusher, SharedFrameWriter
@@ -100,9 +102,9 @@ async def per_delivery(sessions: int) -> tuple[float, int]:
         session.subscriptions[CHANNEL] = None
         fanout.subscribers.setdefault(CHANNEL, set()).add(session)
     event = LiquidationEvent("binance", "BTCUSDT", "long", 60_000.0, 0.1, 6_000.0, 1)
-    messages = DELIVERIES // sessions
+    messages = deliveries // sessions
     best = float("inf")
-    for _ in range(ROUNDS):
+    for _ in range(rounds):
         fanout.channels.clear()  # each round's seqs start again from 1
         payloads = [
             encode_message(ChannelMessage(CHANNEL, "liquidation", seq, "bench", event))
@@ -117,21 +119,23 @@ async def per_delivery(sessions: int) -> tuple[float, int]:
     return best, sum(t.writes for t in transports)
 
 
-def measure_here() -> dict[str, float]:
+def measure_here(smoke: bool) -> dict[str, float]:
+    """us per delivery by session count; every session must have had every write."""
+    sizes, deliveries, rounds = (SMOKE_SIZES, 1_000, 1) if smoke else (SIZES, DELIVERIES, ROUNDS)
     results = {}
-    for sessions in SIZES:
-        seconds, writes = asyncio.run(per_delivery(sessions))
-        expected = ROUNDS * (DELIVERIES // sessions) * sessions
+    for sessions in sizes:
+        seconds, writes = asyncio.run(per_delivery(sessions, deliveries, rounds))
+        expected = rounds * (deliveries // sessions) * sessions
         if writes != expected:
             raise RuntimeError(f"{writes:,} writes, expected {expected:,}")
         results[str(sessions)] = seconds * 1e6
     return results
 
 
-def measure_in(tree: Path) -> dict[str, float]:
+def measure_in(tree: Path, smoke: bool) -> dict[str, float]:
     """`measure_here` in a new process that imports `hub` from `tree`."""
     out = subprocess.run(
-        [sys.executable, __file__, "--measure", str(tree)],
+        [sys.executable, __file__, "--measure", str(tree), *(["--smoke"] if smoke else [])],
         capture_output=True,
         text=True,
         check=True,
@@ -143,15 +147,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--baseline", metavar="REV", help="also measure git revision REV")
     parser.add_argument("--rounds", type=int, default=2, help="alternations with --baseline")
+    parser.add_argument("--smoke", action="store_true", help="a few sessions, one round")
     parser.add_argument("--measure", metavar="TREE", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
         sys.path.insert(0, args.measure)
-        print(json.dumps(measure_here()))
+        print(json.dumps(measure_here(args.smoke)))
         return
+    deliveries, rounds = (1_000, 1) if args.smoke else (DELIVERIES, ROUNDS)
     print(
-        f"fan-out delivery path: messages to N sessions ({DELIVERIES:,} deliveries a round), "
-        f"publish + flush, writes counted (no syscall); CPU us per delivery, best of {ROUNDS}"
+        f"fan-out delivery path: messages to N sessions ({deliveries:,} deliveries a round), "
+        f"publish + flush, writes counted (no syscall); CPU us per delivery, best of {rounds}"
     )
     trees = {"this tree": ROOT}
     with tempfile.TemporaryDirectory() as scratch:
@@ -168,10 +174,10 @@ def main() -> None:
         figures: dict[str, dict[str, list[float]]] = {label: {} for label in trees}
         for _ in range(args.rounds if args.baseline else 1):
             for label, tree in trees.items():
-                for size, us in measure_in(tree).items():
+                for size, us in measure_in(tree, args.smoke).items():
                     figures[label].setdefault(size, []).append(us)
     print(f"  {'sessions':>8} " + " ".join(f"{label:>12}" for label in trees))
-    for size in map(str, SIZES):
+    for size in figures["this tree"]:
         cells = " ".join(f"{min(figures[label][size]):>12.3f}" for label in trees)
         print(f"  {int(size):>8,} {cells}")
 
