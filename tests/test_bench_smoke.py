@@ -1,0 +1,74 @@
+"""The benchmark scripts keep working: each `--smoke` run starts what it measures and
+reports a figure. Only that something ran and arrived is checked, never how fast.
+
+- `bench/bench_fanout.py --smoke`: every server kind it knows starts, takes 20 load
+  clients and delivers to them. Without python-socketio (the `bench` extra; CI installs
+  only `test`) the script skips that one server and says so, and the rest still runs.
+- `bench/bench_delivery.py --smoke`: it drives the fast-path writer through internals
+  (`Flusher._flush`, `RawSocket` over a stand-in protocol) that a change could move; the
+  script itself checks that every session got every write.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVER_COLUMN = 26  # the width of the fan-out smoke table's first column
+
+
+def socketio_importable() -> bool:
+    try:
+        import socketio  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def smoke(script: str, timeout: float) -> tuple[str, str]:
+    """(stdout, everything printed) of `bench/{script} --smoke`, which must exit 0."""
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), "--smoke"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    output = done.stdout + done.stderr
+    code = done.returncode
+    assert code == 0, f"expected exit 0 from the {script} smoke run, got {code}:\n{output}"
+    return done.stdout, output
+
+
+@pytest.mark.timeout(300)  # six servers started in turn, each a fresh Python process
+def test_smoke_run_delivers_from_every_server_kind() -> None:
+    stdout, output = smoke("bench_fanout.py", 280)
+    table = stdout.split("smoke:", 1)[-1]
+    expected = ["hub serve", "hub serve (100 ms writes)", "hub web+ingest", "broadcast"]
+    expected += ["write floor"]
+    if not socketio_importable():
+        assert "socketio: skipped, python-socketio is not installed" in stdout, output
+    else:
+        expected.append("socketio")
+    for server in expected:
+        rows = [line for line in table.splitlines() if line[:SERVER_COLUMN].rstrip() == server]
+        assert len(rows) == 1, f"expected one row for {server!r} in the smoke table:\n{output}"
+        delivered = int(rows[0][SERVER_COLUMN:].split()[1].replace(",", ""))
+        assert delivered > 0, f"expected {server} to deliver something:\n{output}"
+
+
+@pytest.mark.timeout(120)
+def test_smoke_run_writes_to_every_session() -> None:
+    stdout, output = smoke("bench_delivery.py", 100)
+    rows = {
+        cells[0]: cells[1:]
+        for cells in map(str.split, stdout.splitlines())
+        if cells[0:1] and cells[0].isdigit()
+    }
+    assert set(rows) == {"10", "100"}, f"expected a row for 10 and 100 sessions:\n{output}"
+    for size, figures in rows.items():
+        assert float(figures[0]) > 0, f"expected a positive figure for {size} sessions:\n{output}"
