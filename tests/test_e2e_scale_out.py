@@ -223,6 +223,10 @@ class CountingHeatmap(ClientHeatmap):
     def epoch(self) -> str | None:
         return None if self.state is None else str(self.state["epoch"])
 
+    @property
+    def reference_price(self) -> float | None:
+        return None if self.state is None else float(self.state["reference_price"])
+
 
 @dataclass(eq=False)
 class Client:
@@ -466,6 +470,7 @@ async def test_ingest_restart_keeps_epoch_and_seq(
         await settle(cluster, web, client, len(events.times))
     epoch = (await cluster.rest_snapshot(webs[0]))["epoch"]
     seq_before = a.heatmap.seq
+    reference = a.heatmap.reference_price
     snapshots = {c.name: c.heatmap.snapshots for c in (a, b)}
     diffs_from = {c.name: len(c.heatmap_messages) for c in (a, b)}
 
@@ -477,6 +482,11 @@ async def test_ingest_restart_keeps_epoch_and_seq(
     for client, web in ((a, webs[0]), (b, webs[1])):
         await settle(cluster, web, client, len(events.times))
         assert client.heatmap.epoch == epoch, "an ingest restart that restores keeps the epoch"
+        # The new events' prices are those of before: the price axis stays where it was.
+        assert client.heatmap.reference_price == reference, (
+            f"expected the reference price to stay at {reference}, "
+            f"got {client.heatmap.reference_price}"
+        )
         assert client.heatmap.snapshots == snapshots[client.name], "no new snapshot"
         after = client.heatmap_messages[diffs_from[client.name] :]
         assert [m["type"] for m in after] == ["diff"] * len(after)
