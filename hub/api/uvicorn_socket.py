@@ -90,7 +90,7 @@ class RawSocket:
     """What the app may do with an accepted connection beyond ASGI: write whole frames,
     see backpressure, be told when the client has read, close without waiting."""
 
-    __slots__ = ("_protocol", "on_drain", "paused", "write")
+    __slots__ = ("_protocol", "on_drain", "paused", "transport")
 
     def __init__(self, protocol: HubWebSocketProtocol) -> None:
         self._protocol = protocol
@@ -98,8 +98,10 @@ class RawSocket:
         # Read before every write: a plain attribute, kept by the protocol's pause_writing
         # and resume_writing, costs less than asking its `writable` event each time.
         self.paused = not protocol.writable.is_set()
-        # The transport's own write, called once per delivery with no Python frame between.
-        self.write: Callable[[bytes], None] = protocol.transport.write
+        # Whole frames go to `transport.write` directly, with no Python frame between: one
+        # call per delivery. (Not a bound method kept here: that would be one more object
+        # per connection for the garbage collector to track.)
+        self.transport = protocol.transport
 
     @property
     def shares_frames(self) -> bool:
@@ -111,7 +113,7 @@ class RawSocket:
         # Asked before every write. Every way out of State.OPEN (a close sent or received,
         # a parser error, a lost connection) sets one of these, or closes the transport.
         protocol = self._protocol
-        return not (protocol.close_sent or protocol.disconnected or protocol.transport.is_closing())
+        return not (protocol.close_sent or protocol.disconnected or self.transport.is_closing())
 
     def forget_handshake(self) -> None:
         """Drop the parsed handshake once accepted: the scope has what the app needs, and

@@ -105,7 +105,7 @@ class SharedFrameWriter:
             session.flowing()
             data = session.take_frames(FLUSH_BUDGET)
             if data:
-                socket.write(data)
+                socket.transport.write(data)
             if session.pending() and not socket.paused:
                 self.wake()  # the rest next tick, after the other clients
         close = session.close
