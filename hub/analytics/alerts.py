@@ -229,17 +229,6 @@ class AlertEngine:
             del alerted[next(iter(alerted))]
         return alerts
 
-    def remember(self, clusters: list[Cluster], window: str, time: int) -> None:
-        """Take `clusters` as alerted already, without alerting: a restored processor's
-        clusters as they stood at its checkpoint, which the process before the restart
-        had alerted (those at or above the minimum risk). Growth is measured from here."""
-        min_rank = _RISK_RANK[self.thresholds.cluster_min_risk]
-        alerted = self._alerted.setdefault(window, {})
-        for cluster in clusters:
-            rank = _RISK_RANK[cluster.risk]
-            if rank >= min_rank:
-                alerted[cluster.id] = _Alerted(cluster.notional, rank, 0, time)
-
     def _large(self, event: LiquidationEvent, z_score: float, window: str) -> Alert:
         key = f"{event.exchange}:{event.side}:{event.time}:{event.price!r}:{event.quantity!r}"
         return Alert(

@@ -133,7 +133,8 @@ def _rebuild(book: SymbolBook, events: list[LiquidationEvent], position: BookPos
     for name, window in book.windows.items():
         clusters = window.resume(position.seqs.get(name, 0), flushed_at)
         if name == ALERT_WINDOW:
-            # Alerted by the process before the restart; only what changes from here on
-            # is news (without this, every standing cluster was alerted again, as new).
-            book.alerts.remember(clusters, name, flushed_at)
+            # The process before the restart alerted these: the engine takes them as it
+            # did, and what it would alert is not sent again. Only what changes from here
+            # on is news (without this, every standing cluster was alerted again, as new).
+            book.alerts.on_clusters(clusters, name, flushed_at)
     book.flushed = Flushed(flushed_at, book.last_applied, book.market_price)

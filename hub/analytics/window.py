@@ -137,8 +137,7 @@ class HeatmapWindow:
         self._clusters.start_over(self._bandwidth)
         summary = self._take(now)
         self._bins = _Published(summary, grid)
-        shapes = summary.shapes(self.density, grid.bin_width)
-        self._published_clusters = self._clusters.track(shapes)
+        self._published_clusters = self._track_clusters(summary)
         self._published_statistics = self._statistics
         self._published_reference = grid.reference_price
         self._changed = False
@@ -153,13 +152,17 @@ class HeatmapWindow:
         Returns the clusters as of that flush, tracked: the next flush keeps their ids."""
         summary = self._take(flushed_at)
         self._bins = _Published(summary, self.grid)
-        clusters = self._clusters.track(summary.shapes(self.density, self.grid.bin_width))
+        clusters = self._track_clusters(summary)
         self.seq = seq
         self._published_statistics = _UNSENT_STATISTICS
         self._published_clusters = _UNSENT_CLUSTERS
         self._published_reference = math.nan
         self._changed = True
         return clusters
+
+    def _track_clusters(self, summary: Summary) -> list[Cluster]:
+        """The suffix's clusters, with ids carried on from the previous update."""
+        return self._clusters.track(summary.shapes(self.density, self.grid.bin_width))
 
     def _take(self, now: int) -> Summary:
         """The summary of the suffix at `now`, remembered as the one published."""
@@ -200,7 +203,7 @@ class HeatmapWindow:
             return None
         self._changed = False
         summary = self._take(now)
-        clusters = self._clusters.track(summary.shapes(self.density, self.grid.bin_width))
+        clusters = self._track_clusters(summary)
         bins = _Published(summary, self.grid)
         diff = HeatmapDiff(
             time=now, bins=self._bins.changed(bins, self.grid), density=self._published_density
