@@ -10,6 +10,7 @@ durable log. Both then take the rest of the session.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import msgspec
 
@@ -71,25 +72,50 @@ def run(
     return alerts, last_flush
 
 
-def test_a_restored_processor_does_not_alert_standing_clusters_again() -> None:
-    timed = session()
-    symbols = {event.symbol for _, event in timed}
-    half = len(timed) // 2
-    before = new_processor(symbols)
-    held: dict[str, list[LiquidationEvent]] = {}
-    alerted_before, last_flush = run(before, timed[:half], timed[0][0], held)
-    assert any(a.kind == "cluster_new" for a in alerted_before), (
-        "expected the first half of the demo to raise cluster alerts, to test their memory"
-    )
-    saved = checkpoint.positions(before)
+class Before(NamedTuple):
+    """A processor ("before") that took the first part of the demo session."""
 
+    processor: LiquidationProcessor
+    held: dict[str, list[LiquidationEvent]]  # the events it accepted: the log's stand-in
+    alerts: list[Alert]  # its cluster alerts
+    last_flush: int
+    rest: list[tuple[int, LiquidationEvent]]  # the session's remaining events
+
+
+def before_restart(part: float) -> Before:
+    timed = session()
+    processor = new_processor({event.symbol for _, event in timed})
+    held: dict[str, list[LiquidationEvent]] = {}
+    cut = int(len(timed) * part)
+    alerts, last_flush = run(processor, timed[:cut], timed[0][0], held)
+    return Before(processor, held, alerts, last_flush, timed[cut:])
+
+
+def restored(
+    before: LiquidationProcessor,
+    held: dict[str, list[LiquidationEvent]],
+    saved: dict[str, bytes],
+    now: int,
+) -> LiquidationProcessor:
+    """A processor restored as `ingest` restores one: from the checkpoint and the events
+    `before` held (the durable log's stand-in); every symbol's stream must resume."""
     after = LiquidationProcessor(ProcessorConfig(), epoch="after")
     checkpoint.restore_channels(after, saved[checkpoint.CHANNELS_FIELD])
-    for symbol in sorted(symbols):
+    for symbol in sorted(before.books):
         resumed, _ = checkpoint.restore_book(
-            after, symbol, held.get(symbol, []), saved.get(symbol), last_flush
+            after, symbol, held.get(symbol, []), saved.get(symbol), now
         )
         assert resumed, f"{symbol}: expected the saved stream to be resumed"
+    return after
+
+
+def test_a_restored_processor_does_not_alert_standing_clusters_again() -> None:
+    past = before_restart(0.5)
+    before, last_flush = past.processor, past.last_flush
+    assert any(a.kind == "cluster_new" for a in past.alerts), (
+        "expected the first half of the demo to raise cluster alerts, to test their memory"
+    )
+    after = restored(before, past.held, checkpoint.positions(before), last_flush)
 
     # Both flush at the same moment: the same events (those applied since the last flush
     # are news to both), so the same clusters are new, whatever was standing before.
@@ -114,37 +140,21 @@ def test_a_restored_processor_does_not_alert_standing_clusters_again() -> None:
     )
 
     # What is new after the restart is alerted as the process before it would have.
-    rest = timed[half:]
-    continued, _ = run(before, rest, last_flush)
-    resumed_alerts, _ = run(after, rest, last_flush)
+    continued, _ = run(before, past.rest, last_flush)
+    resumed_alerts, _ = run(after, past.rest, last_flush)
     expected_new = new_clusters(continued)
     got_new = new_clusters(resumed_alerts)
     assert expected_new, "expected the second half of the demo to raise new clusters"
     assert got_new == expected_new, f"expected new clusters {expected_new}, got {got_new}"
 
 
-def restored(
-    before: LiquidationProcessor,
-    held: dict[str, list[LiquidationEvent]],
-    saved: dict[str, bytes],
-    now: int,
-) -> LiquidationProcessor:
-    after = LiquidationProcessor(ProcessorConfig(), epoch="after")
-    checkpoint.restore_channels(after, saved[checkpoint.CHANNELS_FIELD])
-    for symbol in sorted(before.books):
-        checkpoint.restore_book(after, symbol, held.get(symbol, []), saved.get(symbol), now)
-    return after
-
-
 def test_a_restored_book_keeps_its_grid_through_the_events_after_the_checkpoint() -> None:
     # The events applied after the checkpoint's flush are applied again on restore. With
     # the market price not carried over, the first of them pulled it from 0 towards the
     # price: the density axis moved far from the market, or a new epoch began.
-    timed = session()
-    before = new_processor({event.symbol for _, event in timed})
-    held: dict[str, list[LiquidationEvent]] = {}
-    _, last_flush = run(before, timed[: len(timed) // 2], timed[0][0], held)
-    after = restored(before, held, checkpoint.positions(before), last_flush)
+    past = before_restart(0.5)
+    before = past.processor
+    after = restored(before, past.held, checkpoint.positions(before), past.last_flush)
     for symbol, book in before.books.items():
         assert book.grid is not None
         expected = (book.grid.epoch, book.grid.reference_price, book.market_price)
@@ -156,16 +166,14 @@ def test_a_restored_book_keeps_its_grid_through_the_events_after_the_checkpoint(
 
 def test_a_checkpoint_without_a_market_price_resumes_on_its_reference_price() -> None:
     # Checkpoints written before the market price was kept have no such field.
-    timed = session()
-    before = new_processor({event.symbol for _, event in timed})
-    held: dict[str, list[LiquidationEvent]] = {}
-    _, last_flush = run(before, timed[: len(timed) // 3], timed[0][0], held)
+    past = before_restart(1 / 3)
+    before = past.processor
     saved = checkpoint.positions(before)
     old = {
         field: raw if field == checkpoint.CHANNELS_FIELD else _without_market_price(raw)
         for field, raw in saved.items()
     }
-    after = restored(before, held, old, last_flush)
+    after = restored(before, past.held, old, past.last_flush)
     for symbol, book in before.books.items():
         assert book.grid is not None
         again = after.books[symbol]
