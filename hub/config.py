@@ -8,6 +8,7 @@ else in the hub reads `os.environ`.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -33,8 +34,13 @@ class Settings:
     binance_ws_url: str = "wss://fstream.binance.com/market"
     binance_rest_url: str = "https://fapi.binance.com"
     symbols: tuple[str, ...] = DEFAULT_SYMBOLS  # ("*",) tracks every symbol seen
-    max_events: int = 10_000
+    # A safety cap per symbol, never the bound at real rates: retention is (docs/analytics.md).
+    max_events: int = 5_000_000
     retention_days: float = 30.0
+    # Where `serve` without Redis keeps its history; None keeps none (`load_settings` fills
+    # in the default location, so only a process started from the CLI writes to disk).
+    data_dir: str | None = None
+    alert_max_age_ms: int = 60_000  # no alert for a liquidation this old when it arrives
     cleanup_interval_ms: int = 3_600_000
     kde_bandwidth_pct: float = 0.3
     price_range_pct: float = 15.0
@@ -185,6 +191,23 @@ def _text(name: str, raw: str) -> str | None:
     return raw or None
 
 
+def default_data_dir(environ: Mapping[str, str]) -> str:
+    """`$XDG_DATA_HOME/heatmap-hub`, else `~/.local/share/heatmap-hub`."""
+    base = environ.get("XDG_DATA_HOME") or os.path.join(
+        environ.get("HOME") or os.path.expanduser("~"), ".local", "share"
+    )
+    return os.path.join(base, "heatmap-hub")
+
+
+def _data_dir(name: str, raw: str) -> str | None:
+    value = raw.strip()
+    if value.lower() == "off":
+        return None
+    if not value or "\0" in value:
+        raise ConfigError(name, f"must be a directory path or 'off', got {echo(raw)}")
+    return value
+
+
 def _host(name: str, raw: str) -> str:
     if not raw or any(c.isspace() for c in raw):
         raise ConfigError(name, f"must be a host name or address, got {echo(raw)}")
@@ -196,8 +219,10 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "BINANCE_WS_URL": ("binance_ws_url", _ws_url),
     "BINANCE_REST_URL": ("binance_rest_url", _http_url),
     "HEATMAP_SYMBOLS": ("symbols", _symbols),
-    "HEATMAP_MAX_EVENTS": ("max_events", _number(int, 1, 10_000_000)),
+    "HEATMAP_MAX_EVENTS": ("max_events", _number(int, 1, 100_000_000)),
     "HEATMAP_RETENTION_DAYS": ("retention_days", _number(float, 0.001, 3650)),
+    "HEATMAP_DATA_DIR": ("data_dir", _data_dir),
+    "HEATMAP_ALERT_MAX_AGE_MS": ("alert_max_age_ms", _number(int, 0, 86_400_000)),
     "HEATMAP_CLEANUP_INTERVAL": ("cleanup_interval_ms", _number(int, 100, 86_400_000)),
     "HEATMAP_KDE_BANDWIDTH": ("kde_bandwidth_pct", _number(float, 0.01, 10)),
     "HEATMAP_PRICE_RANGE": ("price_range_pct", _number(float, 0.5, 90)),
@@ -239,7 +264,7 @@ def load_settings(
 
     Raises `ConfigError` for the first bad value.
     """
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = {"data_dir": default_data_dir(environ)}
     for variable, (field, parse) in _VARIABLES.items():
         if variable in environ:
             values[field] = parse(variable, environ[variable])

@@ -46,7 +46,7 @@ def test_defaults_follow_spec() -> None:
     settings = load_settings({})
     assert settings.binance_ws_url == "wss://fstream.binance.com/market"
     assert settings.symbols == DEFAULT_SYMBOLS
-    assert (settings.max_events, settings.flush_ms, settings.port) == (10_000, 50, 5000)
+    assert (settings.max_events, settings.flush_ms, settings.port) == (5_000_000, 50, 5000)
     assert settings.redis_url is None
 
 
