@@ -14,12 +14,14 @@ import contextlib
 import itertools
 import os
 import time
+from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 import msgspec
 from redis.exceptions import RedisError
 
 from hub.analytics.processor import LiquidationProcessor
+from hub.analytics.rows import Named
 from hub.config import Settings
 from hub.errors import ConfigError
 from hub.fanout.broker import Broker
@@ -34,10 +36,11 @@ from hub.service.health import verdict
 from hub.service.ingest import Ingest
 from hub.service.relay import Relay
 from hub.service.sources import Source, wall_clock_ms
-from hub.storage.event_log import read_window
+from hub.storage.event_log import entries_from, read_window
 from hub.tasks import cancel_and_wait
 
 LIVE = Source()
+ROWS_CHUNK = 20_000  # rows of a stream (an export) read at a time
 INGEST_SILENT = "ingest: silent (no status in Redis for 10 s)"
 
 
@@ -54,6 +57,10 @@ class HubView(Protocol):
         self, symbol: str, since: int, side: str | None, limit: int | None = None
     ) -> list[LiquidationEvent]:
         """Events of `symbol` with time >= since, newest first; at most `limit`."""
+
+    def rows(self, symbol: str, since: int) -> AsyncIterator[Named]:
+        """Every event of `symbol` with time >= since, a chunk of rows at a time, oldest
+        first (a `web` process: in the log's order, late arrivals where they came)."""
 
     async def status(self) -> dict[str, Any]: ...
 
@@ -125,7 +132,7 @@ class ServeHub:
         self.clock = self.ingest.clock
         # Sessions' limits and timers run on the wall clock: a replay's clock may be frozen
         # or twenty times fast, which would make rate limits and slow-client grace absurd.
-        self.fanout = Fanout(wall_clock_ms)
+        self.fanout = Fanout(wall_clock_ms, settings.history_bytes)
         self.relay = Relay(self.inbound, self.fanout, self.ingest.handle)
         self._tasks = _Tasks()
 
@@ -145,6 +152,16 @@ class ServeHub:
         self, symbol: str, since: int, side: str | None, limit: int | None = None
     ) -> list[LiquidationEvent]:
         return list(itertools.islice(self.ingest.processor.events(symbol, since, side), limit))
+
+    async def rows(self, symbol: str, since: int) -> AsyncIterator[Named]:
+        cursor = since
+        while (book := self.ingest.processor.books.get(symbol)) is not None:
+            chunk = book.store.copy_since(cursor, ROWS_CHUNK)
+            if not len(chunk.rows):
+                return
+            yield chunk
+            cursor = int(chunk.rows.time[-1]) + 1
+            await asyncio.sleep(0)  # the store may change in between: the cursor is a time
 
     async def status(self) -> dict[str, Any]:
         return {
@@ -189,7 +206,7 @@ class WebHub:
         self.clock = wall_clock_ms
         self.broker = RedisBroker(settings.redis_url)
         self.redis = self.broker.redis
-        self.fanout = Fanout(self.clock)
+        self.fanout = Fanout(self.clock, settings.history_bytes)
         self.relay = Relay(self.broker, self.fanout, self._request, self._load_symbols)
         self._tasks = _Tasks()
 
@@ -214,6 +231,12 @@ class WebHub:
         self, symbol: str, since: int, side: str | None, limit: int | None = None
     ) -> list[LiquidationEvent]:
         return await read_window(self.redis, symbol, since, side, limit)
+
+    async def rows(self, symbol: str, since: int) -> AsyncIterator[Named]:
+        async for named in entries_from(self.redis, symbol, since):
+            keep = named.rows.time >= since
+            if keep.any():
+                yield Named(named.rows.take(keep), named.exchanges)
 
     async def _ingest_status(self) -> dict[str, Any]:
         """What ingest last published about itself; empty when it has not for 10 s."""
