@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from hub.analytics.predicted import PredictedConfig
 from hub.errors import ConfigError, echo
+from hub.fanout.channel_state import HISTORY_BYTES
 from hub.fanout.protocol import Limits
 
 _LIMITS = Limits()
@@ -72,6 +73,7 @@ class Settings:
     max_connections_per_ip: int = 200
     ws_ping_interval: float = 20.0
     ws_write_delay_ms: int = 0  # hold a client's frames this long to write them together
+    history_bytes: int = HISTORY_BYTES  # what channel histories (for `since`) hold together
 
     @property
     def track_all_symbols(self) -> bool:
@@ -252,6 +254,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "HUB_MAX_CONNECTIONS_PER_IP": ("max_connections_per_ip", _number(int, 1, 10_000_000)),
     "HUB_WS_PING_INTERVAL": ("ws_ping_interval", _number(float, 0.1, 3600)),
     "HUB_WS_WRITE_DELAY_MS": ("ws_write_delay_ms", _number(int, 0, 1_000)),
+    "HUB_HISTORY_BYTES": ("history_bytes", _number(int, 1 << 20, 1 << 40)),
 }
 
 FIELD_TO_VARIABLE = {field: variable for variable, (field, _) in _VARIABLES.items()}

@@ -187,6 +187,7 @@ def same_heatmap(mine: ClientHeatmap, rest: JsonDict) -> None:
     assert view["statistics"] == rest["statistics"]
     assert view["reference_price"] == rest["reference_price"]
     assert view["density"] == rest["density"]
+    assert view["coverage"] == rest["coverage"]
 
 
 # -- 1. a slow client never slows the others --------------------------------------------

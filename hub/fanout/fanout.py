@@ -14,7 +14,7 @@ import msgspec
 
 from hub.channels import ANY_SYMBOL, Channel
 from hub.errors import ProtocolError
-from hub.fanout.channel_state import ChannelState, Outcome
+from hub.fanout.channel_state import HISTORY_BYTES, ChannelState, HistoryBudget, Outcome
 from hub.fanout.codec import EncodedMessage, encode_message
 from hub.fanout.protocol import Position, Session
 from hub.models import ChannelMessage, HeatmapSnapshot, PredictedSnapshot
@@ -32,8 +32,9 @@ class FanoutStats(msgspec.Struct):
 
 
 class Fanout:
-    def __init__(self, clock: Callable[[], int]) -> None:
+    def __init__(self, clock: Callable[[], int], history_bytes: int = HISTORY_BYTES) -> None:
         self.clock = clock
+        self.history = HistoryBudget(history_bytes)  # what every channel's history may hold
         self.channels: dict[str, ChannelState] = {}
         self.subscribers: dict[str, set[Session]] = {}
         self.symbols: set[str] = set()
@@ -49,7 +50,7 @@ class Fanout:
         name = message.header.ch
         state = self.channels.get(name)
         if state is None:
-            state = self.channels[name] = ChannelState(name)
+            state = self.channels[name] = ChannelState(name, self.history)
         now = self.clock()
         outcome = state.accept(message, now)
         if outcome is Outcome.DUPLICATE:
