@@ -12,6 +12,7 @@ from starlette.responses import HTMLResponse
 from starlette.routing import Route, WebSocketRoute
 
 from hub.api.admin import AdminApi
+from hub.api.export import ExportApi
 from hub.api.liquidity import LiquidityApi
 from hub.api.metrics import MetricsApi
 from hub.api.predicted import PredictedApi
@@ -57,7 +58,7 @@ def create_app(hub: HubView, limits: Limits | None = None) -> Starlette:
         Route(f"{API}/liquidations/{{symbol}}/heatmap", rest.heatmap),
         Route(f"{API}/liquidations/{{symbol}}/leverage", rest.leverage),
         Route(f"{API}/liquidations/{{symbol}}/timeline", TimelineApi(hub).timeline),
-        Route(f"{API}/export/{{symbol}}", rest.export),
+        Route(f"{API}/export/{{symbol}}", ExportApi(hub).export),
         Route(f"{API}/liquidity/{{symbol}}", liquidity.liquidity),
         Route(f"{API}/unified/{{symbol}}", liquidity.unified),
         Route(f"{API}/predicted/{{symbol}}", predicted.levels),
