@@ -232,6 +232,7 @@ class ReplayFeed(Feed):
             for line in self.lines:
                 at = timeline.at(lap, line.t)
                 if at < timeline.start:
+                    self._prime(line)
                     continue
                 delay = at / 1000 - self.wall_clock()
                 if delay > 0:
@@ -280,6 +281,14 @@ class ReplayFeed(Feed):
             self._deliver_market(update)
         self.status.events = sum(s.events for s in self.sources.values())
         return bool(decoded.events)
+
+    def _prime(self, line: ReplayLine) -> None:
+        """A line before where playing starts: not played, but a REST answer it holds (an
+        exchange's contract values) is what later frames are decoded with."""
+        decoder = self._decoders.get(line.source)
+        if decoder is not None and line.rest is not None:
+            with contextlib.suppress(UpstreamError):
+                decoder.take_rest(line.rest, bytes(line.raw))
 
     def _play_market(self, line: ReplayLine) -> bool:
         """Deliver a market data line (open interest, a mark price); False when the line

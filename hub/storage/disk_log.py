@@ -16,12 +16,17 @@ so a torn write loses only the batch being written.
 A file that cannot be read (corrupt, truncated, not ours) is reported on status and in
 the log and skipped, with the span its name gives; everything else is read. A stream file
 cut short keeps every batch before the cut.
+
+One process writes a directory: the first takes a lock on it (`lock`), and a second one
+pointed at the same directory stops at start with a configuration error rather than
+interleave its segments with the first's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import re
@@ -36,7 +41,7 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from hub.analytics.rows import Named, Rows
-from hub.errors import clip
+from hub.errors import ConfigError, clip
 from hub.models import LiquidationEvent
 
 log = logging.getLogger("hub.storage")
@@ -91,6 +96,7 @@ class DiskEventLog:
         self.segment_ms = segment_ms
         self.segment_bytes = segment_bytes
         self.status = DiskLogStatus(str(directory))
+        self._lock_file = _locked(directory)
         self._pending: list[tuple[int, LiquidationEvent]] = []
         self._writer: ipc.RecordBatchStreamWriter | None = None
         self._sink: Any = None
@@ -148,13 +154,15 @@ class DiskEventLog:
         seal(path)
 
     async def close(self) -> None:
-        """Write what is pending and close the open segment (sealed at the next start)."""
+        """Write what is pending, close the open segment (sealed at the next start) and
+        let the directory go."""
         await self.write_pending()
         async with self._lock:
             if self._writer is not None:
                 self._writer.close()
                 self._sink.close()
                 self._writer = self._sink = self._path = None
+            self._lock_file.close()
 
     # -- reading, retention -------------------------------------------------------------
 
@@ -219,6 +227,25 @@ class DiskEventLog:
         aside = self.directory / f"{STATE_FILE}.new"
         aside.write_bytes(data)
         aside.replace(self.directory / STATE_FILE)
+
+
+def _locked(directory: Path) -> Any:
+    """The directory's lock, held for the life of the process; `ConfigError` when another
+    process holds it (or the directory cannot be made)."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        handle = (directory / "lock").open("a+")
+    except OSError as error:
+        raise ConfigError("HEATMAP_DATA_DIR", f"cannot use {directory}: {error.strerror}") from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise ConfigError(
+            "HEATMAP_DATA_DIR",
+            f"{directory} is in use by another heatmap-hub process; give each its own",
+        ) from None
+    return handle
 
 
 def seal(path: Path) -> None:
