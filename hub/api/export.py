@@ -22,7 +22,7 @@ from starlette.responses import Response, StreamingResponse
 
 from hub.analytics.leverage import TIERS, tier_index
 from hub.analytics.rows import Named, events_of
-from hub.api.filters import exchange_param
+from hub.api.filters import exchange_param, filtered
 from hub.api.responses import choice_param, endpoint, tracked_symbol, window_param
 from hub.channels import WINDOWS, heatmap_channel
 from hub.models import LiquidationEvent
@@ -62,25 +62,11 @@ class ExportApi:
         # the stream (a replay's clock is not the wall clock).
         snapshot = self.hub.fanout.snapshot(heatmap_channel(symbol, window))
         now = snapshot.time if snapshot is not None and snapshot.time else self.hub.clock()
-        chunks = _filtered(self.hub.rows(symbol, now - WINDOWS[window]), side, exchanges)
+        chunks = filtered(self.hub.rows(symbol, now - WINDOWS[window]), side, exchanges)
         body = {"csv": _csv, "json": _json, "parquet": _parquet}[fmt](chunks, symbol)
         filename = f"{symbol}_{window}_liquidations.{fmt}"
         headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
         return StreamingResponse(body, media_type=MEDIA[fmt], headers=headers)
-
-
-async def _filtered(
-    chunks: AsyncIterator[Named], side: str | None, exchanges: frozenset[str] | None
-) -> AsyncIterator[Named]:
-    async for rows, names in chunks:
-        keep = np.ones(len(rows), bool)
-        if side is not None:
-            keep &= rows.short == (side == "short")
-        if exchanges is not None:
-            wanted = [code for code, name in enumerate(names) if name in exchanges]
-            keep &= np.isin(rows.exchange, wanted)
-        if keep.any():
-            yield Named(rows.take(keep), names)
 
 
 async def _csv(chunks: AsyncIterator[Named], symbol: str) -> AsyncIterator[bytes]:

@@ -25,7 +25,7 @@ from starlette.responses import Response
 
 from hub.analytics.leverage import TierDistribution
 from hub.api.bodies import SnapshotBodies
-from hub.api.filters import exchange_param, of_exchanges
+from hub.api.filters import exchange_param, filtered, of_exchanges
 from hub.api.responses import choice_param, endpoint, int_param, ok, window_param
 from hub.channels import WINDOWS, heatmap_channel, is_symbol
 from hub.errors import RequestError, echo
@@ -100,14 +100,13 @@ class RestApi:
     async def leverage(self, request: Request) -> Response:
         symbol = self._symbol(request)
         window = window_param(request)
+        side = choice_param(request, "side", ("long", "short"))
         exchanges = exchange_param(request)
         now = self._present(symbol, window)
         tiers = TierDistribution()
         unknown = 0
-        async for rows, names in self.hub.rows(symbol, now - WINDOWS[window]):
-            if exchanges is not None:
-                wanted = [code for code, name in enumerate(names) if name in exchanges]
-                rows = rows.take(np.isin(rows.exchange, wanted))
+        chunks = filtered(self.hub.rows(symbol, now - WINDOWS[window]), side, exchanges)
+        async for rows, _ in chunks:
             tiers.merge(TierDistribution.of(rows.leverage, rows.notional))
             unknown += int(np.isnan(rows.leverage).sum())
         return ok(

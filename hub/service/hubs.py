@@ -258,6 +258,8 @@ class WebHub:
             "symbols": ingest.get("symbols", {s: {} for s in sorted(self.fanout.symbols)}),
             "symbols_unlisted": ingest.get("symbols_unlisted", {}),
             "listings": ingest.get("listings"),
+            "processor": ingest.get("processor"),
+            "history": ingest.get("history"),
             "ingest": "reporting" if ingest else INGEST_SILENT,
             **_process_status(self.fanout, self.broker, self.started_at),
         }
