@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import msgspec
+import pytest
 
 from hub.analytics import checkpoint
 from hub.analytics.processor import ALERT_WINDOW, LiquidationProcessor, ProcessorConfig
@@ -180,12 +181,13 @@ def test_a_restored_book_keeps_its_grid_through_the_events_after_the_checkpoint(
         assert got == expected, f"{symbol}: expected (epoch, reference, market) {expected}, {got=}"
 
 
+@pytest.mark.timeout(300)  # the demo session twice, every message checked as clients do
 def test_every_window_resumes_where_its_clients_are() -> None:
-    # Flushing often, the long windows (published at their own pace, the 30-day one every
-    # 30 s) stand at an earlier point than the checkpoint's flush: each resumes from its
-    # own last publish, so the diffs after the restart apply to what clients hold.
+    # Flushing every 2 s, the long windows (published at their own pace, the 30-day one
+    # every 30 s) stand at an earlier point than the checkpoint's flush: each resumes from
+    # its own last publish, so the diffs after the restart apply to what clients hold.
     clients = Recorder()
-    past = before_restart(0.5, every=700, recorder=clients)
+    past = before_restart(0.5, every=2_000, recorder=clients)
     before = past.processor
     lagging = [
         (symbol, name)
@@ -195,7 +197,7 @@ def test_every_window_resumes_where_its_clients_are() -> None:
     ]
     assert lagging, "expected a window with changes it had not yet published at the checkpoint"
     after = restored(before, past.held, checkpoint.positions(before), past.last_flush)
-    run(after, past.rest, past.last_flush, every=700, recorder=clients)
+    run(after, past.rest, past.last_flush, every=2_000, recorder=clients)
     end = past.rest[-1][0] + 60_000  # every window due
     clients.take(after.flush(end), end)
     for symbol, book in after.books.items():

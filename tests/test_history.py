@@ -177,7 +177,10 @@ async def test_a_restart_of_the_demo_restores_every_event_and_carries_its_clock_
         await eventually(lambda: again.status.frames > 50, within=60)
         new = restored.store.rows()
         later = new.time[~np.isin(new.arrival, before.arrival)]
-        assert (later > newest).all(), "the demo laid again what it had laid before"
+        # What it plays is what came after the stop (an exchange's trade times run a little
+        # behind the order frames arrive in), never the session laid again as new.
+        assert (later > newest - 10_000).all(), "the demo laid again what it had laid before"
+        assert len(later) < len(before) // 10, f"{len(later)} new events after a restart"
     finally:
         await second.stop()
 
