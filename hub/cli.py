@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from hub import __version__
+from hub.access import keys_cli
 from hub.config import FIELD_TO_VARIABLE, Settings, load_settings
 from hub.errors import ConfigError, echo
 from hub.service.hubs import HubView
@@ -41,6 +42,7 @@ OVERRIDES = (
     "okx_rest_url",
     "flush_ms",
     "redis_url",
+    "api_keys_file",
 )
 _DEFAULTS = Settings()
 _MORE = "Every setting can also come from the environment: see docs/configuration.md."
@@ -58,6 +60,7 @@ _SETTING_FLAGS = {
     "okx_rest_url": ("URL", "OKX REST base (instruments: contract values)"),
     "flush_ms": ("MS", "longest a change waits before it is pushed to clients"),
     "redis_url": ("URL", "Redis to publish to / read from"),
+    "api_keys_file": ("FILE", "the keys file"),
 }
 
 _COMMANDS = {
@@ -88,6 +91,18 @@ _COMMANDS = {
         [
             ("heatmap-hub web --redis-url redis://127.0.0.1:6379/0 --port 5001", ""),
             ("heatmap-hub web --host 0.0.0.0 --port 8080", "with REDIS_URL set"),
+        ],
+    ),
+    "keys": (
+        "add, revoke or list API keys (when the hub is to need them)",
+        "Manage the API keys of the keys file (HUB_API_KEYS_FILE). `add` prints a new key "
+        "once; the file keeps only its hash. Running hubs pick up a change within seconds.",
+        [
+            ("heatmap-hub keys add desk", "a read key; prints it once"),
+            ("heatmap-hub keys add ops --scope admin", "may also track and drop symbols"),
+            ("heatmap-hub keys add site --channels 'heatmap:BTCUSDT,liquidations:*'", ""),
+            ("heatmap-hub keys revoke desk", "its clients are refused within seconds"),
+            ("heatmap-hub keys list", "names, scopes, channels"),
         ],
     ),
     "record": (
@@ -215,6 +230,10 @@ def _parser() -> argparse.ArgumentParser:
     _setting_flag(web, "port")
     _setting_flag(web, "redis_url", "unset, and web needs one")
 
+    keys = _command(commands, "keys")
+    _setting_flag(keys, "api_keys_file")
+    keys_cli.add_arguments(keys)
+
     record = _command(commands, "record")
     record.add_argument(
         "--out", type=Path, required=True, metavar="FILE", help="replay file to append to"
@@ -264,6 +283,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _web(settings, args)
         if args.command == "ingest":
             return _ingest(settings, args)
+        if args.command == "keys":
+            return keys_cli.run(settings, args)
         return _record(settings, args)
     except ConfigError as error:
         print(f"heatmap-hub: configuration error: {error}", file=sys.stderr)

@@ -17,9 +17,12 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 
+from hub.access.keys import redact
 from hub.api.uvicorn_socket import HubWebSocketProtocol, missing_internals
 
 log = logging.getLogger("hub.api")
+# uvicorn logs each request's path with its query, and a browser's WebSocket key is in it.
+SERVER_LOGGERS = ("uvicorn.error", "uvicorn.access")
 
 _EXIT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -47,6 +50,20 @@ class GracefulServer(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
+class KeyRedactor(logging.Filter):
+    """Takes keys out of the server's log lines before any handler writes them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
+_REDACTOR = KeyRedactor()
+
+
 def server_config(app: Starlette, host: str, port: int, **options: Any) -> uvicorn.Config:
     """uvicorn on uvloop and httptools, with the WebSocket protocol that lets the fan-out
     write shared frames; on a uvicorn whose internals moved, its stock protocol (the
@@ -67,7 +84,10 @@ def server_config(app: Starlette, host: str, port: int, **options: Any) -> uvico
         "ws_max_size": 1024 * 1024,  # the app's limit is 64 KiB; this bounds memory
         "lifespan": "on",
     }
-    return uvicorn.Config(app, host=host, port=port, **{**defaults, **options})
+    config = uvicorn.Config(app, host=host, port=port, **{**defaults, **options})
+    for name in SERVER_LOGGERS:  # after Config, which sets up uvicorn's logging
+        logging.getLogger(name).addFilter(_REDACTOR)
+    return config
 
 
 def run(
