@@ -155,7 +155,8 @@ def test_channel_patterns_are_canonical_and_checked() -> None:
     assert channel_pattern("heatmap:btcusdt:*") == "heatmap:BTCUSDT:*"
     assert channel_pattern(" liquidations:* ") == "liquidations:*"
     assert channel_pattern("*:ethusdt") == "*:ETHUSDT"
-    for bad in ("", "heatmap:", "trades:BTCUSDT", "alerts:BTCUSDT:1h", "heatmap:BTC-USDT", "a:b:c:d"):
+    bad_patterns = ("", "heatmap:", "trades:BTCUSDT", "alerts:BTCUSDT:1h", "heatmap:BTC-", "a:b:c:")
+    for bad in bad_patterns:
         with pytest.raises(ValueError):
             channel_pattern(bad)
 
@@ -194,9 +195,12 @@ def test_redact_takes_keys_out_of_log_lines() -> None:
     key = "hub_" + "A1b2-_" * 7
     line = f'127.0.0.1:5000 - "WebSocket /ws?format=json&key={key}" [accepted]'
     assert key not in redact(line) and "/ws?format=json&key=[key]" in redact(line)
-    assert redact(f"GET /ws?key=short&format=json") == "GET /ws?key=[key]&format=json"
+    assert redact("GET /ws?key=short&format=json") == "GET /ws?key=[key]&format=json"
     assert redact(f"Bearer {key} rest") == "Bearer [key] rest"
     assert redact("nothing ?monkey=banana here") == "nothing ?monkey=banana here"
+    frame = """< TEXT '{"op": "auth", "key": "t0ken"}' [30 bytes]"""
+    assert redact(frame) == """< TEXT '{"op": "auth", "key":[key]}' [30 bytes]"""
+    assert "t0k" not in redact("""'{"op":"auth","key":"t0k...' [9000 bytes]""")
 
 
 # -- limits -------------------------------------------------------------------------------

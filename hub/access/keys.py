@@ -37,8 +37,11 @@ KEY_PREFIX = "hub_"
 NAME_SHAPE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _PART_SHAPE = re.compile(r"[A-Za-z0-9*]{1,40}")
 _KINDS = ("heatmap", "liquidations", "alerts", "liquidity", "predicted")
-# A `key=` query value, and anything shaped like one of our keys wherever it appears.
-_KEY_IN_TEXT = re.compile(r"(?<=[?&]key=)[^&\s\"']+|\bhub_[A-Za-z0-9_-]{20,}")
+# A `key=` query value, an `auth` request's "key" (what a debug log of frames shows), and
+# anything shaped like one of our keys wherever it appears.
+_KEY_IN_TEXT = re.compile(
+    r"(?<=[?&]key=)[^&\s\"']+|(?<=\"key\":)\s*\"[^\"]*\"?|\bhub_[A-Za-z0-9_-]{20,}"
+)
 
 
 class KeyFileError(ValueError):

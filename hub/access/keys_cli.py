@@ -45,7 +45,9 @@ def add_arguments(keys: argparse.ArgumentParser) -> None:
         help="channel patterns the key may read, comma-separated, '*' in any part, "
         "e.g. 'heatmap:BTCUSDT,liquidations:*' (default: every channel)",
     )
-    revoke = actions.add_parser("revoke", help="revoke a key: its clients are refused within seconds")
+    revoke = actions.add_parser(
+        "revoke", help="revoke a key: its clients are refused within seconds"
+    )
     revoke.add_argument("name", metavar="NAME")
     actions.add_parser("list", help="list the keys (names, scopes, channels; never the keys)")
 

@@ -54,10 +54,10 @@ class KeyRedactor(logging.Filter):
     """Takes keys out of the server's log lines before any handler writes them."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str):
-            record.msg = redact(record.msg)
-        if isinstance(record.args, tuple):
-            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
+        message = record.getMessage()  # arguments may be objects, such as a frame
+        clean = redact(message)
+        if clean != message:
+            record.msg, record.args = clean, None
         return True
 
 
