@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import sys
@@ -214,6 +215,13 @@ async def test_websocket_takes_a_key_by_header_query_or_first_message(
             "id": 7,
         }
         assert await admitted(ws)
+    async with connect(running.ws) as ws:  # as the page does: a request right behind auth
+        await ws.send(json.dumps({"op": "auth", "key": key}))
+        await ws.send(json.dumps({"op": "subscribe", "id": 2, "channels": ["liquidations:*"]}))
+        assert [json.loads(await asyncio.wait_for(ws.recv(), 20)) for _ in range(2)] == [
+            {"op": "authenticated", "id": None},
+            {"op": "subscribed", "id": 2, "channels": ["liquidations:*"]},
+        ]
     async with connect(f"{running.ws}?format=msgpack") as ws:
         await ws.send(msgspec.msgpack.encode({"op": "auth", "key": key}))
         answer = msgspec.msgpack.decode(await asyncio.wait_for(ws.recv(), 20))
