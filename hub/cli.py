@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import sys
 import textwrap
 from collections.abc import Awaitable, Callable, Sequence
@@ -310,6 +311,22 @@ def check_listen_address(host: str, port: int) -> None:
             raise ConfigError("PORT", f"cannot listen on {host}:{port}: {error.strerror}") from None
 
 
+def check_tls(settings: Settings) -> None:
+    """Load the certificate and key once before anything starts: a wrong path or a key
+    that does not match is exit 2 with one line, not a failure after start-up."""
+    if settings.tls_certfile is None or settings.tls_keyfile is None:
+        return
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(
+            settings.tls_certfile, settings.tls_keyfile
+        )
+    except (OSError, ssl.SSLError) as error:
+        problem = getattr(error, "strerror", None) or str(error)
+        raise ConfigError(
+            "HUB_TLS_CERTFILE", f"cannot use {settings.tls_certfile}: {problem}"
+        ) from None
+
+
 def _run_app(hub: HubView, settings: Settings, args: argparse.Namespace) -> int:
     from hub.api.app import create_app, say_goodbye
     from hub.api.server import run
@@ -322,6 +339,8 @@ def _run_app(hub: HubView, settings: Settings, args: argparse.Namespace) -> int:
         args.log_level,
         lambda: say_goodbye(app),
         settings.ws_ping_interval,
+        ssl_certfile=settings.tls_certfile,
+        ssl_keyfile=settings.tls_keyfile,
     )
     return 0
 
@@ -330,6 +349,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from hub.service.hubs import ServeHub
 
     check_listen_address(settings.host, settings.port)
+    check_tls(settings)
     return _run_app(ServeHub(settings, _source(args)), settings, args)
 
 
@@ -337,6 +357,7 @@ def _web(settings: Settings, args: argparse.Namespace) -> int:
     from hub.service.hubs import WebHub
 
     check_listen_address(settings.host, settings.port)
+    check_tls(settings)
     return _run_app(WebHub(settings), settings, args)
 
 

@@ -65,6 +65,8 @@ class Settings:
     rest_rate_limit: float = 0.0  # REST requests a second per key (per address without keys)
     max_connections_per_key: int = 100  # WebSocket connections per key, across processes
     cors_origins: tuple[str, ...] | None = None  # None: no CORS headers
+    tls_certfile: str | None = None  # both set: the server speaks https:// and wss:// itself
+    tls_keyfile: str | None = None
     # WebSocket limits (docs/configuration.md); defaults are the protocol's
     max_subscriptions: int = _LIMITS.max_subscriptions
     max_frame_bytes: int = _LIMITS.max_frame_bytes
@@ -261,6 +263,8 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "HUB_REST_RATE_LIMIT": ("rest_rate_limit", _number(float, 0, 1_000_000)),
     "HUB_MAX_CONNECTIONS_PER_KEY": ("max_connections_per_key", _number(int, 1, 10_000_000)),
     "HUB_CORS_ORIGINS": ("cors_origins", _cors_origins),
+    "HUB_TLS_CERTFILE": ("tls_certfile", _path),
+    "HUB_TLS_KEYFILE": ("tls_keyfile", _path),
     "HUB_MAX_SUBSCRIPTIONS": ("max_subscriptions", _number(int, 1, 100_000)),
     "HUB_MAX_FRAME_BYTES": ("max_frame_bytes", _number(int, 256, 16 * 1024 * 1024)),
     "HUB_MAX_REQUESTS_PER_SECOND": ("max_requests_per_second", _number(int, 1, 100_000)),
@@ -294,6 +298,9 @@ def load_settings(
         _, parse = _VARIABLES[variable]
         values[field] = parse(f"{variable} (--{field.replace('_', '-')})", raw)
     settings = Settings(**values)
+    if (settings.tls_certfile is None) != (settings.tls_keyfile is None):
+        missing = "HUB_TLS_KEYFILE" if settings.tls_keyfile is None else "HUB_TLS_CERTFILE"
+        raise ConfigError(missing, "TLS needs both HUB_TLS_CERTFILE and HUB_TLS_KEYFILE")
     try:
         settings.predicted.check()
     except ValueError as error:

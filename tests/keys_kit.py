@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
@@ -32,6 +32,11 @@ def add_key(
 
 def revoke_key(path: Path, name: str) -> None:
     update_key_file(str(path), lambda store: store.removed(name))
+
+
+def read_all(log: IO[bytes]) -> str:
+    log.seek(0)
+    return log.read().decode(errors="replace")
 
 
 def spoil(path: Path) -> None:

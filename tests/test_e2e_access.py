@@ -8,9 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +19,11 @@ from websockets.asyncio.client import connect
 
 import hub.api.ws_keys as ws_keys
 from hub.config import Settings
-from tests.conftest import BINANCE, HubFactory, RunningHub, eventually, free_port, http_client
+from tests.conftest import BINANCE, HubFactory, RunningHub, eventually, http_client
 from tests.fakes.binance_server import FakeBinance
-from tests.keys_kit import add_key, admitted, close_code, reply, revoke_key, spoil
+from tests.keys_kit import add_key, admitted, close_code, read_all, reply, revoke_key, spoil
+from tests.test_cli import hub_process
 
-ROOT = Path(__file__).resolve().parent.parent
 STATUS = "/api/heatmap/status"
 
 
@@ -382,51 +380,34 @@ async def test_without_cors_origins_there_are_no_cors_headers(
 # -- the log ------------------------------------------------------------------------------
 
 
-async def test_keys_never_reach_the_log(tmp_path: Path, keys_file: Path) -> None:
+async def test_keys_never_reach_the_log(keys_file: Path) -> None:
     key = add_key(keys_file, "desk")
-    port = free_port()
-    log_path = tmp_path / "serve.log"
-    env = {
-        **os.environ,
-        "HUB_API_KEYS_FILE": str(keys_file),
-        "HEATMAP_DATA_DIR": "off",
-        "HEATMAP_LIQUIDITY": "off",
-        "PYTHONUNBUFFERED": "1",
-    }
-    with log_path.open("wb") as log:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "hub", "--log-level", "debug", "serve", "--demo",
-            "--port", str(port),
-            cwd=ROOT, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=log,
-            stderr=asyncio.subprocess.STDOUT,
-        )  # fmt: skip
-        try:
-            async with http_client() as client:
-                base = f"http://127.0.0.1:{port}"
+    env = {"HUB_API_KEYS_FILE": str(keys_file), "HEATMAP_LIQUIDITY": "off"}
+    args = ("--log-level", "debug", "serve", "--demo")
+    async with hub_process(*args, env=env) as (process, port, log):
+        base, ws_url = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/ws"
+        async with http_client() as client:
 
-                async def up() -> bool:
-                    assert process.returncode is None, log_path.read_text()
-                    with contextlib.suppress(httpx.TransportError):
-                        return (await client.get(f"{base}/health")).status_code == 200
-                    return False
+            async def up() -> bool:
+                assert process.returncode is None, f"serve exited {process.returncode}"
+                with contextlib.suppress(httpx.TransportError):
+                    return (await client.get(f"{base}/health")).status_code == 200
+                return False
 
-                await eventually(up)
-                await client.get(f"{base}{STATUS}", headers=bearer(key))
-                await client.get(f"{base}{STATUS}?key={key}")
-                await client.get(f"{base}{STATUS}", headers=bearer(key + "wrong"))
-            ws_url = f"ws://127.0.0.1:{port}/ws"
-            async with connect(f"{ws_url}?format=json&key={key}") as ws:
-                assert await admitted(ws)
-            async with connect(f"{ws_url}?key={key}wrong") as ws:
-                assert (await close_code(ws))[0] == 4401
-            async with connect(ws_url) as ws:
-                await ws.send(f'{{"op": "auth", "key": "{key}"}}')
-                assert (await reply(ws, {"op": "ping"}))["op"] == "authenticated"
-        finally:
-            if process.returncode is None:
-                process.send_signal(signal.SIGTERM)
-            await asyncio.wait_for(process.wait(), 30)
-    text = log_path.read_text()
+            await eventually(up, within=60)
+            await client.get(f"{base}{STATUS}", headers=bearer(key))
+            await client.get(f"{base}{STATUS}?key={key}")
+            await client.get(f"{base}{STATUS}", headers=bearer(key + "wrong"))
+        async with connect(f"{ws_url}?format=json&key={key}") as ws:
+            assert await admitted(ws)
+        async with connect(f"{ws_url}?key={key}wrong") as ws:
+            assert (await close_code(ws))[0] == 4401
+        async with connect(ws_url) as ws:
+            await ws.send(f'{{"op": "auth", "key": "{key}"}}')
+            assert (await reply(ws, {"op": "ping"}))["op"] == "authenticated"
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 30) == 0
+        text = read_all(log)
     assert "WebSocket /ws?format=json&key=[key]" in text, "the connections were logged"
     assert key not in text, "a key reached the log"
     assert key[4:20] not in text

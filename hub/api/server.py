@@ -97,7 +97,9 @@ def run(
     log_level: str,
     before_shutdown: Callable[[], Awaitable[None]],
     ws_ping_interval: float = 20.0,
+    **tls: str | None,
 ) -> None:
+    """`tls`: uvicorn's `ssl_certfile` and `ssl_keyfile` (HUB_TLS_*), or None each."""
     config = server_config(
         app,
         host,
@@ -105,5 +107,6 @@ def run(
         log_level=log_level,
         ws_ping_interval=ws_ping_interval,
         ws_ping_timeout=ws_ping_interval,
+        **tls,
     )
     GracefulServer(config, before_shutdown).run()
