@@ -273,7 +273,7 @@ async def test_sigterm_closes_clients_with_1001_and_exits_0() -> None:
 
 # -- the help a user reads ------------------------------------------------------------------
 
-COMMANDS = ("serve", "ingest", "web", "record")
+COMMANDS = ("serve", "ingest", "web", "record", "keys")
 JARGON = ("SPEC", "ConfigError", "entry point", "HubView", "Traceback", "hub.")
 
 
