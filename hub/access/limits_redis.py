@@ -1,12 +1,12 @@
 """The limits of `hub.access.limits`, counted across every process sharing one Redis.
 
-Request rates: one GCRA arrival time per client under `hub:limits:rate:{IDENTITY}`,
+Request rates: one GCRA arrival time per client under `hub:{limits}:rate:IDENTITY`,
 read and moved in one Lua script on Redis's own clock, so processes on machines whose
 clocks differ still agree.
 
 Connections: each process writes the connections it holds to its own hash,
-`hub:limits:connections:{INSTANCE}` (identity -> count), and beats in the sorted set
-`hub:limits:instances` every 2 s. Taking a slot is one script that drops the processes
+`hub:{limits}:connections:INSTANCE` (identity -> count), and beats in the sorted set
+`hub:{limits}:instances` every 2 s. Taking a slot is one script that drops the processes
 silent for 10 s, sums the identity over the others and increments this process's count
 when under the limit. A process that dies without a word thus stops counting 10 s later
 (its hash expires too), and one that stops cleanly removes its count at once. The
@@ -14,8 +14,9 @@ process's own counts (`MemoryLimiter`) are the truth: after Redis was away, or c
 empty, the hash is written again from them.
 
 While Redis cannot be reached, each process limits on its own (the `MemoryLimiter`), and
-tries Redis again after 5 s rather than on every request: a down Redis must cost a
-request nothing, and must not refuse clients the hub could serve.
+tries Redis again with backoff (`Outage`, up to 5 s apart) rather than on every request:
+a down Redis must cost a request next to nothing, and must not refuse clients the hub
+could serve. The log says once that Redis was lost, and once that it is back.
 """
 
 from __future__ import annotations
@@ -30,16 +31,18 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from hub.access.limits import MemoryLimiter
+from hub.storage.outage import Outage
 from hub.tasks import cancel_and_wait
 
 log = logging.getLogger("hub.access")
 
-INSTANCES = "hub:limits:instances"
-CONNECTIONS = "hub:limits:connections:"
-RATE = "hub:limits:rate:"
+# One hash slot for all of them ({limits}): a script reads other processes' hashes by name,
+# which a Redis Cluster allows only within the slot of the keys it was given.
+INSTANCES = "hub:{limits}:instances"
+CONNECTIONS = "hub:{limits}:connections:"
+RATE = "hub:{limits}:rate:"
 STALE_MS = 10_000
 HEARTBEAT_S = 2.0
-RETRY_AFTER_FAILURE_S = 5.0
 _FAILURES = (RedisError, OSError, TimeoutError)
 
 _NOW_MS = """
@@ -107,13 +110,12 @@ class RedisLimiter:
         self.redis = redis
         self.instance = secrets.token_hex(8)
         self.local = MemoryLimiter()  # this process's connections; every limit while Redis is away
-        self._clock = clock
+        self.outage = Outage("limits", log, clock=clock)
         self._hash = CONNECTIONS + self.instance
         self._rate = redis.register_script(_RATE_SCRIPT)
         self._acquire = redis.register_script(_ACQUIRE_SCRIPT)
         self._release = redis.register_script(_RELEASE_SCRIPT)
         self._beat = redis.register_script(_BEAT_SCRIPT)
-        self._down_until = 0.0
         self._dirty = False  # Redis's copy of this process's connections must be rewritten
         # Orders the changes to this process's hash: a rewrite and an increment that raced
         # on two pooled connections could lose the increment.
@@ -124,27 +126,25 @@ class RedisLimiter:
     @property
     def shared(self) -> bool:
         """True while the limits are counted in Redis (False: in this process alone)."""
-        return self._clock() >= self._down_until
+        return self.outage.up
 
     def _failed(self, error: BaseException) -> None:
-        if self.shared:
-            log.warning(
-                "limits: Redis unreachable (%s); counting in this process for now",
-                type(error).__name__,
-            )
-        self._down_until = self._clock() + RETRY_AFTER_FAILURE_S
+        self.outage.failed(error)
         self._dirty = True
 
     async def admit_request(self, identity: str, rate: float, now_ms: float) -> float:
-        if self.shared:
+        if self.outage.due():
             try:
-                return float(await self._rate(keys=[RATE + identity], args=[rate]))
+                wait = float(await self._rate(keys=[RATE + identity], args=[rate]))
             except _FAILURES as error:
                 self._failed(error)
+            else:
+                self.outage.succeeded()
+                return wait
         return self.local.admit(identity, rate, now_ms)
 
     async def acquire_connection(self, identity: str, limit: int) -> bool:
-        if self.shared:
+        if self.outage.due():
             try:
                 async with self._lock:
                     await self._sync()
@@ -154,15 +154,17 @@ class RedisLimiter:
                     )
                     if taken:
                         self.local.connections[identity] += 1
-                    return bool(taken)
             except _FAILURES as error:
                 self._failed(error)
+            else:
+                self.outage.succeeded()
+                return bool(taken)
         return self.local.acquire(identity, limit)
 
     def release_connection(self, identity: str) -> None:
         self.local.release_connection(identity)
-        if not self.shared:
-            self._dirty = True
+        if not self.outage.up:
+            self._dirty = True  # the rewrite once Redis is back carries it
             return
         task = asyncio.get_running_loop().create_task(self._released(identity))
         self._tasks.add(task)
@@ -194,12 +196,14 @@ class RedisLimiter:
 
     async def _heartbeat(self) -> None:
         while True:
-            if self.shared:
+            if self.outage.due():
                 try:
                     async with self._lock:
                         await self._sync()
                 except _FAILURES as error:
                     self._failed(error)
+                else:
+                    self.outage.succeeded()
             await asyncio.sleep(HEARTBEAT_S)
 
     def start(self) -> None:
