@@ -7,11 +7,14 @@ from collections.abc import AsyncIterator
 from importlib import resources
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import Route, WebSocketRoute
 
+from hub.api.access import AccessMiddleware
 from hub.api.admin import AdminApi
+from hub.api.cors import cors_middleware
 from hub.api.export import ExportApi
 from hub.api.liquidity import LiquidityApi
 from hub.api.metrics import MetricsApi
@@ -52,6 +55,7 @@ def create_app(hub: HubView, limits: Limits | None = None) -> Starlette:
         Route("/health", rest.health),
         Route("/metrics", metrics.metrics),
         Route(f"{API}/status", rest.status),
+        Route(f"{API}/symbols", admin.listing),
         Route(f"{API}/symbols", admin.add, methods=["POST"]),
         Route(f"{API}/symbols", admin.remove, methods=["DELETE"]),
         Route(f"{API}/liquidations/{{symbol}}", rest.liquidations),
@@ -64,8 +68,18 @@ def create_app(hub: HubView, limits: Limits | None = None) -> Starlette:
         Route(f"{API}/predicted/{{symbol}}", predicted.levels),
         WebSocketRoute("/ws", sockets.serve),
     ]
+    # CORS outside the keys: a preflight needs no key, and a refusal carries CORS headers.
+    middleware = [
+        *cors_middleware(hub.settings),
+        Middleware(AccessMiddleware, gate=hub.access, routes=routes),
+    ]
     # Every HTTP error answers the REST envelope, not Starlette's plain text.
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
+    app = Starlette(
+        routes=routes,
+        middleware=middleware,
+        lifespan=lifespan,
+        exception_handlers=EXCEPTION_HANDLERS,
+    )
     app.state.hub = hub
     app.state.sockets = sockets
     return app

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import msgspec
 from redis.exceptions import RedisError
 
+from hub.access.gate import AccessGate
 from hub.analytics.processor import LiquidationProcessor
 from hub.analytics.rows import Named
 from hub.config import Settings
@@ -47,6 +48,7 @@ INGEST_SILENT = "ingest: silent (no status in Redis for 10 s)"
 class HubView(Protocol):
     settings: Settings
     fanout: Fanout
+    access: AccessGate
     started_at: float
 
     def clock(self) -> int: ...
@@ -93,20 +95,24 @@ class _Tasks:
         self.tasks.clear()
 
 
-def _process_status(fanout: Fanout, broker: Broker, started_at: float) -> dict[str, Any]:
+def _process_status(
+    fanout: Fanout, broker: Broker, access: AccessGate, started_at: float
+) -> dict[str, Any]:
     """What every process that serves clients reports about itself."""
     return {
         "clients": len(fanout.sessions),
         "broker": broker.status(),
-        "fanout": fanout.stats,
+        "fanout": fanout.status(),
+        "access": access.status(),
         "memory": {"rss_bytes": _rss_bytes()},
         "uptime_s": round(time.time() - started_at, 3),
     }
 
 
-def _broker_reasons(broker: Broker) -> list[str]:
+def _process_reasons(broker: Broker, access: AccessGate) -> list[str]:
     status = broker.status()
-    return [] if status.connected else [f"{status.kind}: broker unreachable"]
+    broker_reasons = [] if status.connected else [f"{status.kind}: broker unreachable"]
+    return broker_reasons + access.health_reasons()
 
 
 def _rss_bytes() -> int:
@@ -126,9 +132,11 @@ class ServeHub:
             publisher = RedisBroker(settings.redis_url)
             self.inbound: Broker = RedisBroker(settings.redis_url)
             self.ingest = Ingest(settings, source, publisher, publisher.redis)
+            self.access = AccessGate(settings, publisher.redis)
         else:
             publisher = self.inbound = MemoryBroker()
             self.ingest = Ingest(settings, source, publisher)
+            self.access = AccessGate(settings)
         self.clock = self.ingest.clock
         # Sessions' limits and timers run on the wall clock: a replay's clock may be frozen
         # or twenty times fast, which would make rate limits and slow-client grace absurd.
@@ -166,11 +174,11 @@ class ServeHub:
     async def status(self) -> dict[str, Any]:
         return {
             **self.ingest.status(),
-            **_process_status(self.fanout, self.inbound, self.started_at),
+            **_process_status(self.fanout, self.inbound, self.access, self.started_at),
         }
 
     async def health(self) -> dict[str, Any]:
-        return verdict(self.ingest.health_reasons() + _broker_reasons(self.inbound))
+        return verdict(self.ingest.health_reasons() + _process_reasons(self.inbound, self.access))
 
     async def add_symbols(self, symbols: set[str]) -> None:
         await self.ingest.add_symbols(symbols)
@@ -188,11 +196,13 @@ class ServeHub:
     async def start(self) -> None:
         await self.relay.track(self.tracked())
         self._tasks.spawn(self.relay.run())
+        self.access.start()
         await self.ingest.start(control_messages=bool(self.settings.redis_url))
 
     async def stop(self) -> None:
         await self.ingest.stop()
         await self._tasks.cancel()
+        await self.access.stop()
         await self.ingest.broker.close()
         await self.inbound.close()
 
@@ -206,6 +216,7 @@ class WebHub:
         self.clock = wall_clock_ms
         self.broker = RedisBroker(settings.redis_url)
         self.redis = self.broker.redis
+        self.access = AccessGate(settings, self.redis)
         self.fanout = Fanout(self.clock, settings.history_bytes)
         self.relay = Relay(self.broker, self.fanout, self._request, self._load_symbols)
         self._tasks = _Tasks()
@@ -249,7 +260,7 @@ class WebHub:
     async def health(self) -> dict[str, Any]:
         ingest = await self._ingest_status()
         reasons = list(ingest.get("reasons", [])) if ingest else [INGEST_SILENT]
-        return verdict(reasons + _broker_reasons(self.broker))
+        return verdict(reasons + _process_reasons(self.broker, self.access))
 
     async def status(self) -> dict[str, Any]:
         ingest = await self._ingest_status()
@@ -261,7 +272,7 @@ class WebHub:
             "processor": ingest.get("processor"),
             "history": ingest.get("history"),
             "ingest": "reporting" if ingest else INGEST_SILENT,
-            **_process_status(self.fanout, self.broker, self.started_at),
+            **_process_status(self.fanout, self.broker, self.access, self.started_at),
         }
 
     async def add_symbols(self, symbols: set[str]) -> None:
@@ -279,9 +290,11 @@ class WebHub:
     async def start(self) -> None:
         await self.relay.start()
         self._tasks.spawn(self.relay.run())
+        self.access.start()
 
     async def stop(self) -> None:
         await self._tasks.cancel()
+        await self.access.stop()
         await self.broker.close()
 
 
