@@ -49,24 +49,29 @@ class Named(NamedTuple):
     exchanges: list[str]
 
 
+def row_of(event: LiquidationEvent, exchange: int, arrival: int) -> tuple[float, ...]:
+    """One row's values, in `Rows` order (`exchange`: the event's exchange code)."""
+    leverage = math.nan if event.est_leverage is None else event.est_leverage
+    short = event.side == "short"
+    return (
+        event.time,
+        event.price,
+        event.quantity,
+        event.notional,
+        leverage,
+        short,
+        exchange,
+        arrival,
+    )
+
+
 def rows_of(events: Iterable[tuple[int, LiquidationEvent]]) -> Named:
     """(arrival number, event) pairs as rows, in the order given."""
     exchanges: dict[str, int] = {}
     columns: list[list[float | int | bool]] = [[] for _ in DTYPES]
     for arrival, event in events:
         code = exchanges.setdefault(event.exchange, len(exchanges))
-        leverage = math.nan if event.est_leverage is None else event.est_leverage
-        values = (
-            event.time,
-            event.price,
-            event.quantity,
-            event.notional,
-            leverage,
-            event.side == "short",
-            code,
-            arrival,
-        )
-        for column, value in zip(columns, values, strict=True):
+        for column, value in zip(columns, row_of(event, code, arrival), strict=True):
             column.append(value)
     rows = Rows(*(np.array(c, dtype) for c, dtype in zip(columns, DTYPES, strict=True)))
     return Named(rows, list(exchanges))

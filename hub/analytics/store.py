@@ -31,7 +31,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from hub.analytics.rows import DTYPES, EMPTY_ROWS, Named, Rows, events_of
+from hub.analytics.rows import DTYPES, EMPTY_ROWS, Named, Rows, events_of, row_of
 from hub.models import LiquidationEvent
 
 DEDUP_HORIZON_MS = 5 * 60_000
@@ -178,17 +178,7 @@ class EventStore:
         cap pushed out (oldest first)."""
         arrival = self.next_arrival
         self.next_arrival += 1
-        leverage = math.nan if event.est_leverage is None else event.est_leverage
-        row = (
-            event.time,
-            event.price,
-            event.quantity,
-            event.notional,
-            leverage,
-            event.side == "short",
-            self.code(event.exchange),
-            arrival,
-        )
+        row = row_of(event, self.code(event.exchange), arrival)
         if event.time < self._newest:
             self._insert(row)
         else:

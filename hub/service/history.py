@@ -106,6 +106,8 @@ class History(abc.ABC):
         the gap since the process before this one was last alive (a source that lays what
         it missed, as the demo does, leaves none). With `merge` (the history is read late,
         the books already hold events) the kept rows join those held, in a new epoch."""
+        if not merge:
+            self.restore_channels(processor)
         meta = kept.meta
         resumed: dict[str, bool] = {}
         messages: list[ChannelMessage] = []
@@ -136,6 +138,10 @@ class History(abc.ABC):
 
     def position(self, symbol: str) -> bytes | None:
         """The checkpoint of `symbol` read with the rest, if this history keeps them."""
+        return None
+
+    def restore_channels(self, processor: LiquidationProcessor) -> None:
+        """The liquidations/alerts channels' positions read with the rest, if kept."""
         return None
 
     def meta(self, processor: LiquidationProcessor, now: int) -> Meta:
@@ -201,18 +207,9 @@ class RedisHistory(History):
     def position(self, symbol: str) -> bytes | None:
         return self._positions.get(symbol.encode())
 
-    def restore(
-        self,
-        processor: LiquidationProcessor,
-        kept: Kept,
-        now: int,
-        covers_from: int,
-        merge: bool = False,
-    ) -> Restored:
-        if not merge:
-            channels = self._positions.get(checkpoint.CHANNELS_FIELD.encode())
-            checkpoint.restore_channels(processor, channels)
-        return super().restore(processor, kept, now, covers_from, merge)
+    def restore_channels(self, processor: LiquidationProcessor) -> None:
+        channels = self._positions.get(checkpoint.CHANNELS_FIELD.encode())
+        checkpoint.restore_channels(processor, channels)
 
     async def start(self) -> None:
         await self.log.claim()
