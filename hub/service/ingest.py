@@ -38,7 +38,6 @@ from hub.errors import BrokerUnavailable, ProtocolError
 from hub.fanout.broker import RESYNC_TOPIC, STATE_KEY, Broker, topic_for
 from hub.fanout.codec import encode_message
 from hub.feeds.base import Feed
-from hub.feeds.coinglass import CoinGlassValidation, disabled_status
 from hub.models import (
     ChannelMessage,
     Cluster,
@@ -47,6 +46,7 @@ from hub.models import (
     OpenInterestUpdate,
 )
 from hub.service import control
+from hub.service.coinglass import CoinGlassValidation, disabled_status
 from hub.service.control import ControlRequest, SymbolsAnnouncement
 from hub.service.health import source_entry, source_reasons
 from hub.service.liquidity import build_liquidity
