@@ -1,10 +1,11 @@
 """OKX V5 public WebSocket frames of the `books` and `trades` channels, and the REST book.
 
 Wire facts (docs/liquidity.md has the sources): a level is `[px, sz, "0", orders]` with
-every value a string and `sz` in contracts (REST books-full sends three elements), decoded
-into the exchange-neutral `BookData` of `hub.market.book`; `checksum`, `prevSeqId` and `seqId` are JSON
-integers; a trade's `side` is the taker's. Frames from before 2023 carry no `seqId`, and
-since 2026-06-23 `checksum` is always 0. Unknown fields are ignored, never an error.
+every value a string and `sz` in contracts (REST books-full sends three elements);
+`checksum`, `prevSeqId` and `seqId` are JSON integers; a trade's `side` is the taker's.
+Frames from before 2023 carry no `seqId`, and since 2026-06-23 `checksum` is always 0.
+Unknown fields are ignored, never an error. Books decode into the exchange-neutral
+`BookData` of `hub.market.book`.
 """
 
 from __future__ import annotations
