@@ -21,7 +21,8 @@ import time
 from typing import Any
 from urllib.parse import parse_qs
 
-from tests.fakes.exchange_server import FakeConnection, FakeExchange, dumps
+from tests.fakes.exchange_server import FakeConnection, FakeExchange
+from tests.fakes.loopback import dumps
 
 LISTED = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "ADAUSDT", "BNBUSDT", "XRPUSDT")
 MAX_ARGS_CHARS = 21_000

@@ -24,7 +24,8 @@ import time
 from typing import Any
 from urllib.parse import parse_qs
 
-from tests.fakes.exchange_server import FakeConnection, FakeExchange, dumps
+from tests.fakes.exchange_server import FakeConnection, FakeExchange
+from tests.fakes.loopback import dumps
 
 CHANNEL = {"channel": "liquidation-orders", "instType": "SWAP"}
 SUBSCRIPTION = "liquidation-orders:SWAP"
