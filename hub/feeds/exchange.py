@@ -44,7 +44,7 @@ from hub.feeds.base import (
     deliver_market,
 )
 from hub.feeds.connection import KeepAlive, PersistentConnection, Timing
-from hub.tasks import cancel_and_wait
+from hub.tasks import run_together
 
 log = logging.getLogger("hub.feeds")
 REFRESH_MS = 86_400_000  # instruments change rarely, and exchanges announce it in advance
@@ -132,13 +132,7 @@ class ExchangeFeed(Feed):
     async def run(self) -> None:
         async with httpx.AsyncClient(timeout=HTTP_TIMEOUT_S) as client:
             self._http = client
-            tasks = [asyncio.ensure_future(c) for c in (self.connection.run(), *self.background())]
-            try:
-                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    task.result()
-            finally:
-                await cancel_and_wait(tasks)
+            await run_together(self.connection.run(), *self.background())
 
     async def prepare(self) -> None:
         """What a fresh connection needs before it subscribes: the instruments list, until

@@ -34,6 +34,28 @@ def json_response(body: Any, status: int = 200) -> Response:
     return Response(status, HTTPStatus(status).phrase, headers, payload)
 
 
+class Served:
+    """Started and stopped, by hand or with `async with`."""
+
+    name = "look-alike"
+
+    async def start(self) -> None:
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        raise NotImplementedError
+
+    def before_stop(self) -> None:
+        """Anything that would hold up the stop (held input, hung requests)."""
+
+    async def __aenter__(self) -> Any:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
 class Waiting:
     """Wake every waiter on each change (`changed`), so none misses one."""
 
@@ -56,7 +78,7 @@ class Waiting:
             raise TimeoutError(f"Fake {self.name}: no {what} within {limit}s") from None
 
 
-class LoopbackServer(Waiting):
+class LoopbackServer(Served, Waiting):
     connection_class: type[ServerConnection] = ServerConnection
 
     def __init__(self) -> None:
@@ -80,16 +102,6 @@ class LoopbackServer(Waiting):
         await self._server.wait_closed()
         self._server = None
 
-    def before_stop(self) -> None:
-        """Anything that would hold up the close handshakes (held input, hung requests)."""
-
-    async def __aenter__(self) -> Any:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
     @property
     def port(self) -> int:
         assert self._port is not None, f"Fake {self.name} not started"
@@ -102,10 +114,8 @@ class LoopbackServer(Waiting):
         return None  # every request may upgrade
 
 
-class StarletteServer:
+class StarletteServer(Served):
     """Routes under uvicorn on a free loopback port."""
-
-    name = "look-alike"
 
     def __init__(self) -> None:
         self.port = 0
@@ -140,13 +150,3 @@ class StarletteServer:
             self._server.should_exit = True
             await asyncio.wait_for(self._task, 10)
             self._server = self._task = None
-
-    def before_stop(self) -> None:
-        """Anything that would hold up the shutdown (hung requests)."""
-
-    async def __aenter__(self) -> Any:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
