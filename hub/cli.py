@@ -29,9 +29,7 @@ from hub.tasks import cancel_and_wait
 
 EXIT_CONFIG = 2
 EXIT_USAGE = 2  # as argparse exits on a bad command line
-OVERRIDES = (
-    "host",
-    "port",
+UPSTREAMS = (
     "symbols",
     "exchanges",
     "binance_ws_url",
@@ -39,9 +37,16 @@ OVERRIDES = (
     "bybit_rest_url",
     "okx_ws_url",
     "okx_rest_url",
-    "flush_ms",
-    "redis_url",
+    "bitget_ws_url",
+    "gate_ws_url",
+    "gate_rest_url",
+    "htx_ws_url",
+    "htx_rest_url",
+    "deribit_ws_url",
+    "bitmex_ws_url",
+    "bitmex_rest_url",
 )
+OVERRIDES = ("host", "port", *UPSTREAMS, "flush_ms", "redis_url")
 _DEFAULTS = Settings()
 _MORE = "Every setting can also come from the environment: see docs/configuration.md."
 
@@ -50,12 +55,24 @@ _SETTING_FLAGS = {
     "host": ("ADDRESS", "address to listen on"),
     "port": ("PORT", "port to listen on"),
     "symbols": ("LIST", "symbols to track, comma-separated, or '*' for every symbol"),
-    "exchanges": ("LIST", "liquidation sources, a comma-separated subset of binance,bybit,okx"),
+    "exchanges": (
+        "LIST",
+        "liquidation sources, a comma-separated subset of "
+        "binance,bybit,okx,bitget,gate,htx,deribit,bitmex",
+    ),
     "binance_ws_url": ("URL", "Binance USD-M futures stream base"),
     "bybit_ws_url": ("URL", "Bybit V5 public linear stream"),
     "bybit_rest_url": ("URL", "Bybit REST base (instruments, for '*')"),
     "okx_ws_url": ("URL", "OKX V5 public WebSocket"),
     "okx_rest_url": ("URL", "OKX REST base (instruments: contract values)"),
+    "bitget_ws_url": ("URL", "Bitget UTA (v3) public WebSocket"),
+    "gate_ws_url": ("URL", "Gate USDT-settled futures WebSocket"),
+    "gate_rest_url": ("URL", "Gate REST base (contracts: quanto multipliers)"),
+    "htx_ws_url": ("URL", "HTX USDT-margined notification WebSocket"),
+    "htx_rest_url": ("URL", "HTX REST base (open interest)"),
+    "deribit_ws_url": ("URL", "Deribit JSON-RPC WebSocket"),
+    "bitmex_ws_url": ("URL", "BitMEX realtime WebSocket"),
+    "bitmex_rest_url": ("URL", "BitMEX REST base (instruments: contract sizes)"),
     "flush_ms": ("MS", "longest a change waits before it is pushed to clients"),
     "redis_url": ("URL", "Redis to publish to / read from"),
 }
@@ -149,10 +166,8 @@ def _command(commands: argparse._SubParsersAction, name: str) -> argparse.Argume
 
 
 def _add_upstreams(parser: argparse.ArgumentParser) -> None:
-    for field in ("symbols", "exchanges", "binance_ws_url", "bybit_ws_url", "bybit_rest_url"):
+    for field in UPSTREAMS:
         _setting_flag(parser, field)
-    _setting_flag(parser, "okx_ws_url")
-    _setting_flag(parser, "okx_rest_url")
 
 
 def _add_sources(parser: argparse.ArgumentParser) -> None:

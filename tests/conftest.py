@@ -24,9 +24,15 @@ from hub.config import Settings
 from hub.feeds.backoff import Backoff
 from hub.feeds.connection import Timing
 from hub.service.hubs import ServeHub, WebHub
-from hub.service.sources import Source
+from hub.service.sources import EXCHANGE_FEEDS, Source
 from tests.fakes.binance_server import FakeBinance
+from tests.fakes.bitget_server import FakeBitget
+from tests.fakes.bitmex_server import FakeBitmex
 from tests.fakes.bybit_server import FakeBybit
+from tests.fakes.deribit_server import FakeDeribit
+from tests.fakes.exchange_server import FakeExchange
+from tests.fakes.gate_server import FakeGate
+from tests.fakes.htx_server import FakeHtx
 from tests.fakes.okx_server import FakeOkx
 from tests.redis_server import RedisServer
 
@@ -70,18 +76,65 @@ async def fake_okx() -> AsyncIterator[FakeOkx]:
         yield server
 
 
-def all_exchanges(
-    binance: FakeBinance, bybit: FakeBybit, okx: FakeOkx, **overrides: Any
-) -> Settings:
-    """Settings reading all three exchanges' liquidations from their look-alikes (the OKX
-    one serves no order book: liquidity is off unless asked for)."""
+@pytest.fixture
+async def fake_bitget() -> AsyncIterator[FakeBitget]:
+    async with FakeBitget() as server:
+        yield server
+
+
+@pytest.fixture
+async def fake_gate() -> AsyncIterator[FakeGate]:
+    async with FakeGate() as server:
+        yield server
+
+
+@pytest.fixture
+async def fake_htx() -> AsyncIterator[FakeHtx]:
+    async with FakeHtx() as server:
+        yield server
+
+
+@pytest.fixture
+async def fake_deribit() -> AsyncIterator[FakeDeribit]:
+    async with FakeDeribit() as server:
+        yield server
+
+
+@pytest.fixture
+async def fake_bitmex() -> AsyncIterator[FakeBitmex]:
+    async with FakeBitmex() as server:
+        yield server
+
+
+FAKE_EXCHANGES = {
+    FakeBybit: "bybit",
+    FakeOkx: "okx",
+    FakeBitget: "bitget",
+    FakeGate: "gate",
+    FakeHtx: "htx",
+    FakeDeribit: "deribit",
+    FakeBitmex: "bitmex",
+}
+
+
+def exchange_urls(*fakes: FakeExchange) -> dict[str, str]:
+    """The settings fields pointing each look-alike's exchange at it."""
+    urls: dict[str, str] = {}
+    for fake in fakes:
+        _, ws_field, rest_field = EXCHANGE_FEEDS[FAKE_EXCHANGES[type(fake)]]
+        urls[ws_field] = fake.ws_url
+        if rest_field is not None:
+            urls[rest_field] = fake.rest_url
+    return urls
+
+
+def all_exchanges(binance: FakeBinance, *fakes: FakeExchange, **overrides: Any) -> Settings:
+    """Settings reading the exchanges' liquidations from their look-alikes (the OKX one
+    serves no order book: liquidity is off unless asked for)."""
     return Settings(
         **{
             "binance_ws_url": binance.base_url,
-            "bybit_ws_url": bybit.ws_url,
-            "bybit_rest_url": bybit.rest_url,
-            "okx_ws_url": okx.ws_url,
-            "okx_rest_url": okx.rest_url,
+            **exchange_urls(*fakes),
             "liquidity": "off",
             **overrides,
         }
@@ -151,11 +204,10 @@ async def start_hub() -> AsyncIterator[HubFactory]:
 
 def assert_offline(settings: Settings) -> None:
     """A test never reaches an exchange: every configured one must point at loopback."""
-    urls = {
-        "binance": [settings.binance_ws_url],
-        "bybit": [settings.bybit_ws_url, settings.bybit_rest_url],
-        "okx": [settings.okx_ws_url, settings.okx_rest_url],
-    }
+    urls = {"binance": [settings.binance_ws_url]}
+    for exchange, (_, ws_field, rest_field) in EXCHANGE_FEEDS.items():
+        fields = [ws_field] if rest_field is None else [ws_field, rest_field]
+        urls[exchange] = [getattr(settings, field) for field in fields]
     for exchange in settings.exchanges:
         for url in urls[exchange]:
             host = urlsplit(url).hostname

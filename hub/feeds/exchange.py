@@ -24,8 +24,8 @@ import asyncio
 import gzip
 import logging
 import time
-from collections.abc import Coroutine, Mapping
-from typing import Any, ClassVar
+from collections.abc import Coroutine, Mapping, Sequence
+from typing import Any, ClassVar, TypeVar
 
 import httpx
 from websockets.asyncio.client import ClientConnection
@@ -47,6 +47,7 @@ from hub.feeds.connection import KeepAlive, PersistentConnection, Timing
 from hub.tasks import run_together
 
 log = logging.getLogger("hub.feeds")
+T = TypeVar("T")
 REFRESH_MS = 86_400_000  # instruments change rarely, and exchanges announce it in advance
 HTTP_TIMEOUT_S = 10.0
 
@@ -220,3 +221,8 @@ class ExchangeFeed(Feed):
         self.symbols -= removed
         self._note_unlisted()
         await self.send(self.follow(set(), removed))
+
+
+def in_batches(items: Sequence[T], size: int) -> list[Sequence[T]]:
+    """`items` in runs of at most `size`, for exchanges that bound a request's arguments."""
+    return [items[start : start + size] for start in range(0, len(items), size)]

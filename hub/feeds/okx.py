@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from hub.feeds.connection import KeepAlive, Timing
-from hub.feeds.exchange import ExchangeFeed
+from hub.feeds.exchange import ExchangeFeed, in_batches
 from hub.feeds.okx_instruments import instruments_path
 from hub.feeds.okx_liquidations import SUBSCRIPTION, OkxLiquidationDecoder
 from hub.feeds.okx_open_interest import subscription as open_interest_subscription
@@ -59,7 +59,4 @@ class OkxLiquidationFeed(ExchangeFeed):
             for s in sorted(symbols)
             if self.is_listed(s) and (arg := open_interest_subscription(s)) is not None
         ]
-        return [
-            request(op, args[start : start + MAX_ARGS_PER_REQUEST])
-            for start in range(0, len(args), MAX_ARGS_PER_REQUEST)
-        ]
+        return [request(op, list(batch)) for batch in in_batches(args, MAX_ARGS_PER_REQUEST)]

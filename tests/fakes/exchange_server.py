@@ -4,6 +4,7 @@ upgrade), and connection bookkeeping."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
@@ -58,12 +59,16 @@ class FakeExchange(LoopbackServer):
     async def send_to(self, subscription: str, text: str) -> int:
         sent = 0
         for conn in self.subscribed(subscription):
-            try:
-                await conn.ws.send(text)
-                sent += 1
-            except ConnectionClosed:
-                pass
+            sent += await self.send(conn, text)
         return sent
+
+    async def send(self, conn: FakeConnection, text: str) -> bool:
+        """Send as the exchange frames it (`frame`); False when the peer is gone."""
+        try:
+            await conn.ws.send(self.frame(text))
+        except ConnectionClosed:
+            return False
+        return True
 
     async def drop_all(self) -> None:
         conns = list(self.connections)
@@ -78,6 +83,15 @@ class FakeExchange(LoopbackServer):
 
     def rest(self, path: str, query: str) -> tuple[int, Any]:
         return 404, {"error": "not found"}
+
+    def frame(self, text: str) -> str | bytes:
+        """How the exchange puts a message on the wire (HTX compresses every one)."""
+        return text
+
+    def on_connect(self, conn: FakeConnection) -> list[asyncio.Task[None]]:
+        """What the exchange starts on a new connection (a welcome, its own pings); the
+        tasks end with the connection."""
+        return []
 
     # internals
 
@@ -98,16 +112,19 @@ class FakeExchange(LoopbackServer):
         self.connections.append(conn)
         self.connection_count_total += 1
         self.changed()
+        tasks = self.on_connect(conn)
         try:
             async for message in ws:
                 reply = self.answer(conn, message)
                 if reply is not None:
-                    await ws.send(reply)
+                    await ws.send(self.frame(reply))
                 await self.after_answer(conn)
                 self.changed()
         except ConnectionClosed:
             pass
         finally:
+            for task in tasks:
+                task.cancel()
             self.connections.remove(conn)
             self.changed()
 
