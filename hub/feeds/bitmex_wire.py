@@ -246,7 +246,8 @@ class BitmexDecoder:
             if at is not None:
                 self.last_timestamp = max(at, self.last_timestamp or 0)
             if known is None or known.inverse or at is None:
-                ignored += 1  # open interest of linear perpetuals only
+                # open interest of linear perpetuals only; a row without it is a clock tick
+                ignored += row.openInterest is not None or row.markPrice is not None
                 continue
             if mark is not None:
                 self.mark_prices[row.symbol] = mark
