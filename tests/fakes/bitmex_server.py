@@ -56,6 +56,10 @@ def order(
             "leavesQty": leaves_qty}  # fmt: skip
 
 
+def table_frame(action: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"table": "liquidation", "action": action, "data": rows}
+
+
 class FakeBitmex(FakeExchange):
     ws_path = "/realtime"
     name = "BitMEX"
@@ -91,8 +95,7 @@ class FakeBitmex(FakeExchange):
         return await self.send_to(f"instrument:{symbol}", dumps(frame))
 
     async def _table(self, action: str, rows: list[dict[str, Any]]) -> int:
-        return await self.send_to("liquidation", dumps({"table": "liquidation", "action": action,
-                                                        "data": rows}))  # fmt: skip
+        return await self.send_to("liquidation", dumps(table_frame(action, rows)))
 
     def answer(self, conn: FakeConnection, message: str | bytes) -> str | None:
         if message == "ping":

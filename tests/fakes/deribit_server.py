@@ -48,6 +48,11 @@ def trade(
     return body if liquidation is None else {**body, "liquidation": liquidation}
 
 
+def trades_frame(instrument: str, trades: list[dict[str, Any]]) -> dict[str, Any]:
+    params = {"channel": f"trades.{instrument}.100ms", "data": trades}
+    return {"jsonrpc": "2.0", "method": "subscription", "params": params}
+
+
 class FakeDeribit(FakeExchange):
     ws_path = "/ws/api/v2"
     name = "Deribit"
@@ -60,12 +65,13 @@ class FakeDeribit(FakeExchange):
         self._beats: dict[FakeConnection, asyncio.Task[None]] = {}
 
     async def push_trades(self, instrument: str, trades: list[dict[str, Any]]) -> int:
-        channel = f"trades.{instrument}.100ms"
-        frame = {"jsonrpc": "2.0", "method": "subscription",
-                 "params": {"channel": channel, "data": trades}}  # fmt: skip
+        frame = trades_frame(instrument, trades)
         sent = 0
         for conn in self.connections:
-            if channel in conn.subscriptions or ALL_FUTURES in conn.subscriptions:
+            if (
+                frame["params"]["channel"] in conn.subscriptions
+                or ALL_FUTURES in conn.subscriptions
+            ):
                 sent += await self.send(conn, dumps(frame))
         return sent
 

@@ -46,6 +46,15 @@ def row(contract: str = "BTC_USDT", size: float = -100.0, price: float = 60000.0
             "time": int(time.time() * 1000) if ts is None else ts}  # fmt: skip
 
 
+def push_frame(wire: list[dict[str, Any]], shape: str = "live") -> dict[str, Any]:
+    """A push of rows already as on the wire (`wire_row`); the live shape of one row is a
+    bare object."""
+    result: Any = wire[0] if shape == "live" and len(wire) == 1 else wire
+    now = int(time.time() * 1000)
+    return {"time": now // 1000, "time_ms": now, "channel": "futures.public_liquidates",
+            "event": "update", "result": result}  # fmt: skip
+
+
 class FakeGate(FakeExchange):
     ws_path = "/v4/ws/usdt"
     name = "Gate"
@@ -60,12 +69,8 @@ class FakeGate(FakeExchange):
             decimal = conn.ws.request is not None and (
                 conn.ws.request.headers.get("X-Gate-Size-Decimal") == "1"
             )
-            wire = [_wire_row(r, decimal, shape) for r in rows]
-            result: Any = wire[0] if shape == "live" and len(wire) == 1 else wire
-            now = int(time.time() * 1000)
-            frame = {"time": now // 1000, "time_ms": now, "channel": "futures.public_liquidates",
-                     "event": "update", "result": result}  # fmt: skip
-            sent += await self.send(conn, dumps(frame))
+            wire = [wire_row(r, decimal, shape) for r in rows]
+            sent += await self.send(conn, dumps(push_frame(wire, shape)))
         return sent
 
     async def push_stats(self, contract: str, open_interest: float, mark: str) -> int:
@@ -117,7 +122,9 @@ class FakeGate(FakeExchange):
         return 200, rows
 
 
-def _wire_row(row: dict[str, Any], decimal: bool, shape: str) -> dict[str, Any]:
+def wire_row(row: dict[str, Any], decimal: bool = True, shape: str = "live") -> dict[str, Any]:
+    """`row` as Gate sends it: `size` a decimal string with the size header, else an
+    integer truncated toward zero; `shape` "english" has a number price and `time_ms`."""
     size = row["size"]
     wire: dict[str, Any] = {"contract": row["contract"],
                             "size": f"{size:g}" if decimal else math.trunc(size)}  # fmt: skip

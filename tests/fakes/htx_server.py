@@ -49,6 +49,10 @@ def row(
             "pair": contract_code}  # fmt: skip
 
 
+def notify_frame(rows: list[dict[str, Any]], topic: str = ALL) -> dict[str, Any]:
+    return {**DOCUMENTED_PUSH, "topic": topic, "ts": int(time.time() * 1000), "data": rows}
+
+
 class FakeHtx(FakeExchange):
     ws_path = "/linear-swap-notification"
     name = "HTX"
@@ -64,8 +68,7 @@ class FakeHtx(FakeExchange):
         return gzip.compress(text.encode())
 
     async def push(self, rows: list[dict[str, Any]], topic: str = ALL) -> int:
-        frame = {**DOCUMENTED_PUSH, "topic": topic, "ts": int(time.time() * 1000), "data": rows}
-        return await self.send_to(ALL, dumps(frame))
+        return await self.send_to(ALL, dumps(notify_frame(rows, topic)))
 
     async def send_raw(self, payload: bytes) -> None:
         """Bytes exactly as given (a frame that does not inflate)."""
