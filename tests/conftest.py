@@ -40,6 +40,7 @@ from tests.fakes.gate_server import row as gate_liquidation
 from tests.fakes.htx_server import ALL as HTX_ALL
 from tests.fakes.htx_server import FakeHtx
 from tests.fakes.htx_server import row as htx_liquidation
+from tests.fakes.loopback import Served
 from tests.fakes.okx_server import SUBSCRIPTION as OKX_SUBSCRIPTION
 from tests.fakes.okx_server import FakeOkx, detail
 from tests.redis_server import RedisServer
@@ -66,52 +67,25 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture
-async def fake_binance() -> AsyncIterator[FakeBinance]:
-    async with FakeBinance(ping_interval=None) as server:
-        yield server
+def look_alike(make: Callable[[], Served]) -> Any:
+    """A fixture serving the look-alike `make` builds, for the test's length."""
+
+    @pytest.fixture
+    async def serving() -> AsyncIterator[Served]:
+        async with make() as server:
+            yield server
+
+    return serving
 
 
-@pytest.fixture
-async def fake_bybit() -> AsyncIterator[FakeBybit]:
-    async with FakeBybit() as server:
-        yield server
-
-
-@pytest.fixture
-async def fake_okx() -> AsyncIterator[FakeOkx]:
-    async with FakeOkx() as server:
-        yield server
-
-
-@pytest.fixture
-async def fake_bitget() -> AsyncIterator[FakeBitget]:
-    async with FakeBitget() as server:
-        yield server
-
-
-@pytest.fixture
-async def fake_gate() -> AsyncIterator[FakeGate]:
-    async with FakeGate() as server:
-        yield server
-
-
-@pytest.fixture
-async def fake_htx() -> AsyncIterator[FakeHtx]:
-    async with FakeHtx() as server:
-        yield server
-
-
-@pytest.fixture
-async def fake_deribit() -> AsyncIterator[FakeDeribit]:
-    async with FakeDeribit() as server:
-        yield server
-
-
-@pytest.fixture
-async def fake_bitmex() -> AsyncIterator[FakeBitmex]:
-    async with FakeBitmex() as server:
-        yield server
+fake_binance = look_alike(lambda: FakeBinance(ping_interval=None))
+fake_bybit = look_alike(FakeBybit)
+fake_okx = look_alike(FakeOkx)
+fake_bitget = look_alike(FakeBitget)
+fake_gate = look_alike(FakeGate)
+fake_htx = look_alike(FakeHtx)
+fake_deribit = look_alike(FakeDeribit)
+fake_bitmex = look_alike(FakeBitmex)
 
 
 @dataclass

@@ -35,14 +35,13 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
-from hub.data.make_demo import SYMBOLS, _dumps, notional, price_at, price_paths, through
+from hub.data.make_demo import SYMBOLS, Draw, _dumps, draws, price_paths
 
 HERE = Path(__file__).parent
 SEED = 20261206
@@ -51,32 +50,6 @@ HTX_CONTRACT_SIZES = {"BTC": 0.001, "ETH": 0.01, "SOL": 1.0, "ADA": 10.0, "BNB":
 DERIBIT_CONTRACTS = {"BTCUSDT": ("BTC-PERPETUAL", 10), "ETHUSDT": ("ETH-PERPETUAL", 1)}
 BITMEX_LINEAR = {"BTCUSDT": ("XBTUSDT", 1_000_000), "ETHUSDT": ("ETHUSDT", 100_000),
                  "SOLUSDT": ("SOLUSDT", 10_000)}  # fmt: skip
-
-
-class Draw(NamedTuple):
-    symbol: str
-    side: str  # of the liquidated position
-    time: int
-    price: float
-    notional: float
-
-
-def draws(
-    binance: list[dict[str, Any]],
-    paths: dict[str, Any],
-    rng: np.random.Generator,
-    per_binance: float,
-    scale: float,
-) -> Iterator[Draw]:
-    for line in binance:
-        order = line["raw"]["data"]["o"]
-        symbol, side = order["s"], "long" if order["S"] == "SELL" else "short"
-        decimals, _, _, symbol_scale = SYMBOLS[symbol]
-        for _ in range(rng.poisson(per_binance)):
-            t = int(order["T"] + rng.integers(-1000, 1000))
-            own = side if rng.random() < 0.85 else ("short" if side == "long" else "long")
-            price = round(through(price_at(paths[symbol], t), own, rng), decimals)
-            yield Draw(symbol, own, t, price, notional(rng, scale * symbol_scale))
 
 
 def latency(rng: np.random.Generator) -> int:

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import abc
 import logging
-import math
 from collections.abc import Callable
 from typing import NamedTuple, Protocol, TypeVar
 
 import msgspec
 
-from hub.models import LiquidationEvent, MarkPriceUpdate, OpenInterestUpdate, Side, round_notional
+from hub.models import LiquidationEvent, MarkPriceUpdate, OpenInterestUpdate
 
 EventSink = Callable[[LiquidationEvent], None]
 MarketUpdate = OpenInterestUpdate | MarkPriceUpdate
@@ -65,30 +64,6 @@ def decode_common(decoder: msgspec.json.Decoder[T], frame: bytes | str) -> T | N
         return decoder.decode(frame)
     except msgspec.DecodeError:
         return None
-
-
-def liquidation_event(
-    exchange: str, symbol: str, side: Side, price: float, quantity: float, time: int
-) -> LiquidationEvent:
-    """The normalized event; `ValueError` unless price and quantity are positive numbers
-    and the symbol is letters and digits."""
-    if not (math.isfinite(price) and math.isfinite(quantity)) or price <= 0 or quantity <= 0:
-        raise ValueError(f"price {price} and quantity {quantity} must be positive")
-    if not symbol.isalnum():
-        raise ValueError(f"symbol {symbol[:40]!r} is not a symbol")
-    notional = round_notional(price * quantity)
-    return LiquidationEvent(exchange, symbol, side, price, quantity, notional, time)
-
-
-def number(value: float | str | None, what: str, *, positive: bool = False) -> float:
-    """`value` as a finite number, at least 0 (above 0 when `positive`); `ValueError`
-    otherwise."""
-    if value is None:
-        raise ValueError(f"no {what}")
-    result = float(value)
-    if not math.isfinite(result) or result < 0 or (positive and result == 0):
-        raise ValueError(f"{what} {value!r} is out of range")
-    return result
 
 
 class Decoded(NamedTuple):

@@ -25,14 +25,8 @@ from __future__ import annotations
 
 import msgspec
 
-from hub.feeds.base import (
-    Decoded,
-    MarketUpdate,
-    decode_common,
-    excerpt,
-    liquidation_event,
-    number,
-)
+from hub.feeds.base import Decoded, MarketUpdate, decode_common, excerpt
+from hub.feeds.normalize import gather, liquidation_event, number
 from hub.feeds.recent import RecentKeys
 from hub.models import LiquidationEvent, MarkPriceUpdate, OpenInterestUpdate
 
@@ -136,20 +130,7 @@ class BitgetDecoder:
     def _liquidations(self, arg: Arg, rows: list[Row]) -> Decoded:
         if arg.instType != INST_TYPE:
             return Decoded([], ignored=len(rows))  # coin-margined or USDC lines: not read
-        events: list[LiquidationEvent] = []
-        anomalies: list[tuple[str, str]] = []
-        duplicates = 0
-        for row in rows:
-            try:
-                event = _event(row)
-            except ValueError as error:
-                anomalies.append(("malformed", f"liquidation: {error}"))
-                continue
-            if self.recent.seen((row.symbol, row.ts, row.side, row.price, row.amount)):
-                duplicates += 1
-                continue
-            events.append(event)
-        return Decoded(events, anomalies, duplicates)
+        return gather(rows, _read, _key, self.recent, lambda row: row.symbol)
 
     def _tickers(self, outer: Frame) -> Decoded:
         symbol = outer.arg.symbol.upper() if outer.arg is not None else ""
@@ -179,10 +160,15 @@ class BitgetDecoder:
         return Decoded([], market=market)
 
 
-def _event(row: Row) -> LiquidationEvent:
+def _key(row: Row, event: LiquidationEvent) -> tuple[str, ...]:
+    return (row.symbol, row.ts, row.side, row.price, row.amount)
+
+
+def _read(row: Row) -> list[LiquidationEvent]:
     side = _SIDES.get(row.side)
     if side is None:
         raise ValueError(f"side {row.side!r} is neither buy nor sell")
     price = number(row.price, "price")
     quantity = number(row.amount, "amount") / price if price > 0 else 0.0
-    return liquidation_event("bitget", row.symbol.upper(), side, price, quantity, int(row.ts))  # type: ignore[arg-type]
+    event = liquidation_event("bitget", row.symbol.upper(), side, price, quantity, int(row.ts))  # type: ignore[arg-type]
+    return [event]

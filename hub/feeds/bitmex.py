@@ -46,15 +46,10 @@ class BitmexFeed(ExchangeFeed):
 
     def subscriptions(self) -> list[str]:
         everything = subscribe_request("subscribe", [LIQUIDATIONS])
-        return [everything, *self._instruments("subscribe", self.symbols or set())]
+        return [everything, *self.open_interest_requests("subscribe", self.symbols or set())]
 
-    def follow(self, added: set[str], removed: set[str]) -> list[str]:
-        return self._instruments("subscribe", added) + self._instruments("unsubscribe", removed)
-
-    def _instruments(self, op: str, symbols: set[str]) -> list[str]:
-        """Requests for the instrument table of the linear perpetuals of `symbols`."""
-        if self.market_sink is None:
-            return []
+    def market_requests(self, op: str, symbols: set[str]) -> list[str]:
+        """The `instrument` table of the linear perpetuals of `symbols`."""
         names = sorted(
             f"{INSTRUMENTS}:{name}"
             for name, c in self.decoder.contracts.items()

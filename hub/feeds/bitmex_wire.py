@@ -37,8 +37,8 @@ from typing import NamedTuple
 
 import msgspec
 
-from hub.errors import UpstreamError, clip
-from hub.feeds.base import Decoded, MarketUpdate, decode_common, excerpt, liquidation_event, number
+from hub.feeds.base import Decoded, MarketUpdate, decode_common, excerpt
+from hub.feeds.normalize import Skipped, decode_answer, gather, liquidation_event, number
 from hub.feeds.recent import RecentKeys
 from hub.models import LiquidationEvent, MarkPriceUpdate, OpenInterestUpdate
 
@@ -141,10 +141,7 @@ def contract(instrument: Instrument) -> Contract | None:
 def parse_instruments(body: bytes) -> dict[str, Contract]:
     """{BitMEX symbol: contract} of the perpetuals the hub reads; `UpstreamError` for
     anything but the list."""
-    try:
-        instruments = _instruments_decoder.decode(body)
-    except msgspec.DecodeError as error:
-        raise UpstreamError(f"BitMEX instruments: malformed: {clip(str(error), 160)}") from None
+    instruments = decode_answer(_instruments_decoder, body, "BitMEX instruments")
     return {i.symbol: c for i in instruments if (c := contract(i)) is not None}
 
 
@@ -202,27 +199,16 @@ class BitmexDecoder:
         if action not in ("insert", "partial"):
             return Decoded([])  # updates and deletes are orders counted at their insert
         at = received_ms if received_ms is not None else self.last_timestamp
-        events: list[LiquidationEvent] = []
-        anomalies: list[tuple[str, str]] = []
-        duplicates = 0
-        for row in rows:
+
+        def read(row: Row) -> list[LiquidationEvent]:
             known = self.contracts.get(row.symbol)
             if known is None:
-                anomalies.append(("unknown_instrument", row.symbol[:40]))
-                continue
+                raise Skipped("unknown_instrument", row.symbol[:40])
             if at is None:
-                anomalies.append(("untimed", f"{row.symbol[:40]}: no receive time"))
-                continue
-            try:
-                event = _event(known, row, at)
-            except ValueError as error:
-                anomalies.append(("malformed", f"{row.symbol[:40]}: {error}"))
-                continue
-            if self.recent.seen(row.orderID):
-                duplicates += 1
-                continue
-            events.append(event)
-        return Decoded(events, anomalies, duplicates)
+                raise Skipped("untimed", f"{row.symbol[:40]}: no receive time")
+            return [_event(known, row, at)]
+
+        return gather(rows, read, lambda row, event: row.orderID, self.recent, lambda r: r.symbol)
 
     def _instruments(self, data: msgspec.Raw) -> Decoded:
         try:

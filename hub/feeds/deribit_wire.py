@@ -29,7 +29,8 @@ from typing import Any
 
 import msgspec
 
-from hub.feeds.base import Decoded, MarketUpdate, decode_common, excerpt, liquidation_event, number
+from hub.feeds.base import Decoded, MarketUpdate, decode_common, excerpt
+from hub.feeds.normalize import gather, liquidation_event, number
 from hub.feeds.recent import RecentKeys
 from hub.models import LiquidationEvent, MarkPriceUpdate, OpenInterestUpdate
 
@@ -128,38 +129,31 @@ def symbol_of(instrument: str) -> tuple[str, bool] | None:
 
 def subscribed(frame: bytes) -> tuple[int, list[str]] | None:
     """(request id, channels) of a `public/subscribe` reply; None for any other frame."""
-    if b'"result"' not in frame:
-        return None
-    try:
-        outer = _frame_decoder.decode(frame)
-    except msgspec.DecodeError:
-        return None
-    if not isinstance(outer.id, int) or not isinstance(outer.result, list):
+    outer = decode_common(_frame_decoder, frame) if b'"result"' in frame else None
+    if outer is None or not isinstance(outer.id, int) or not isinstance(outer.result, list):
         return None
     return outer.id, [c for c in outer.result if isinstance(c, str)]
 
 
 def keep_alive_answer(frame: bytes) -> str | None:
     """`public/test` for a heartbeat `test_request`, else None."""
-    if b"test_request" not in frame:
-        return None
-    try:
-        outer = _frame_decoder.decode(frame)
-    except msgspec.DecodeError:
-        return None
-    params = outer.params
-    if outer.method == "heartbeat" and params is not None and params.type == "test_request":
+    outer = decode_common(_frame_decoder, frame) if b"test_request" in frame else None
+    params = outer.params if outer is not None else None
+    if (
+        outer is not None
+        and outer.method == "heartbeat"
+        and params is not None
+        and params.type == "test_request"
+    ):
         return rpc("public/test", {}, KEEP_ALIVE_ID)
     return None
 
 
 def is_keep_alive(frame: bytes) -> bool:
     """A heartbeat, or the reply to our `public/test`: life, not messages."""
-    if b"heartbeat" not in frame and str(KEEP_ALIVE_ID).encode() not in frame:
-        return False
-    try:
-        outer = _frame_decoder.decode(frame)
-    except msgspec.DecodeError:
+    maybe = b"heartbeat" in frame or str(KEEP_ALIVE_ID).encode() in frame
+    outer = decode_common(_frame_decoder, frame) if maybe else None
+    if outer is None:
         return False
     params = outer.params
     heartbeat = outer.method == "heartbeat" and params is not None and params.type == "heartbeat"
@@ -200,27 +194,7 @@ class DeribitDecoder:
         return self._trades(trades)
 
     def _trades(self, trades: list[Trade]) -> Decoded:
-        events: list[LiquidationEvent] = []
-        anomalies: list[tuple[str, str]] = []
-        duplicates = ignored = 0
-        for trade in trades:
-            if trade.liquidation is None:
-                continue
-            mapped = symbol_of(trade.instrument_name)
-            if mapped is None:
-                ignored += 1
-                continue
-            try:
-                liquidated = _liquidations(mapped, trade)
-            except ValueError as error:
-                anomalies.append(("malformed", f"{trade.instrument_name[:40]}: {error}"))
-                continue
-            for event in liquidated:
-                if self.recent.seen((trade.trade_id, event.side)):
-                    duplicates += 1
-                else:
-                    events.append(event)
-        return Decoded(events, anomalies, duplicates, ignored)
+        return gather(trades, _read, _key, self.recent, lambda trade: trade.instrument_name)
 
     def _ticker(self, data: msgspec.Raw) -> Decoded:
         try:
@@ -251,7 +225,18 @@ class DeribitDecoder:
         return Decoded([], market=market)
 
 
-def _liquidations(mapped: tuple[str, bool], trade: Trade) -> list[LiquidationEvent]:
+def _key(trade: Trade, event: LiquidationEvent) -> tuple[str, str]:
+    return (trade.trade_id, event.side)
+
+
+def _read(trade: Trade) -> list[LiquidationEvent] | None:
+    """A trade's liquidations: none for an ordinary trade, None for an instrument the hub
+    does not read."""
+    if trade.liquidation is None:
+        return []
+    mapped = symbol_of(trade.instrument_name)
+    if mapped is None:
+        return None
     symbol, inverse = mapped
     if trade.direction not in _OPPOSITE:
         raise ValueError(f"direction {trade.direction!r} is neither buy nor sell")

@@ -110,8 +110,22 @@ class ExchangeFeed(Feed):
         """The requests that subscribe everything wanted, on a fresh connection."""
 
     def follow(self, added: set[str], removed: set[str]) -> list[str]:
-        """The requests that follow symbols added and removed at run time (none: the
-        channels carry every symbol, and events are filtered here)."""
+        """The requests that follow symbols added and removed at run time: by default only
+        their open interest, the liquidation channels carrying every symbol (events are
+        filtered here)."""
+        subscribe = self.open_interest_requests("subscribe", added)
+        return subscribe + self.open_interest_requests("unsubscribe", removed)
+
+    def open_interest_requests(self, op: str, symbols: set[str]) -> list[str]:
+        """`op` ("subscribe", "unsubscribe") requests for the open interest of `symbols`;
+        none without a market sink."""
+        if self.market_sink is None or not symbols:
+            return []
+        return self.market_requests(op, symbols)
+
+    def market_requests(self, op: str, symbols: set[str]) -> list[str]:
+        """The exchange's requests for the open interest of `symbols` on this connection
+        (none by default: the exchange publishes it elsewhere, or not)."""
         return []
 
     def is_listed(self, symbol: str) -> bool:

@@ -52,13 +52,9 @@ class GateFeed(ExchangeFeed):
 
     def subscriptions(self) -> list[str]:
         everything = request(LIQUIDATIONS, "subscribe", [ALL_CONTRACTS])
-        return [everything, *self._stats("subscribe", self.symbols or set())]
+        return [everything, *self.open_interest_requests("subscribe", self.symbols or set())]
 
-    def follow(self, added: set[str], removed: set[str]) -> list[str]:
-        return self._stats("subscribe", added) + self._stats("unsubscribe", removed)
-
-    def _stats(self, op: str, symbols: set[str]) -> list[str]:
-        if self.market_sink is None:
-            return []
+    def market_requests(self, op: str, symbols: set[str]) -> list[str]:
+        """`futures.contract_stats` of each listed contract."""
         contracts = [c for s in sorted(symbols) if self.is_listed(s) and (c := contract_of(s))]
         return [request(CONTRACT_STATS, op, [c, STATS_INTERVAL]) for c in contracts]

@@ -28,13 +28,19 @@ the keep-alive `futures.ping`.
 
 from __future__ import annotations
 
-import math
 import time
 
 import msgspec
 
-from hub.errors import UpstreamError, clip
-from hub.feeds.base import Decoded, MarketUpdate, decode_common, excerpt, liquidation_event, number
+from hub.feeds.base import Decoded, MarketUpdate, decode_common, excerpt
+from hub.feeds.normalize import (
+    Skipped,
+    decode_answer,
+    gather,
+    liquidation_event,
+    number,
+    positive_or_none,
+)
 from hub.feeds.recent import RecentKeys
 from hub.models import LiquidationEvent, OpenInterestUpdate
 
@@ -135,21 +141,12 @@ def contract_of(symbol: str) -> str | None:
 
 def parse_contracts(body: bytes) -> dict[str, float]:
     """{contract: coins per contract}; `UpstreamError` for anything but the list."""
-    try:
-        contracts = _contracts_decoder.decode(body)
-    except msgspec.DecodeError as error:
-        raise UpstreamError(
-            f"Gate contracts: malformed response: {clip(str(error), 160)}"
-        ) from None
-    multipliers: dict[str, float] = {}
-    for contract in contracts:
-        try:
-            value = float(contract.quanto_multiplier)
-        except ValueError:
-            continue
-        if math.isfinite(value) and value > 0:
-            multipliers[contract.name] = value
-    return multipliers
+    contracts = decode_answer(_contracts_decoder, body, "Gate contracts")
+    return {
+        contract.name: value
+        for contract in contracts
+        if (value := positive_or_none(contract.quanto_multiplier)) is not None
+    }
 
 
 class GateDecoder:
@@ -190,28 +187,16 @@ class GateDecoder:
         return self._liquidations(result if isinstance(result, list) else [result], outer.time_ms)
 
     def _liquidations(self, rows: list[Row], pushed_ms: int | None) -> Decoded:
-        events: list[LiquidationEvent] = []
-        anomalies: list[tuple[str, str]] = []
-        duplicates = ignored = 0
-        for row in rows:
+        def read(row: Row) -> list[LiquidationEvent] | None:
             symbol = symbol_of(row.contract)
             if symbol is None:
-                ignored += 1
-                continue
+                return None
             multiplier = self.multipliers.get(row.contract)
             if multiplier is None:
-                anomalies.append(("unknown_instrument", row.contract[:40]))
-                continue
-            try:
-                event = _event(symbol, row, multiplier, pushed_ms)
-            except ValueError as error:
-                anomalies.append(("malformed", f"{row.contract[:40]}: {error}"))
-                continue
-            if self.recent.seen((row.contract, event.time, row.price, row.size)):
-                duplicates += 1
-                continue
-            events.append(event)
-        return Decoded(events, anomalies, duplicates, ignored)
+                raise Skipped("unknown_instrument", row.contract[:40])
+            return [_event(symbol, row, multiplier, pushed_ms)]
+
+        return gather(rows, read, _key, self.recent, lambda row: row.contract)
 
     def _stats(self, result: msgspec.Raw) -> Decoded:
         try:
@@ -236,6 +221,10 @@ class GateDecoder:
                 continue
             market.append(OpenInterestUpdate("gate", symbol, stats.time * 1000, oi, mark))
         return Decoded([], anomalies, ignored=ignored, market=market)
+
+
+def _key(row: Row, event: LiquidationEvent) -> tuple[object, ...]:
+    return (row.contract, event.time, row.price, row.size)
 
 
 def _event(symbol: str, row: Row, multiplier: float, pushed_ms: int | None) -> LiquidationEvent:

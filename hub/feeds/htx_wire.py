@@ -31,15 +31,9 @@ from __future__ import annotations
 
 import msgspec
 
-from hub.errors import UpstreamError, clip
-from hub.feeds.base import (
-    Decoded,
-    MarketUpdate,
-    decode_common,
-    excerpt,
-    liquidation_event,
-    number,
-)
+from hub.errors import UpstreamError
+from hub.feeds.base import Decoded, MarketUpdate, decode_common, excerpt
+from hub.feeds.normalize import decode_answer, gather, liquidation_event, number
 from hub.feeds.recent import RecentKeys
 from hub.models import LiquidationEvent, OpenInterestUpdate
 
@@ -108,13 +102,10 @@ def subscribe_request(topic: str = ALL_TOPIC, cid: str = "hub") -> str:
 
 def pong(frame: bytes) -> str | None:
     """The answer to HTX's `{"op":"ping","ts":...}`; None for any other frame."""
-    if b'"ping"' not in frame:
+    ping = decode_common(_ping_decoder, frame) if b'"ping"' in frame else None
+    if ping is None or ping.op != "ping":
         return None
-    try:
-        ping = _ping_decoder.decode(frame)
-    except msgspec.DecodeError:
-        return None
-    return _encoder.encode({"op": "pong", "ts": ping.ts}).decode() if ping.op == "ping" else None
+    return _encoder.encode({"op": "pong", "ts": ping.ts}).decode()
 
 
 def symbol_of(
@@ -162,42 +153,28 @@ class HtxDecoder:
         return self._liquidations(rows)
 
     def _liquidations(self, rows: list[Row]) -> Decoded:
-        events: list[LiquidationEvent] = []
-        anomalies: list[tuple[str, str]] = []
-        duplicates = ignored = 0
-        for row in rows:
-            symbol = symbol_of(row.contract_code, row.contract_type, row.business_type)
-            if symbol is None:
-                ignored += 1
-                continue
-            try:
-                event = _event(symbol, row)
-            except ValueError as error:
-                anomalies.append(("malformed", f"{row.contract_code[:40]}: {error}"))
-                continue
-            key = (row.contract_code, row.created_at, row.direction, row.price, row.volume)
-            if self.recent.seen(key):
-                duplicates += 1
-                continue
-            events.append(event)
-        return Decoded(events, anomalies, duplicates, ignored)
+        return gather(rows, _read, _key, self.recent, lambda row: row.contract_code)
 
 
-def _event(symbol: str, row: Row) -> LiquidationEvent:
+def _key(row: Row, event: LiquidationEvent) -> tuple[object, ...]:
+    return (row.contract_code, row.created_at, row.direction, row.price, row.volume)
+
+
+def _read(row: Row) -> list[LiquidationEvent] | None:
+    symbol = symbol_of(row.contract_code, row.contract_type, row.business_type)
+    if symbol is None:
+        return None
     side = _SIDES.get(row.direction)
     if side is None:
         raise ValueError(f"direction {row.direction!r} is neither buy nor sell")
     quantity = number(row.amount, "amount (base quantity)")
-    return liquidation_event("htx", symbol, side, row.price, quantity, row.created_at)  # type: ignore[arg-type]
+    return [liquidation_event("htx", symbol, side, row.price, quantity, row.created_at)]  # type: ignore[arg-type]
 
 
 def parse_open_interest(body: bytes) -> Decoded:
     """The open interest of every USDT swap in an answer, one side's worth, in base coin;
     `UpstreamError` for an error answer or another shape."""
-    try:
-        answer = _open_interest_decoder.decode(body)
-    except msgspec.DecodeError as error:
-        raise UpstreamError(f"HTX open interest: malformed: {clip(str(error), 160)}") from None
+    answer = decode_answer(_open_interest_decoder, body, "HTX open interest")
     if answer.status != "ok":
         raise UpstreamError(f"HTX open interest: status {answer.status!r}")
     market: list[MarketUpdate] = []

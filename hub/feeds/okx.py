@@ -44,16 +44,13 @@ class OkxLiquidationFeed(ExchangeFeed):
             wanted = self.symbols
         else:
             wanted = {s for i in self.decoder.contract_values if (s := swap_symbol(i)) is not None}
-        return [request("subscribe", [SUBSCRIPTION]), *self._open_interest("subscribe", wanted)]
+        return [
+            request("subscribe", [SUBSCRIPTION]),
+            *self.open_interest_requests("subscribe", wanted),
+        ]
 
-    def follow(self, added: set[str], removed: set[str]) -> list[str]:
-        return self._open_interest("subscribe", added) + self._open_interest("unsubscribe", removed)
-
-    def _open_interest(self, op: str, symbols: set[str]) -> list[str]:
-        """Requests for the open interest of the listed swaps among `symbols` (none
-        without a market sink)."""
-        if self.market_sink is None:
-            return []
+    def market_requests(self, op: str, symbols: set[str]) -> list[str]:
+        """`open-interest` of the listed swaps among `symbols`."""
         args: list[dict[str, Any]] = [
             arg
             for s in sorted(symbols)

@@ -9,11 +9,10 @@ replay converts exactly as the live feed did).
 
 from __future__ import annotations
 
-import math
-
 import msgspec
 
 from hub.errors import UpstreamError
+from hub.feeds.normalize import decode_answer, positive_or_none
 
 
 class Instrument(msgspec.Struct, frozen=True):
@@ -43,20 +42,11 @@ def is_instruments_path(path: str) -> bool:
 def parse_contract_values(body: bytes) -> dict[str, float]:
     """{instId: ctVal} of the linear instruments in a response; UpstreamError if OKX
     answered with an error or something else than the documented shape."""
-    try:
-        response = _response_decoder.decode(body)
-    except msgspec.DecodeError as error:
-        raise UpstreamError(f"OKX instruments: malformed response: {error}") from None
+    response = decode_answer(_response_decoder, body, "OKX instruments")
     if response.code != "0":
         raise UpstreamError(f"OKX instruments: error {response.code}: {response.msg}")
-    values: dict[str, float] = {}
-    for instrument in response.data:
-        if instrument.ctType != "linear":
-            continue
-        try:
-            value = float(instrument.ctVal)
-        except ValueError:
-            continue
-        if math.isfinite(value) and value > 0:
-            values[instrument.instId] = value
-    return values
+    return {
+        instrument.instId: value
+        for instrument in response.data
+        if instrument.ctType == "linear" and (value := positive_or_none(instrument.ctVal))
+    }

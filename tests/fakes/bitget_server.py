@@ -62,15 +62,12 @@ class FakeBitget(FakeExchange):
         frame = {"data": [fields], "action": action, "ts": int(time.time() * 1000), "arg": arg}
         return await self.send_to(f"ticker:{symbol}", dumps(frame))
 
-    def answer(self, conn: FakeConnection, message: str | bytes) -> str | None:
-        if message == "ping":
-            conn.pings += 1
-            return "pong"
-        try:
-            request = json.loads(message)
-        except ValueError:
-            return dumps({"event": "error", "code": "30012", "msg": "invalid request"})
-        conn.requests.append(request)
+    text_ping = "ping"
+
+    def unreadable(self, message: str | bytes) -> str | None:
+        return dumps({"event": "error", "code": "30012", "msg": "invalid request"})
+
+    def reply(self, conn: FakeConnection, request: Any) -> str | None:
         args = request.get("args")
         names = [self._subscription(a) for a in args] if isinstance(args, list) else [None]
         if request.get("op") not in ("subscribe", "unsubscribe") or None in names or not args:

@@ -97,15 +97,14 @@ class FakeBitmex(FakeExchange):
     async def _table(self, action: str, rows: list[dict[str, Any]]) -> int:
         return await self.send_to("liquidation", dumps(table_frame(action, rows)))
 
-    def answer(self, conn: FakeConnection, message: str | bytes) -> str | None:
-        if message == "ping":
-            conn.pings += 1
-            return "pong"
-        try:
-            request = json.loads(message)
-        except ValueError:
-            return dumps({"status": 400, "error": "Unable to parse request"})
-        conn.requests.append(request)
+    text_ping = "ping"
+
+    def unreadable(self, message: str | bytes) -> str | None:
+        return dumps({"status": 400, "error": "Unable to parse request"})
+
+    def reply(self, conn: FakeConnection, request: Any) -> str | None:
+        if not isinstance(request, dict):
+            return dumps({"status": 400, "error": "Unknown or missing op"})
         args = request.get("args")
         if request.get("op") not in ("subscribe", "unsubscribe") or not isinstance(args, list):
             return dumps({"status": 400, "error": "Unknown or missing op", "request": request})

@@ -83,12 +83,10 @@ class FakeDeribit(FakeExchange):
                  "params": {"channel": channel, "data": data}}  # fmt: skip
         return await self.send_to(channel, dumps(frame))
 
-    def answer(self, conn: FakeConnection, message: str | bytes) -> str | None:
-        try:
-            request = json.loads(message)
-        except ValueError:
-            return dumps({"jsonrpc": "2.0", "error": {"message": "bad_request", "code": 11050}})
-        conn.requests.append(request)
+    def unreadable(self, message: str | bytes) -> str | None:
+        return dumps({"jsonrpc": "2.0", "error": {"message": "bad_request", "code": 11050}})
+
+    def reply(self, conn: FakeConnection, request: Any) -> str | None:
         method, params = request.get("method"), request.get("params") or {}
         reply: dict[str, Any] = {"jsonrpc": "2.0", "id": request.get("id"),
                                  "usIn": 0, "usOut": 0, "usDiff": 0, "testnet": False}  # fmt: skip

@@ -5,6 +5,7 @@ upgrade), and connection bookkeeping."""
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
@@ -78,8 +79,27 @@ class FakeExchange(LoopbackServer):
 
     # for subclasses
 
+    text_ping: str | None = None  # a keep-alive text the exchange answers with `pong`
+
     def answer(self, conn: FakeConnection, message: str | bytes) -> str | None:
+        """The reply to a client message: its text keep-alive, or a JSON request."""
+        if self.text_ping is not None and message == self.text_ping:
+            conn.pings += 1
+            return "pong"
+        try:
+            request = json.loads(message)
+        except ValueError:
+            return self.unreadable(message)
+        conn.requests.append(request)
+        return self.reply(conn, request)
+
+    def reply(self, conn: FakeConnection, request: Any) -> str | None:
+        """The reply to a JSON request (None: the exchange sends none)."""
         raise NotImplementedError
+
+    def unreadable(self, message: str | bytes) -> str | None:
+        """The reply to a message that is not JSON."""
+        return None
 
     def rest(self, path: str, query: str) -> tuple[int, Any]:
         return 404, {"error": "not found"}

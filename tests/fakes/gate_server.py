@@ -81,12 +81,7 @@ class FakeGate(FakeExchange):
                  "event": "update", "result": [stats]}  # fmt: skip
         return await self.send_to(f"stats:{contract}", dumps(frame))
 
-    def answer(self, conn: FakeConnection, message: str | bytes) -> str | None:
-        try:
-            request = json.loads(message)
-        except ValueError:
-            return None
-        conn.requests.append(request)
+    def reply(self, conn: FakeConnection, request: Any) -> str | None:
         channel, event, payload = (
             request.get("channel"),
             request.get("event"),

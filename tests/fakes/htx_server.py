@@ -91,12 +91,10 @@ class FakeHtx(FakeExchange):
         await self.send(conn, dumps({"op": "close", "ts": int(time.time() * 1000)}))
         await conn.ws.close(1000, "heartbeat missed")
 
-    def answer(self, conn: FakeConnection, message: str | bytes) -> str | None:
-        try:
-            request = json.loads(message)
-        except ValueError:
-            return dumps({"op": "error", "ts": int(time.time() * 1000)})
-        conn.requests.append(request)
+    def unreadable(self, message: str | bytes) -> str | None:
+        return dumps({"op": "error", "ts": int(time.time() * 1000)})
+
+    def reply(self, conn: FakeConnection, request: Any) -> str | None:
         if request.get("op") == "pong":
             conn.pings += 1
             return None
