@@ -47,6 +47,14 @@ UPSTREAMS = (
     "bitmex_rest_url",
 )
 OVERRIDES = ("host", "port", *UPSTREAMS, "flush_ms", "redis_url")
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Option help wrapped at spaces only: a URL default (`wss://fx-ws.gateio.ws/...`)
+    stays one word, to be copied as it is."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+
 _DEFAULTS = Settings()
 _MORE = "Every setting can also come from the environment: see docs/configuration.md."
 
@@ -159,7 +167,7 @@ def _command(commands: argparse._SubParsersAction, name: str) -> argparse.Argume
         help=summary,
         description=textwrap.fill(description, 78),
         epilog=_examples(examples),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     _log_level(parser, argparse.SUPPRESS)  # also after the command; absent: the top level's
     return parser
@@ -207,7 +215,7 @@ def _parser() -> argparse.ArgumentParser:
                 ("heatmap-hub serve --help", "the options of one command"),
             ]
         ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"heatmap-hub {__version__}")
     _log_level(parser, "info")
