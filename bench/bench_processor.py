@@ -16,7 +16,7 @@ minute on 2 cores; two more with a baseline).
 (b) Memory: 5 symbols x 10,000 events held, every window populated, measured with
     tracemalloc (current traced memory once loaded). Target <= 25 MB.
 (c) Incremental vs naive for one window (BTCUSDT 1h, up to 10,000 events): the hub's
-    `HeatmapWindow` (add + flush) against a baseline that rebuilds
+    processor (apply + flush, its 1h window read) against a baseline that rebuilds
     `scipy.stats.gaussian_kde` over the held events at every update, on the same events
     and the same update points (20 of them). Also reports how far apart the two densities are.
 (d) The bundled demo's liquidation frames (all eight exchanges) through each exchange's
@@ -58,8 +58,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anyw
 
 from bench import processor_throughput as runner
 from hub.analytics.grid import PriceGrid
-from hub.analytics.processor import LiquidationProcessor
-from hub.analytics.window import HeatmapWindow
+from hub.analytics.processor import LiquidationProcessor, ProcessorConfig
 from hub.config import EXCHANGES
 from hub.feeds.replay import DECODERS, read_replays
 from hub.models import LiquidationEvent, Side
@@ -246,9 +245,9 @@ def incremental_vs_naive(events: list[LiquidationEvent]) -> dict[str, float]:
     span = 3_600_000
     grid = PriceGrid.around(btc[0].price, 15.0, "bench")
     bandwidth_pct = 0.3
-    window = HeatmapWindow("BTCUSDT", "1h", span, grid, bandwidth_pct)
+    processor = LiquidationProcessor(ProcessorConfig(max_events=MEMORY_EVENTS), epoch="bench")
+    book = processor.track("BTCUSDT", 0)
     naive = NaiveWindow(grid, grid.reference_price * bandwidth_pct / 100, span, MEMORY_EVENTS)
-    held: deque[LiquidationEvent] = deque()  # stands in for the store's count bound
     per_update = len(btc) // (BASELINE_UPDATES * 3)  # the last 20 of 60 updates are timed
     incremental_s = naive_s = 0.0
     worst_gap = 0.0
@@ -259,11 +258,8 @@ def incremental_vs_naive(events: list[LiquidationEvent]) -> dict[str, float]:
         now = batch[-1].time + 200
         began = time.process_time()
         for event in batch:
-            held.append(event)
-            if len(held) > MEMORY_EVENTS:
-                window.columns.forget(held.popleft())
-            window.columns.add(event, window.grid.bin_index(event.price))
-        window.flush(now)
+            processor.apply(event, now)
+        processor.flush(now)
         spent = time.process_time() - began
         if not timed:
             for event in batch:
@@ -276,12 +272,16 @@ def incremental_vs_naive(events: list[LiquidationEvent]) -> dict[str, float]:
         naive_s += time.process_time() - began
         incremental_s += spent
         updates += 1
+        window = book.windows["1h"]
         values = np.asarray(window.density_message().values)
-        worst_gap = max(worst_gap, float(np.max(np.abs(values - baseline)) / np.max(baseline)))
+        if len(values) == len(baseline):  # the same axis (the hub's may have moved)
+            gap = float(np.max(np.abs(values - baseline)) / np.max(baseline))
+            worst_gap = max(worst_gap, gap)
+    window = book.windows["1h"]
     return {
         "updates": updates,
         "events_per_update": per_update,
-        "held": len(window.events),
+        "held": len(window.events(book.store)),
         "incremental_ms": 1_000 * incremental_s / updates,
         "naive_ms": 1_000 * naive_s / updates,
         "ratio": naive_s / incremental_s,
@@ -505,7 +505,7 @@ def main() -> None:
         f"{r['events_per_update']:,} events each"
     )
     print(f"  {'':<38} {'ms/update':>10}")
-    print(f"  {'incremental (HeatmapWindow add+flush)':<38} {r['incremental_ms']:>10.3f}")
+    print(f"  {'incremental (processor apply+flush)':<38} {r['incremental_ms']:>10.3f}")
     print(f"  {'naive (scipy gaussian_kde rebuild)':<38} {r['naive_ms']:>10.3f}")
     print(f"  {'naive / incremental':<38} {r['ratio']:>10.1f}x")
     print(f"  largest density difference: {r['max_rel_gap']:.2e} of the peak")

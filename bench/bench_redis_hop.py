@@ -3,10 +3,10 @@
 Run from the repository root: ``python bench/bench_redis_hop.py`` (about 40 s on 2 quiet cores).
 It starts its own redis-server on a free loopback port (never 6379) and stops it at the end.
 
-Messages: a real `HeatmapWindow` (BTCUSDT 1h, 3,000 events held, the default 15 % range
+Messages: a real processor's BTCUSDT 1h window (3,000 events held, the default 15 % range
 and 0.3 % bandwidth, so the 901-value density of production) is flushed after every 5 new
 events; DISTINCT of those diffs (changed bins, statistics, clusters when they moved, and
-the whole density, as `flush()` makes them) are cycled with seq 1..N behind a snapshot at
+the density's changed values, as `flush()` makes them) are cycled with seq 1..N behind a snapshot at
 seq 0. Every message is encoded with `encode_message` before the timed part (the cost of
 encoding a full diff is printed: ingest pays it once per message, outside this hop).
 
@@ -42,6 +42,7 @@ import math
 import multiprocessing
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -55,8 +56,7 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere
 
-from hub.analytics.grid import PriceGrid
-from hub.analytics.window import HeatmapWindow
+from hub.analytics.processor import LiquidationProcessor, ProcessorConfig
 from hub.fanout.broker import RESYNC_TOPIC, Broker, topic_for
 from hub.fanout.broker_memory import MemoryBroker
 from hub.fanout.broker_redis import RedisBroker
@@ -95,8 +95,8 @@ def realistic_diffs() -> tuple[bytes, list[HeatmapDiff]]:
     prices = np.round(walk * (1.0 + rng.normal(0.0, 1.5e-3, total)), 1).tolist()
     notionals = rng.lognormal(math.log(4_000.0), 1.6, total).tolist()
     longs = (rng.random(total) < 0.55).tolist()
-    grid = PriceGrid.around(60_000.0, 15.0, EPOCH)
-    window = HeatmapWindow("BTCUSDT", "1h", 3_600_000, grid, 0.3)
+    processor = LiquidationProcessor(ProcessorConfig(), epoch=EPOCH)
+    processor.track("BTCUSDT", START)
 
     def event(i: int, at: int) -> LiquidationEvent:
         side = "long" if longs[i] else "short"
@@ -104,10 +104,11 @@ def realistic_diffs() -> tuple[bytes, list[HeatmapDiff]]:
 
     spacing = 3_600_000 // HELD_EVENTS
     for i in range(HELD_EVENTS):
-        new = event(i, START + i * spacing)
-        window.columns.add(new, grid.bin_index(new.price))
+        at = START + i * spacing
+        processor.apply(event(i, at), at)
     now = START + HELD_EVENTS * spacing
-    window.flush(now)
+    processor.flush(now)
+    window = processor.books["BTCUSDT"].windows["1h"]
     snapshot = window.snapshot()
     snapshot.seq = 0
     encoded = encode_message(ChannelMessage(CHANNEL, "snapshot", 0, EPOCH, snapshot))
@@ -116,12 +117,9 @@ def realistic_diffs() -> tuple[bytes, list[HeatmapDiff]]:
     while len(diffs) < DISTINCT:
         now += FLUSH_MS
         for _ in range(EVENTS_PER_FLUSH):
-            new = event(i, now)
-            window.columns.add(new, grid.bin_index(new.price))
+            processor.apply(event(i, now), now)
             i += 1
-        diff = window.flush(now)
-        if diff is not None:
-            diffs.append(diff)
+        diffs.extend(m.data for m in processor.flush(now) if m.ch == CHANNEL and m.type == "diff")
     return encoded, diffs
 
 
@@ -466,11 +464,11 @@ async def run(server: RedisServer) -> None:
     payloads = encode_diffs(diffs, N_THROUGHPUT)
     sizes = [len(p) for p in payloads[:DISTINCT]]
     bins = [len(d.bins) for d in diffs]
-    points = len(diffs[0].density.values) if diffs[0].density else 0
+    points = statistics.mean(sum(len(run) for _, run in d.density_patch or ()) for d in diffs)
     share_stats = sum(d.statistics is not None for d in diffs) / len(diffs)
     share_clusters = sum(d.clusters is not None for d in diffs) / len(diffs)
     print(
-        f"messages: {CHANNEL}; snapshot {len(snapshot):,} B; diffs: {points}-value density, "
+        f"messages: {CHANNEL}; snapshot {len(snapshot):,} B; diffs: {points:.0f} density values, "
         f"{np.mean(bins):.1f} bins (max {max(bins)}), statistics in {share_stats:.0%}, "
         f"clusters in {share_clusters:.0%}; {np.mean(sizes):,.0f} B mean "
         f"({min(sizes):,}-{max(sizes):,})"

@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import sys
 import textwrap
 from collections.abc import Awaitable, Callable, Sequence
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from hub import __version__
+from hub.access import keys_cli
 from hub.config import FIELD_TO_VARIABLE, Settings, load_settings
 from hub.errors import ConfigError, echo
 from hub.service.hubs import HubView
@@ -46,7 +48,9 @@ UPSTREAMS = (
     "bitmex_ws_url",
     "bitmex_rest_url",
 )
-OVERRIDES = ("host", "port", *UPSTREAMS, "flush_ms", "redis_url")
+OVERRIDES = ("host", "port", *UPSTREAMS, "flush_ms", "redis_url", "api_keys_file")
+
+
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Option help wrapped at spaces only: a URL default (`wss://fx-ws.gateio.ws/...`)
     stays one word, to be copied as it is."""
@@ -83,6 +87,7 @@ _SETTING_FLAGS = {
     "bitmex_rest_url": ("URL", "BitMEX REST base (instruments: contract sizes)"),
     "flush_ms": ("MS", "longest a change waits before it is pushed to clients"),
     "redis_url": ("URL", "Redis to publish to / read from"),
+    "api_keys_file": ("FILE", "the keys file"),
 }
 
 _COMMANDS = {
@@ -113,6 +118,18 @@ _COMMANDS = {
         [
             ("heatmap-hub web --redis-url redis://127.0.0.1:6379/0 --port 5001", ""),
             ("heatmap-hub web --host 0.0.0.0 --port 8080", "with REDIS_URL set"),
+        ],
+    ),
+    "keys": (
+        "add, revoke or list API keys (when the hub is to need them)",
+        "Manage the API keys of the keys file (HUB_API_KEYS_FILE). `add` prints a new key "
+        "once; the file keeps only its hash. Running hubs pick up a change within seconds.",
+        [
+            ("heatmap-hub keys add desk", "a read key; prints it once"),
+            ("heatmap-hub keys add ops --scope admin", "may also track and drop symbols"),
+            ("heatmap-hub keys add site --channels 'heatmap:BTCUSDT,liquidations:*'", ""),
+            ("heatmap-hub keys revoke desk", "its clients are refused within seconds"),
+            ("heatmap-hub keys list", "names, scopes, channels"),
         ],
     ),
     "record": (
@@ -238,6 +255,10 @@ def _parser() -> argparse.ArgumentParser:
     _setting_flag(web, "port")
     _setting_flag(web, "redis_url", "unset, and web needs one")
 
+    keys = _command(commands, "keys")
+    _setting_flag(keys, "api_keys_file")
+    keys_cli.add_arguments(keys)
+
     record = _command(commands, "record")
     record.add_argument(
         "--out", type=Path, required=True, metavar="FILE", help="replay file to append to"
@@ -287,6 +308,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _web(settings, args)
         if args.command == "ingest":
             return _ingest(settings, args)
+        if args.command == "keys":
+            return keys_cli.run(settings, args)
         return _record(settings, args)
     except ConfigError as error:
         print(f"heatmap-hub: configuration error: {error}", file=sys.stderr)
@@ -312,6 +335,22 @@ def check_listen_address(host: str, port: int) -> None:
             raise ConfigError("PORT", f"cannot listen on {host}:{port}: {error.strerror}") from None
 
 
+def check_tls(settings: Settings) -> None:
+    """Load the certificate and key once before anything starts: a wrong path or a key
+    that does not match is exit 2 with one line, not a failure after start-up."""
+    if settings.tls_certfile is None or settings.tls_keyfile is None:
+        return
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(
+            settings.tls_certfile, settings.tls_keyfile
+        )
+    except (OSError, ssl.SSLError) as error:
+        problem = getattr(error, "strerror", None) or str(error)
+        raise ConfigError(
+            "HUB_TLS_CERTFILE", f"cannot use {settings.tls_certfile}: {problem}"
+        ) from None
+
+
 def _run_app(hub: HubView, settings: Settings, args: argparse.Namespace) -> int:
     from hub.api.app import create_app, say_goodbye
     from hub.api.server import run
@@ -324,6 +363,8 @@ def _run_app(hub: HubView, settings: Settings, args: argparse.Namespace) -> int:
         args.log_level,
         lambda: say_goodbye(app),
         settings.ws_ping_interval,
+        ssl_certfile=settings.tls_certfile,
+        ssl_keyfile=settings.tls_keyfile,
     )
     return 0
 
@@ -332,6 +373,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from hub.service.hubs import ServeHub
 
     check_listen_address(settings.host, settings.port)
+    check_tls(settings)
     return _run_app(ServeHub(settings, _source(args)), settings, args)
 
 
@@ -339,6 +381,7 @@ def _web(settings: Settings, args: argparse.Namespace) -> int:
     from hub.service.hubs import WebHub
 
     check_listen_address(settings.host, settings.port)
+    check_tls(settings)
     return _run_app(WebHub(settings), settings, args)
 
 

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from hub.analytics.predicted import PredictedConfig
 from hub.errors import ConfigError, echo
+from hub.fanout.channel_state import HISTORY_BYTES
 from hub.fanout.protocol import Limits
 
 _LIMITS = Limits()
@@ -72,6 +73,12 @@ class Settings:
     port: int = 5000
     allowed_origins: tuple[str, ...] = ("*",)
     admin_token: str | None = None
+    api_keys_file: str | None = None  # None: no key needed (docs/deploy.md#keys)
+    rest_rate_limit: float = 0.0  # REST requests a second per key (per address without keys)
+    max_connections_per_key: int = 100  # WebSocket connections per key, across processes
+    cors_origins: tuple[str, ...] | None = None  # None: no CORS headers
+    tls_certfile: str | None = None  # both set: the server speaks https:// and wss:// itself
+    tls_keyfile: str | None = None
     # WebSocket limits (docs/configuration.md); defaults are the protocol's
     max_subscriptions: int = _LIMITS.max_subscriptions
     max_frame_bytes: int = _LIMITS.max_frame_bytes
@@ -83,6 +90,7 @@ class Settings:
     max_connections_per_ip: int = 200
     ws_ping_interval: float = 20.0
     ws_write_delay_ms: int = 0  # hold a client's frames this long to write them together
+    history_bytes: int = HISTORY_BYTES  # what channel histories (for `since`) hold together
 
     @property
     def track_all_symbols(self) -> bool:
@@ -202,6 +210,17 @@ def _text(name: str, raw: str) -> str | None:
     return raw or None
 
 
+def _cors_origins(name: str, raw: str) -> tuple[str, ...] | None:
+    return _origins(name, raw) if raw.strip() else None
+
+
+def _path(name: str, raw: str) -> str | None:
+    value = raw.strip()
+    if "\0" in value:
+        raise ConfigError(name, f"must be a file path, got {echo(raw)}")
+    return value or None
+
+
 def default_data_dir(environ: Mapping[str, str]) -> str:
     """`$XDG_DATA_HOME/heatmap-hub`, else `~/.local/share/heatmap-hub`."""
     base = environ.get("XDG_DATA_HOME") or os.path.join(
@@ -261,6 +280,12 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "PORT": ("port", _number(int, 0, 65_535)),
     "HUB_ALLOWED_ORIGINS": ("allowed_origins", _origins),
     "HUB_ADMIN_TOKEN": ("admin_token", _text),
+    "HUB_API_KEYS_FILE": ("api_keys_file", _path),
+    "HUB_REST_RATE_LIMIT": ("rest_rate_limit", _number(float, 0, 1_000_000)),
+    "HUB_MAX_CONNECTIONS_PER_KEY": ("max_connections_per_key", _number(int, 1, 10_000_000)),
+    "HUB_CORS_ORIGINS": ("cors_origins", _cors_origins),
+    "HUB_TLS_CERTFILE": ("tls_certfile", _path),
+    "HUB_TLS_KEYFILE": ("tls_keyfile", _path),
     "HUB_MAX_SUBSCRIPTIONS": ("max_subscriptions", _number(int, 1, 100_000)),
     "HUB_MAX_FRAME_BYTES": ("max_frame_bytes", _number(int, 256, 16 * 1024 * 1024)),
     "HUB_MAX_REQUESTS_PER_SECOND": ("max_requests_per_second", _number(int, 1, 100_000)),
@@ -271,6 +296,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "HUB_MAX_CONNECTIONS_PER_IP": ("max_connections_per_ip", _number(int, 1, 10_000_000)),
     "HUB_WS_PING_INTERVAL": ("ws_ping_interval", _number(float, 0.1, 3600)),
     "HUB_WS_WRITE_DELAY_MS": ("ws_write_delay_ms", _number(int, 0, 1_000)),
+    "HUB_HISTORY_BYTES": ("history_bytes", _number(int, 1 << 20, 1 << 40)),
 }
 
 FIELD_TO_VARIABLE = {field: variable for variable, (field, _) in _VARIABLES.items()}
@@ -294,6 +320,9 @@ def load_settings(
         _, parse = _VARIABLES[variable]
         values[field] = parse(f"{variable} (--{field.replace('_', '-')})", raw)
     settings = Settings(**values)
+    if (settings.tls_certfile is None) != (settings.tls_keyfile is None):
+        missing = "HUB_TLS_KEYFILE" if settings.tls_keyfile is None else "HUB_TLS_CERTFILE"
+        raise ConfigError(missing, "TLS needs both HUB_TLS_CERTFILE and HUB_TLS_KEYFILE")
     try:
         settings.predicted.check()
     except ValueError as error:

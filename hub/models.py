@@ -83,6 +83,19 @@ class Density(msgspec.Struct, frozen=True, gc=False):
 
 # [price_low, long_notional, short_notional, count]
 Bin = tuple[float, float, float, int]
+# [offset, [values...]]: density values[offset + i] = run[i]
+DensityRun = tuple[int, list[float]]
+
+
+class WindowCoverage(msgspec.Struct, frozen=True, gc=False):
+    """What a window shows of its span: `from` the oldest time it covers (ms), `complete`
+    whether that is the whole span with no hole (docs/analytics.md, Coverage)."""
+
+    from_: int = msgspec.field(name="from")
+    complete: bool = False
+
+
+NO_COVERAGE = WindowCoverage(0, False)
 
 
 class HeatmapSnapshot(msgspec.Struct, gc=False):
@@ -97,10 +110,13 @@ class HeatmapSnapshot(msgspec.Struct, gc=False):
     density: Density
     clusters: list[Cluster]
     statistics: Statistics
+    coverage: WindowCoverage = NO_COVERAGE
 
 
 class HeatmapDiff(msgspec.Struct, omit_defaults=True, gc=False):
-    """Only what changed, as new absolute values; a bin with count 0 is gone."""
+    """Only what changed, as new absolute values; a bin with count 0 is gone. The density
+    comes whole (`density`) when its axis moved, else as the runs of values that changed
+    (`density_patch`)."""
 
     time: int
     bins: list[Bin] = []
@@ -108,6 +124,8 @@ class HeatmapDiff(msgspec.Struct, omit_defaults=True, gc=False):
     statistics: Statistics | None = None
     reference_price: float | None = None
     density: Density | None = None
+    density_patch: list[DensityRun] | None = None
+    coverage: WindowCoverage | None = None
 
 
 class Alert(msgspec.Struct, frozen=True, gc=False):

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import dataclasses
 import inspect
+import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -46,6 +47,9 @@ from tests.fakes.okx_server import FakeOkx, detail
 from tests.redis_server import RedisServer
 
 DATA = Path(__file__).parent / "data"
+# Processes the tests start keep no history on disk unless a test gives them a directory:
+# never the user's own (a `serve --demo` may be running beside the suite).
+os.environ["HEATMAP_DATA_DIR"] = "off"
 BINANCE = ("binance",)  # HEATMAP_EXCHANGES of a test that runs against the fake Binance only
 FAST_TIMING = Timing(ping_interval=0.2, watchdog_timeout=1.0, max_age=3600, open_timeout=2)
 

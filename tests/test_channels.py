@@ -280,7 +280,6 @@ def test_history_keeps_the_last_minute_or_the_last_messages(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(channel_state, "HISTORY_MIN_MESSAGES", 10)
-    monkeypatch.setattr(channel_state, "HISTORY_MAX_MESSAGES", 40)
     state = ChannelState(f"liquidations:{SYMBOL}")
     for seq in range(1, 31):  # 30 messages within a minute: all held
         state.accept(liquidation(seq), seq * 1_000)
@@ -289,9 +288,32 @@ def test_history_keeps_the_last_minute_or_the_last_messages(
     assert [m.header.seq for _, m in state.history] == list(range(22, 32))
     assert [m.header.seq for m in state.since(EPOCH, 21) or []] == list(range(22, 32))
     assert state.since(EPOCH, 20) is None
-    for seq in range(32, 100):  # a burst within a second: capped at the maximum
+    for seq in range(32, 100):  # a burst within a second: all of the last minute held
         state.accept(liquidation(seq), 100_500)
-    assert len(state.history) == 40 and state.history[-1][1].header.seq == 99
+    assert [m.header.seq for _, m in state.history] == list(range(31, 100))
+
+
+def test_history_holds_nothing_older_than_its_age_bound() -> None:
+    state = ChannelState(f"liquidations:{SYMBOL}")
+    for seq in range(1, 6):  # fewer than the 1,000 a channel keeps whatever their age
+        state.accept(liquidation(seq), seq)
+    state.accept(liquidation(6), 5 + channel_state.HISTORY_MAX_AGE_MS)
+    assert [m.header.seq for _, m in state.history] == [5, 6]
+
+
+def test_all_histories_together_hold_at_most_their_budget_oldest_first() -> None:
+    one = liquidation(1)
+    budget = channel_state.HistoryBudget(max_bytes=10 * channel_state.held_bytes(one))
+    states = [ChannelState(f"liquidations:{s}", budget) for s in ("BTCUSDT", "ETHUSDT")]
+    for seq in range(1, 9):  # 8 each, interleaved in time: 16 held would be over
+        for offset, state in enumerate(states):
+            state.accept(liquidation(seq), seq * 10 + offset)
+    assert budget.held <= budget.max_bytes
+    held = sorted(t for state in states for t, _ in state.history)
+    assert held == [t + offset for t in range(40, 90, 10) for offset in (0, 1)], held
+    assert [m.header.seq for _, m in states[0].history] == [4, 5, 6, 7, 8]
+    assert [m.header.seq for _, m in states[1].history] == [4, 5, 6, 7, 8]
+    assert states[0].since(EPOCH, 2) is None and states[0].since(EPOCH, 3) is not None
 
 
 def test_history_gives_the_collector_nothing_to_scan() -> None:

@@ -13,12 +13,16 @@ from pathlib import Path
 from typing import NamedTuple
 
 import msgspec
+import pytest
 
 from hub.analytics import checkpoint
 from hub.analytics.processor import ALERT_WINDOW, LiquidationProcessor, ProcessorConfig
+from hub.analytics.rows import rows_of
+from hub.channels import heatmap_channel
 from hub.feeds.binance_wire import parse_frame
 from hub.feeds.replay import read_replay
 from hub.models import Alert, ChannelMessage, LiquidationEvent
+from tests.test_processor import Recorder, assert_same_snapshot
 
 DEMO = Path(__file__).parent.parent / "hub" / "data" / "demo_session.jsonl"
 FLUSH_MS = 30_000
@@ -46,10 +50,13 @@ def session() -> list[tuple[int, LiquidationEvent]]:
     return timed
 
 
-def new_processor(symbols: set[str]) -> LiquidationProcessor:
-    processor = LiquidationProcessor(ProcessorConfig(), epoch="before")
+Logged = dict[str, list[tuple[int, LiquidationEvent]]]  # the durable log's stand-in
+
+
+def new_processor(symbols: set[str], epoch: str = "before") -> LiquidationProcessor:
+    processor = LiquidationProcessor(ProcessorConfig(), epoch=epoch)
     for symbol in sorted(symbols):
-        processor.track(symbol)
+        processor.track(symbol, 0)
     return processor
 
 
@@ -57,18 +64,26 @@ def run(
     processor: LiquidationProcessor,
     timed: list[tuple[int, LiquidationEvent]],
     last_flush: int,
-    held: dict[str, list[LiquidationEvent]] | None = None,
+    held: Logged | None = None,
+    every: int = FLUSH_MS,
+    recorder: Recorder | None = None,
 ) -> tuple[list[Alert], int]:
-    """Apply `timed`, flushing every FLUSH_MS; returns the cluster alerts and the time of
-    the last flush. Accepted events are appended to `held` (the durable log's stand-in)."""
+    """Apply `timed`, flushing `every` ms; returns the cluster alerts and the time of the
+    last flush. Accepted events are appended to `held` (the durable log's stand-in), and
+    every message goes to `recorder` (the clients) when given."""
     alerts: list[Alert] = []
     for now, event in timed:
         applied = processor.apply(event, now)
+        messages = applied.messages
         if held is not None and applied.event is not None:
-            held.setdefault(applied.event.symbol, []).append(applied.event)
-        if now - last_flush >= FLUSH_MS:
-            alerts += cluster_alerts(processor.flush(now))
+            held.setdefault(applied.event.symbol, []).append((applied.arrival, applied.event))
+        if now - last_flush >= every:
+            flushed = processor.flush(now)
+            alerts += cluster_alerts(flushed)
+            messages = messages + flushed
             last_flush = now
+        if recorder is not None:
+            recorder.take(messages, now)
     return alerts, last_flush
 
 
@@ -76,36 +91,38 @@ class Before(NamedTuple):
     """A processor ("before") that took the first part of the demo session."""
 
     processor: LiquidationProcessor
-    held: dict[str, list[LiquidationEvent]]  # the events it accepted: the log's stand-in
+    held: Logged  # the events it accepted, with their arrival numbers
     alerts: list[Alert]  # its cluster alerts
     last_flush: int
     rest: list[tuple[int, LiquidationEvent]]  # the session's remaining events
 
 
-def before_restart(part: float) -> Before:
+def before_restart(part: float, every: int = FLUSH_MS, recorder: Recorder | None = None) -> Before:
     timed = session()
     processor = new_processor({event.symbol for _, event in timed})
-    held: dict[str, list[LiquidationEvent]] = {}
+    held: Logged = {}
     cut = int(len(timed) * part)
-    alerts, last_flush = run(processor, timed[:cut], timed[0][0], held)
+    alerts, last_flush = run(processor, timed[:cut], timed[0][0], held, every, recorder)
     return Before(processor, held, alerts, last_flush, timed[cut:])
 
 
 def restored(
     before: LiquidationProcessor,
-    held: dict[str, list[LiquidationEvent]],
+    held: Logged,
     saved: dict[str, bytes],
     now: int,
+    resume: bool = True,
 ) -> LiquidationProcessor:
     """A processor restored as `ingest` restores one: from the checkpoint and the events
-    `before` held (the durable log's stand-in); every symbol's stream must resume."""
-    after = LiquidationProcessor(ProcessorConfig(), epoch="after")
+    `before` held (the durable log's stand-in); every symbol's stream must be resumed, or
+    (`resume` False) none."""
+    after = new_processor(set(before.books), epoch="after")
     checkpoint.restore_channels(after, saved[checkpoint.CHANNELS_FIELD])
     for symbol in sorted(before.books):
         resumed, _ = checkpoint.restore_book(
-            after, symbol, held.get(symbol, []), saved.get(symbol), now
+            after, symbol, rows_of(held.get(symbol, [])), saved.get(symbol), now
         )
-        assert resumed, f"{symbol}: expected the saved stream to be resumed"
+        assert resumed == resume, f"{symbol}: expected resumed={resume}, got {resumed}"
     return after
 
 
@@ -164,26 +181,57 @@ def test_a_restored_book_keeps_its_grid_through_the_events_after_the_checkpoint(
         assert got == expected, f"{symbol}: expected (epoch, reference, market) {expected}, {got=}"
 
 
-def test_a_checkpoint_without_a_market_price_resumes_on_its_reference_price() -> None:
-    # Checkpoints written before the market price was kept have no such field.
+@pytest.mark.timeout(300)  # the demo session twice, every message checked as clients do
+def test_every_window_resumes_where_its_clients_are() -> None:
+    # Flushing every 2 s, the long windows (published at their own pace, the 30-day one
+    # every 30 s) stand at an earlier point than the checkpoint's flush: each resumes from
+    # its own last publish, so the diffs after the restart apply to what clients hold.
+    clients = Recorder()
+    past = before_restart(0.5, every=2_000, recorder=clients)
+    before = past.processor
+    lagging = [
+        (symbol, name)
+        for symbol, book in before.books.items()
+        for name, window in book.windows.items()
+        if window.pending
+    ]
+    assert lagging, "expected a window with changes it had not yet published at the checkpoint"
+    after = restored(before, past.held, checkpoint.positions(before), past.last_flush)
+    run(after, past.rest, past.last_flush, every=2_000, recorder=clients)
+    end = past.rest[-1][0] + 60_000  # every window due
+    clients.take(after.flush(end), end)
+    for symbol, book in after.books.items():
+        for name, window in book.windows.items():
+            state = clients.states[heatmap_channel(symbol, name)]
+            assert state.replica is not None
+            assert state.epoch == before.books[symbol].epoch, f"{symbol} {name}: new epoch"
+            assert_same_snapshot(state.replica.snapshot(), window.snapshot(), f"{symbol} {name}")
+
+
+def test_a_checkpoint_of_an_older_format_starts_a_new_epoch_with_every_event() -> None:
+    # Checkpoints written before arrival numbers named events by a string watermark; such
+    # a position cannot name a row of the log, so the book starts afresh from all of it.
     past = before_restart(1 / 3)
     before = past.processor
     saved = checkpoint.positions(before)
     old = {
-        field: raw if field == checkpoint.CHANNELS_FIELD else _without_market_price(raw)
+        field: raw if field == checkpoint.CHANNELS_FIELD else _in_the_old_format(raw)
         for field, raw in saved.items()
     }
-    after = restored(before, past.held, old, past.last_flush)
+    after = restored(before, past.held, old, past.last_flush, resume=False)
+    after.flush(past.last_flush)
+    before.flush(past.last_flush)  # what it took since its last flush, as `after` did
     for symbol, book in before.books.items():
-        assert book.grid is not None
         again = after.books[symbol]
-        assert again.grid is not None and again.grid.epoch == book.grid.epoch, symbol
-        drift = abs(again.market_price - book.market_price) / book.market_price
-        assert drift < 0.05, f"{symbol}: market price {again.market_price}, was {book.market_price}"
+        assert again.grid is not None and book.grid is not None
+        assert again.grid.epoch != book.grid.epoch, symbol
+        assert len(again.store) == len(book.store), symbol
+        want = book.windows["1h"].snapshot().statistics.event_count
+        assert again.windows["1h"].snapshot().statistics.event_count == want, symbol
 
 
-def _without_market_price(raw: bytes) -> bytes:
+def _in_the_old_format(raw: bytes) -> bytes:
     fields = msgspec.json.decode(raw)
-    assert "market_price" in fields, f"expected a market_price in {fields}"
-    del fields["market_price"]
-    return msgspec.json.encode(fields)
+    seqs = {name: window[0] for name, window in fields.pop("windows").items()}
+    del fields["arrival"], fields["market_price"]
+    return msgspec.json.encode({**fields, "watermark": "binance|1|long|1.0|1.0", "seqs": seqs})

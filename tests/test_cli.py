@@ -215,10 +215,11 @@ def test_serve_replay_matches_the_expected_totals() -> None:
 
 @contextlib.asynccontextmanager
 async def hub_process(
-    *args: str,
+    *args: str, env: dict[str, str] | None = None
 ) -> AsyncIterator[tuple[asyncio.subprocess.Process, int, IO[bytes]]]:
-    """`python -m hub ARGS --port PORT` on a free port, its log in a file (a pipe nobody
-    reads would stall a chatty hub); killed on the way out if it still runs."""
+    """`python -m hub ARGS --port PORT` on a free port (`env` added to the environment),
+    its log (stderr, and uvicorn's access log on stdout) in a file: a pipe nobody reads
+    would stall a chatty hub. Killed on the way out if it still runs."""
     port = free_port()
     with tempfile.TemporaryFile() as log:
         process = await asyncio.create_subprocess_exec(
@@ -229,7 +230,8 @@ async def hub_process(
             "--port",
             str(port),
             cwd=ROOT,
-            stdout=asyncio.subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+            stdout=log,
             stderr=log,
         )
         try:
@@ -271,7 +273,7 @@ async def test_sigterm_closes_clients_with_1001_and_exits_0() -> None:
 
 # -- the help a user reads ------------------------------------------------------------------
 
-COMMANDS = ("serve", "ingest", "web", "record")
+COMMANDS = ("serve", "ingest", "web", "record", "keys")
 JARGON = ("SPEC", "ConfigError", "entry point", "HubView", "Traceback", "hub.")
 
 

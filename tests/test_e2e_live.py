@@ -41,9 +41,13 @@ class ClientHeatmap:
                 self.bins.pop(row[0], None)
             else:
                 self.bins[row[0]] = row
-        for key in ("clusters", "statistics", "reference_price", "density"):
+        for key in ("clusters", "statistics", "reference_price", "density", "coverage"):
             if key in data:
                 self.state[key] = data[key]
+        for offset, run in data.get("density_patch", []):
+            values = self.state["density"]["values"]
+            assert offset + len(run) <= len(values), f"a density run past the axis: {offset}"
+            values[offset : offset + len(run)] = run
 
     def view(self) -> dict[str, Any]:
         assert self.state is not None
@@ -55,6 +59,7 @@ class ClientHeatmap:
             "statistics": self.state["statistics"],
             "reference_price": self.state["reference_price"],
             "density": self.state["density"],
+            "coverage": self.state["coverage"],
         }
 
 
@@ -148,6 +153,7 @@ async def test_liquidations_and_heatmap_reach_a_websocket_client(
         assert mine["clusters"] == rest["clusters"]
         assert mine["statistics"] == rest["statistics"]
         assert mine["density"] == rest["density"]
+        assert mine["coverage"] == rest["coverage"]
         total = sum(float(p["o"]["ap"]) * float(p["o"]["z"]) for p in sent)
         assert abs(rest["statistics"]["total_notional"] - total) < 1e-6 * total
 

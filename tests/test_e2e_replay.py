@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import pyarrow.parquet as pq
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from hub.config import Settings
+from hub.service import hubs
 from hub.service.sources import DEMO_REPLAY
 from tests.conftest import DATA, HubFactory, RunningHub, eventually
 
@@ -94,6 +96,29 @@ async def test_export_csv_and_json(replayed: RunningHub) -> None:
     assert len(as_json.json()["data"]) == len(rows) - 1
     bad = await replayed.get("/api/heatmap/export/ADAUSDT", format="xml")
     assert bad.status_code == 400
+
+
+async def test_export_parquet_streamed_in_chunks_holds_what_json_does(
+    replayed: RunningHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Chunks of 100 rows: the body is written a chunk (a Parquet row group) at a time.
+    monkeypatch.setattr(hubs, "ROWS_CHUNK", 100)
+    args = {"timeWindow": "24h"}
+    as_json = (await replayed.get("/api/heatmap/export/BTCUSDT", format="json", **args)).json()
+    response = await replayed.get("/api/heatmap/export/BTCUSDT", format="parquet", **args)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-disposition"].endswith('.parquet"')
+    table = pq.read_table(io.BytesIO(response.content))
+    events = as_json["data"]
+    assert len(events) == EXPECTED["per_symbol"]["BTCUSDT"]["events"] > 100
+    assert table.num_rows == len(events)
+    assert pq.ParquetFile(io.BytesIO(response.content)).num_row_groups > 1
+    assert table.to_pylist() == events, "the same rows, fields and values as the JSON export"
+    csv_rows = list(csv.DictReader(io.StringIO(
+        (await replayed.get("/api/heatmap/export/BTCUSDT", format="csv", **args)).text
+    )))  # fmt: skip
+    assert [int(row["time"]) for row in csv_rows] == [e["time"] for e in events]
+    assert [e["time"] for e in events] == sorted(e["time"] for e in events), "oldest first"
 
 
 async def receive(ws: Any, binary: bool) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from hub.storage.event_log import read_all
 from tests.conftest import eventually, free_port, http_client
 from tests.fakes.binance_server import FakeBinance, force_order
 from tests.redis_server import RedisServer
@@ -178,14 +179,13 @@ class Cluster:
         return [row["time"] for row in response.json()["data"]]
 
     async def log_event_times(self) -> list[int]:
+        """The trade times of every event in BTCUSDT's log, entry by entry."""
         redis = Redis.from_url(self.redis_server.url)
         try:
-            entries = await redis.xrange(STREAM)
-            length = await redis.xlen(STREAM)
+            logged = await read_all(redis, "BTCUSDT")
         finally:
             await redis.aclose()
-        assert length == len(entries)
-        return [json.loads(fields[b"e"])["time"] for _id, fields in entries]
+        return logged.rows.time.tolist()
 
 
 @pytest.fixture
@@ -369,6 +369,7 @@ async def settle(hub: Cluster, web: Proc, client: Client, events: int, within: f
     assert mine["statistics"] == rest["statistics"]
     assert mine["reference_price"] == rest["reference_price"]
     assert mine["density"] == rest["density"]
+    assert mine["coverage"] == rest["coverage"]
 
 
 async def assert_all_once(hub: Cluster, webs: list[Proc], times: list[int]) -> None:

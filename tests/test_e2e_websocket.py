@@ -187,6 +187,7 @@ def same_heatmap(mine: ClientHeatmap, rest: JsonDict) -> None:
     assert view["statistics"] == rest["statistics"]
     assert view["reference_price"] == rest["reference_price"]
     assert view["density"] == rest["density"]
+    assert view["coverage"] == rest["coverage"]
 
 
 # -- 1. a slow client never slows the others --------------------------------------------
@@ -380,7 +381,9 @@ async def test_a_slow_client_never_slows_the_others(start_hub: HubFactory) -> No
         read = 0
         code: int | None = None
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + 8
+        # Generous: what the kernel buffers hold comes first (small diffs: a few thousand
+        # messages), and a loaded machine reads them slowly.
+        deadline = loop.time() + 30
         try:
             while loop.time() < deadline:
                 conflation.take(await receive(slow, within=5))

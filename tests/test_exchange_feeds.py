@@ -345,7 +345,7 @@ async def test_symbols_added_and_removed_at_run_time_reach_every_exchange(
     await fake_bybit.wait_for_subscription("allLiquidation.SOLUSDT")
     await fake_okx.push("SOL-USDT-SWAP", [detail("sell", "4", "150.0")])  # ctVal 1 SOL
     await eventually(lambda: len(running.hub.processor.books["SOLUSDT"].store) == 1)
-    assert running.hub.processor.books["SOLUSDT"].store.newest.quantity == 4.0  # type: ignore[union-attr]
+    assert list(running.hub.processor.books["SOLUSDT"].store)[-1].quantity == 4.0
 
     await running.hub.remove_symbols({"ETHUSDT"})
     await eventually(lambda: not fake_bybit.subscribed("allLiquidation.ETHUSDT"))

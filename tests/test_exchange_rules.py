@@ -120,7 +120,7 @@ def test_each_exchange_has_its_own_margin_rule() -> None:
 
 
 def test_the_store_deduplicates_per_exchange() -> None:
-    store = EventStore(max_events=10, retention_ms=10**9)
+    store = EventStore("BTCUSDT", max_events=10, retention_ms=10**9)
     event = LiquidationEvent("okx", "BTCUSDT", "long", 60000.0, 0.1, 6000.0, 1_000)
     store.add(event)
     assert not store.accepts(event, 1_000)

@@ -27,6 +27,7 @@ from hub.feeds.replay import ReplayFeed
 from tests.browser import Browser, decode_png, find_chromium
 from tests.conftest import BINANCE, HubFactory, RunningHub, eventually
 from tests.fakes.binance_server import FakeBinance, force_order
+from tests.keys_kit import add_key
 from tests.test_e2e_websocket import quiet
 
 CHROMIUM = find_chromium()
@@ -528,3 +529,19 @@ async def test_the_page_says_no_book_is_synced_yet(
         listed = await browser.evaluate("document.getElementById('insights').innerText")
         assert "no insights for BTCUSDT" in listed and "no synced order book" in listed, listed
         assert not [line for line in browser.console if "Error" in line], browser.console
+
+
+async def test_the_page_takes_a_key_from_its_fragment(
+    start_hub: HubFactory, tmp_path: Path
+) -> None:
+    """On a hub that needs keys, `/#key=KEY` gets the page everything it gets without keys."""
+    keys_file = tmp_path / "keys.json"
+    key = add_key(keys_file, "page")
+    settings = Settings(flush_ms=50, api_keys_file=str(keys_file))
+    running = await start_hub(settings, demo=True, speed=1)
+    assert CHROMIUM is not None
+    async with Browser(CHROMIUM) as browser:
+        await browser.goto(f"{running.http}/?symbol=BTCUSDT&window=1h#key={key}")
+        await browser.wait_for(f"{LIVE} && +document.body.dataset.cells > 0")
+    stats = running.hub.access.stats
+    assert stats.unauthorized_rest == 0 and stats.unauthorized_ws == 0

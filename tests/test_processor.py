@@ -164,63 +164,74 @@ def assert_same_snapshot(replica: object, held: object, what: str) -> None:
 # -- brute force --------------------------------------------------------------------------
 
 
+def brute_force(events: list[LiquidationEvent], grid: Any) -> tuple[tuple[float, ...], list]:
+    """Statistics (total, long, short, mean, std) and bins of `events`, recomputed."""
+    if events:
+        notionals = [e.notional for e in events]
+        total = math.fsum(notionals)
+        mean = total / len(events)
+        std = math.sqrt(math.fsum((x - mean) ** 2 for x in notionals) / len(events))
+        long_ = math.fsum(e.notional for e in events if e.side == "long")
+        short = math.fsum(e.notional for e in events if e.side == "short")
+        expected = (total, long_, short, mean, std)
+    else:
+        expected = (0.0, 0.0, 0.0, 0.0, 0.0)
+    bins: dict[int, list[float]] = {}
+    for e in events:
+        row = bins.setdefault(grid.bin_index(e.price), [0.0, 0.0, 0])
+        row[0 if e.side == "long" else 1] += e.notional
+        row[2] += 1
+    return expected, [(grid.bin_low(i), *bins[i]) for i in sorted(bins)]
+
+
+def assert_same_numbers(what: str, stats: Any, bins: list, events: list, grid: Any) -> None:
+    expected, want = brute_force(events, grid)
+    assert stats.event_count == len(events), (
+        f"{what}: {stats.event_count} events, want {len(events)}"
+    )
+    got = (stats.total_notional, stats.long_notional, stats.short_notional, stats.mean, stats.std)
+    for field, g, e in zip(("total", "long", "short", "mean", "std"), got, expected, strict=True):
+        assert close(g, e), f"{what}: statistics.{field} {g!r} != {e!r}"
+    assert [(b[0], b[3]) for b in bins] == [(w[0], w[3]) for w in want], (
+        f"{what}: bin prices/counts"
+    )
+    for b, w in zip(bins, want, strict=True):
+        assert close(b[1], w[1]) and close(b[2], w[2]), f"{what}: bin {b} != {w}"
+
+
 def assert_matches_brute_force(
     processor: LiquidationProcessor, model: dict[str, ModelStore], now: int, density: bool
 ) -> None:
-    """(d): statistics and bins of every window equal a recomputation from the raw events."""
+    """(d): every window's sums equal a recomputation from the raw events at `now`, and
+    what it published equals one as of its publish, when that was `now` (a long window
+    publishes at its own pace)."""
     for symbol, book in processor.books.items():
         held = [key(e) for e in book.store]
         assert held == [key(e) for _, _, e in model[symbol].held], f"{symbol}: store != model"
         if book.grid is None:
             continue
+        grid = book.grid
         for name, span in WINDOWS.items():
             window = book.windows[name]
             events = model[symbol].in_window(now, span)
-            assert [key(e) for e in window.events] == [key(e) for e in events], (
+            assert [key(e) for e in window.events(book.store)] == [key(e) for e in events], (
                 f"{symbol} {name}: held events"
             )
-            snap = window.snapshot()
-            stats = snap.statistics
             what = f"{symbol} {name}"
-            assert stats.event_count == len(events), what
-            if events:
-                notionals = [e.notional for e in events]
-                total = math.fsum(notionals)
-                mean = total / len(events)
-                std = math.sqrt(math.fsum((x - mean) ** 2 for x in notionals) / len(events))
-                long_ = math.fsum(e.notional for e in events if e.side == "long")
-                short = math.fsum(e.notional for e in events if e.side == "short")
-                expected = (total, long_, short, mean, std)
-            else:
-                expected = (0.0, 0.0, 0.0, 0.0, 0.0)
-            got = (
-                stats.total_notional,
-                stats.long_notional,
-                stats.short_notional,
-                stats.mean,
-                stats.std,
-            )
-            for field, g, e in zip(
-                ("total", "long", "short", "mean", "std"), got, expected, strict=True
-            ):
-                assert close(g, e), f"{what}: statistics.{field} {g!r} != {e!r}"
-
-            grid = book.grid
-            bins: dict[int, list[float]] = {}
-            for e in events:
-                row = bins.setdefault(grid.bin_index(e.price), [0.0, 0.0, 0])
-                row[0 if e.side == "long" else 1] += e.notional
-                row[2] += 1
-            want = [(grid.bin_low(i), *bins[i]) for i in sorted(bins)]
-            assert [(b[0], b[3]) for b in snap.bins] == [(w[0], w[3]) for w in want], (
-                f"{what}: bin prices/counts"
-            )
-            for b, w in zip(snap.bins, want, strict=True):
-                assert close(b[1], w[1]) and close(b[2], w[2]), f"{what}: bin {b} != {w}"
-
+            index, long, short, count = window.sums.occupied()
+            current = [
+                (grid.bin_low(i), lg / 1e6, sh / 1e6, c)
+                for i, lg, sh, c in zip(index, long, short, count, strict=True)
+            ]
+            assert_same_numbers(f"{what} (sums)", window.sums.statistics(), current, events, grid)
+            snap = window.snapshot()
+            if window.pending:  # changed since its last publish, which its pace holds back
+                assert not window.due(now), f"{what}: not published when due"
+                continue
+            assert_same_numbers(what, snap.statistics, snap.bins, events, grid)
             if density:
                 fresh = KernelDensity(
-                    grid.density_start, grid.bin_width, grid.density_size, window._bandwidth
+                    grid.density_start, grid.bin_width, grid.density_size, window.kde.bandwidth
                 )
                 if events:
                     fresh.add_many(
@@ -270,7 +281,7 @@ def run_sequence(
     config = ProcessorConfig(max_events=max_events, retention_ms=retention_ms)
     processor = LiquidationProcessor(config, epoch="test")
     for symbol in symbols:
-        processor.track(symbol)
+        processor.track(symbol, START)
     model = {s: ModelStore(max_events, retention_ms) for s in symbols}
     recorder = Recorder()
     prices = dict(BASE)
@@ -307,7 +318,7 @@ def run_sequence(
             assert (applied.event is not None) == accepted == bool(applied.messages), applied
             if applied.event is not None:  # the event as kept: the one held, with leverage
                 assert key(applied.event) == key(event)
-                assert any(e is applied.event for e in processor.books[symbol].store)
+                assert applied.event in list(processor.books[symbol].store)
             recorder.take(applied.messages, now)
             sent.append(event)
         elif kind == "dup":
@@ -332,7 +343,14 @@ def run_sequence(
             flush()
 
     flush()
-    # (a) at the end, with the density checked against a fresh KDE too.
+    # (a) at the end, with the density checked against a fresh KDE too, once every window
+    # is due (the longest publishes every 30 s).
+    now += (
+        max(w.refresh_ms for b in processor.books.values() for w in b.windows.values())
+        if any(b.windows for b in processor.books.values())
+        else 0
+    )
+    flush()
     assert_matches_brute_force(processor, model, now, density=True)
     # What the run went through, for --hypothesis-show-statistics.
     note_event(f"epochs: {max((len(e) for e in recorder.epochs.values()), default=0)}")
@@ -414,7 +432,7 @@ def test_epoch_change_and_recentre_on_the_stream() -> None:
     prices): three fills at 64,000 drag it past a quarter of the range (2,250 from
     60,000), and one fill at 200,000 needs a bin width 2.5 times larger: a new epoch."""
     processor = LiquidationProcessor(ProcessorConfig(), epoch="test")
-    processor.track("BTCUSDT")
+    processor.track("BTCUSDT", START)
     recorder = Recorder()
     now = START
     for price in (60_000.0, 60_100.0, 64_000.0, 64_000.0, 64_000.0, 200_000.0):
@@ -456,8 +474,8 @@ def test_epoch_change_and_recentre_on_the_stream() -> None:
 
 def test_liquidation_messages_numbered_per_channel() -> None:
     processor = LiquidationProcessor(ProcessorConfig(), epoch="e1")
-    processor.track("BTCUSDT")
-    processor.track("ETHUSDT")
+    processor.track("BTCUSDT", START)
+    processor.track("ETHUSDT", START)
     seen: list[tuple[str, int]] = []
     for i, symbol in enumerate(["BTCUSDT", "ETHUSDT", "BTCUSDT", "BTCUSDT", "ETHUSDT"]):
         price = 60_000.0 if symbol == "BTCUSDT" else 3_000.0
@@ -479,7 +497,7 @@ def test_liquidation_messages_numbered_per_channel() -> None:
 
 def test_untracked_symbol_and_duplicate_are_rejected() -> None:
     processor = LiquidationProcessor(ProcessorConfig(), epoch="e1")
-    processor.track("BTCUSDT")
+    processor.track("BTCUSDT", START)
     assert (
         processor.apply(make_event("ETHUSDT", "long", 3_000.0, 5_000, START), START).messages == []
     )
@@ -494,7 +512,7 @@ def test_untracked_symbol_and_duplicate_are_rejected() -> None:
 
 def test_leverage_and_tier_filled_once_a_price_path_exists() -> None:
     processor = LiquidationProcessor(ProcessorConfig(), epoch="e1")
-    processor.track("BTCUSDT")
+    processor.track("BTCUSDT", START)
     data = []
     for i, (side, price) in enumerate(
         [("long", 60_000.0), ("short", 59_000.0), ("long", 58_800.0), ("short", 60_500.0)]
@@ -515,7 +533,7 @@ def test_leverage_and_tier_filled_once_a_price_path_exists() -> None:
 
 def test_large_liquidation_alert_on_symbol_and_any_channel() -> None:
     processor = LiquidationProcessor(ProcessorConfig(), epoch="e1")
-    processor.track("ETHUSDT")
+    processor.track("ETHUSDT", START)
     quiet = processor.apply(make_event("ETHUSDT", "long", 3_000.0, 999_000, START), START).messages
     assert [m.type for m in quiet] == ["liquidation", "liquidation"]
     big = processor.apply(
@@ -541,7 +559,7 @@ def replay(config: ProcessorConfig, flush_ms: int) -> Replayed:
     expected = json.loads(EXPECTED.read_text())
     processor = LiquidationProcessor(config, epoch="replay")
     for symbol in expected["per_symbol"]:
-        processor.track(symbol)
+        processor.track(symbol, START)
     alerts: list[Alert] = []
     last_flush = now = 0
     for line in read_replay(DEMO):
@@ -634,7 +652,7 @@ def test_two_new_epochs_in_the_same_millisecond_have_different_names() -> None:
     # Were both named after `now`, a client resuming from (first epoch, seq 1) would take
     # the third epoch's diffs as the continuation of its own state.
     processor = LiquidationProcessor(ProcessorConfig(), epoch="test")
-    processor.track("BTCUSDT")
+    processor.track("BTCUSDT", START)
     recorder = Recorder()  # asserts that no epoch is reused on a channel
     # back at 60,000, the market price needs a few fills to fall far enough for a new epoch
     prices = [60_000.0, 200_000.0] + [60_000.0] * 8
@@ -648,7 +666,7 @@ def test_two_new_epochs_in_the_same_millisecond_have_different_names() -> None:
 def test_clusters_of_a_new_epoch_alert_as_new() -> None:
     # Cluster ids restarting at 1 in a new epoch made its clusters look already alerted.
     processor = LiquidationProcessor(ProcessorConfig(), epoch="test")
-    processor.track("BTCUSDT")
+    processor.track("BTCUSDT", START)
     now = START
     alerts: dict[str, list[Alert]] = {}
     for epoch, prices in (("first", [60_000.0, 60_010.0, 52_000.0]), ("second", [200_000.0])):

@@ -538,10 +538,11 @@ def test_resume_from_a_seq_too_old_gives_a_fresh_snapshot(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(channel_state, "HISTORY_MIN_MESSAGES", 5)
-    monkeypatch.setattr(channel_state, "HISTORY_MAX_MESSAGES", 5)
+    monkeypatch.setattr(channel_state, "HISTORY_MIN_MS", 0)  # then only the last 5 are held
     clock, fanout, feed = new_hub()
     model = _client_at(clock, fanout, 1, feed)
     for _ in range(10):
+        clock.advance(1)
         feed.diff()
     client = Client(fanout, clock)
     client.subscribe(HEATMAP, since={HEATMAP: {"epoch": EPOCH, "seq": model.seq}})

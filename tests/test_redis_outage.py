@@ -10,6 +10,7 @@ import pytest
 
 from hub.config import Settings
 from hub.feeds.backoff import Backoff
+from hub.service.history import RedisHistory
 from hub.storage.outage import Outage
 from tests.conftest import HubFactory, eventually
 from tests.redis_server import RedisServer
@@ -66,18 +67,22 @@ async def test_unreachable_redis_is_logged_once_and_retried_with_backoff(
     caplog.set_level(logging.INFO, logger="hub")
     running = await start_hub(Settings(redis_url=redis.url, flush_ms=20), demo=True)
     state = running.hub.ingest.redis_state
-    event_log = running.hub.ingest.event_log
+    history = running.hub.ingest.history
+    assert isinstance(history, RedisHistory)
+    event_log = history.log
     try:
         # The demo keeps the outbox busy: before, every 20 ms flush tried Redis and logged.
         await eventually(lambda: state.failures >= 4, seen=lambda: state.failures)
         hub_lines = [r.getMessage() for r in caplog.records if r.name.startswith("hub")]
         lost = said(caplog, "Redis unreachable")
-        # publishing (ingest) and the event log each say it once
+        # publishing (ingest) says it once; the event log waits to read the history back
+        # before it writes, and says it is waiting once
         assert lost["ingest"] == 1 and set(lost.values()) == {1}, hub_lines
+        assert said(caplog, "cannot read the history yet") == {"ingest": 1}, hub_lines
         assert len(hub_lines) <= 4, f"expected a quiet log while Redis is down, saw {hub_lines}"
         status = (await running.get("/api/heatmap/status")).json()["data"]
-        assert status["event_log"]["connected"] is False
-        assert "Connection" in (status["event_log"]["last_error"] or ""), status["event_log"]
+        assert status["history"]["connected"] is False, status["history"]
+        assert not running.hub.ingest.restored
 
         holder.close()
         redis.start()
@@ -85,7 +90,9 @@ async def test_unreachable_redis_is_logged_once_and_retried_with_backoff(
         lost = said(caplog, "Redis unreachable")
         back = said(caplog, "Redis is back")
         assert back == lost and set(back.values()) == {1}, f"lost {lost}, back {back}"
-        assert event_log.status.connected
+        # Then the history is read back (here: empty), and the log written from then on.
+        await eventually(lambda: running.hub.ingest.restored)
+        await eventually(lambda: event_log.status.connected and event_log.status.written > 0)
     finally:
         holder.close()
         redis.stop()

@@ -86,7 +86,7 @@ def binance_line(t: int, symbol: str, price: float) -> dict:
     return {"t": t + 10, "source": "binance", "raw": {"stream": "x@forceOrder", "data": order}}
 
 
-async def test_each_lap_starts_where_the_last_ended() -> None:
+async def test_each_lap_starts_where_the_last_ended_and_prices_stay_in_range() -> None:
     rows = []
     for i in range(5):  # BTC rises 100 -> 110, ETH falls 50 -> 45
         rows.append(binance_line(1_000 + i * 100, "BTCUSDT", 100 + 2.5 * i))
@@ -98,14 +98,39 @@ async def test_each_lap_starts_where_the_last_ended() -> None:
         await eventually(lambda: feed.lap >= 4)  # the backfill and three live laps
     finally:
         task.cancel()
-    for symbol, ratio in (("BTCUSDT", 1.1), ("ETHUSDT", 0.9)):
-        prices = [e.price for e in events if e.symbol == symbol]
-        laps = [prices[i : i + 5] for i in range(0, 20, 5)]
+    for symbol, first, last in (("BTCUSDT", 100.0, 110.0), ("ETHUSDT", 50.0, 45.0)):
+        mine = [e for e in events if e.symbol == symbol]
+        laps = [mine[i : i + 5] for i in range(0, 20, 5)]
         for previous, following in itertools.pairwise(laps):
-            assert following[0] == pytest.approx(previous[-1]), (symbol, laps)
-            assert following[-1] / previous[-1] == pytest.approx(ratio)
-        notionals = [e.notional for e in events if e.symbol == symbol]
+            assert following[0].price == pytest.approx(previous[-1].price), (symbol, laps)
+        # An odd lap plays the path mirrored, back to where the session began; the next
+        # plays it again as recorded: no drift, however long the demo runs.
+        assert [laps[1][0].price, laps[1][-1].price] == pytest.approx([last, first])
+        assert [e.price for e in laps[2]] == pytest.approx([e.price for e in laps[0]])
+        assert {e.side for e in laps[1]} == {"short"} and {e.side for e in laps[0]} == {"long"}
+        notionals = [e.notional for e in mine]
         assert notionals[5:10] == pytest.approx(notionals[:5])  # sizes scale the other way
+        times = [e.time for e in mine]
+        assert times == sorted(times), "the laps follow each other in time"
+
+
+async def test_the_demo_carries_its_timeline_on_from_a_kept_state() -> None:
+    rows = [binance_line(1_000 + i * 100, "BTCUSDT", 100.0 + i) for i in range(5)]
+    lines = lines_of(*rows)
+    first = ReplayFeed(lines, lambda e: None, speed=1, loop=True, shift_to_now=True)
+    assert first.timeline is not None
+    state = first.state()
+    now = first.timeline.origin + 10 * first.timeline.period + 123
+    newest = now - 250
+    events: list[LiquidationEvent] = []
+    again = ReplayFeed(lines, events.append, speed=1, loop=True, shift_to_now=True)
+    again.resume(state, newest, now)
+    assert again.timeline is not None
+    assert again.timeline.origin == first.timeline.origin
+    assert again.covers_from(now) == newest + 1, "it lays only what came after its history"
+    stale = ReplayFeed(lines, lambda e: None, speed=1, loop=True, shift_to_now=True)
+    stale.resume(state, now - 5 * stale.timeline.period, now)  # type: ignore[union-attr]
+    assert stale.covers_from(now) == now - stale.timeline.period, "at most one lap back"  # type: ignore[union-attr]
 
 
 async def test_rest_lines_unconfigured_exchanges_and_unknown_sources() -> None:

@@ -19,7 +19,7 @@ def liquidation(price: float, time: int) -> LiquidationEvent:
 
 def test_body_is_encoded_once_per_seq_and_follows_the_replica() -> None:
     processor = LiquidationProcessor(ProcessorConfig(), epoch="e1")
-    processor.track("BTCUSDT")
+    processor.track("BTCUSDT", 0)
     fanout = Fanout(clock=lambda: NOW)
     bodies = SnapshotBodies(fanout)
     assert bodies.body(CHANNEL) is None, "no snapshot yet"

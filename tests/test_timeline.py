@@ -11,7 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hub.analytics.coverage import Coverage
+from hub.analytics.density import KernelDensity
 from hub.analytics.grid import PriceGrid
+from hub.analytics.rows import Rows, rows_of
+from hub.analytics.store import EventStore
 from hub.analytics.timeline import Timeline, bucket_starts, timeline
 from hub.analytics.window import HeatmapWindow
 from hub.config import Settings
@@ -22,6 +26,10 @@ from tests.redis_server import RedisServer
 
 NOW = 1_800_000_000_000
 HOUR = 3_600_000
+
+
+def as_rows(events: list[LiquidationEvent]) -> Rows:
+    return rows_of(enumerate(events)).rows
 
 
 def event(time: int, price: float, notional: float, side: str = "long") -> LiquidationEvent:
@@ -98,7 +106,7 @@ def test_matrix_equals_a_brute_force_computation(
     events: list[LiquidationEvent], reference: float, range_pct: float, span: int, buckets: int
 ) -> None:
     grid = PriceGrid.around(reference, range_pct, "e")
-    matrix = timeline(events, grid, NOW, span, buckets)
+    matrix = timeline(as_rows(events), grid, NOW, span, buckets)
     cells, last, starts = brute_force(events, grid, NOW, span, buckets)
 
     assert matrix.times == starts and len(matrix.times) == buckets
@@ -126,11 +134,14 @@ def test_columns_summed_over_time_are_the_heatmap_bins(
     events: list[LiquidationEvent], buckets: int
 ) -> None:
     grid = PriceGrid.around(60_000.0, 20.0, "e")  # the whole strategy's price range fits
-    window = HeatmapWindow("BTCUSDT", "1h", HOUR, grid, 0.3)
-    for e in sorted(events, key=lambda e: e.time):
-        window.columns.add(e, grid.bin_index(e.price))
-    bins = window.restart(grid, NOW).bins
-    matrix = timeline(events, grid, NOW, HOUR, buckets)
+    store = EventStore("BTCUSDT", 10_000, 30 * 24 * HOUR)
+    for e in events:
+        store.add(e)
+    kde = KernelDensity(grid.density_start, grid.bin_width, grid.density_size, 180.0)
+    window = HeatmapWindow("BTCUSDT", "1h", HOUR, grid, kde)
+    window.restart(grid, kde, store, NOW, Coverage(0))
+    bins = window.snapshot().bins
+    matrix = timeline(as_rows(events), grid, NOW, HOUR, buckets)
 
     first = grid.bin_index(matrix.prices.start + grid.bin_width / 2)
     summed = {}
@@ -140,9 +151,10 @@ def test_columns_summed_over_time_are_the_heatmap_bins(
         if long or short:
             summed[grid.bin_low(first + offset)] = (long, short)
     assert sorted(summed) == [b[0] for b in bins]
-    for low, long, short, _ in bins:
-        # the heatmap's bins are published at a millionth of a quote unit (no float noise)
-        assert summed[low] == pytest.approx((long, short), rel=1e-12, abs=1e-6), low
+    for low, long, short, count in bins:
+        # the heatmap's bins are exact sums of notionals each rounded to a millionth of a
+        # quote unit (hub.analytics.sums): half a millionth per event at most
+        assert summed[low] == pytest.approx((long, short), rel=1e-12, abs=5e-7 * count), low
 
 
 def test_bucket_edges_and_events_at_the_ends_of_the_window() -> None:
@@ -153,7 +165,7 @@ def test_bucket_edges_and_events_at_the_ends_of_the_window() -> None:
         event(NOW - HOUR, 60_010.0, 1.0),  # the window's first ms: bucket 0
         event(NOW + 3, 59_990.0, 2.0, "short"),  # after now (a replay tick): last bucket
     ]
-    matrix = timeline(events, grid, NOW, HOUR, 4)
+    matrix = timeline(as_rows(events), grid, NOW, HOUR, 4)
     assert matrix.times == [NOW - HOUR + i * 900_000 for i in range(4)]
     assert matrix.prices.start == 59_980.0 and matrix.prices.step == 20.0
     assert matrix.prices.count == 2
@@ -165,7 +177,7 @@ def test_bucket_edges_and_events_at_the_ends_of_the_window() -> None:
 def test_liquidations_beyond_the_heatmap_range_are_summed_apart() -> None:
     grid = PriceGrid.around(60_000.0, 5.0, "e")  # 57,000 .. 63,000
     events = [event(NOW - 10, 60_000.0, 5.0), event(NOW - 5, 90_000.0, 3.0, "short")]
-    matrix = timeline(events, grid, NOW, HOUR, 2)
+    matrix = timeline(as_rows(events), grid, NOW, HOUR, 2)
     assert matrix.prices.count == 1 and matrix.long[1] == [5.0]
     assert (matrix.outside.long, matrix.outside.short) == (0.0, 3.0)
     assert matrix.price == [None, 90_000.0]  # the last fill, wherever it was
@@ -173,12 +185,12 @@ def test_liquidations_beyond_the_heatmap_range_are_summed_apart() -> None:
 
 def test_no_events_and_no_grid_give_empty_rows() -> None:
     for grid in (None, PriceGrid.around(60_000.0, 15.0, "e")):
-        matrix = timeline([], grid, NOW, HOUR, 3)
+        matrix = timeline(as_rows([]), grid, NOW, HOUR, 3)
         assert matrix.prices.count == 0
         assert matrix.long == matrix.short == [[], [], []]
         assert matrix.price == [None, None, None]
     with pytest.raises(ValueError, match="positive"):
-        timeline([], None, NOW, HOUR, 0)
+        timeline(as_rows([]), None, NOW, HOUR, 0)
 
 
 # -- REST -----------------------------------------------------------------------------------

@@ -1,15 +1,21 @@
 """Checkpoints: where each stream stood at a flush, so a restarted processor resumes it.
 
-At every flush the processor's position is saved beside the durable event log: per
-symbol the epoch, the grid, each window's seq, the flush time and the last event applied
-before it (the watermark). A new process replays the log: events up to the watermark
-rebuild exactly the state of that flush (bins are sums in store order, which the replay
-reproduces, and windows are cut at the flush time), the windows resume at the saved seq
-in the same epoch, and the events after the watermark are applied as new. Clients then
-simply see the next diff. When the watermark is not in the log (it was trimmed, or
-lost), the state cannot be claimed to be the same, and the book starts a new epoch
-instead. A resumed book's alert engine takes the clusters of that flush as alerted, so a
-restart does not alert them again.
+At every flush that moves a stream the processor's position is saved beside the durable
+event log: per symbol the epoch, the grid, the market price, the flush time and the
+arrival number of the last event applied before it (the watermark), and per window its
+seq, the time of its last publish and the watermark then (a long window publishes at its
+own pace, so it may stand at an earlier point than the flush).
+
+A new process reads the log back and rebuilds each book in bulk: the rows up to the
+watermark are the store of that flush, and each window's sums are exactly those of its
+last publish (they are integers, so the order of the rows does not matter), brought to
+the flush by the rows after its own watermark. The windows resume at the saved seq in the
+same epoch, and the events after the book's watermark are applied as new (their messages
+re-sent with the seqs they had; relays drop what they hold): clients simply see the next
+diff. When the position cannot be trusted (no checkpoint, a watermark the log does not
+hold, more rows than the cap, an old format), the book starts a new epoch from the log
+instead, with every event it holds. A resumed book's alert engine takes the clusters of
+that publish as alerted, so a restart does not alert them again.
 
 Pure: the caller reads and writes the bytes.
 """
@@ -17,26 +23,40 @@ Pure: the caller reads and writes the bytes.
 from __future__ import annotations
 
 import msgspec
+import numpy as np
 
 from hub.analytics.grid import PriceGrid
-from hub.analytics.processor import ALERT_WINDOW, Flushed, LiquidationProcessor, SymbolBook
-from hub.analytics.window import HeatmapWindow
+from hub.analytics.processor import (
+    ALERT_WINDOW,
+    MARKET_PRICE_WEIGHT,
+    Flushed,
+    LiquidationProcessor,
+    SymbolBook,
+)
+from hub.analytics.rows import Named, events_of, in_log_order
+from hub.analytics.sums import place_rows
 from hub.channels import WINDOWS
-from hub.models import ChannelMessage, LiquidationEvent
+from hub.models import ChannelMessage
 
 CHANNELS_FIELD = "~channels"
+LEVERAGE_LOOKBACK_MS = 4 * 3_600_000  # of LeverageEstimator: older prices do not matter
+_MARKET_PRICE_EVENTS = 50  # the newest events a new epoch's market price is averaged over
+
+
+class WindowPosition(msgspec.Struct, frozen=True, array_like=True):
+    seq: int
+    published_at: int
+    watermark: int  # arrival number of the last event applied before that publish
 
 
 class BookPosition(msgspec.Struct, frozen=True):
     epoch: str
     bin_width: float
     reference_price: float
+    market_price: float
     flushed_at: int
-    watermark: str  # `event_id` of the last event applied before the flush
-    seqs: dict[str, int]
-    # The running market price at the flush; None in checkpoints written before it was
-    # kept, which resume on the reference price (never further from it than a recentre).
-    market_price: float | None = None
+    arrival: int  # the watermark: arrival number of the last event applied before the flush
+    windows: dict[str, WindowPosition]
 
 
 class ChannelPositions(msgspec.Struct, frozen=True):
@@ -47,11 +67,7 @@ class ChannelPositions(msgspec.Struct, frozen=True):
 
 
 _encoder = msgspec.json.Encoder()
-
-
-def event_id(event: LiquidationEvent) -> str:
-    """Identity of an event that is stable across processes (unlike `hash`)."""
-    return f"{event.exchange}|{event.time}|{event.side}|{event.price!r}|{event.quantity!r}"
+_position_decoder = msgspec.json.Decoder(BookPosition)
 
 
 def positions(processor: LiquidationProcessor) -> dict[str, bytes]:
@@ -61,17 +77,20 @@ def positions(processor: LiquidationProcessor) -> dict[str, bytes]:
     }
     for symbol, book in processor.books.items():
         flushed = book.flushed
-        if book.grid is None or flushed is None or flushed.last_applied is None:
+        if book.grid is None or flushed is None or not flushed.arrival:
             continue
         saved[symbol] = _encoder.encode(
             BookPosition(
                 epoch=book.grid.epoch,
                 bin_width=book.grid.bin_width,
                 reference_price=book.grid.reference_price,
-                flushed_at=flushed.time,
-                watermark=event_id(flushed.last_applied),
-                seqs={name: window.seq for name, window in book.windows.items()},
                 market_price=flushed.market_price,
+                flushed_at=flushed.time,
+                arrival=flushed.arrival,
+                windows={
+                    name: WindowPosition(w.seq, w.time, w.watermark)
+                    for name, w in book.windows.items()
+                },
             )
         )
     return saved
@@ -79,7 +98,10 @@ def positions(processor: LiquidationProcessor) -> dict[str, bytes]:
 
 def restore_channels(processor: LiquidationProcessor, raw: bytes | None) -> None:
     if raw:
-        saved = msgspec.json.decode(raw, type=ChannelPositions)
+        try:
+            saved = msgspec.json.decode(raw, type=ChannelPositions)
+        except msgspec.DecodeError:
+            return
         processor.epoch = saved.epoch
         processor.restore_seqs(saved.seqs)
 
@@ -87,54 +109,91 @@ def restore_channels(processor: LiquidationProcessor, raw: bytes | None) -> None
 def restore_book(
     processor: LiquidationProcessor,
     symbol: str,
-    events: list[LiquidationEvent],
+    logged: Named,
     raw_position: bytes | None,
     now: int,
 ) -> tuple[bool, list[ChannelMessage]]:
-    """Rebuild `symbol` from its logged events (oldest first). Returns whether the saved
+    """Rebuild `symbol` (tracked already) from its logged rows. Returns whether the saved
     stream was resumed (same epoch and seqs), and the messages of the events that came
-    after the checkpoint (re-sent with the seqs they had; relays drop what they hold)."""
-    book = processor.track(symbol)
-    position = msgspec.json.decode(raw_position, type=BookPosition) if raw_position else None
-    cut = _watermark_index(events, position.watermark) if position else None
-    if position is None or cut is None:
-        for event in events:
-            processor.apply(event, now)  # a new epoch: nothing of the old stream is re-sent
+    after the checkpoint."""
+    book = processor.books[symbol]
+    logged = in_log_order(logged)
+    rows, exchanges = logged
+    position = _position(raw_position)
+    if position is None or not _trusted(position, logged, book):
+        _load(book, logged, now)
         return False, []
-    _rebuild(book, events[: cut + 1], position)
+    upto = int(np.searchsorted(rows.arrival, position.arrival, side="right"))
+    book.store.load(Named(rows.take(slice(0, upto)), exchanges))
+    _resume(book, position)
     messages: list[ChannelMessage] = []
-    for event in events[cut + 1 :]:
+    for event in events_of(rows.take(slice(upto, None)), exchanges, symbol):
         messages.extend(processor.apply(event, now).messages)
     return True, messages
 
 
-def _watermark_index(events: list[LiquidationEvent], watermark: str) -> int | None:
-    for index in range(len(events) - 1, -1, -1):
-        if event_id(events[index]) == watermark:
-            return index
-    return None
+def _position(raw: bytes | None) -> BookPosition | None:
+    if not raw:
+        return None
+    try:
+        return _position_decoder.decode(raw)
+    except msgspec.DecodeError:  # an older format, or damaged: a new epoch
+        return None
 
 
-def _rebuild(book: SymbolBook, events: list[LiquidationEvent], position: BookPosition) -> None:
+def _trusted(position: BookPosition, logged: Named, book: SymbolBook) -> bool:
+    """Whether the log holds the watermark, and the store of that flush never reached
+    the cap (the rows the cap pushed out are in the log, but which they were is not)."""
+    arrivals = logged.rows.arrival
+    at = int(np.searchsorted(arrivals, position.arrival))
+    if at >= len(arrivals) or arrivals[at] != position.arrival:
+        return False
+    return at < book.store.max_events and set(position.windows) == set(WINDOWS)
+
+
+def _resume(book: SymbolBook, position: BookPosition) -> None:
     config = book.config
     grid = PriceGrid(position.bin_width, position.reference_price, config.range_pct, position.epoch)
-    market_price = position.market_price
-    book.carry_on(grid, position.reference_price if market_price is None else market_price)
-    book.windows = {
-        name: HeatmapWindow(book.symbol, name, span, grid, config.bandwidth_pct, book.columns)
-        for name, span in WINDOWS.items()
-    }
-    flushed_at = position.flushed_at
-    for event in events:
-        if not book.store.accepts(event, flushed_at):
-            continue
-        book.leverage.observe(event.price, event.time)
-        book.hold(event, flushed_at)
+    book.carry_on(grid, position.market_price)
+    store = book.store
+    held = store.rows()
+    placed = place_rows(held, grid, book.kde)
     for name, window in book.windows.items():
-        clusters = window.resume(position.seqs.get(name, 0), flushed_at)
+        saved = position.windows[name]
+        start = saved.published_at - window.span_ms
+        baseline = (held.arrival <= saved.watermark) & (held.time >= start)
+        clusters = window.resume(saved.seq, saved.published_at, placed.take(baseline))
+        window.watermark = saved.watermark
+        # From its publish to the flush: what arrived after its own watermark.
+        window.drain(placed.take(held.arrival > saved.watermark), store, position.flushed_at)
         if name == ALERT_WINDOW:
             # The process before the restart alerted these: the engine takes them as it
             # did, and what it would alert is not sent again. Only what changes from here
             # on is news (without this, every standing cluster was alerted again, as new).
-            book.alerts.on_clusters(clusters, name, flushed_at)
-    book.flushed = Flushed(flushed_at, book.last_applied, book.market_price)
+            book.alerts.on_clusters(clusters, name, saved.published_at)
+    _observe_recent(book, position.flushed_at)
+    book.last_arrival = position.arrival
+    book.flushed = Flushed(position.flushed_at, position.arrival, position.market_price)
+
+
+def _load(book: SymbolBook, logged: Named, now: int) -> None:
+    """Every logged row, in a new epoch centred on the recent market."""
+    store = book.store
+    store.load(logged)
+    if not len(store):
+        return
+    prices = store.rows(max(0, len(store) - _MARKET_PRICE_EVENTS)).price.tolist()
+    market_price = prices[0]
+    for price in prices[1:]:
+        market_price += MARKET_PRICE_WEIGHT * (price - market_price)
+    book.start_epoch(market_price, now)
+    book.last_arrival = store.next_arrival - 1
+    _observe_recent(book, now)
+
+
+def _observe_recent(book: SymbolBook, now: int) -> None:
+    """The leverage estimator's price path, from the recent rows."""
+    recent = book.store.since(now - LEVERAGE_LOOKBACK_MS)
+    observe = book.leverage.observe
+    for price, time in zip(recent.price.tolist(), recent.time.tolist(), strict=True):
+        observe(price, time)

@@ -103,16 +103,39 @@ class KernelDensity:
                 )
                 self._pending_prices.clear()
                 self._pending_weights.clear()
-            if self._kernel_fft is None:
-                self._kernel_fft = fft.rfft(self._kernel, self._fft_size)
-            size = self._fft_size
-            full = fft.irfft(fft.rfft(self._fine, size) * self._kernel_fft, size)
-            # "valid" part: where the kernel lies wholly on the fine grid (= fftconvolve's).
-            smoothed = full[len(self._kernel) - 1 : self._fine_size : self.oversample].copy()
-            np.maximum(smoothed, 0.0, out=smoothed)
-            smoothed.flags.writeable = False
-            self._cache = smoothed
+            self._cache = self.smooth(self._fine)
         return self._cache
+
+    def smooth(self, fine: np.ndarray) -> np.ndarray:
+        """The density of weights given on this grid's fine nodes (`fine_size` of them),
+        e.g. a window's own lattice (`split`); read-only."""
+        if self._kernel_fft is None:
+            self._kernel_fft = fft.rfft(self._kernel, self._fft_size)
+        size = self._fft_size
+        full = fft.irfft(fft.rfft(fine, size) * self._kernel_fft, size)
+        # "valid" part: where the kernel lies wholly on the fine grid (= fftconvolve's).
+        smoothed = full[len(self._kernel) - 1 : self._fine_size : self.oversample].copy()
+        np.maximum(smoothed, 0.0, out=smoothed)
+        smoothed.flags.writeable = False
+        return smoothed
+
+    @property
+    def fine_size(self) -> int:
+        return self._fine_size
+
+    def split(self, prices: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Linear binning in whole units: per point the left fine node (-1 when the point is
+        off the padded grid, where `add` drops it) and the integer share of its integer
+        weight that goes to the node on its right (the rest stays left). Deterministic, so
+        the same points always give the same integers: adding and removing them is exact."""
+        position = (np.asarray(prices, np.float64) - self._fine_start) / self._fine_step
+        inside = (position >= 0.0) & (position <= self._fine_size - 1)
+        # A point on the last node is all "right" of the one before: every node + 1 exists.
+        last = max(self._fine_size - 2, 0)
+        left = np.where(inside, np.minimum(position, last), -1.0).astype(np.int64)
+        right = np.rint(weights * (position - left)).astype(np.int64)
+        right[~inside] = 0
+        return left, right
 
     def clear(self) -> None:
         self._fine.fill(0.0)

@@ -43,6 +43,8 @@ from bisect import bisect_right
 from collections import deque
 from typing import NamedTuple
 
+import numpy as np
+
 from hub.models import Side, round_significant
 
 TIERS: tuple[str, ...] = ("1-5x", "5-10x", "10-25x", "25-50x", "50-100x", "100x+")
@@ -84,6 +86,11 @@ _MICROS = 1_000_000
 def tier_of(leverage: float) -> str:
     """The tier label for a leverage; below 1x (not a real leverage) still reads as "1-5x"."""
     return TIERS[bisect_right(_TIER_FLOORS, leverage)]
+
+
+def tier_index(leverage: np.ndarray) -> np.ndarray:
+    """`tier_of` elementwise, as indices into TIERS."""
+    return np.searchsorted(_TIER_FLOORS, leverage, side="right")
 
 
 def _is_price(value: float) -> bool:
@@ -195,6 +202,25 @@ class TierDistribution:
     def __init__(self) -> None:
         self._counts = dict.fromkeys(TIERS, 0)
         self._micros = dict.fromkeys(TIERS, 0)
+
+    @classmethod
+    def of(cls, leverage: np.ndarray, notional: np.ndarray) -> TierDistribution:
+        """The distribution of events given as columns (NaN leverage: no tier)."""
+        tiers = cls()
+        known = ~np.isnan(leverage)
+        index = tier_index(leverage[known])
+        counts = np.bincount(index, minlength=len(TIERS)).tolist()
+        micros = np.rint(notional[known] * _MICROS).astype(np.int64)
+        sums = np.zeros(len(TIERS), np.int64)
+        np.add.at(sums, index, micros)
+        for tier, count, total in zip(TIERS, counts, sums.tolist(), strict=True):
+            tiers._counts[tier], tiers._micros[tier] = count, total
+        return tiers
+
+    def merge(self, other: TierDistribution) -> None:
+        for tier in TIERS:
+            self._counts[tier] += other._counts[tier]
+            self._micros[tier] += other._micros[tier]
 
     def add(self, tier: str | None, notional: float) -> None:
         self._apply(tier, notional, 1)

@@ -1,31 +1,39 @@
 """The liquidation processor: events in, channel messages out. Pure: `now` is an argument.
 
-It owns one `SymbolBook` per tracked symbol (store, the store's events as columns, price
-grid, one `HeatmapWindow` per window of docs/protocol.md, leverage estimator, alert engine) and
-numbers every message it emits: a heatmap channel's seq comes from its window, a
-liquidations/alerts channel's from a counter here, so every web process that relays them
+It owns one `SymbolBook` per tracked symbol (the store of every held event, price grid,
+one `HeatmapWindow` per window of docs/protocol.md, coverage, leverage estimator, alert
+engine) and numbers every message it emits: a heatmap channel's seq comes from its window,
+a liquidations/alerts channel's from a counter here, so every web process that relays them
 shows the same seq and epoch.
 
-Diffs are produced by `flush`, which the caller runs every HEATMAP_FLUSH_MS; an event is
-only written once into its book's columns, so a burst of events costs one diff per window,
-not one per event, and nine windows cost no more per event than one.
+An event is written once, into its book's store, and noted in the book's arrivals; `flush`
+(every HEATMAP_FLUSH_MS) drains the arrivals into every window's sums and publishes the
+windows that are due, so a burst costs one diff per window, not one per event.
+
+The past is not news: an event older than `alert_max_age_ms` when it arrives (a backfill,
+a replayed log, an exchange resending its recent liquidations) is held and shown, but
+raises no alert, and a flush whose events were all such raises no cluster alert either.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from array import array
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import msgspec
+import numpy as np
 
 from hub.analytics.alerts import AlertEngine, AlertThresholds
-from hub.analytics.columns import EventColumns
+from hub.analytics.coverage import Coverage
+from hub.analytics.density import KernelDensity
 from hub.analytics.grid import PriceGrid
 from hub.analytics.leverage import MARGIN_RULES, LeverageEstimator, tier_of
-from hub.analytics.running import RunningStatistics
+from hub.analytics.rows import Rows
 from hub.analytics.store import EventStore
-from hub.analytics.window import EMPTY_STATISTICS, HeatmapWindow
+from hub.analytics.sums import EMPTY_STATISTICS, MICROS, Placed, place, place_rows
+from hub.analytics.window import HeatmapWindow, refresh_ms
 from hub.channels import ANY_SYMBOL, WINDOWS, heatmap_channel
 from hub.models import (
     ChannelMessage,
@@ -37,56 +45,65 @@ from hub.models import (
 ALERT_WINDOW = "1h"
 FANNED_KINDS = ("liquidations", "alerts")
 MARKET_PRICE_WEIGHT = 0.3  # a single outlier moves the market price by 30 % of its gap
+_ARRIVED_FIELDS = 4  # time, price, notional, short
 
 
 class Applied(NamedTuple):
     event: LiquidationEvent | None
     messages: list[ChannelMessage]
+    arrival: int = 0  # the event's arrival number in its book (hub.analytics.store)
 
 
 class Flushed(NamedTuple):
     """Where a book stood at its last flush that moved a stream (a checkpoint's position)."""
 
     time: int
-    last_applied: LiquidationEvent | None
+    arrival: int  # of the last event applied before it; 0: none
     # `place`'s running market price then: a restored book carries it on, or its first
     # event would pull it from 0 and move the density axis far from the market.
     market_price: float
 
 
 class ProcessorConfig(msgspec.Struct, frozen=True):
-    max_events: int = 10_000
+    max_events: int = 5_000_000
     retention_ms: int = 30 * 86_400_000
     bandwidth_pct: float = 0.3
     range_pct: float = 15.0
+    alert_max_age_ms: int = 60_000
     alerts: AlertThresholds = AlertThresholds()
 
 
 class SymbolBook:
     """Everything the processor knows about one symbol."""
 
-    def __init__(self, symbol: str, config: ProcessorConfig) -> None:
+    def __init__(
+        self, symbol: str, config: ProcessorConfig, covered_since: int, first_arrival: int = 1
+    ) -> None:
         self.symbol = symbol
         self.config = config
-        self.store = EventStore(config.max_events, config.retention_ms)
-        self.columns = EventColumns()  # the store's events, row for row; windows read it
-        # The per-event alert z-score, exact between flushes (windows are flush-time only).
-        self.alert_statistics = RunningStatistics(WINDOWS[ALERT_WINDOW])
+        self.store = EventStore(symbol, config.max_events, config.retention_ms, first_arrival)
+        self.coverage = Coverage(covered_since)
         self.leverage = LeverageEstimator()
         self.alerts = AlertEngine(symbol, config.alerts)
         self.grid: PriceGrid | None = None
+        self.kde: KernelDensity | None = None  # the density axis of the grid
         self.market_price = 0.0
         # Market prices inside this band neither recentre the grid nor start an epoch (see
         # `place`); empty until there is a grid.
         self._steady = (math.inf, -math.inf)
         self.windows: dict[str, HeatmapWindow] = {}
-        self.pending_snapshots: list[HeatmapSnapshot] = []
+        self.new_epoch = False  # the windows' snapshots are due at the next flush
         self.empty_epoch = f"{symbol}.0"
         self.channels = {  # per kind: the symbol's channel and the `*` one
             kind: (f"{kind}:{symbol}", f"{kind}:{ANY_SYMBOL}") for kind in FANNED_KINDS
         }
-        self.last_applied: LiquidationEvent | None = None
+        self.last_arrival = 0
         self.flushed: Flushed | None = None
+        self.fresh = False  # an event young enough to alert on came since the last flush
+        # Rows the store took since the windows last drained, flat (time, price, notional,
+        # short, ...), and the alert window's share of them (see `alert_z_score`).
+        self._arrived = array("d")
+        self._alert_extra = [0, 0, 0]  # count, micros, squared micros
         self._epoch_ms = -1
         self._epochs_this_ms = 0
 
@@ -110,44 +127,106 @@ class SymbolBook:
                 return
         grid = self.grid
         if grid is None or grid.needs_new_epoch(self.market_price):
-            self.market_price = price
-            self.grid = PriceGrid.around(price, self.config.range_pct, self._new_epoch(now))
-            if not self.windows:
-                self.windows = {
-                    name: HeatmapWindow(
-                        self.symbol, name, span, self.grid, self.config.bandwidth_pct, self.columns
-                    )
-                    for name, span in WINDOWS.items()
-                }
-            self.alert_statistics.expire(now)
-            self.pending_snapshots = [w.restart(self.grid, now) for w in self.windows.values()]
-            self._steady = self.grid.steady_band()
+            self.start_epoch(price, now)
             return
         moved = grid.recentred(self.market_price)
         if moved is not None:
-            self.grid = moved
+            kde = self._set_grid(moved)
             for window in self.windows.values():
-                window.recentre(moved)
-            self._steady = moved.steady_band()
+                window.recentre(moved, kde)
 
-    def hold(self, event: LiquidationEvent, now: int) -> None:
-        """Keep an accepted event (the grid placed): store, columns, alert statistics."""
-        for evicted in self.store.add(event):
-            self.forget(evicted)
-        self.columns.add(event, self.grid.bin_index(event.price))  # type: ignore[union-attr]
-        self.alert_statistics.add(event, now)
-        self.last_applied = event
+    def start_epoch(self, market_price: float, now: int) -> None:
+        """A new epoch on a grid around `market_price`: every window rebuilt from the
+        store, their snapshots due at the next flush."""
+        self.market_price = market_price
+        grid = PriceGrid.around(market_price, self.config.range_pct, self._new_epoch(now))
+        kde = self._set_grid(grid)
+        # The windows take every held row, the arrivals included.
+        self._forget_arrivals()
+        for window in self.windows.values():
+            window.restart(grid, kde, self.store, now, self.coverage)
+        self.new_epoch = True
 
-    def forget(self, evicted: LiquidationEvent) -> None:
-        """The store dropped `evicted` (its oldest)."""
-        self.columns.forget(evicted)
-        self.alert_statistics.forget(evicted)
+    def _set_grid(self, grid: PriceGrid) -> KernelDensity:
+        """Take `grid` and its density axis; the windows are made with the first."""
+        self.grid = grid
+        bandwidth = grid.reference_price * self.config.bandwidth_pct / 100.0
+        kde = KernelDensity(grid.density_start, grid.bin_width, grid.density_size, bandwidth)
+        self.kde = kde
+        self._steady = grid.steady_band()
+        if not self.windows:
+            self.windows = {
+                name: HeatmapWindow(self.symbol, name, span, grid, kde, refresh_ms(span))
+                for name, span in WINDOWS.items()
+            }
+        return kde
 
     def carry_on(self, grid: PriceGrid, market_price: float) -> None:
         """Take up a restored stream's grid and market price (see `place`)."""
-        self.grid = grid
+        self._set_grid(grid)
         self.market_price = market_price
-        self._steady = grid.steady_band()
+
+    def hold(self, event: LiquidationEvent, now: int) -> None:
+        """Keep an accepted event (the grid placed): store, arrivals, alert statistics."""
+        store = self.store
+        if len(store) >= store.max_events:
+            self.drain(now)  # the windows must hold what the cap is about to push out
+        self.last_arrival, evicted = store.add(event)
+        short = event.side == "short"
+        self._arrived.extend((event.time, event.price, event.notional, short))
+        if event.time >= now - WINDOWS[ALERT_WINDOW]:
+            amount = round(event.notional * MICROS)
+            extra = self._alert_extra
+            extra[0] += 1
+            extra[1] += amount
+            extra[2] += amount * amount
+        if len(evicted):
+            self.drop(evicted)
+
+    def drop(self, evicted: Rows) -> None:
+        """The store pushed these rows out (oldest first): the windows drop them, and what
+        came before them is no longer complete."""
+        if self.grid is not None:
+            placed = place_rows(evicted, self.grid, self.kde)
+            for window in self.windows.values():
+                window.forget(placed)
+        self.coverage.lose_before(int(evicted.time[-1]) + 1)
+
+    def drain(self, now: int) -> None:
+        """Every window's sums brought to `now` (arrivals in, aged rows out)."""
+        arrived: Placed | None = None
+        if self._arrived and self.grid is not None:
+            values = np.frombuffer(self._arrived, np.float64).reshape(-1, _ARRIVED_FIELDS).T
+            time, price, notional, short = values.astype(np.float64, copy=True)
+            del values  # a view of the buffer: it must go before the buffer may shrink
+            arrived = place(
+                time.astype(np.int64), price, notional, short != 0.0, self.grid, self.kde
+            )
+        for window in self.windows.values():
+            window.drain(arrived, self.store, now)
+        self._forget_arrivals()
+
+    def _forget_arrivals(self) -> None:
+        del self._arrived[:]
+        self._alert_extra = [0, 0, 0]
+
+    def alert_z_score(self, notional: float) -> float:
+        """z of `notional` against the alert window as it stands: its sums at the last
+        drain and what arrived since (exact integers, see `hub.analytics.sums`)."""
+        window = self.windows.get(ALERT_WINDOW)
+        extra = self._alert_extra
+        count, total, squares = extra
+        if window is not None:
+            sums = window.sums
+            count += sums.count
+            total += sums.long + sums.short
+            squares += sums.squares
+        if count == 0:
+            return 0.0
+        variance = (count * squares - total * total) / (count * count) / MICROS**2
+        std = math.sqrt(variance)
+        mean = total / count / MICROS
+        return (notional - mean) / std if std > 0 else 0.0
 
     def _new_epoch(self, now: int) -> str:
         """A name no earlier epoch of this book had: a second new epoch within the same ms
@@ -161,7 +240,7 @@ class SymbolBook:
 
     def snapshot(self, window: str, now: int) -> HeatmapSnapshot:
         held = self.windows.get(window)
-        if held is not None:
+        if held is not None and self.grid is not None:
             return held.snapshot()
         return HeatmapSnapshot(
             symbol=self.symbol,
@@ -175,22 +254,29 @@ class SymbolBook:
             density=Density(0.0, 0.0, []),
             clusters=[],
             statistics=EMPTY_STATISTICS,
+            coverage=self.coverage.of(now - WINDOWS[window], now),
         )
 
 
 class LiquidationProcessor:
-    def __init__(self, config: ProcessorConfig, epoch: str) -> None:
+    def __init__(self, config: ProcessorConfig, epoch: str, first_arrival: int = 1) -> None:
+        """`first_arrival`: where each book numbers its events from (hub.analytics.store)."""
         self.config = config
         self.epoch = epoch  # of the liquidations/alerts channels
+        self.first_arrival = first_arrival
         self.books: dict[str, SymbolBook] = {}
         self._seq: dict[str, int] = {}
         self._flushed_seq: dict[str, int] = {}
         self.rejected = 0
 
-    def track(self, symbol: str) -> SymbolBook:
+    def track(self, symbol: str, covered_since: int) -> SymbolBook:
+        """Start keeping `symbol`; `covered_since` is the oldest time from which the hub
+        will hold all its events (docs/analytics.md, Coverage)."""
         book = self.books.get(symbol)
         if book is None:
-            book = self.books[symbol] = SymbolBook(symbol, self.config)
+            book = self.books[symbol] = SymbolBook(
+                symbol, self.config, covered_since, self.first_arrival
+            )
         return book
 
     def seqs(self) -> dict[str, int]:
@@ -218,44 +304,56 @@ class LiquidationProcessor:
             leverage = round(leverage, 2)
             event = msgspec.structs.replace(event, est_leverage=leverage, tier=tier_of(leverage))
         book.place(event.price, now)
-        z_score = book.alert_statistics.z_score(event.notional)
+        z_score = book.alert_z_score(event.notional)
         book.hold(event, now)
         messages = self._fan(book.channels["liquidations"], "liquidation", event)
-        for alert in book.alerts.on_event(event, z_score, ALERT_WINDOW):
-            messages.extend(self._fan(book.channels["alerts"], "alert", alert))
-        return Applied(event, messages)
+        if now - event.time <= self.config.alert_max_age_ms:
+            book.fresh = True
+            for alert in book.alerts.on_event(event, z_score, ALERT_WINDOW):
+                messages.extend(self._fan(book.channels["alerts"], "alert", alert))
+        return Applied(event, messages, book.last_arrival)
 
     def flush(self, now: int) -> list[ChannelMessage]:
-        """Diffs for every window that changed, new-epoch snapshots first, then cluster alerts."""
+        """Diffs for every window that changed and is due, new-epoch snapshots first, then
+        cluster alerts."""
         messages: list[ChannelMessage] = []
         self._flushed_seq = dict(self._seq)
         for book in self.books.values():
-            changed = bool(book.pending_snapshots)
-            for snapshot in book.pending_snapshots:
-                messages.append(self._snapshot_message(snapshot))
-            book.pending_snapshots = []
-            book.alert_statistics.expire(now)
+            book.drain(now)
+            changed = book.new_epoch
+            if book.new_epoch:
+                messages.extend(self._snapshot_message(w.snapshot()) for w in book.windows.values())
+                book.new_epoch = False
             for name, window in book.windows.items():
-                diff = window.flush(now)
+                diff = window.flush(now, book.coverage)
                 if diff is None:
                     continue
                 changed = True
                 channel = heatmap_channel(book.symbol, name)
                 messages.append(ChannelMessage(channel, "diff", window.seq, book.epoch, diff))
                 if name == ALERT_WINDOW and diff.clusters is not None:
-                    for alert in book.alerts.on_clusters(diff.clusters, name, now):
-                        messages.extend(self._fan(book.channels["alerts"], "alert", alert))
+                    alerts = book.alerts.on_clusters(diff.clusters, name, now)
+                    if book.fresh:  # else the engine only learns them: old news
+                        for alert in alerts:
+                            messages.extend(self._fan(book.channels["alerts"], "alert", alert))
+            book.fresh = False
             if changed or book.flushed is None:
                 # The position of the last flush that moved a stream: an idle book keeps
                 # its checkpoint, so nothing is rewritten every few milliseconds.
-                book.flushed = Flushed(now, book.last_applied, book.market_price)
+                book.flushed = Flushed(now, book.last_arrival, book.market_price)
+                for window in book.windows.values():
+                    if window.time == now:
+                        window.watermark = book.last_arrival
         return messages
 
     def sweep(self, now: int) -> None:
         """Retention: drop events older than the configured age from every book."""
         for book in self.books.values():
-            for evicted in book.store.sweep(now):
-                book.forget(evicted)
+            book.drain(now)
+            evicted = book.store.sweep(now)
+            if len(evicted):
+                book.drop(evicted)
+            book.coverage.lose_before(now - self.config.retention_ms)
 
     def snapshots_of(self, symbol: str, now: int) -> list[ChannelMessage]:
         """The current snapshot of each heatmap channel of `symbol` (seeds a replica)."""
@@ -264,11 +362,9 @@ class LiquidationProcessor:
 
     def events(
         self, symbol: str, since: int, side: str | None = None
-    ) -> Iterable[LiquidationEvent]:
+    ) -> Iterator[LiquidationEvent]:
         """Held events of `symbol` with time >= since, newest first."""
-        for event in reversed(self.books[symbol].store):
-            if event.time < since:
-                break
+        for event in self.books[symbol].store.newest_first(since):
             if side is None or event.side == side:
                 yield event
 

@@ -1,7 +1,8 @@
 """Realized liquidations as a time-by-price matrix, on the heatmap's own price bins.
 
-`timeline` is a pure function: the events held, the symbol's `PriceGrid`, the window's
-span and the present go in; a `Timeline` comes out. Decisions:
+`timeline` is a pure function: the events held (as rows: a 30-day window is a million of
+them), the symbol's `PriceGrid`, the window's span and the present go in; a `Timeline`
+comes out. Decisions:
 - Prices are the heatmap's bins (bin k covers [k*w, (k+1)*w), `PriceGrid.bin_index`), so a
   column of the matrix summed over time is exactly the heatmap's bin at that price.
 - Rows are dense (the body is documented as dense: `prices.count` notionals a row), so the
@@ -17,13 +18,11 @@ span and the present go in; a `Timeline` comes out. Decisions:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import msgspec
 import numpy as np
 
 from hub.analytics.grid import PriceGrid
-from hub.models import LiquidationEvent
+from hub.analytics.rows import Rows
 
 
 class PriceAxis(msgspec.Struct, frozen=True):
@@ -53,7 +52,7 @@ def bucket_starts(now: int, span_ms: int, buckets: int) -> list[int]:
 
 
 def timeline(
-    events: Iterable[LiquidationEvent],
+    held: Rows,
     grid: PriceGrid | None,
     now: int,
     span_ms: int,
@@ -62,21 +61,25 @@ def timeline(
     if buckets < 1 or span_ms < 1:
         raise ValueError(f"buckets and span must be positive, got {buckets}, {span_ms}")
     cutoff = now - span_ms
-    held = sorted((e for e in events if e.time >= cutoff), key=_time)
-    times = np.array([e.time for e in held], np.int64)
-    prices = np.array([e.price for e in held], np.float64)
-    notionals = np.array([e.notional for e in held], np.float64)
-    is_long = np.array([e.side == "long" for e in held], bool)
+    inside_window = held.time >= cutoff
+    order = np.argsort(held.time[inside_window], kind="stable")
+    times = held.time[inside_window][order]
+    prices = held.price[inside_window][order]
+    notionals = held.notional[inside_window][order]
+    is_long = ~held.short[inside_window][order]
     # The bucket of t is the largest i with ceil(i * span / buckets) <= t - cutoff.
     rows = np.minimum((times - cutoff) * buckets // span_ms, buckets - 1)
 
+    # Time-ordered: the last fill of a bucket is the last of its run of rows.
     last_price: list[float | None] = [None] * buckets
-    for row, price in zip(rows.tolist(), prices.tolist(), strict=True):
-        last_price[row] = price  # held is time-ordered: the last write is the last fill
+    if len(rows):
+        ends = np.flatnonzero(np.diff(rows, append=buckets))
+        for row, price in zip(rows[ends].tolist(), prices[ends].tolist(), strict=True):
+            last_price[row] = price
 
     if grid is None:  # nothing was ever placed: no axis yet
-        columns = np.zeros(len(held), np.int64)
-        inside = np.zeros(len(held), bool)
+        columns = np.zeros(len(times), np.int64)
+        inside = np.zeros(len(times), bool)
         first = count = 0
         axis = PriceAxis(0.0, 0.0, 0)
     else:
@@ -110,7 +113,3 @@ def timeline(
 
 def _totals(notionals: np.ndarray, is_long: np.ndarray) -> SideTotals:
     return SideTotals(float(notionals[is_long].sum()), float(notionals[~is_long].sum()))
-
-
-def _time(event: LiquidationEvent) -> int:
-    return event.time

@@ -1,13 +1,21 @@
-"""One heatmap window of one symbol: the events of the last `span` ms, published per flush.
+"""One heatmap window of one symbol: the events of the last `span` ms, published as a
+snapshot and then one diff per change.
 
-A window keeps no per-event state: the symbol's events live once in its `EventColumns`
-(shared by the nine windows of a book) and a window is the suffix of them with time >=
-now - span. A flush finds that suffix; when its content changed since the previous flush
-(or the axis moved) it takes the suffix's `Summary` (bins, statistics, density, cluster
-shapes, computed once per distinct suffix) and turns what differs from what it published
-last into a `HeatmapDiff`, advancing `seq` by one. So the published stream is: snapshot at
-seq S, then one diff per seq, each holding new absolute values. Events cost O(1) each
-(one row written); the work per flush is proportional to the events held.
+The events live once, in the symbol's `EventStore`; a window keeps only exact integer sums
+of the ones it holds (`WindowSums`: bins, density lattice, statistics), changed by the
+rows that enter and leave (`drain`), so what a flush costs follows what changed, not how
+many events the window holds: a 30-day window of a million events costs what an hour does.
+
+What clients see moves at the window's own pace (`refresh_ms`): the hub's flush interval
+for windows up to an hour, and span / 86,400 beyond (a day-long window once a second, a
+30-day one every 30 s): a long window barely moves in a second, and redrawing it as
+often as a 5-minute one would cost every client the same bytes for nothing. Its sums
+follow every flush all the same, so a publish is always of the present.
+
+A publish (`flush`) turns what differs from what was published last into a
+`HeatmapDiff`, advancing `seq` by one: the bins that changed (count 0: gone), statistics,
+clusters, reference price and coverage when they changed, and the density as the runs of
+values that changed (whole when its axis moved).
 """
 
 from __future__ import annotations
@@ -16,66 +24,47 @@ import math
 
 import numpy as np
 
-from hub.analytics.clusters import ClusterTracker
-from hub.analytics.columns import EMPTY_STATISTICS, EventColumns, Summary, wire_values
+from hub.analytics.clusters import ClusterTracker, find_clusters
+from hub.analytics.coverage import Coverage
 from hub.analytics.density import KernelDensity
 from hub.analytics.grid import PriceGrid
+from hub.analytics.store import EventStore
+from hub.analytics.sums import (
+    EMPTY_STATISTICS,
+    MICROS,
+    Placed,
+    WindowSums,
+    bin_rows,
+    place_rows,
+)
 from hub.models import (
+    NO_COVERAGE,
     Bin,
     Cluster,
     Density,
+    DensityRun,
     HeatmapDiff,
     HeatmapSnapshot,
     LiquidationEvent,
     Statistics,
+    WindowCoverage,
 )
 
-__all__ = ["EMPTY_STATISTICS", "HeatmapWindow", "wire_values"]
+__all__ = ["EMPTY_STATISTICS", "HeatmapWindow", "refresh_ms", "wire_values"]
 
 # Equal to nothing a flush computes (NaN != NaN, no cluster has id -1): forces a re-send.
 _UNSENT_STATISTICS = Statistics(-1, math.nan, math.nan, math.nan, math.nan, math.nan)
 _UNSENT_CLUSTERS = [Cluster(-1, math.nan, math.nan, math.nan, 0.0, 0, 0.0, 0.0, "low")]
+_UNSENT_COVERAGE = WindowCoverage(-1, False)
+REFRESH_FRACTION = 86_400  # of the span: a long window's pace
+# Changed density values closer than this are sent as one run: a run costs its offset.
+_RUN_JOIN = 4
 
 
-class _Published:
-    """The bins clients hold: sorted bin indices, their sums and counts, and the rows."""
-
-    __slots__ = ("count", "index", "long", "rows", "short")
-
-    def __init__(self, summary: Summary | None, grid: PriceGrid) -> None:
-        if summary is None:
-            self.index = np.zeros(0, np.int64)
-            self.long = self.short = np.zeros(0)
-            self.count = np.zeros(0, np.int64)
-            self.rows: list[Bin] = []
-            return
-        self.index = summary.index
-        self.long = summary.bin_long
-        self.short = summary.bin_short
-        self.count = summary.bin_count
-        self.rows = summary.rows(grid)
-
-    def changed(self, new: _Published, grid: PriceGrid) -> list[Bin]:
-        """The rows of `new` that differ from these, plus a count-0 row per vanished bin."""
-        if len(self.index) == 0:
-            return list(new.rows)
-        at = np.minimum(np.searchsorted(self.index, new.index), len(self.index) - 1)
-        same = (
-            (self.index[at] == new.index)
-            & (self.long[at] == new.long)
-            & (self.short[at] == new.short)
-            & (self.count[at] == new.count)
-        )
-        rows = [new.rows[i] for i in np.flatnonzero(~same).tolist()]
-        if len(new.index) == 0:
-            gone = self.index
-        else:  # sorted, unique: a search is cheaper than np.isin
-            back = np.minimum(np.searchsorted(new.index, self.index), len(new.index) - 1)
-            gone = self.index[new.index[back] != self.index]
-        if len(gone):
-            rows.extend((grid.bin_low(i), 0.0, 0.0, 0) for i in gone.tolist())
-            rows.sort(key=_price)
-        return rows
+def refresh_ms(span_ms: int) -> int:
+    """How often a window of `span_ms` is published at most (see the module doc); 0: at
+    every flush."""
+    return span_ms // REFRESH_FRACTION if span_ms > 3_600_000 else 0
 
 
 class HeatmapWindow:
@@ -85,141 +74,210 @@ class HeatmapWindow:
         name: str,
         span_ms: int,
         grid: PriceGrid,
-        bandwidth_pct: float,
-        columns: EventColumns | None = None,
+        kde: KernelDensity,
+        refresh: int = 0,
     ) -> None:
         self.symbol = symbol
         self.name = name
         self.span_ms = span_ms
-        self.bandwidth_pct = bandwidth_pct
-        # A book passes its shared columns and feeds them itself, once per event; a
-        # window made alone (benchmarks) owns its columns, fed by its maker.
-        self.columns = columns if columns is not None else EventColumns()
+        self.refresh_ms = refresh
         self.seq = 0
-        self._key: tuple[int, int, int] | None = None  # of the suffix last published
-        self._changed = False  # something besides the events (the axis) needs a re-send
-        self._time = 0
-        self._set_grid(grid)
-        self._clusters = ClusterTracker(self._bandwidth)
-        self._bins = _Published(None, grid)
-        self._statistics = EMPTY_STATISTICS  # as computed at the last flush
+        self.watermark = 0  # arrival number of the last event applied before the last publish
+        self.sums = WindowSums()
+        self.cutoff: int | None = None  # the sums hold the rows with time >= cutoff
+        self._next_leave = math.inf  # the oldest time held: nothing leaves before it
+        self._changed = False  # since the last publish
+        self._axis_moved = False
+        self._time = 0  # of the last publish
+        self.grid = grid
+        self.kde = kde
+        self._bandwidth = kde.bandwidth
+        self._clusters = ClusterTracker(kde.bandwidth)
+        self._values = np.zeros(0)  # density as computed at the last publish
         self._published_statistics = EMPTY_STATISTICS
         self._published_clusters: list[Cluster] = []
         self._published_reference = grid.reference_price
-        self._published_density = Density(grid.density_start, grid.bin_width, [])
+        self._published_coverage = NO_COVERAGE
+        self._published_axis = (grid.density_start, grid.bin_width)
+        self._wire = np.zeros(0)  # the published density values, as sent
 
-    @property
-    def events(self) -> list[LiquidationEvent]:
-        """The events held as of the last flush's time."""
-        return self.columns.events_from(self.columns.start(self.cutoff(self._time)))
+    # -- what the window holds --------------------------------------------------------
 
-    def cutoff(self, now: int) -> int:
-        return now - self.span_ms
+    def events(self, store: EventStore) -> list[LiquidationEvent]:
+        """The events held (as of the last drain)."""
+        if self.cutoff is None:
+            return []
+        return store.events(store.since(self.cutoff))
+
+    def drain(self, arrived: Placed | None, store: EventStore, now: int) -> None:
+        """Bring the sums to `now`: `arrived` (rows the store took since the last drain,
+        placed on this window's grid) enter when recent enough; the rows that aged out
+        leave. The store holds both."""
+        if self.cutoff is None:
+            return
+        old = self.cutoff
+        new = max(old, now - self.span_ms)
+        if arrived is not None and len(arrived):
+            entering = arrived.take(arrived.time >= old)
+            if len(entering):
+                self.sums.add(entering, 1)
+                self._next_leave = min(self._next_leave, int(entering.time.min()))
+                self._changed = True
+        if self._next_leave < new:
+            # [old, new) of the store: what was held there, and what just arrived there.
+            self.sums.add(place_rows(store.between(old, new), self.grid, self.kde), -1)
+            self._next_leave = _first_time(store, new)
+            self._changed = True
+        self.cutoff = new
+        if self.sums.lattice is None:
+            self._build_lattice(store)
+
+    def forget(self, evicted: Placed) -> None:
+        """The store dropped these rows (past retention, or the cap); the window was drained
+        just before, so those inside it are exactly the ones of time >= cutoff."""
+        if self.cutoff is None or not len(evicted):
+            return
+        inside = evicted.take(evicted.time >= self.cutoff)
+        if len(inside):
+            self.sums.add(inside, -1)
+            self._changed = True
+
+    def _build_lattice(self, store: EventStore) -> None:
+        """The density lattice of the rows held, on the current axis."""
+        sums = self.sums
+        sums.lattice = np.zeros(self.kde.fine_size, np.int64)
+        held = place_rows(store.since(self.cutoff or 0), self.grid, self.kde)
+        on = held.node >= 0
+        np.add.at(sums.lattice, held.node[on], held.micros[on] - held.right[on])
+        np.add.at(sums.lattice, held.node[on] + 1, held.right[on])
+        sums.lattice_changed = True
 
     # -- grid -------------------------------------------------------------------------
 
-    def _set_grid(self, grid: PriceGrid) -> None:
+    def recentre(self, grid: PriceGrid, kde: KernelDensity) -> None:
+        """Move the density axis to a new reference price; bins and seq carry on. The
+        lattice is rebuilt on the new axis at the next drain."""
         self.grid = grid
-        self.columns.rebin(grid.bin_width)
-        self._bandwidth = grid.reference_price * self.bandwidth_pct / 100.0
-        self.density = KernelDensity(
-            grid.density_start, grid.bin_width, grid.density_size, self._bandwidth
-        )
-
-    def recentre(self, grid: PriceGrid) -> None:
-        """Move the density axis to a new reference price; bins and seq carry on."""
-        self._set_grid(grid)
+        self.kde = kde
+        self._bandwidth = kde.bandwidth
+        self.sums.lattice = None
+        self._axis_moved = True
         self._changed = True
 
-    def restart(self, grid: PriceGrid, now: int) -> HeatmapSnapshot:
-        """Start a new epoch on `grid`: bins rebuilt from the held events, seq from 0."""
-        self._set_grid(grid)
-        self._clusters.start_over(self._bandwidth)
-        summary = self._take(now)
-        self._bins = _Published(summary, grid)
-        self._published_clusters = self._track_clusters(summary)
-        self._published_statistics = self._statistics
+    def restart(
+        self, grid: PriceGrid, kde: KernelDensity, store: EventStore, now: int, coverage: Coverage
+    ) -> None:
+        """Start a new epoch on `grid`: sums rebuilt from the store, seq from 0; `snapshot`
+        then gives the new epoch's first state, as of `now`."""
+        self.grid, self.kde, self._bandwidth = grid, kde, kde.bandwidth
+        self._clusters.start_over(kde.bandwidth)
+        self.cutoff = now - self.span_ms
+        self.sums = WindowSums()
+        self.sums.lattice = np.zeros(kde.fine_size, np.int64)
+        held = store.since(self.cutoff)
+        self.sums.add(place_rows(held, grid, kde), 1)
+        self.sums.take_changes()
+        self._next_leave = int(held.time[0]) if len(held) else math.inf
+        self._axis_moved = False
+        values = self._density()
+        self._publish_whole_density(values)
+        self._published_clusters = self._find_clusters(values)
+        self._published_statistics = self.sums.statistics()
         self._published_reference = grid.reference_price
+        self._published_coverage = coverage.of(self.cutoff, now)
+        self._time = now
         self._changed = False
         self.seq = 0
-        return self.snapshot()
 
-    def resume(self, seq: int, flushed_at: int) -> list[Cluster]:
-        """Carry on a stream from a restored state: the events held are those of the flush
-        at `seq`, in the same order, so the bins are bit for bit what clients hold (see
-        `hub.analytics.columns`). Derived parts (clusters, statistics, density, reference)
-        are recomputed and need not match to the last bit, so the next diff sends them.
-        Returns the clusters as of that flush, tracked: the next flush keeps their ids."""
-        summary = self._take(flushed_at)
-        self._bins = _Published(summary, self.grid)
-        clusters = self._track_clusters(summary)
+    def resume(self, seq: int, published_at: int, held: Placed) -> list[Cluster]:
+        """Carry on a stream from a checkpoint: `held` are the rows this window held at its
+        publish of `seq` (at `published_at`), so its bins are exactly what clients hold.
+        The derived parts (statistics, clusters, density, reference, coverage) are sent
+        again by the next diff. Returns the clusters as of that publish, tracked: the next
+        publish keeps their ids. The caller then drains what came after."""
+        self.cutoff = published_at - self.span_ms
+        self.sums = WindowSums()
+        self.sums.lattice = np.zeros(self.kde.fine_size, np.int64)
+        self.sums.add(held, 1)
+        self.sums.take_changes()
+        self._next_leave = int(held.time.min()) if len(held) else math.inf
         self.seq = seq
+        self._time = published_at
+        self._axis_moved = True  # the next diff sends the density whole
+        self._changed = True
+        clusters = self._find_clusters(self._density())
         self._published_statistics = _UNSENT_STATISTICS
         self._published_clusters = _UNSENT_CLUSTERS
         self._published_reference = math.nan
-        self._changed = True
+        self._published_coverage = _UNSENT_COVERAGE
         return clusters
-
-    def _track_clusters(self, summary: Summary) -> list[Cluster]:
-        """The suffix's clusters, with ids carried on from the previous update."""
-        return self._clusters.track(summary.shapes(self.density, self.grid.bin_width))
-
-    def _take(self, now: int) -> Summary:
-        """The summary of the suffix at `now`, remembered as the one published."""
-        first = self.columns.start(self.cutoff(now))
-        self._key = self.columns.key(first)
-        self._time = now
-        summary = self.columns.summary(first)
-        self._statistics = summary.statistics
-        wire = summary.density(self.density)[1]
-        self._published_density = Density(self.grid.density_start, self.grid.bin_width, wire)
-        return summary
 
     # -- what clients see -------------------------------------------------------------
 
+    @property
+    def time(self) -> int:
+        """Of the last publish."""
+        return self._time
+
     def statistics(self) -> Statistics:
-        """As of the last flush (or restart)."""
-        return self._statistics
+        """As of the last publish."""
+        return self._published_statistics
 
     def z_score(self, notional: float) -> float:
-        """Against the statistics of the last flush; the processor's per-event alert
-        z-score uses `RunningStatistics` instead, which is exact between flushes."""
-        stats = self._statistics
+        stats = self._published_statistics
         return (notional - stats.mean) / stats.std if stats.std > 0 else 0.0
-
-    def bins(self) -> list[Bin]:
-        return list(self._bins.rows)
-
-    def density_message(self) -> Density:
-        return self._published_density
 
     def clusters(self) -> list[Cluster]:
         return self._published_clusters
 
-    def flush(self, now: int) -> HeatmapDiff | None:
-        """What changed since the previous flush, as the next diff; None when nothing did."""
-        first = self.columns.start(self.cutoff(now))
-        if self.columns.key(first) == self._key and not self._changed:
+    def density_message(self) -> Density:
+        start, step = self._published_axis
+        return Density(start, step, self._wire.tolist())
+
+    def due(self, now: int) -> bool:
+        return now - self._time >= self.refresh_ms
+
+    @property
+    def pending(self) -> bool:
+        """Whether the sums changed since the last publish (the window is not due yet)."""
+        return self._changed
+
+    def flush(self, now: int, coverage: Coverage) -> HeatmapDiff | None:
+        """What changed since the last publish, as the next diff; None when nothing did,
+        or when the window's pace says not yet (`due`)."""
+        if self.cutoff is None or not self.due(now):
+            return None
+        covered = coverage.of(now - self.span_ms, now)
+        if not self._changed and covered.complete == self._published_coverage.complete:
             return None
         self._changed = False
-        summary = self._take(now)
-        clusters = self._track_clusters(summary)
-        bins = _Published(summary, self.grid)
-        diff = HeatmapDiff(
-            time=now, bins=self._bins.changed(bins, self.grid), density=self._published_density
-        )
-        self._bins = bins
-        if self._statistics != self._published_statistics:
-            diff.statistics = self._published_statistics = self._statistics
+        changes = self.sums.take_changes()
+        values = self._density()
+        clusters = self._find_clusters(values)
+        diff = HeatmapDiff(time=now, bins=self._bin_changes(changes))
+        if self._axis_moved or len(values) != len(self._wire):
+            self._axis_moved = False
+            self._publish_whole_density(values)
+            diff.density = self.density_message()
+        else:
+            patch = self._patch(values)
+            if patch:
+                diff.density_patch = patch
+        statistics = self.sums.statistics()
+        if statistics != self._published_statistics:
+            diff.statistics = self._published_statistics = statistics
         if clusters != self._published_clusters:
             diff.clusters = self._published_clusters = clusters
         if self.grid.reference_price != self._published_reference:
             diff.reference_price = self._published_reference = self.grid.reference_price
+        if covered != self._published_coverage:
+            diff.coverage = self._published_coverage = covered
+        self._time = now
         self.seq += 1
         return diff
 
     def snapshot(self) -> HeatmapSnapshot:
-        """The state as of the last flush (callers flush first to include newer events)."""
+        """The state as of the last publish (callers flush first to include newer events)."""
         return HeatmapSnapshot(
             symbol=self.symbol,
             window=self.name,
@@ -232,8 +290,102 @@ class HeatmapWindow:
             density=self.density_message(),
             clusters=self._published_clusters,
             statistics=self._published_statistics,
+            coverage=self._published_coverage,
+        )
+
+    def bins(self) -> list[Bin]:
+        """The bins as published: the sums, with the bins changed since then as they were."""
+        index, long, short, count = self.sums.occupied()
+        before = self.sums.published()
+        if before:
+            keep = ~np.isin(index, np.fromiter(before, np.int64, len(before)))
+            old = sorted((i, v) for i, v in before.items() if v[2])
+            index = np.concatenate((index[keep], [i for i, _ in old])).astype(np.int64)
+            long = np.concatenate((long[keep], [v[0] for _, v in old])).astype(np.int64)
+            short = np.concatenate((short[keep], [v[1] for _, v in old])).astype(np.int64)
+            count = np.concatenate((count[keep], [v[2] for _, v in old])).astype(np.int64)
+            order = np.argsort(index, kind="stable")
+            index, long, short, count = index[order], long[order], short[order], count[order]
+        return bin_rows(self.grid, index, long, short, count)
+
+    # -- internals --------------------------------------------------------------------
+
+    def _density(self) -> np.ndarray:
+        sums = self.sums
+        if sums.lattice_changed or len(self._values) != self.grid.density_size:
+            lattice = sums.lattice
+            if lattice is None:
+                lattice = np.zeros(self.kde.fine_size, np.int64)
+            self._values = self.kde.smooth(lattice / MICROS)
+            sums.lattice_changed = False
+        return self._values
+
+    def _find_clusters(self, values: np.ndarray) -> list[Cluster]:
+        index, long, short, count = self.sums.occupied()
+        width = self.grid.bin_width
+        shapes = []
+        if len(index):
+            shapes = find_clusters(
+                values,
+                self.kde.start,
+                self.kde.step,
+                self._bandwidth,
+                index * width,
+                long / MICROS,
+                short / MICROS,
+                count,
+                width,
+            )
+        return self._clusters.track(shapes)
+
+    def _publish_whole_density(self, values: np.ndarray) -> None:
+        self._wire = wire_array(values)
+        self._published_axis = (self.grid.density_start, self.grid.bin_width)
+
+    def _patch(self, values: np.ndarray) -> list[DensityRun]:
+        """The runs of wire values that differ from those published; they become published."""
+        wire = wire_array(values)
+        changed = np.flatnonzero(wire != self._wire)
+        if not len(changed):
+            return []
+        breaks = np.flatnonzero(np.diff(changed) > _RUN_JOIN)
+        starts = np.concatenate(([changed[0]], changed[breaks + 1])).tolist()
+        ends = np.concatenate((changed[breaks], [changed[-1]])).tolist()
+        self._wire = wire
+        return [
+            (start, wire[start : end + 1].tolist()) for start, end in zip(starts, ends, strict=True)
+        ]
+
+    def _bin_changes(self, changes: dict[int, tuple[int, int, int]]) -> list[Bin]:
+        if not changes:
+            return []
+        index = np.array(sorted(changes), np.int64)
+        now = [self.sums.bin(i) for i in index.tolist()]
+        return bin_rows(
+            self.grid,
+            index,
+            np.array([v[0] for v in now], np.int64),
+            np.array([v[1] for v in now], np.int64),
+            np.array([v[2] for v in now], np.int64),
         )
 
 
-def _price(row: Bin) -> float:
-    return row[0]
+def _first_time(store: EventStore, start: int) -> float:
+    """The oldest time held at or after `start`; inf when none is."""
+    times = store.times
+    at = int(np.searchsorted(times, start, side="left"))
+    return int(times[at]) if at < len(times) else math.inf
+
+
+def wire_array(values: np.ndarray) -> np.ndarray:
+    """Density values as sent: six significant digits of the peak. Most of the axis is
+    zero or convolution noise (5e-11) that would otherwise be written in full; rounding
+    makes a diff about three times smaller, and lets a diff send only what changed."""
+    peak = float(np.max(values)) if len(values) else 0.0
+    if peak <= 0:
+        return np.zeros(len(values))
+    return np.round(values, 5 - math.floor(math.log10(peak)))
+
+
+def wire_values(values: np.ndarray) -> list[float]:
+    return wire_array(values).tolist()

@@ -1,7 +1,9 @@
-"""Admin endpoints: add or remove tracked symbols at run time.
+"""The tracked symbols: listed to every reader, added or removed at run time by admins.
 
-Off unless HUB_ADMIN_TOKEN is set; then a request needs `Authorization: Bearer <token>`,
-compared in constant time so response timing tells nothing about the token.
+Without keys, adding and removing are off unless HUB_ADMIN_TOKEN is set; then a request
+needs `Authorization: Bearer <token>`, compared in constant time so response timing tells
+nothing about the token. With keys on, the access middleware has already checked the key
+(the admin token counts as one of scope `admin`), and these need an `admin` grant.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from hub.access.keys import Grant
+from hub.api.access import GRANT
 from hub.api.responses import endpoint, ok
 from hub.channels import is_symbol
 from hub.errors import RequestError, clip, echo
@@ -27,6 +31,12 @@ class AdminApi:
         self.hub = hub
 
     def _authorize(self, request: Request) -> None:
+        if self.hub.access.keys_required:
+            grant: Grant = request.scope[GRANT]  # the middleware let no request without one in
+            if not grant.admin:
+                self.hub.access.stats.forbidden_rest += 1
+                raise RequestError(403, f"key {grant.name!r} has scope read; this needs admin")
+            return
         token = self.hub.settings.admin_token
         if token is None:
             raise RequestError(404, "admin endpoints are off (HUB_ADMIN_TOKEN is not set)")
@@ -53,6 +63,10 @@ class AdminApi:
 
     def _tracked(self) -> Response:
         return ok({"symbols": sorted(self.hub.tracked())})
+
+    @endpoint
+    async def listing(self, request: Request) -> Response:
+        return self._tracked()
 
     @endpoint
     async def add(self, request: Request) -> Response:

@@ -7,11 +7,15 @@ from collections.abc import AsyncIterator
 from importlib import resources
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import Route, WebSocketRoute
 
+from hub.api.access import AccessMiddleware
 from hub.api.admin import AdminApi
+from hub.api.cors import cors_middleware
+from hub.api.export import ExportApi
 from hub.api.liquidity import LiquidityApi
 from hub.api.metrics import MetricsApi
 from hub.api.predicted import PredictedApi
@@ -51,20 +55,31 @@ def create_app(hub: HubView, limits: Limits | None = None) -> Starlette:
         Route("/health", rest.health),
         Route("/metrics", metrics.metrics),
         Route(f"{API}/status", rest.status),
+        Route(f"{API}/symbols", admin.listing),
         Route(f"{API}/symbols", admin.add, methods=["POST"]),
         Route(f"{API}/symbols", admin.remove, methods=["DELETE"]),
         Route(f"{API}/liquidations/{{symbol}}", rest.liquidations),
         Route(f"{API}/liquidations/{{symbol}}/heatmap", rest.heatmap),
         Route(f"{API}/liquidations/{{symbol}}/leverage", rest.leverage),
         Route(f"{API}/liquidations/{{symbol}}/timeline", TimelineApi(hub).timeline),
-        Route(f"{API}/export/{{symbol}}", rest.export),
+        Route(f"{API}/export/{{symbol}}", ExportApi(hub).export),
         Route(f"{API}/liquidity/{{symbol}}", liquidity.liquidity),
         Route(f"{API}/unified/{{symbol}}", liquidity.unified),
         Route(f"{API}/predicted/{{symbol}}", predicted.levels),
         WebSocketRoute("/ws", sockets.serve),
     ]
+    # CORS outside the keys: a preflight needs no key, and a refusal carries CORS headers.
+    middleware = [
+        *cors_middleware(hub.settings),
+        Middleware(AccessMiddleware, gate=hub.access, routes=routes),
+    ]
     # Every HTTP error answers the REST envelope, not Starlette's plain text.
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
+    app = Starlette(
+        routes=routes,
+        middleware=middleware,
+        lifespan=lifespan,
+        exception_handlers=EXCEPTION_HANDLERS,
+    )
     app.state.hub = hub
     app.state.sockets = sockets
     return app

@@ -16,17 +16,16 @@ leverage endpoint counts them as `unknown`.
 
 from __future__ import annotations
 
-import csv
-import io
 from typing import Any
 
 import msgspec
+import numpy as np
 from starlette.requests import Request
 from starlette.responses import Response
 
 from hub.analytics.leverage import TierDistribution
 from hub.api.bodies import SnapshotBodies
-from hub.api.filters import exchange_param, of_exchanges
+from hub.api.filters import exchange_param, filtered, of_exchanges
 from hub.api.responses import choice_param, endpoint, int_param, ok, window_param
 from hub.channels import WINDOWS, heatmap_channel, is_symbol
 from hub.errors import RequestError, echo
@@ -34,7 +33,6 @@ from hub.models import HeatmapSnapshot, LiquidationEvent
 from hub.service.hubs import HubView
 
 OUTLIER_Z = 3.0
-EXPORT_FIELDS = tuple(LiquidationEvent.__struct_fields__)
 LEVERAGE_METHOD = "1 / (adverse move from the recent price extreme + maintenance margin)"
 
 
@@ -56,6 +54,12 @@ class RestApi:
             raise _starting_up(symbol)
         return snapshot
 
+    def _present(self, symbol: str, window: str) -> int:
+        """Where the window ends: the processor's present, which a `web` process only knows
+        from the stream (a replay's clock is not the wall clock)."""
+        snapshot = self.hub.fanout.snapshot(heatmap_channel(symbol, window))
+        return snapshot.time if snapshot is not None and snapshot.time else self.hub.clock()
+
     async def _window_events(
         self, request: Request, limit: int | None = None
     ) -> tuple[str, str, list[LiquidationEvent]]:
@@ -63,10 +67,7 @@ class RestApi:
         window = window_param(request)
         side = choice_param(request, "side", ("long", "short"))
         exchanges = exchange_param(request)
-        # The window ends at the processor's present, which a `web` process only knows from
-        # the stream (a replay's clock is not the wall clock).
-        snapshot = self.hub.fanout.snapshot(heatmap_channel(symbol, window))
-        now = snapshot.time if snapshot is not None and snapshot.time else self.hub.clock()
+        now = self._present(symbol, window)
         if exchanges is None:
             return symbol, window, await self.hub.events(symbol, now - WINDOWS[window], side, limit)
         # The filter runs here, so the limit must follow it.
@@ -97,36 +98,27 @@ class RestApi:
 
     @endpoint
     async def leverage(self, request: Request) -> Response:
-        symbol, window, events = await self._window_events(request)
+        symbol = self._symbol(request)
+        window = window_param(request)
+        side = choice_param(request, "side", ("long", "short"))
+        exchanges = exchange_param(request)
+        now = self._present(symbol, window)
         tiers = TierDistribution()
-        for event in events:
-            tiers.add(event.tier, event.notional)
+        unknown = 0
+        chunks = filtered(self.hub.rows(symbol, now - WINDOWS[window]), side, exchanges)
+        async for rows, _ in chunks:
+            tiers.merge(TierDistribution.of(rows.leverage, rows.notional))
+            unknown += int(np.isnan(rows.leverage).sum())
         return ok(
             {
                 "symbol": symbol,
                 "window": window,
                 "estimated": True,
                 "method": LEVERAGE_METHOD,
-                "unknown": sum(1 for e in events if e.tier is None),
+                "unknown": unknown,
                 "tiers": tiers.rows(),
             }
         )
-
-    @endpoint
-    async def export(self, request: Request) -> Response:
-        fmt = choice_param(request, "format", ("csv", "json")) or "csv"
-        symbol, window, events = await self._window_events(request)
-        events.reverse()  # oldest first reads naturally in a file
-        filename = f"{symbol}_{window}_liquidations.{fmt}"
-        headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
-        if fmt == "json":
-            return ok(events, headers=headers)
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(EXPORT_FIELDS)
-        for event in events:
-            writer.writerow(msgspec.structs.astuple(event))
-        return Response(buffer.getvalue(), media_type="text/csv", headers=headers)
 
     @endpoint
     async def status(self, request: Request) -> Response:

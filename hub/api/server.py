@@ -17,9 +17,12 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 
+from hub.access.keys import redact
 from hub.api.uvicorn_socket import HubWebSocketProtocol, missing_internals
 
 log = logging.getLogger("hub.api")
+# uvicorn logs each request's path with its query, and a browser's WebSocket key is in it.
+SERVER_LOGGERS = ("uvicorn.error", "uvicorn.access")
 
 _EXIT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -47,6 +50,20 @@ class GracefulServer(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
+class KeyRedactor(logging.Filter):
+    """Takes keys out of the server's log lines before any handler writes them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()  # arguments may be objects, such as a frame
+        clean = redact(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True
+
+
+_REDACTOR = KeyRedactor()
+
+
 def server_config(app: Starlette, host: str, port: int, **options: Any) -> uvicorn.Config:
     """uvicorn on uvloop and httptools, with the WebSocket protocol that lets the fan-out
     write shared frames; on a uvicorn whose internals moved, its stock protocol (the
@@ -67,7 +84,10 @@ def server_config(app: Starlette, host: str, port: int, **options: Any) -> uvico
         "ws_max_size": 1024 * 1024,  # the app's limit is 64 KiB; this bounds memory
         "lifespan": "on",
     }
-    return uvicorn.Config(app, host=host, port=port, **{**defaults, **options})
+    config = uvicorn.Config(app, host=host, port=port, **{**defaults, **options})
+    for name in SERVER_LOGGERS:  # after Config, which sets up uvicorn's logging
+        logging.getLogger(name).addFilter(_REDACTOR)
+    return config
 
 
 def run(
@@ -77,7 +97,9 @@ def run(
     log_level: str,
     before_shutdown: Callable[[], Awaitable[None]],
     ws_ping_interval: float = 20.0,
+    **tls: str | None,
 ) -> None:
+    """`tls`: uvicorn's `ssl_certfile` and `ssl_keyfile` (HUB_TLS_*), or None each."""
     config = server_config(
         app,
         host,
@@ -85,5 +107,6 @@ def run(
         log_level=log_level,
         ws_ping_interval=ws_ping_interval,
         ws_ping_timeout=ws_ping_interval,
+        **tls,
     )
     GracefulServer(config, before_shutdown).run()

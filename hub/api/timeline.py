@@ -2,7 +2,7 @@
 
 The grid is read from the window's heatmap snapshot in the fan-out's replica (bin width,
 reference price, epoch), which `serve` and `web` both hold, and the events from
-`HubView.events` (the processor in `serve`, the durable log in `web`), so both processes
+`HubView.rows` (the processor in `serve`, the durable log in `web`), so both processes
 answer the same matrix. The window ends at the hub's clock (a replay's own clock in
 `serve`), or at the snapshot's time when that is later (a `web` process fed by an ingest
 whose clock runs ahead). Not at the snapshot's time alone: a quiet symbol's heatmap is not
@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from hub.analytics.grid import PriceGrid
+from hub.analytics.rows import merge
 from hub.analytics.timeline import timeline
 from hub.api.responses import endpoint, int_param, ok, tracked_symbol, window_param
 from hub.channels import WINDOWS, heatmap_channel
@@ -43,6 +44,6 @@ class TimelineApi:
             )
         now = max(self.hub.clock(), snapshot.time if snapshot is not None else 0)
         span = WINDOWS[window]
-        events = await self.hub.events(symbol, now - span, None)
-        matrix = timeline(events, grid, now, span, buckets)
+        held = merge([chunk async for chunk in self.hub.rows(symbol, now - span)])
+        matrix = timeline(held.rows, grid, now, span, buckets)
         return ok({"symbol": symbol, "window": window, **msgspec.structs.asdict(matrix)})

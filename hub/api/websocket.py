@@ -18,13 +18,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import Counter
 from collections.abc import Callable
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from hub.access.keys import Grant
 from hub.api.responses import failure
 from hub.api.uvicorn_socket import RAW_SOCKET, Message, RawSocket
+from hub.api.ws_keys import UNAUTHORIZED, admit_key
 from hub.errors import echo
 from hub.fanout.codec import FORMATS
 from hub.fanout.fanout import FanoutStats
@@ -139,8 +140,8 @@ class WebSocketApi:
         self.limits = limits or Limits(
             **{name: getattr(settings, name) for name in Limits.__struct_fields__}
         )
-        self.per_ip: Counter[str] = Counter()
         self.flusher = Flusher(settings.ws_write_delay_ms / 1000, hub.fanout.stats)
+        hub.access.on_revoked.append(self.revoked)
 
     def origin_allowed(self, websocket: WebSocket) -> bool:
         origin = websocket.headers.get("origin")
@@ -159,6 +160,16 @@ class WebSocketApi:
         while self.hub.fanout.sessions and loop.time() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.02)
 
+    def revoked(self, names: set[str]) -> None:
+        """Keys were revoked: close their connections (the client may come back with
+        another key)."""
+        for session in list(self.hub.fanout.sessions):
+            grant = session.grant
+            if grant is not None and grant.name in names and session.close is None:
+                session.close = Close(UNAUTHORIZED, "key revoked")
+                session.on_ready()
+                self.hub.access.stats.revoked_closes += 1
+
     async def serve(self, websocket: WebSocket) -> None:
         if not self.origin_allowed(websocket):
             await websocket.close(code=1008)  # before accept: the client gets HTTP 403
@@ -169,35 +180,45 @@ class WebSocketApi:
                 failure(400, f"format: {echo(fmt)} is not one of {', '.join(FORMATS)}")
             )
             return
-        settings = self.hub.settings
-        address = websocket.client.host if websocket.client else "?"
+        settings, access = self.hub.settings, self.hub.access
+        address = f"ip:{websocket.client.host if websocket.client else '?'}"
         if len(self.hub.fanout.sessions) >= settings.max_connections:
             await websocket.send_denial_response(failure(503, "connection limit reached"))
             return
-        if self.per_ip[address] >= settings.max_connections_per_ip:
+        if not await access.acquire(address, settings.max_connections_per_ip):
+            access.stats.refused_ip += 1
             await websocket.send_denial_response(failure(429, "too many connections from you"))
             return
-        self.per_ip[address] += 1
-        await websocket.accept()
-        socket: RawSocket | None = websocket.scope.get("extensions", {}).get(RAW_SOCKET)
-        if socket is not None and socket.shares_frames:
-            _Detached(self, socket, fmt, address)
-            return  # the connection carries on without this call (see RawSocket.detach)
+        grant: Grant | None = None
+        key: str | None = None
+        detached = False
         try:
-            await self._serve_asgi(websocket, fmt)
+            await websocket.accept()
+            if access.keys_required:
+                admitted = await admit_key(websocket, access, fmt, settings.max_connections_per_key)
+                if admitted is None:
+                    return
+                grant, key = admitted
+            socket: RawSocket | None = websocket.scope.get("extensions", {}).get(RAW_SOCKET)
+            if socket is not None and socket.shares_frames:
+                _Detached(self, socket, fmt, grant, address, key)
+                detached = True
+                return  # the connection carries on without this call (see RawSocket.detach)
+            await self._serve_asgi(websocket, fmt, grant)
         finally:
-            self.release(address)
+            if not detached:
+                self.release(address, key)
 
-    def release(self, address: str) -> None:
-        """A connection from `address` has ended: its slot in the per-address limit is free."""
-        self.per_ip[address] -= 1
-        if not self.per_ip[address]:
-            del self.per_ip[address]
+    def release(self, address: str, key: str | None) -> None:
+        """A connection has ended: its slots in the per-address and per-key limits are free."""
+        self.hub.access.release(address)
+        if key is not None:
+            self.hub.access.release(key)
 
-    async def _serve_asgi(self, websocket: WebSocket, fmt: str) -> None:
+    async def _serve_asgi(self, websocket: WebSocket, fmt: str, grant: Grant | None) -> None:
         """The fallback: a reader and a writer task per client, one awaited send a frame."""
         fanout = self.hub.fanout
-        session = Session(fmt, fanout, self.limits, fanout.clock())  # type: ignore[arg-type]
+        session = Session(fmt, fanout, self.limits, fanout.clock(), grant)  # type: ignore[arg-type]
         wake = asyncio.Event()
         session.on_ready = wake.set
         fanout.stats.asgi_sessions += 1
@@ -252,11 +273,9 @@ class WebSocketApi:
         except TimeoutError:
             # The socket is stuck: try a 1013 briefly, then let go of the connection (its
             # slot and per-IP count); the server's keep-alive tears the transport down.
+            session.close = Close(1013, "client too slow: a send did not complete")
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(
-                    websocket.close(1013, "client too slow: a send did not complete"),
-                    CLOSE_WAIT_S,
-                )
+                await asyncio.wait_for(websocket.close(*session.close), CLOSE_WAIT_S)
         except (WebSocketDisconnect, RuntimeError, OSError):
             return
 
@@ -267,12 +286,20 @@ class _Detached:
     event tears everything down. An object rather than closures: at ten thousand idle
     connections the cells and functions were a dozen objects each for the collector."""
 
-    __slots__ = ("address", "api", "ended", "session", "socket", "writer")
+    __slots__ = ("address", "api", "ended", "key", "session", "socket", "writer")
 
-    def __init__(self, api: WebSocketApi, socket: RawSocket, fmt: str, address: str) -> None:
+    def __init__(
+        self,
+        api: WebSocketApi,
+        socket: RawSocket,
+        fmt: str,
+        grant: Grant | None,
+        address: str,
+        key: str | None,
+    ) -> None:
         fanout = api.hub.fanout
-        self.api, self.socket, self.address = api, socket, address
-        self.session = Session(fmt, fanout, api.limits, fanout.clock())  # type: ignore[arg-type]
+        self.api, self.socket, self.address, self.key = api, socket, address, key
+        self.session = Session(fmt, fanout, api.limits, fanout.clock(), grant)  # type: ignore[arg-type]
         socket.forget_handshake()
         self.writer = SharedFrameWriter(self.session, socket, api.flusher, fanout.clock)
         fanout.stats.shared_frame_sessions += 1
@@ -289,7 +316,7 @@ class _Detached:
             fanout = self.api.hub.fanout
             fanout.detach(self.session)
             fanout.stats.shared_frame_sessions -= 1
-            self.api.release(self.address)
+            self.api.release(self.address, self.key)
             return
         try:
             self.api.request(self.session, message)

@@ -17,11 +17,13 @@ from hub.models import (
     ChannelMessage,
     Cluster,
     Density,
+    DensityRun,
     HeatmapSnapshot,
     PredictedDiff,
     PredictedSnapshot,
     RawChannelMessage,
     Statistics,
+    WindowCoverage,
 )
 
 Format = Literal["json", "msgpack"]
@@ -37,21 +39,24 @@ _predicted_diff_decoder = msgspec.json.Decoder(PredictedDiff)
 
 
 class _DiffBody(msgspec.Struct, gc=False):
-    """A diff without its density, which is most of its bytes and only the last counts."""
+    """A diff without its density, decoded apart (a replica applies a run of diffs'
+    densities together)."""
 
     time: int
     bins: list[Bin] = []
     clusters: list[Cluster] | None = None
     statistics: Statistics | None = None
     reference_price: float | None = None
+    coverage: WindowCoverage | None = None
 
 
-class _DiffDensity(msgspec.Struct, gc=False):
+class DiffDensity(msgspec.Struct, gc=False):
     density: Density | None = None
+    density_patch: list[DensityRun] | None = None
 
 
 _diff_body_decoder = msgspec.json.Decoder(_DiffBody)
-_diff_density_decoder = msgspec.json.Decoder(_DiffDensity)
+_diff_density_decoder = msgspec.json.Decoder(DiffDensity)
 _any_json = msgspec.json.Decoder()
 
 
@@ -80,8 +85,8 @@ def decode_diff_body(data: msgspec.Raw) -> _DiffBody:
     return _diff_body_decoder.decode(data)
 
 
-def decode_diff_density(data: msgspec.Raw) -> Density | None:
-    return _diff_density_decoder.decode(data).density
+def decode_diff_density(data: msgspec.Raw) -> DiffDensity:
+    return _diff_density_decoder.decode(data)
 
 
 def encode(value: Any, fmt: Format) -> bytes:

@@ -14,7 +14,7 @@ import msgspec
 
 from hub.channels import ANY_SYMBOL, Channel
 from hub.errors import ProtocolError
-from hub.fanout.channel_state import ChannelState, Outcome
+from hub.fanout.channel_state import HISTORY_BYTES, ChannelState, HistoryBudget, Outcome
 from hub.fanout.codec import EncodedMessage, encode_message
 from hub.fanout.protocol import Position, Session
 from hub.models import ChannelMessage, HeatmapSnapshot, PredictedSnapshot
@@ -26,14 +26,17 @@ class FanoutStats(msgspec.Struct):
     writes: int = 0  # flushes of a client's queued frames on the fast path (about one write each)
     gaps: int = 0
     duplicates: int = 0
+    dropped: int = 0  # channel messages dropped from slow clients' queues
+    slow_closes: int = 0  # clients closed with 1013 for not reading
     shared_frame_sessions: int = 0  # clients written to with shared frames (the fast path)
     asgi_sessions: int = 0  # clients on the plain ASGI send path (the fallback)
     fallback: str | None = None  # why the fast path is off for this process, if it is
 
 
 class Fanout:
-    def __init__(self, clock: Callable[[], int]) -> None:
+    def __init__(self, clock: Callable[[], int], history_bytes: int = HISTORY_BYTES) -> None:
         self.clock = clock
+        self.history = HistoryBudget(history_bytes)  # what every channel's history may hold
         self.channels: dict[str, ChannelState] = {}
         self.subscribers: dict[str, set[Session]] = {}
         self.symbols: set[str] = set()
@@ -49,7 +52,7 @@ class Fanout:
         name = message.header.ch
         state = self.channels.get(name)
         if state is None:
-            state = self.channels[name] = ChannelState(name)
+            state = self.channels[name] = ChannelState(name, self.history)
         now = self.clock()
         outcome = state.accept(message, now)
         if outcome is Outcome.DUPLICATE:
@@ -75,6 +78,12 @@ class Fanout:
     def publish_message(self, message: ChannelMessage) -> None:
         self.publish(encode_message(message))
 
+    def status(self) -> FanoutStats:
+        """The counters, `dropped` with what the connected clients have lost so far (a
+        session counts its own drops: no shared counter is touched on the way)."""
+        live = sum(session.dropped for session in self.sessions)
+        return msgspec.structs.replace(self.stats, dropped=self.stats.dropped + live)
+
     # -- the sessions' directory --------------------------------------------------------
 
     def attach(self, session: Session) -> None:
@@ -82,6 +91,8 @@ class Fanout:
 
     def detach(self, session: Session) -> None:
         self.sessions.discard(session)
+        self.stats.dropped += session.dropped
+        self.stats.slow_closes += session.close is not None and session.close.code == 1013
         for name in session.subscriptions:
             self.leave(session, name)
 

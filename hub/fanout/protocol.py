@@ -15,6 +15,9 @@ Decisions:
   losses show as a seq jump. Still over the limit after `slow_close_ms`: close 1013.
 - Requests are rate limited per second; over the limit is an `error`, still over after
   `abuse_close_ms` is close 1008. A frame over `max_frame_bytes` is close 1009.
+- A connection opened with an API key carries the key's `grant`: a subscription to a
+  channel it does not allow is a `forbidden` error. The key itself was checked before
+  the session existed; nothing of it is looked at per delivered message.
 """
 
 from __future__ import annotations
@@ -76,6 +79,14 @@ class Request(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     since: dict[str, Position] = {}
 
 
+class ChannelGrant(Protocol):
+    """What a session asks of its API key (`hub.access.keys.Grant`)."""
+
+    name: str
+
+    def admits_channel(self, channel: str) -> bool: ...
+
+
 class Directory(Protocol):
     """What a session needs from the fan-out; plain calls, no awaits."""
 
@@ -126,15 +137,24 @@ class Session:
         "directory",
         "dropped",
         "format",
+        "grant",
         "limits",
         "on_ready",
         "subscriptions",
     )
 
-    def __init__(self, fmt: Format, directory: Directory, limits: Limits, now: int) -> None:
+    def __init__(
+        self,
+        fmt: Format,
+        directory: Directory,
+        limits: Limits,
+        now: int,
+        grant: ChannelGrant | None = None,
+    ) -> None:
         self.format = fmt
         self.directory = directory
         self.limits = limits
+        self.grant = grant  # None: no key was needed
         self.subscriptions: dict[str, AlertFilter | None] = {}
         self.close: Close | None = None
         self.dropped = 0
@@ -247,6 +267,10 @@ class Session:
         channels = self._channels(request.channels)
         for channel in channels:
             self.directory.check(channel)
+            if self.grant is not None and not self.grant.admits_channel(channel.name):
+                raise ProtocolError(
+                    "forbidden", f"key {self.grant.name!r} may not subscribe to {channel.name}"
+                )
         if request.filter is not None and any(c.kind != "alerts" for c in channels):
             raise ProtocolError("bad_request", "'filter' applies to alerts channels only")
         new = [c.name for c in channels if c.name not in self.subscriptions]

@@ -155,6 +155,19 @@ class Feed(abc.ABC):
         """Whether this feed reads an exchange (so its outages matter to /health)."""
         return True
 
+    def covers_from(self, now: int) -> int:
+        """The oldest event time this feed delivers from its start: a live feed's present;
+        one that first lays past events (the demo, a replay) says where they begin."""
+        return now
+
+    def state(self) -> bytes | None:
+        """What this feed keeps across restarts, with the history (the demo's clock)."""
+        return None
+
+    def resume(self, state: bytes | None, newest: int | None, now: int) -> None:
+        """Carry on from a kept `state`, the history holding events up to `newest`."""
+        return None
+
     def add_frame_listener(self, listener: FrameListener) -> None:
         self._listeners = [*getattr(self, "_listeners", []), listener]
 

@@ -5,13 +5,19 @@ is described for users in docs/operations.md, "Recording and replaying").
 `ReplayFeed` plays one or more files, merged by `t`, through each source's `Decoder` (the
 live feeds' own), paced by the recorded receive times divided by `speed` (0: as fast as
 possible). Its `clock` is the replay's own time, so windows and ageing behave as they did
-when the frames arrived. With `loop` and `shift_to_now` (the demo), the file is first laid
-in the past, ending now, in one fast pass, then each further pass plays live from the
-present: event times and the clock are the wall clock's, so a fresh machine opens on a
-full, live heatmap. Each pass (a lap) starts where the last ended: its prices are scaled
-per symbol by (last price / first price) ** lap, quantities by the inverse so notionals
-stay as recorded; a lap that restarted at the first prices would jump by the whole
-session's move at once and fire a cascade alert on every symbol.
+when the frames arrived.
+
+With `loop` and `shift_to_now` (the demo), the file is laid on the wall clock as a
+timeline of laps (`DemoTimeline`): lap k plays over [origin + k * period, ...), a line of
+receive time t at (t - t0) / speed into it. A fresh start puts lap 0 just before now and
+lays it in one fast pass, so a fresh machine opens on a full, live heatmap; then it plays
+live. The origin is the feed's `state`, kept with the history: a restart carries the
+same timeline on, laying fast only what it missed while stopped (at most one lap), never
+the session again as new. Each lap starts where the last ended: an odd lap plays the
+path mirrored (a price p becomes first * last / p, per symbol, the liquidated side flips
+and sizes scale so notionals stay as recorded), so it ends at the session's first
+prices; prices stay within the session's own range however long the demo runs, and no
+lap jumps by the whole session's move (which would fire a cascade alert on every symbol).
 
 Market data (mark prices, open interest: Binance's own lines, and what Bybit's tickers and
 OKX's open-interest pushes decode to) goes to `market_sink`, moved like the events.
@@ -54,6 +60,8 @@ log = logging.getLogger("hub.feeds")
 # moves the heatmaps, whose flush is what a yield costs), any other line 1.
 FAST_SLICE = 1_024
 LAP_DIGITS = 6  # a lap's scaled prices and sizes, at about an exchange's own precision
+LAP_GAP_MS = 1_000  # between two laps of the demo, the length of a typical gap in the data
+DEMO_FAST_SPEED = 1_000.0  # the demo's live loop at `--speed 0`: no timeline without a pace
 MARKET_PARSERS = {"binance": parse_mark_price_frame}
 REST_PARSERS = {("binance", OPEN_INTEREST_PATH): parse_open_interest}
 DECODERS: dict[str, Callable[[], Decoder]] = {
@@ -144,10 +152,13 @@ class ReplayFeed(Feed):
         }
         self.finished = asyncio.Event()
         self.lap = 0
-        self._lap_ratios = lap_ratios(lines, self.exchanges) if loop else {}
+        self._mirrors = mirror_products(lines, self.exchanges) if loop else {}
         self._decoders: dict[str, Decoder] = {}
-        self._shift = 0
         self._now = lines[0].t
+        self.timeline: DemoTimeline | None = None
+        if loop and shift_to_now:
+            self.timeline = DemoTimeline(lines[0].t, lines[-1].t, speed or DEMO_FAST_SPEED)
+            self.timeline.start_fresh(int(wall_clock() * 1000))
 
     @property
     def live(self) -> bool:
@@ -174,11 +185,23 @@ class ReplayFeed(Feed):
         for status in self.statuses():
             status.connected = connected
 
+    def covers_from(self, now: int) -> int:
+        if self.timeline is not None:
+            return self.timeline.start
+        return self.lines[0].t
+
+    def state(self) -> bytes | None:
+        return None if self.timeline is None else self.timeline.state()
+
+    def resume(self, state: bytes | None, newest: int | None, now: int) -> None:
+        if self.timeline is not None:
+            self.timeline.resume(state, newest, now)
+
     async def run(self) -> None:
         self._set_connected(True)
         try:
-            if self.shift_to_now:
-                await self._play_once(backfill=True)
+            if self.timeline is not None:
+                await self._play_timeline(self.timeline)
             while True:
                 await self._play_once()
                 if not self.loop:
@@ -187,20 +210,15 @@ class ReplayFeed(Feed):
             self._set_connected(False)
             self.finished.set()
 
-    async def _play_once(self, backfill: bool = False) -> None:
-        """One pass. A backfill pass lays the whole file in the past, ending now, as fast
-        as possible, so a fresh demo opens on a full heatmap instead of an empty one."""
+    async def _play_once(self) -> None:
+        """One pass of a replay, on the file's own clock."""
         # Fresh decoders each pass: OKX's would take a lap's liquidations for replays.
         self._decoders = {source: DECODERS[source]() for source in self.sources}
         first = self.lines[0].t
         started = self.wall_clock()
-        if self.shift_to_now:
-            anchor = self.lines[-1].t if backfill else first
-            self._shift = int(started * 1000) - anchor
-        speed = 0.0 if backfill else self.speed
         work = FAST_SLICE
         for line in self.lines:
-            if speed > 0:
+            if self.speed > 0:
                 due = started + (line.t - first) / 1000 / self.speed
                 delay = due - self.wall_clock()
                 if delay > 0:
@@ -208,12 +226,33 @@ class ReplayFeed(Feed):
             elif work >= FAST_SLICE:
                 work = 0
                 await asyncio.sleep(0)  # let the server breathe during a fast replay
-            self._now = line.t + self._shift
+            self._now = line.t
             work += 4 if self._play(line) else 1
         self.lap += 1
-        if self.loop and not backfill:
-            # A pause the length of a typical gap, so the loop seam looks like the data.
-            await asyncio.sleep(1.0 / max(self.speed, 1.0))
+
+    async def _play_timeline(self, timeline: DemoTimeline) -> None:
+        """The demo, forever: what lies before now at once (the backfill), the rest as
+        its time comes."""
+        work = FAST_SLICE
+        lap = timeline.lap_at(timeline.start)
+        while True:
+            # Fresh decoders each lap: OKX's would take a lap's liquidations for replays.
+            self._decoders = {source: DECODERS[source]() for source in self.sources}
+            self.lap = lap
+            for line in self.lines:
+                at = timeline.at(lap, line.t)
+                if at < timeline.start:
+                    self._prime(line)
+                    continue
+                delay = at / 1000 - self.wall_clock()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                elif work >= FAST_SLICE:
+                    work = 0
+                    await asyncio.sleep(0)  # let the server breathe during the backfill
+                self._now = at
+                work += 4 if self._play(line) else 1
+            lap += 1
 
     def _play(self, line: ReplayLine) -> bool:
         """Play one line; True when it delivered a liquidation."""
@@ -245,13 +284,21 @@ class ReplayFeed(Feed):
                 self.status.count_anomaly(kind, f"{line.source} {line.rest[:80]}")
             return False
         decoded = decoder.decode(bytes(line.raw))
-        if self._shift or self.lap:
+        if self.timeline is not None:
             decoded = decoded._replace(events=[self._moved(e) for e in decoded.events])
         deliver(status, decoded, self.symbols, self.sink)
         for update in decoded.market:
             self._deliver_market(update)
         self.status.events = sum(s.events for s in self.sources.values())
         return bool(decoded.events)
+
+    def _prime(self, line: ReplayLine) -> None:
+        """A line before where playing starts: not played, but a REST answer it holds (an
+        exchange's contract values) is what later frames are decoded with."""
+        decoder = self._decoders.get(line.source)
+        if decoder is not None and line.rest is not None:
+            with contextlib.suppress(UpstreamError):
+                decoder.take_rest(line.rest, bytes(line.raw))
 
     def _play_market(self, line: ReplayLine) -> bool:
         """Deliver a market data line (open interest, a mark price); False when the line
@@ -284,29 +331,89 @@ class ReplayFeed(Feed):
         if self.symbols is not None and update.symbol not in self.symbols:
             self.status.ignored += 1
             return
-        changes: dict[str, float | int] = {"time": update.time + self._shift}
-        scale = self._lap_ratios.get(update.symbol, 1.0) ** self.lap
-        if scale != 1.0 and update.price is not None:
-            # on this lap's price level, as events are
-            changes["price"] = round_significant(update.price * scale, LAP_DIGITS)
-        self.market_sink(msgspec.structs.replace(update, **changes))
+        timeline = self.timeline
+        if timeline is not None:
+            changes: dict[str, float | int | None] = {"time": self._moved_time(update.time)}
+            product = self._mirrors.get(update.symbol) if self.lap % 2 else None
+            if product is not None and update.price is not None:
+                changes["price"] = round_significant(product / update.price, LAP_DIGITS)
+            if product is not None and isinstance(update, OpenInterestUpdate):
+                share = update.taker_buy_share
+                changes["taker_buy_share"] = None if share is None else 1.0 - share
+            update = msgspec.structs.replace(update, **changes)
+        self.market_sink(update)
+
+    def _moved_time(self, time: int) -> int:
+        """A time of the file on this lap of the demo's timeline."""
+        assert self.timeline is not None
+        return self.timeline.at(self.lap, time)
 
     def _moved(self, event: LiquidationEvent) -> LiquidationEvent:
-        """The event shifted to the present and scaled onto this lap's price level."""
-        ratio = self._lap_ratios.get(event.symbol, 1.0)
-        if self.lap and ratio != 1.0:
-            scale = ratio**self.lap
-            return msgspec.structs.replace(
-                event,
-                time=event.time + self._shift,
-                price=round_significant(event.price * scale, LAP_DIGITS),
-                quantity=round_significant(event.quantity / scale, LAP_DIGITS),
-            )
-        return msgspec.structs.replace(event, time=event.time + self._shift)
+        """The event on the demo's timeline, mirrored on an odd lap (see the module doc)."""
+        time = self._moved_time(event.time)
+        product = self._mirrors.get(event.symbol) if self.lap % 2 else None
+        if product is None:
+            return msgspec.structs.replace(event, time=time)
+        price = round_significant(product / event.price, LAP_DIGITS)
+        return msgspec.structs.replace(
+            event,
+            time=time,
+            side="long" if event.side == "short" else "short",
+            price=price,
+            quantity=round_significant(event.quantity * event.price / price, LAP_DIGITS),
+        )
 
 
-def lap_ratios(lines: list[ReplayLine], exchanges: Iterable[str]) -> dict[str, float]:
-    """Per symbol, the last liquidation price of the file over the first."""
+class DemoTimeline:
+    """Where the looped demo is at any moment (see the module doc). Pure: times in ms."""
+
+    def __init__(self, first: int, last: int, speed: float) -> None:
+        self.first = first
+        self.speed = speed
+        self.period = max(1, int((last - first + LAP_GAP_MS) / speed))
+        self.origin = 0
+        self.start = 0  # where playing begins: the oldest event time it lays
+
+    def start_fresh(self, now: int) -> None:
+        """Lap 0 laid just before `now`."""
+        self.origin = self.start = now - self.period
+
+    def resume(self, state: bytes | None, newest: int | None, now: int) -> None:
+        """Carry on the timeline of `state`, from just after `newest` (at most one lap
+        back: an older stop is a gap)."""
+        origin = _origin(state)
+        if origin is not None and origin <= now:
+            self.origin = origin
+        floor = now - self.period
+        self.start = max(floor, newest + 1) if newest is not None else max(floor, self.origin)
+
+    def state(self) -> bytes:
+        return msgspec.json.encode({"demo_origin": self.origin})
+
+    def lap_start(self, lap: int) -> int:
+        return self.origin + lap * self.period
+
+    def at(self, lap: int, t: int) -> int:
+        """When the file's time `t` comes on lap `lap`."""
+        return self.lap_start(lap) + int((t - self.first) / self.speed)
+
+    def lap_at(self, time: int) -> int:
+        return max(0, (time - self.origin) // self.period)
+
+
+def _origin(state: bytes | None) -> int | None:
+    if not state:
+        return None
+    try:
+        origin = msgspec.json.decode(state).get("demo_origin")
+    except (msgspec.DecodeError, AttributeError):
+        return None
+    return origin if isinstance(origin, int) else None
+
+
+def mirror_products(lines: list[ReplayLine], exchanges: Iterable[str]) -> dict[str, float]:
+    """Per symbol, the first liquidation price of the file times the last: an odd lap
+    plays p as product / p (see the module doc)."""
     decoders = {source: factory() for source, factory in DECODERS.items() if source in exchanges}
     first: dict[str, float] = {}
     last: dict[str, float] = {}
@@ -321,7 +428,7 @@ def lap_ratios(lines: list[ReplayLine], exchanges: Iterable[str]) -> dict[str, f
         for event in decoder.decode(bytes(line.raw)).events:
             first.setdefault(event.symbol, event.price)
             last[event.symbol] = event.price
-    return {symbol: last[symbol] / first[symbol] for symbol in first}
+    return {symbol: last[symbol] * first[symbol] for symbol in first}
 
 
 class Recorder:

@@ -14,12 +14,15 @@ import contextlib
 import itertools
 import os
 import time
+from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 import msgspec
 from redis.exceptions import RedisError
 
+from hub.access.gate import AccessGate
 from hub.analytics.processor import LiquidationProcessor
+from hub.analytics.rows import Named
 from hub.config import Settings
 from hub.errors import ConfigError
 from hub.fanout.broker import Broker
@@ -34,16 +37,18 @@ from hub.service.health import verdict
 from hub.service.ingest import Ingest
 from hub.service.relay import Relay
 from hub.service.sources import Source, wall_clock_ms
-from hub.storage.event_log import read_window
+from hub.storage.event_log import entries_from, read_window
 from hub.tasks import cancel_and_wait
 
 LIVE = Source()
+ROWS_CHUNK = 20_000  # rows of a stream (an export) read at a time
 INGEST_SILENT = "ingest: silent (no status in Redis for 10 s)"
 
 
 class HubView(Protocol):
     settings: Settings
     fanout: Fanout
+    access: AccessGate
     started_at: float
 
     def clock(self) -> int: ...
@@ -54,6 +59,10 @@ class HubView(Protocol):
         self, symbol: str, since: int, side: str | None, limit: int | None = None
     ) -> list[LiquidationEvent]:
         """Events of `symbol` with time >= since, newest first; at most `limit`."""
+
+    def rows(self, symbol: str, since: int) -> AsyncIterator[Named]:
+        """Every event of `symbol` with time >= since, a chunk of rows at a time, oldest
+        first (a `web` process: in the log's order, late arrivals where they came)."""
 
     async def status(self) -> dict[str, Any]: ...
 
@@ -86,20 +95,24 @@ class _Tasks:
         self.tasks.clear()
 
 
-def _process_status(fanout: Fanout, broker: Broker, started_at: float) -> dict[str, Any]:
+def _process_status(
+    fanout: Fanout, broker: Broker, access: AccessGate, started_at: float
+) -> dict[str, Any]:
     """What every process that serves clients reports about itself."""
     return {
         "clients": len(fanout.sessions),
         "broker": broker.status(),
-        "fanout": fanout.stats,
+        "fanout": fanout.status(),
+        "access": access.status(),
         "memory": {"rss_bytes": _rss_bytes()},
         "uptime_s": round(time.time() - started_at, 3),
     }
 
 
-def _broker_reasons(broker: Broker) -> list[str]:
+def _process_reasons(broker: Broker, access: AccessGate) -> list[str]:
     status = broker.status()
-    return [] if status.connected else [f"{status.kind}: broker unreachable"]
+    broker_reasons = [] if status.connected else [f"{status.kind}: broker unreachable"]
+    return broker_reasons + access.health_reasons()
 
 
 def _rss_bytes() -> int:
@@ -119,13 +132,15 @@ class ServeHub:
             publisher = RedisBroker(settings.redis_url)
             self.inbound: Broker = RedisBroker(settings.redis_url)
             self.ingest = Ingest(settings, source, publisher, publisher.redis)
+            self.access = AccessGate(settings, publisher.redis)
         else:
             publisher = self.inbound = MemoryBroker()
             self.ingest = Ingest(settings, source, publisher)
+            self.access = AccessGate(settings)
         self.clock = self.ingest.clock
         # Sessions' limits and timers run on the wall clock: a replay's clock may be frozen
         # or twenty times fast, which would make rate limits and slow-client grace absurd.
-        self.fanout = Fanout(wall_clock_ms)
+        self.fanout = Fanout(wall_clock_ms, settings.history_bytes)
         self.relay = Relay(self.inbound, self.fanout, self.ingest.handle)
         self._tasks = _Tasks()
 
@@ -146,14 +161,24 @@ class ServeHub:
     ) -> list[LiquidationEvent]:
         return list(itertools.islice(self.ingest.processor.events(symbol, since, side), limit))
 
+    async def rows(self, symbol: str, since: int) -> AsyncIterator[Named]:
+        cursor = since
+        while (book := self.ingest.processor.books.get(symbol)) is not None:
+            chunk = book.store.copy_since(cursor, ROWS_CHUNK)
+            if not len(chunk.rows):
+                return
+            yield chunk
+            cursor = int(chunk.rows.time[-1]) + 1
+            await asyncio.sleep(0)  # the store may change in between: the cursor is a time
+
     async def status(self) -> dict[str, Any]:
         return {
             **self.ingest.status(),
-            **_process_status(self.fanout, self.inbound, self.started_at),
+            **_process_status(self.fanout, self.inbound, self.access, self.started_at),
         }
 
     async def health(self) -> dict[str, Any]:
-        return verdict(self.ingest.health_reasons() + _broker_reasons(self.inbound))
+        return verdict(self.ingest.health_reasons() + _process_reasons(self.inbound, self.access))
 
     async def add_symbols(self, symbols: set[str]) -> None:
         await self.ingest.add_symbols(symbols)
@@ -171,11 +196,13 @@ class ServeHub:
     async def start(self) -> None:
         await self.relay.track(self.tracked())
         self._tasks.spawn(self.relay.run())
+        self.access.start()
         await self.ingest.start(control_messages=bool(self.settings.redis_url))
 
     async def stop(self) -> None:
         await self.ingest.stop()
         await self._tasks.cancel()
+        await self.access.stop()
         await self.ingest.broker.close()
         await self.inbound.close()
 
@@ -189,7 +216,8 @@ class WebHub:
         self.clock = wall_clock_ms
         self.broker = RedisBroker(settings.redis_url)
         self.redis = self.broker.redis
-        self.fanout = Fanout(self.clock)
+        self.access = AccessGate(settings, self.redis)
+        self.fanout = Fanout(self.clock, settings.history_bytes)
         self.relay = Relay(self.broker, self.fanout, self._request, self._load_symbols)
         self._tasks = _Tasks()
 
@@ -215,6 +243,12 @@ class WebHub:
     ) -> list[LiquidationEvent]:
         return await read_window(self.redis, symbol, since, side, limit)
 
+    async def rows(self, symbol: str, since: int) -> AsyncIterator[Named]:
+        async for named in entries_from(self.redis, symbol, since):
+            keep = named.rows.time >= since
+            if keep.any():
+                yield Named(named.rows.take(keep), named.exchanges)
+
     async def _ingest_status(self) -> dict[str, Any]:
         """What ingest last published about itself; empty when it has not for 10 s."""
         with contextlib.suppress(RedisError, OSError, msgspec.DecodeError):
@@ -226,7 +260,7 @@ class WebHub:
     async def health(self) -> dict[str, Any]:
         ingest = await self._ingest_status()
         reasons = list(ingest.get("reasons", [])) if ingest else [INGEST_SILENT]
-        return verdict(reasons + _broker_reasons(self.broker))
+        return verdict(reasons + _process_reasons(self.broker, self.access))
 
     async def status(self) -> dict[str, Any]:
         ingest = await self._ingest_status()
@@ -235,8 +269,10 @@ class WebHub:
             "symbols": ingest.get("symbols", {s: {} for s in sorted(self.fanout.symbols)}),
             "symbols_unlisted": ingest.get("symbols_unlisted", {}),
             "listings": ingest.get("listings"),
+            "processor": ingest.get("processor"),
+            "history": ingest.get("history"),
             "ingest": "reporting" if ingest else INGEST_SILENT,
-            **_process_status(self.fanout, self.broker, self.started_at),
+            **_process_status(self.fanout, self.broker, self.access, self.started_at),
         }
 
     async def add_symbols(self, symbols: set[str]) -> None:
@@ -254,9 +290,11 @@ class WebHub:
     async def start(self) -> None:
         await self.relay.start()
         self._tasks.spawn(self.relay.run())
+        self.access.start()
 
     async def stop(self) -> None:
         await self._tasks.cancel()
+        await self.access.stop()
         await self.broker.close()
 
 

@@ -23,20 +23,23 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from hub.analytics import checkpoint
+from hub.analytics.coverage import Coverage
 from hub.analytics.predicted_stream import PredictedProcessor
 from hub.analytics.processor import LiquidationProcessor, ProcessorConfig
+from hub.analytics.rows import Named
 from hub.channels import parse_channel
 from hub.config import Settings
 from hub.errors import BrokerUnavailable, ProtocolError
-from hub.fanout.broker import RESYNC_TOPIC, STATE_KEY, Broker, topic_for
+from hub.fanout.broker import RESYNC_TOPIC, Broker, topic_for
 from hub.fanout.codec import encode_message
+from hub.feeds.backoff import Backoff
 from hub.feeds.base import Feed
 from hub.models import (
     ChannelMessage,
@@ -49,6 +52,7 @@ from hub.service import control
 from hub.service.coinglass import CoinGlassValidation, disabled_status
 from hub.service.control import ControlRequest, SymbolsAnnouncement
 from hub.service.health import source_entry, source_reasons
+from hub.service.history import History, build_history
 from hub.service.liquidity import build_liquidity
 from hub.service.sources import (
     Source,
@@ -58,7 +62,6 @@ from hub.service.sources import (
     open_interest_entry,
     wall_clock_ms,
 )
-from hub.storage.event_log import RedisEventLog, read_events
 from hub.storage.outage import Outage
 from hub.tasks import cancel_and_wait
 
@@ -103,8 +106,11 @@ class Ingest:
                 retention_ms=settings.retention_ms,
                 bandwidth_pct=settings.kde_bandwidth_pct,
                 range_pct=settings.price_range_pct,
+                alert_max_age_ms=settings.alert_max_age_ms,
             ),
             epoch=epoch,
+            # Arrival numbers from this process's start (in us): after any earlier one's.
+            first_arrival=wall_clock_ms() * 1000,
         )
         live = source.replay is None and not source.demo
         self.coinglass = (
@@ -122,23 +128,24 @@ class Ingest:
         )
         self.predicted = PredictedProcessor(settings.predicted, self.processor.epoch)
         self.redis_state = Outage("ingest", log)
-        self.event_log = (
-            RedisEventLog(redis, settings.max_events, self._holdings) if redis is not None else None
-        )
+        self.history: History | None = build_history(settings, source, redis, self._holdings)
+        self.restored = False  # the history was read back (or there is none)
         self.unpublished = 0
-        self._saved_state: dict[str, bytes] = {}
-        self._rewrites_seen = 0
+        self._covers_from = self.clock()  # what a newly tracked symbol's coverage starts at
         self._outbox: list[ChannelMessage] = []
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._feed_tasks: list[asyncio.Task[None]] = []
         self._symbols_changed = True
         for symbol in () if settings.track_all_symbols else settings.symbols:
-            self.processor.track(symbol)
+            self.processor.track(symbol, self._covers_from)
             self.predicted.track(symbol, self.clock())
 
-    def _holdings(self) -> dict[str, list[LiquidationEvent]]:
-        return {symbol: list(book.store) for symbol, book in self.processor.books.items()}
+    def _holdings(self) -> dict[str, Named]:
+        return {
+            symbol: Named(book.store.rows(), book.store.exchanges)
+            for symbol, book in self.processor.books.items()
+        }
 
     # -- events in ----------------------------------------------------------------------
 
@@ -147,10 +154,11 @@ class Ingest:
         if event.symbol not in self.processor.books:
             if not self.settings.track_all_symbols:
                 return
-            self._track(event.symbol, now)
-        accepted, messages = self.processor.apply(event, now)
-        if accepted is not None and self.event_log is not None:
-            self.event_log.append(accepted)
+            # Listening to every symbol since the start: covered since then.
+            self._track(event.symbol, now, self._covers_from)
+        accepted, messages, arrival = self.processor.apply(event, now)
+        if accepted is not None and self.history is not None:
+            self.history.append(arrival, accepted)
         self._outbox.extend(messages)
         self._wake.set()
 
@@ -180,8 +188,8 @@ class Ingest:
         else:
             self.predicted.apply_price(update)
 
-    def _track(self, symbol: str, now: int) -> None:
-        self.processor.track(symbol)
+    def _track(self, symbol: str, now: int, covered_since: int) -> None:
+        self.processor.track(symbol, covered_since)
         self.predicted.track(symbol, now)
         self._outbox.extend(self.processor.snapshots_of(symbol, now))
         self._outbox.append(self.predicted.snapshot_message(symbol))
@@ -194,7 +202,7 @@ class Ingest:
     async def add_symbols(self, symbols: set[str]) -> None:
         now = self.clock()
         for symbol in sorted(symbols - self.processor.books.keys()):
-            self._track(symbol, now)
+            self._track(symbol, now, now)
         for feed in self.feeds:
             await feed.add_symbols(symbols)
         if self.liquidity is not None:
@@ -274,8 +282,8 @@ class Ingest:
                 await self.broker.publish_many(
                     [(topic_for(m.ch), encode_message(m)) for m in outbox], state
                 )
-                if state:
-                    self._saved_state.update(state)
+                if state and self.history is not None:
+                    self.history.stored(state)
             except BrokerUnavailable as error:
                 self.unpublished += len(outbox)
                 failure = error
@@ -286,46 +294,34 @@ class Ingest:
         else:
             self.redis_state.succeeded()
 
-    async def _checkpoint(self) -> dict[str, bytes] | None:
-        """The processor's positions that changed since last saved, once the events they
-        name are in the log: a checkpoint ahead of the log could not be resumed from."""
-        if self.event_log is None or not self.event_log.outage.due():
+    async def _checkpoint(self) -> Mapping[str, bytes] | None:
+        """What the history stores with this flush's messages (a checkpoint)."""
+        if self.history is None or not self.restored:
             return None
-        try:
-            await self.event_log.write_pending()
-        except (RedisError, OSError) as error:
-            self.event_log.failed(error)
-            return None
-        if self.event_log.status.rewrites != self._rewrites_seen:
-            self._rewrites_seen = self.event_log.status.rewrites
-            self._saved_state.clear()  # Redis lost everything, checkpoints included
-        positions = checkpoint.positions(self.processor)
-        return {k: v for k, v in positions.items() if self._saved_state.get(k) != v}
+        return await self.history.checkpoint(self.processor, self.clock())
 
     async def restore(self) -> dict[str, bool]:
-        """Rebuild the processor from the event log and the last checkpoint; per symbol,
-        whether its stream was resumed (same epoch and seq) rather than restarted."""
-        assert self.redis is not None
-        saved = await self.redis.hgetall(STATE_KEY)
-        checkpoint.restore_channels(self.processor, saved.get(checkpoint.CHANNELS_FIELD.encode()))
-        symbols = set(self.processor.books)
-        if self.settings.track_all_symbols:
-            symbols |= {m.decode() for m in await self.redis.smembers(control.SYMBOLS_KEY)}
-        resumed: dict[str, bool] = {}
+        """Rebuild the processor from the history; per symbol, whether its stream was
+        resumed (same epoch and seq) rather than restarted. Raises when the history cannot
+        be read (Redis down)."""
+        history = self.history
+        assert history is not None
         now = self.clock()
-        for symbol in sorted(symbols):
-            events = await read_events(self.redis, symbol)
-            resumed[symbol], messages = checkpoint.restore_book(
-                self.processor, symbol, events, saved.get(symbol.encode()), now
-            )
-            self._outbox.extend(messages)
-            log.info(
-                "ingest: %s restored from %d logged events (%s)",
-                symbol,
-                len(events),
-                "stream resumed" if resumed[symbol] else "new epoch",
-            )
-        return resumed
+        late = self.processor.rejected + sum(len(b.store) for b in self.processor.books.values())
+        kept = await history.read(set(self.processor.books), self.settings.track_all_symbols, now)
+        source = kept.meta.source.encode() if kept.meta.source else None
+        for feed in self.feeds:
+            feed.resume(source, kept.newest, now)
+            history.source_state = feed.state() or history.source_state
+        self._covers_from = min([feed.covers_from(now) for feed in self.feeds] or [now])
+        restored = history.restore(self.processor, kept, now, self._covers_from, merge=late > 0)
+        self._outbox.extend(restored.messages)
+        for symbol in self.processor.books:
+            self.predicted.track(symbol, now)  # restored books of `*`
+        await history.start()
+        self.restored = True
+        self._symbols_changed = True
+        return restored.resumed
 
     async def _announce_symbols(self) -> Exception | None:
         """Announce the tracked symbols; the failure, if Redis did not take them (the
@@ -378,10 +374,9 @@ class Ingest:
             await asyncio.sleep(self.settings.cleanup_interval_ms / 1000)
             now = self.clock()
             self.processor.sweep(now)
-            if self.event_log is not None:
+            if self.history is not None:
                 oldest = now - self.settings.retention_ms
-                with contextlib.suppress(RedisError, OSError):
-                    await self.event_log.trim(self.processor.books, oldest)
+                await self.history.trim(set(self.processor.books), oldest)
 
     async def _status_loop(self) -> None:
         assert self.redis is not None
@@ -447,16 +442,22 @@ class Ingest:
             "symbols_unlisted": {} if listings is None else listings.unlisted(self.processor.books),
             "listings": None if listings is None else listings.status,
             "processor": {"rejected": self.processor.rejected, "unpublished": self.unpublished},
-            "event_log": None if self.event_log is None else self.event_log.status,
+            "history": None if self.history is None else self.history.status(),
         }
 
     async def start(self, control_messages: bool) -> None:
-        if self.event_log is not None:
+        if self.history is None:
+            now = self.clock()
+            self._covers_from = min([feed.covers_from(now) for feed in self.feeds] or [now])
+            for book in self.processor.books.values():
+                book.coverage = Coverage(self._covers_from)
+            self.restored = True
+        else:
             try:
                 await self.restore()
-                await self.event_log.claim()
             except (RedisError, OSError) as error:
-                log.warning("ingest: Redis unavailable at start, nothing restored: %s", error)
+                log.warning("ingest: cannot read the history yet (%s); retrying", error)
+                self._tasks.append(asyncio.create_task(self._restore_later(), name="restore"))
         # A flush first: a resumed stream's next diff (re-sending its derived parts) comes
         # before any snapshot, so every snapshot published matches the stream.
         self._flush()
@@ -477,8 +478,8 @@ class Ingest:
             loops.append(self._control_loop)
         if self.redis is not None:
             loops.append(self._status_loop)
-        if self.event_log is not None:
-            loops.append(self.event_log.run)
+        if self.history is not None:
+            loops.extend(self.history.loops())
         if self.listings is not None:
             loops.append(self.listings.run)
         for loop in loops:
@@ -493,11 +494,25 @@ class Ingest:
         """Stop reading upstream; the processor and publisher keep running."""
         await cancel_and_wait(self._feed_tasks)
 
+    async def _restore_later(self) -> None:
+        """The history could not be read at start: read it once it can be, merged with
+        what came since (a new epoch for every book that had history)."""
+        backoff = Backoff(base=0.5, cap=10.0, healthy_after=0.0)
+        while True:
+            await asyncio.sleep(backoff.next_delay())
+            try:
+                await self.restore()
+            except (RedisError, OSError):
+                continue
+            log.info("ingest: history read back")
+            self._wake.set()
+            return
+
     async def stop(self) -> None:
         with contextlib.suppress(Exception):
             await self.flush_now()
-        if self.event_log is not None:
+        if self.history is not None and self.restored:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.event_log.flushed(), 5)
+                await self.history.close(self.processor, self.clock())
         await cancel_and_wait(self._tasks)
         self._tasks.clear()

@@ -1,7 +1,17 @@
-"""The durable event log: one Redis Stream of accepted events per symbol.
+"""The durable event log on Redis: one Stream of accepted events per symbol.
 
 `ingest` appends every event it accepts; a restarted `ingest` reads the streams back to
 rebuild its processor, and `web` processes read them for event lists and exports.
+
+Entries are batches (`hub.storage.batch`): each write cycle puts one entry per symbol
+holding the rows it took since the last, so 30 days of a busy symbol are read back as a
+few hundred thousand column blocks, not millions of JSON objects. An entry's id is chosen
+here, `{ms}-{arrival}`: `ms` the newest event time of the batch (never below the stream's
+last), `arrival` the arrival number of its last row. Ids only grow, so a retried write of
+the same batch is refused by Redis as not newer ("equal or smaller"), which counts as
+written: a retry never doubles an entry. Since `ms` is at or after every event time of
+its batch, the stream is trimmed by event time (`MINID`, each sweep), and a reader going
+backwards can stop at the first entry older than what it wants.
 
 Writes go through a bounded in-memory buffer drained by one task, so the feed never waits
 on Redis. When Redis is unreachable the buffer keeps filling (oldest dropped past its
@@ -9,9 +19,7 @@ bound) and the task retries with backoff (`Outage`: the loss and the return are 
 once each, and the checkpoint's writes wait for the same backoff); once Redis answers
 again it writes the buffer in order. If the buffer overflowed, or Redis came back empty
 (a restart without persistence: the instance marker is gone), the log is rewritten from
-what the processor still holds, so nothing already accepted is lost. Streams are trimmed
-by count (`MAXLEN ~ HEATMAP_MAX_EVENTS`) on every write and by age (`MINID`) on each
-sweep.
+what the processor holds, so nothing already accepted is lost.
 """
 
 from __future__ import annotations
@@ -21,24 +29,27 @@ import contextlib
 import logging
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 
 import msgspec
+import numpy as np
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from hub.analytics.rows import Named, events_of, merge, rows_of
 from hub.models import LiquidationEvent
+from hub.storage.batch import decode_batch, encode_batch
 from hub.storage.outage import Outage
 
 log = logging.getLogger("hub.storage")
 PREFIX = "hub:"
 MARKER_KEY = f"{PREFIX}instance"
-WRITE_BATCH = 500
-READ_PAGE = 2_000
-CLOCK_SLACK_MS = 60_000  # how far an exchange's trade time may run ahead of ours
+WRITE_BATCH = 5_000  # rows a write cycle takes from the buffer
+REWRITE_CHUNK = 10_000  # rows per entry when the whole log is written again
+READ_PAGE = 500  # entries per read
+CLOCK_SLACK_MS = 60_000  # entries of the old per-event format are ids of their write time
 _FAILURES = (RedisError, OSError)
-_encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder(LiquidationEvent)
+_legacy_decoder = msgspec.json.Decoder(LiquidationEvent)
 
 
 def stream_key(symbol: str) -> str:
@@ -58,44 +69,50 @@ class RedisEventLog:
     def __init__(
         self,
         redis: Redis,
-        max_events: int,
-        holdings: Callable[[], Mapping[str, Iterable[LiquidationEvent]]],
+        holdings: Callable[[], Mapping[str, Named]],
         max_buffer: int = 200_000,
     ) -> None:
-        """`holdings` gives every event the processor holds, per symbol, oldest first."""
+        """`holdings` gives every row the processor holds, per symbol."""
         self.redis = redis
-        self.max_events = max_events
         self.holdings = holdings
         self.max_buffer = max_buffer
         self.outage = Outage("event log", log)
         self.status = EventLogStatus()
-        self._pending: deque[LiquidationEvent] = deque()
+        self._pending: deque[tuple[int, LiquidationEvent]] = deque()
+        self._last_ms: dict[str, int] = {}  # per stream, the ms of the last id written
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
         self._rewrite = False
         self._marker = uuid.uuid4().hex
         self._lock = asyncio.Lock()  # one writer at a time keeps each stream in order
+        # Nothing is written before the log was read back and taken over (`claim`): the
+        # buffer keeps what comes meanwhile, and a log not yet read is never rewritten.
+        self.claimed = asyncio.Event()
 
     # -- writing ------------------------------------------------------------------------
 
-    def append(self, event: LiquidationEvent) -> None:
+    def append(self, arrival: int, event: LiquidationEvent) -> None:
         if len(self._pending) >= self.max_buffer:
             self._pending.popleft()
             self.status.dropped_from_buffer += 1
             self._rewrite = True  # the processor still holds what the buffer let go
-        self._pending.append(event)
+        self._pending.append((arrival, event))
         self.status.buffered = len(self._pending)
         self._idle.clear()
         self._wake.set()
 
     async def claim(self) -> None:
-        """Mark this Redis as written by us, so a restart that empties it is noticed."""
+        """Mark this Redis as written by us, so a restart that empties it is noticed;
+        writing starts."""
         await self.redis.set(MARKER_KEY, self._marker)
         self.status.connected = True
+        self.claimed.set()
+        self._wake.set()
 
     async def run(self, check_interval: float = 2.0) -> None:
         """Write what is appended; every `check_interval` also check Redis kept our data."""
+        await self.claimed.wait()
         while True:
             with contextlib.suppress(TimeoutError):
                 # not wait_for: on 3.11 it can swallow a cancel racing a wake (gh-86296)
@@ -134,6 +151,8 @@ class RedisEventLog:
         """Write everything appended so far, now; raises when Redis does not take it (the
         background loop keeps retrying). A checkpoint saved after this names only logged
         events."""
+        if not self.claimed.is_set():
+            raise RuntimeError("the event log is not taken over yet")
         async with self._lock:
             while self._pending or self._rewrite:
                 await self._write_some()
@@ -151,74 +170,106 @@ class RedisEventLog:
             return
         if not self._pending:
             return
-        batch = [self._pending[i] for i in range(min(WRITE_BATCH, len(self._pending)))]
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for event in batch:
-                pipe.xadd(
-                    stream_key(event.symbol),
-                    {"e": _encoder.encode(event)},
-                    maxlen=self.max_events,
-                    approximate=True,
-                )
-            await pipe.execute()
-        for _ in batch:
+        taken = [self._pending[i] for i in range(min(WRITE_BATCH, len(self._pending)))]
+        per_symbol: dict[str, list[tuple[int, LiquidationEvent]]] = {}
+        for arrival, event in taken:
+            per_symbol.setdefault(event.symbol, []).append((arrival, event))
+        batches = [(symbol, rows_of(items)) for symbol, items in per_symbol.items()]
+        await self._add(batches)
+        for _ in taken:
             self._pending.popleft()
-        self.status.written += len(batch)
+        self.status.written += len(taken)
         self.status.buffered = len(self._pending)
+
+    async def _add(self, batches: list[tuple[str, Named]]) -> None:
+        """One entry per batch, pipelined; an entry Redis already holds counts as written."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for symbol, named in batches:
+                pipe.xadd(
+                    stream_key(symbol), {"b": encode_batch(named)}, id=self._id(symbol, named)
+                )
+            results = await pipe.execute(raise_on_error=False)
+        for result in results:
+            # "equal or smaller": an entry of ours that an earlier, failed-looking write
+            # already put there
+            if isinstance(result, Exception) and "equal or smaller" not in str(result):
+                raise result
+
+    def _id(self, symbol: str, named: Named) -> str:
+        ms = max(self._last_ms.get(symbol, 0), int(named.rows.time.max()))
+        self._last_ms[symbol] = ms
+        return f"{ms}-{int(named.rows.arrival.max())}"
 
     async def _rewrite_all(self) -> None:
         holdings = self.holdings()
         self._pending.clear()  # every pending event still held is in `holdings`
-        for symbol, events in holdings.items():
-            held = list(events)
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.delete(stream_key(symbol))
-                for event in held:
-                    pipe.xadd(stream_key(symbol), {"e": _encoder.encode(event)})
-                await pipe.execute()
-            self.status.written += len(held)
+        for symbol, named in holdings.items():
+            rows = named.rows
+            order = np.argsort(rows.arrival, kind="stable")
+            chunks = [
+                (symbol, Named(rows.take(order[i : i + REWRITE_CHUNK]), named.exchanges))
+                for i in range(0, len(order), REWRITE_CHUNK)
+            ]
+            await self.redis.delete(stream_key(symbol))
+            self._last_ms.pop(symbol, None)
+            for start in range(0, len(chunks), 20):
+                await self._add(chunks[start : start + 20])
+            self.status.written += len(rows)
         await self.redis.set(MARKER_KEY, self._marker)
         self._rewrite = False
         self.status.rewrites += 1
 
     async def trim(self, symbols: Iterable[str], oldest_ms: int) -> None:
-        """Drop entries older than retention; IDs start with their write time in ms."""
+        """Drop the entries whose events are all older than `oldest_ms` (retention)."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for symbol in symbols:
                 pipe.xtrim(stream_key(symbol), minid=oldest_ms, approximate=False)
             await pipe.execute()
 
 
-async def read_events(redis: Redis, symbol: str) -> list[LiquidationEvent]:
-    """The whole log of `symbol`, oldest first (a restart rebuilds from it)."""
-    return _decode(stream_key(symbol), await redis.xrange(stream_key(symbol)))
+# -- reading ----------------------------------------------------------------------------
+
+
+async def read_all(redis: Redis, symbol: str, since: int = 0) -> Named:
+    """The rows of `symbol` with entries from `since` on (ms; 0: all), in log order."""
+    return merge([named async for named in entries_from(redis, symbol, since)])
+
+
+async def entries_from(redis: Redis, symbol: str, since: int) -> AsyncIterator[Named]:
+    """The log's entries with ids from `since - CLOCK_SLACK_MS` on, oldest first, decoded
+    (an unreadable entry is skipped, counted in the log)."""
+    key = stream_key(symbol)
+    lower: str = str(max(0, since - CLOCK_SLACK_MS))
+    while True:
+        entries = await redis.xrange(key, min=lower, max="+", count=READ_PAGE)
+        for named in _decode(key, entries):
+            yield named
+        if len(entries) < READ_PAGE:
+            return
+        lower = f"({entries[-1][0].decode()}"
 
 
 async def read_window(
     redis: Redis, symbol: str, since: int, side: str | None, limit: int | None = None
 ) -> list[LiquidationEvent]:
     """Events with time >= since (and `side`), newest first, at most `limit`, reading the
-    stream backwards a page at a time and only as far as needed.
-
-    An entry's ID is the time it was written (ms), which is at or after its event's time
-    up to the exchange's clock running ahead (CLOCK_SLACK_MS). So the read stops at IDs
-    older than `since` (nothing older can be in the window), and, with a limit, once the
-    IDs read are older than the limit-th newest event found (nothing older can be newer
-    than it, although a late arrival is written after newer events). A `web` process fed
-    by a replay, whose trade times lie long before their write times, may read the whole
-    stream, as every read did before.
-    """
+    stream backwards a page at a time and only as far as needed: an entry's id is at or
+    after its events' times (old-format entries: their write time, up to CLOCK_SLACK_MS
+    after), so the read stops at ids older than `since`, and, with a limit, once the ids
+    read are older than the limit-th newest event found."""
     key = stream_key(symbol)
     found: list[LiquidationEvent] = []
     floor = max(0, since - CLOCK_SLACK_MS)
-    page = READ_PAGE if limit is None else max(2 * limit, 100)
     upper = "+"
     while True:
-        entries = await redis.xrevrange(key, max=upper, min=floor, count=page)
-        found.extend(
-            e for e in _decode(key, entries) if e.time >= since and (side is None or e.side == side)
-        )
-        if len(entries) < page:
+        entries = await redis.xrevrange(key, max=upper, min=floor, count=READ_PAGE)
+        for named in _decode(key, entries):
+            rows = named.rows
+            keep = rows.time >= since
+            if side is not None:
+                keep &= rows.short == (side == "short")
+            found.extend(events_of(rows.take(keep), named.exchanges, symbol))
+        if len(entries) < READ_PAGE:
             break
         oldest = int(entries[-1][0].split(b"-")[0])
         if limit is not None and len(found) >= limit:
@@ -234,11 +285,20 @@ def _newest_first(event: LiquidationEvent) -> int:
     return -event.time
 
 
-def _decode(key: str, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> list[LiquidationEvent]:
-    events = []
-    for _entry_id, fields in entries:
+def _decode(key: str, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> list[Named]:
+    decoded: list[Named] = []
+    legacy: list[tuple[int, LiquidationEvent]] = []
+    for entry_id, fields in entries:
         try:
-            events.append(_decoder.decode(fields[b"e"]))
-        except (KeyError, msgspec.DecodeError):
-            log.warning("event log %s: skipped an unreadable entry", key)
-    return events
+            if b"b" in fields:
+                decoded.append(decode_batch(fields[b"b"]))
+            else:  # one event per entry, JSON: the format before batches
+                ms, seq = entry_id.split(b"-")
+                event = _legacy_decoder.decode(fields[b"e"])
+                # An arrival number from the id: in log order, and below 2**53.
+                legacy.append((int(ms) * 1_000 + int(seq), event))
+        except (KeyError, ValueError, msgspec.DecodeError):
+            log.warning("event log %s: skipped an unreadable entry %s", key, entry_id)
+    if legacy:
+        decoded.append(rows_of(legacy))
+    return decoded

@@ -1,0 +1,302 @@
+"""Exact integer sums of one window's rows: its bins, its density lattice, its statistics.
+
+A window's content changes by rows entering (new events) and leaving (time moving on, or
+the store dropping them), never by a rebuild, so what a flush costs follows what changed,
+not how many events the window holds. That only works if removing a row restores the sums
+bit for bit, which float sums do not (after millions of pairs they drift, and a bin that
+holds nothing shows a phantom notional). So every sum here is an integer:
+
+- notionals in micro-units of the quote currency (`micros`: the hub's output precision of
+  six decimals), per bin (long, short, count) and in total, with the sum of their squares
+  as an unbounded Python int, so the mean and the standard deviation are exact too;
+- the density's fine lattice (`KernelDensity.split`): each row's micros split between its
+  two nearest nodes in whole units, the same way every time.
+
+The same rows give the same integers in any order: a restarted process rebuilds exactly
+the bins its clients hold, and the vectorised and the row-by-row paths agree by
+construction.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from hub.analytics.density import KernelDensity
+from hub.analytics.grid import PriceGrid
+from hub.analytics.rows import Rows
+from hub.models import Bin, Statistics, round_notional, round_significant
+
+MICROS = 1_000_000
+# Below this many rows a change is applied row by row: a handful of scalar updates cost
+# less than the dozen numpy calls of the vectorised path.
+ROW_BY_ROW = 8
+# The widest run of bins kept densely; an outlier price beyond it (a broken print far off
+# the market) is kept in a small dict instead of stretching the arrays.
+DENSE_BINS = 1 << 16
+_SQUARE_CHUNK = 64  # rows whose split squares (< 2**56 each) sum within an int64
+
+EMPTY_STATISTICS = Statistics(0, 0.0, 0.0, 0.0, 0.0, 0.0)
+
+
+def micros(notional: np.ndarray) -> np.ndarray:
+    """Notionals in integer micro-units (round half to even, as Python's `round`)."""
+    return np.rint(notional * MICROS).astype(np.int64)
+
+
+class Placed(NamedTuple):
+    """Rows as the sums take them: time, bin, micros, side and their lattice split."""
+
+    time: np.ndarray  # int64
+    bin: np.ndarray  # int64
+    micros: np.ndarray  # int64
+    short: np.ndarray  # bool
+    node: np.ndarray  # int64: left lattice node, -1 off the lattice
+    right: np.ndarray  # int64: micros going to node + 1
+
+    def __len__(self) -> int:
+        return len(self.time)
+
+    def take(self, which: np.ndarray | slice) -> Placed:
+        return Placed(*(column[which] for column in self))
+
+
+def place(
+    time: np.ndarray,
+    price: np.ndarray,
+    notional: np.ndarray,
+    short: np.ndarray,
+    grid: PriceGrid,
+    kde: KernelDensity | None,
+) -> Placed:
+    """Rows on `grid`'s bins and on `kde`'s lattice (none without one)."""
+    amounts = micros(notional)
+    # As PriceGrid.bin_index, elementwise: the same IEEE operations, the same floor.
+    bins = np.floor(price / grid.bin_width + 1e-9).astype(np.int64)
+    if kde is None:
+        node = np.full(len(time), -1, np.int64)
+        right = np.zeros(len(time), np.int64)
+    else:
+        node, right = kde.split(price, amounts)
+    return Placed(time, bins, amounts, short, node, right)
+
+
+def place_rows(rows: Rows, grid: PriceGrid, kde: KernelDensity | None) -> Placed:
+    return place(rows.time, rows.price, rows.notional, rows.short, grid, kde)
+
+
+def square_sum(values: np.ndarray) -> int:
+    """Exact sum of squares of non-negative int64 values below 2**54."""
+    if len(values) < _SQUARE_CHUNK:
+        return sum(v * v for v in values.tolist())
+    padded = np.zeros(-(-len(values) // _SQUARE_CHUNK) * _SQUARE_CHUNK, np.int64)
+    padded[: len(values)] = values
+    high, low = np.divmod(padded, 1 << 26)
+    rows = (-1, _SQUARE_CHUNK)
+    highs = (high * high).reshape(rows).sum(axis=1).tolist()
+    crosses = (high * low).reshape(rows).sum(axis=1).tolist()
+    lows = (low * low).reshape(rows).sum(axis=1).tolist()
+    return (sum(highs) << 52) + (sum(crosses) << 27) + sum(lows)
+
+
+class WindowSums:
+    def __init__(self) -> None:
+        self.count = 0
+        self.long = 0  # micros
+        self.short = 0
+        self.squares = 0  # of micros
+        self._lo = 0
+        self._long = np.zeros(0, np.int64)
+        self._short = np.zeros(0, np.int64)
+        self._count = np.zeros(0, np.int64)
+        self._far: dict[int, list[int]] = {}
+        self.lattice: np.ndarray | None = None  # int64 micros per fine node
+        # Bins changed since the last `take_changes`, with their values before the change
+        # (the values clients hold); None: every bin counts as changed.
+        self._touched: dict[int, tuple[int, int, int]] = {}
+        self.lattice_changed = False
+
+    # -- changes ----------------------------------------------------------------------
+
+    def add(self, rows: Placed, sign: int) -> None:
+        """Count `rows` in (sign 1) or out (sign -1)."""
+        if not len(rows):
+            return
+        if len(rows) <= ROW_BY_ROW:
+            self._add_rows(rows, sign)
+            return
+        amounts = rows.micros
+        short = rows.short
+        self.count += sign * len(rows)
+        short_total = int(amounts[short].sum())
+        self.short += sign * short_total
+        self.long += sign * (int(amounts.sum()) - short_total)
+        self.squares += sign * square_sum(amounts)
+        if self.lattice is not None:
+            on = rows.node >= 0
+            node, right = rows.node[on], rows.right[on] * sign
+            np.add.at(self.lattice, node, amounts[on] * sign - right)
+            np.add.at(self.lattice, node + 1, right)
+            self.lattice_changed = self.lattice_changed or bool(on.any())
+        bins = rows.bin
+        self._remember(np.unique(bins).tolist())
+        if not all(self._fit(int(bins.min()), int(bins.max()))):
+            dense = (bins >= self._lo) & (bins < self._lo + len(self._count))
+            self._add_far(rows.take(~dense), sign)
+            rows = rows.take(dense)
+            bins, amounts, short = rows.bin, rows.micros, rows.short
+        slots = bins - self._lo
+        signed = amounts * sign
+        np.add.at(self._long, slots[~short], signed[~short])
+        np.add.at(self._short, slots[short], signed[short])
+        np.add.at(self._count, slots, sign)
+
+    def _add_rows(self, rows: Placed, sign: int) -> None:
+        lattice = self.lattice
+        for index, amount, short, node, right in zip(
+            rows.bin.tolist(),
+            rows.micros.tolist(),
+            rows.short.tolist(),
+            rows.node.tolist(),
+            rows.right.tolist(),
+            strict=True,
+        ):
+            self.count += sign
+            if short:
+                self.short += sign * amount
+            else:
+                self.long += sign * amount
+            self.squares += sign * amount * amount
+            self._remember((index,))
+            slot = index - self._lo
+            if not 0 <= slot < len(self._count) and not self._fit(index, index)[0]:
+                self._add_far_row(index, amount, short, sign)
+            else:
+                slot = index - self._lo
+                if short:
+                    self._short[slot] += sign * amount
+                else:
+                    self._long[slot] += sign * amount
+                self._count[slot] += sign
+            if lattice is not None and node >= 0:
+                lattice[node] += sign * (amount - right)
+                lattice[node + 1] += sign * right
+                self.lattice_changed = True
+
+    def _add_far(self, rows: Placed, sign: int) -> None:
+        for index, amount, short in zip(
+            rows.bin.tolist(), rows.micros.tolist(), rows.short.tolist(), strict=True
+        ):
+            self._add_far_row(index, amount, short, sign)
+
+    def _add_far_row(self, index: int, amount: int, short: bool, sign: int) -> None:
+        far = self._far.setdefault(index, [0, 0, 0])
+        far[1 if short else 0] += sign * amount
+        far[2] += sign
+        if far[2] == 0:
+            del self._far[index]
+
+    def _fit(self, low: int, high: int) -> tuple[bool, bool]:
+        """Grow the dense arrays to cover bins low..high, unless that would stretch them
+        past DENSE_BINS; returns whether low and high are then dense."""
+        size = len(self._count)
+        top = self._lo + size
+        if size and self._lo <= low and high < top:
+            return True, True
+        want_lo, want_hi = (low, high + 1) if not size else (min(self._lo, low), max(top, high + 1))
+        spare = DENSE_BINS - (want_hi - want_lo)
+        if spare < 0:
+            if size:
+                return self._lo <= low < top, self._lo <= high < top
+            want_lo, want_hi, spare = low, low + 1, DENSE_BINS - 1
+        # Room on the side that grew, so a drifting market reallocates rarely.
+        room = min(max(256, (want_hi - want_lo) // 2), spare)
+        grow_low, grow_high = not size or want_lo < self._lo, not size or want_hi > top
+        below = room // 2 if grow_low and grow_high else room if grow_low else 0
+        new_lo, new_hi = want_lo - below, want_hi + (room - below if grow_high else 0)
+        for name in ("_long", "_short", "_count"):
+            new = np.zeros(new_hi - new_lo, np.int64)
+            if size:
+                new[self._lo - new_lo : top - new_lo] = getattr(self, name)
+            setattr(self, name, new)
+        self._lo = new_lo
+        for index in [i for i in self._far if new_lo <= i < new_hi]:  # now dense
+            long, short, count = self._far.pop(index)
+            slot = index - new_lo
+            self._long[slot], self._short[slot], self._count[slot] = long, short, count
+        return new_lo <= low < new_hi, new_lo <= high < new_hi
+
+    def _remember(self, indices: object) -> None:
+        touched = self._touched
+        for index in indices:  # type: ignore[attr-defined]
+            if index not in touched:
+                touched[index] = self.bin(index)
+
+    # -- reading ----------------------------------------------------------------------
+
+    def bin(self, index: int) -> tuple[int, int, int]:
+        """(long micros, short micros, count) of one bin."""
+        slot = index - self._lo
+        if 0 <= slot < len(self._count):
+            return (int(self._long[slot]), int(self._short[slot]), int(self._count[slot]))
+        far = self._far.get(index)
+        return (far[0], far[1], far[2]) if far else (0, 0, 0)
+
+    def occupied(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(bin index, long micros, short micros, count) of every held bin, by index."""
+        used = np.flatnonzero(self._count)
+        index = used + self._lo
+        long, short, count = self._long[used], self._short[used], self._count[used]
+        if self._far:
+            far = sorted(self._far.items())
+            index = np.concatenate((index, [i for i, _ in far])).astype(np.int64)
+            long = np.concatenate((long, [v[0] for _, v in far])).astype(np.int64)
+            short = np.concatenate((short, [v[1] for _, v in far])).astype(np.int64)
+            count = np.concatenate((count, [v[2] for _, v in far])).astype(np.int64)
+            order = np.argsort(index, kind="stable")
+            index, long, short, count = index[order], long[order], short[order], count[order]
+        return index, long, short, count
+
+    def take_changes(self) -> dict[int, tuple[int, int, int]]:
+        """The bins changed since the last call, with the values they had then."""
+        touched, self._touched = self._touched, {}
+        return {i: before for i, before in touched.items() if self.bin(i) != before}
+
+    def published(self) -> dict[int, tuple[int, int, int]]:
+        """Values of the bins changed since the last `take_changes`, as they were then."""
+        return self._touched
+
+    def statistics(self) -> Statistics:
+        count = self.count
+        if count == 0:
+            return EMPTY_STATISTICS
+        total = self.long + self.short
+        # n * sum(x^2) - sum(x)^2 is an exact integer >= 0: no cancellation, no clamp.
+        variance = (count * self.squares - total * total) / (count * count)
+        return Statistics(
+            count,
+            round_notional(total / MICROS),
+            round_notional(self.long / MICROS),
+            round_notional(self.short / MICROS),
+            round_notional(total / count / MICROS),
+            round_significant(variance**0.5 / MICROS),
+        )
+
+
+def bin_rows(
+    grid: PriceGrid, index: np.ndarray, long: np.ndarray, short: np.ndarray, count: np.ndarray
+) -> list[Bin]:
+    """Bins as sent: `[price_low, long, short, count]`, in the order given."""
+    width, decimals = grid.bin_width, grid.decimals
+    # PriceGrid.bin_low with the grid's constants hoisted: the same round().
+    lows = [round(i * width, decimals) for i in index.tolist()]
+    return list(
+        zip(
+            lows,
+            (long / MICROS).tolist(),
+            (short / MICROS).tolist(),
+            count.tolist(),
+            strict=True,
+        )
+    )
