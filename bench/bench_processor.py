@@ -19,14 +19,17 @@ minute on 2 cores; two more with a baseline).
     processor (apply + flush, its 1h window read) against a baseline that rebuilds
     `scipy.stats.gaussian_kde` over the held events at every update, on the same events
     and the same update points (20 of them). Also reports how far apart the two densities are.
-(d) The bundled demo's liquidation frames (Binance, Bybit and OKX) through each
-    exchange's decoder into the processor: decode, apply + flush, and the two together
+(d) The bundled demo's liquidation frames (all eight exchanges) through each exchange's
+    decoder into the processor: decode, apply + flush, and the two together
     (parse -> store -> windows) per event; each exchange's share of the demo's notional.
 (e) Parse -> store -> windows at the rates of (a): the burst and spread events, each as its
-    exchange's live frame (one liquidation a frame, the costliest case for Bybit, which
-    batches), decoded by the feeds' decoders, applied, and flushed as in (a).
-Events of (a)-(c) come from the three exchanges in the demo's proportions (46 % Binance,
-34 % Bybit, 20 % OKX), so the store's per-exchange duplicate check sees all of them.
+    exchange's live frame (one liquidation a frame, the costliest case for the exchanges
+    that batch), decoded by the feeds' decoders, applied, and flushed as in (a); then the
+    burst events as each of the eight exchanges' frames alone (events/s per exchange).
+Events of (a)-(c) and of (e)'s two mixed rows come from Binance, Bybit and OKX in the
+proportions the demo had before the other five joined it (46 % Binance, 34 % Bybit, 20 %
+OKX), so the store's per-exchange duplicate check sees all three and the figures stay
+comparable with earlier runs.
 Figures are printed; nothing is asserted about time.
 """
 
@@ -56,11 +59,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anyw
 from bench import processor_throughput as runner
 from hub.analytics.grid import PriceGrid
 from hub.analytics.processor import LiquidationProcessor, ProcessorConfig
+from hub.config import EXCHANGES
 from hub.feeds.replay import DECODERS, read_replays
 from hub.models import LiquidationEvent, Side
 from hub.service.sources import DATA
 from tests.fakes.binance_server import force_order
+from tests.fakes.bitget_server import push_frame as bitget_push
+from tests.fakes.bitget_server import row as bitget_row
+from tests.fakes.bitmex_server import INSTRUMENTS as BITMEX_INSTRUMENTS
+from tests.fakes.bitmex_server import order as bitmex_order
+from tests.fakes.bitmex_server import table_frame
 from tests.fakes.bybit_server import liquidation as bybit_liquidation
+from tests.fakes.deribit_server import trade as deribit_trade
+from tests.fakes.deribit_server import trades_frame
+from tests.fakes.gate_server import MULTIPLIERS as GATE_MULTIPLIERS
+from tests.fakes.gate_server import FakeGate, wire_row
+from tests.fakes.gate_server import push_frame as gate_push
+from tests.fakes.htx_server import notify_frame
+from tests.fakes.htx_server import row as htx_row
 from tests.fakes.okx_server import CONTRACT_VALUES as OKX_CONTRACT_VALUES
 from tests.fakes.okx_server import FakeOkx, detail, push_frame
 
@@ -282,7 +298,10 @@ def _batches(events: list[LiquidationEvent], size: int) -> list[list[Liquidation
 
 
 # The demo's liquidation recordings; its mark prices and OKX books go to other readers.
-DEMO_LIQUIDATIONS = ("demo_session.jsonl", "demo_bybit.jsonl", "demo_okx.jsonl")
+DEMO_LIQUIDATIONS = (
+    "demo_session.jsonl",
+    *(f"demo_{exchange}.jsonl" for exchange in EXCHANGES[1:]),
+)
 
 
 def demo_throughput() -> dict[str, object]:
@@ -323,6 +342,14 @@ def demo_throughput() -> dict[str, object]:
 # -- (e) parse -> store -> windows ------------------------------------------------------
 
 OKX_INSTRUMENTS = "/api/v5/public/instruments?instType=SWAP"
+GATE_CONTRACTS = "/api/v4/futures/usdt/contracts"
+BITMEX_ACTIVE = "/api/v1/instrument/active"
+# The linear perpetuals of every bench symbol, in the BitMEX look-alike's instrument shape.
+BITMEX_LINEAR = [
+    {**BITMEX_INSTRUMENTS[1], "symbol": f"{base}USDT", "rootSymbol": base,
+     "underlyingToPositionMultiplier": 1_000_000}
+    for base in ("XBT", "ETH", "SOL", "ADA", "BNB")
+]  # fmt: skip
 
 
 def okx_instruments() -> bytes:
@@ -330,11 +357,22 @@ def okx_instruments() -> bytes:
     return msgspec.json.encode(FakeOkx().rest(*OKX_INSTRUMENTS.split("?"))[1])
 
 
-def wire_frame(event: LiquidationEvent) -> bytes:
+def rest_answers() -> dict[str, tuple[str, bytes]]:
+    """Per exchange, the instruments answer its decoder needs (the look-alikes')."""
+    return {
+        "okx": (OKX_INSTRUMENTS, okx_instruments()),
+        "gate": (GATE_CONTRACTS, msgspec.json.encode(FakeGate().rest(GATE_CONTRACTS, "")[1])),
+        "bitmex": (BITMEX_ACTIVE, msgspec.json.encode(BITMEX_LINEAR)),
+    }
+
+
+def wire_frame(event: LiquidationEvent, index: int) -> bytes:
     """`event` as its exchange pushes it, built by the test look-alikes' frame builders
-    (docs/protocol.md gives each exchange's side convention)."""
+    (docs/exchanges.md gives each exchange's side convention and units); `index` makes
+    the ids some exchanges key liquidations by unique."""
     long, symbol, t = event.side == "long", event.symbol, event.time
     price, quantity = repr(event.price), repr(event.quantity)
+    base = symbol[:-4]
     frame: dict[str, Any]
     if event.exchange == "binance":
         order = force_order(symbol, "SELL" if long else "BUY", price, quantity, trade_time=t)
@@ -343,30 +381,61 @@ def wire_frame(event: LiquidationEvent) -> bytes:
         item = bybit_liquidation(symbol, "Buy" if long else "Sell", quantity, price, t)
         frame = {"topic": f"allLiquidation.{symbol}", "type": "snapshot", "ts": t + 5,
                  "data": [item]}  # fmt: skip
-    else:
-        inst_id = f"{symbol[:-4]}-USDT-SWAP"
+    elif event.exchange == "okx":
+        inst_id = f"{base}-USDT-SWAP"
         contracts = max(round(event.quantity / float(OKX_CONTRACT_VALUES[inst_id])), 1)
         frame = push_frame(inst_id, [detail("sell" if long else "buy", str(contracts), price, t)])
+    elif event.exchange == "bitget":
+        amount = repr(event.price * event.quantity)
+        frame = bitget_push([bitget_row(symbol, "buy" if long else "sell", price, amount, t)])
+    elif event.exchange == "gate":
+        contracts = event.quantity / float(GATE_MULTIPLIERS[f"{base}_USDT"])
+        row = {"contract": f"{base}_USDT", "size": -contracts if long else contracts,
+               "price": event.price, "time": t}  # fmt: skip
+        frame = gate_push([wire_row(row)])
+    elif event.exchange == "htx":
+        row = htx_row(f"{base}-USDT", "sell" if long else "buy", event.quantity, event.price, t)
+        frame = notify_frame([row])
+    elif event.exchange == "deribit":  # inverse: the amount in USD
+        usd = event.price * event.quantity
+        trade = deribit_trade(f"{base}-PERPETUAL", "sell" if long else "buy", usd, event.price,
+                              "T", str(index), t)  # fmt: skip
+        frame = trades_frame(f"{base}-PERPETUAL", [trade])
+    else:
+        name = "XBTUSDT" if base == "BTC" else f"{base}USDT"
+        contracts = round(event.quantity * 1_000_000)
+        row = bitmex_order(str(index), name, "Sell" if long else "Buy", event.price, contracts)
+        frame = table_frame("insert", [row])
     return msgspec.json.encode(frame)
 
 
 def pipeline_throughput(events: list[LiquidationEvent]) -> dict[str, float]:
     """Every event's frame decoded, applied and flushed as in (a); CPU time of one core."""
-    frames = [(event.exchange, wire_frame(event)) for event in events]
+    frames = [(e.exchange, wire_frame(e, i), e.time + runner.LAG_MS) for i, e in enumerate(events)]
     decoders = {source: factory() for source, factory in DECODERS.items()}
-    decoders["okx"].take_rest(OKX_INSTRUMENTS, okx_instruments())
+    for source, (path, body) in rest_answers().items():
+        decoders[source].take_rest(path, body)
+    bitmex = decoders["bitmex"]
     processor = new_processor()
     apply, flush, lag = processor.apply, processor.flush, runner.LAG_MS
     count = 0
     gc.collect()
     began = time.process_time()
-    for source, frame in frames:
-        for event in decoders[source].decode(frame).events:
+    for source, frame, received in frames:
+        if source == "bitmex":  # its rows carry no time: the receive time is given
+            decoded = bitmex.decode(frame, received)  # type: ignore[call-arg]
+        else:
+            decoded = decoders[source].decode(frame)
+        for event in decoded.events:
             apply(event, event.time + lag)
             count += 1
             if count % FLUSH_EVERY == 0:
                 flush(event.time + lag)
     return {"events_per_s": count / (time.process_time() - began), "events": count}
+
+
+def as_exchange(events: list[LiquidationEvent], exchange: str) -> list[LiquidationEvent]:
+    return [msgspec.structs.replace(e, exchange=exchange) for e in events]
 
 
 def main() -> None:
@@ -442,7 +511,8 @@ def main() -> None:
     print(f"  largest density difference: {r['max_rel_gap']:.2e} of the peak")
     d = demo_throughput()
     print(
-        f"\n(d) the demo: {d['frames']:,} frames of 3 exchanges, {d['events']:,} events; "
+        f"\n(d) the demo: {d['frames']:,} frames of {len(EXCHANGES)} exchanges, "
+        f"{d['events']:,} events; "
         f"decode {d['decode_us']:.1f} us/event, apply + flush {d['events_per_s']:,.0f} events/s; "
         f"parse -> store -> windows {d['pipeline_per_s']:,.0f} events/s"
     )
@@ -460,6 +530,11 @@ def main() -> None:
     for name, events in (("burst", burst), ("spread", spread)):
         e = pipeline_throughput(events)
         print(f"  {name:<8} {e['events_per_s']:>10,.0f} {e['events']:>9,.0f}")
+    print("  burst, each exchange's frames alone:")
+    print(f"  {'exchange':<8} {'events/s':>10} {'events':>9}")
+    for exchange in EXCHANGES:
+        e = pipeline_throughput(as_exchange(burst, exchange))
+        print(f"  {exchange:<8} {e['events_per_s']:>10,.0f} {e['events']:>9,.0f}")
     print(f"\nwall time {time.perf_counter() - wall:.1f} s")
 
 

@@ -31,9 +31,7 @@ from hub.tasks import cancel_and_wait
 
 EXIT_CONFIG = 2
 EXIT_USAGE = 2  # as argparse exits on a bad command line
-OVERRIDES = (
-    "host",
-    "port",
+UPSTREAMS = (
     "symbols",
     "exchanges",
     "binance_ws_url",
@@ -41,10 +39,26 @@ OVERRIDES = (
     "bybit_rest_url",
     "okx_ws_url",
     "okx_rest_url",
-    "flush_ms",
-    "redis_url",
-    "api_keys_file",
+    "bitget_ws_url",
+    "gate_ws_url",
+    "gate_rest_url",
+    "htx_ws_url",
+    "htx_rest_url",
+    "deribit_ws_url",
+    "bitmex_ws_url",
+    "bitmex_rest_url",
 )
+OVERRIDES = ("host", "port", *UPSTREAMS, "flush_ms", "redis_url", "api_keys_file")
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Option help wrapped at spaces only: a URL default (`wss://fx-ws.gateio.ws/...`)
+    stays one word, to be copied as it is."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+
 _DEFAULTS = Settings()
 _MORE = "Every setting can also come from the environment: see docs/configuration.md."
 
@@ -53,12 +67,24 @@ _SETTING_FLAGS = {
     "host": ("ADDRESS", "address to listen on"),
     "port": ("PORT", "port to listen on"),
     "symbols": ("LIST", "symbols to track, comma-separated, or '*' for every symbol"),
-    "exchanges": ("LIST", "liquidation sources, a comma-separated subset of binance,bybit,okx"),
+    "exchanges": (
+        "LIST",
+        "liquidation sources, a comma-separated subset of "
+        "binance,bybit,okx,bitget,gate,htx,deribit,bitmex",
+    ),
     "binance_ws_url": ("URL", "Binance USD-M futures stream base"),
     "bybit_ws_url": ("URL", "Bybit V5 public linear stream"),
     "bybit_rest_url": ("URL", "Bybit REST base (instruments, for '*')"),
     "okx_ws_url": ("URL", "OKX V5 public WebSocket"),
     "okx_rest_url": ("URL", "OKX REST base (instruments: contract values)"),
+    "bitget_ws_url": ("URL", "Bitget UTA (v3) public WebSocket"),
+    "gate_ws_url": ("URL", "Gate USDT-settled futures WebSocket"),
+    "gate_rest_url": ("URL", "Gate REST base (contracts: quanto multipliers)"),
+    "htx_ws_url": ("URL", "HTX USDT-margined notification WebSocket"),
+    "htx_rest_url": ("URL", "HTX REST base (open interest)"),
+    "deribit_ws_url": ("URL", "Deribit JSON-RPC WebSocket"),
+    "bitmex_ws_url": ("URL", "BitMEX realtime WebSocket"),
+    "bitmex_rest_url": ("URL", "BitMEX REST base (instruments: contract sizes)"),
     "flush_ms": ("MS", "longest a change waits before it is pushed to clients"),
     "redis_url": ("URL", "Redis to publish to / read from"),
     "api_keys_file": ("FILE", "the keys file"),
@@ -158,17 +184,15 @@ def _command(commands: argparse._SubParsersAction, name: str) -> argparse.Argume
         help=summary,
         description=textwrap.fill(description, 78),
         epilog=_examples(examples),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     _log_level(parser, argparse.SUPPRESS)  # also after the command; absent: the top level's
     return parser
 
 
 def _add_upstreams(parser: argparse.ArgumentParser) -> None:
-    for field in ("symbols", "exchanges", "binance_ws_url", "bybit_ws_url", "bybit_rest_url"):
+    for field in UPSTREAMS:
         _setting_flag(parser, field)
-    _setting_flag(parser, "okx_ws_url")
-    _setting_flag(parser, "okx_rest_url")
 
 
 def _add_sources(parser: argparse.ArgumentParser) -> None:
@@ -208,7 +232,7 @@ def _parser() -> argparse.ArgumentParser:
                 ("heatmap-hub serve --help", "the options of one command"),
             ]
         ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"heatmap-hub {__version__}")
     _log_level(parser, "info")

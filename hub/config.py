@@ -27,7 +27,10 @@ ALL_SYMBOLS = "*"
 # (1000PEPE), then the quote. Anything else (`foo`, `BTC`, `BTC-USD`) is a typo that would
 # otherwise track nothing, silently.
 SYMBOL_SHAPE = re.compile(r"[A-Z0-9]{2,20}(USDT|USDC)")
-EXCHANGES = ("binance", "bybit", "okx")  # liquidation sources, in the order status lists them
+# Liquidation sources, in the order status lists them. The five after the first three are
+# read only when HEATMAP_EXCHANGES names them (docs/exchanges.md says why).
+DEFAULT_EXCHANGES = ("binance", "bybit", "okx")
+EXCHANGES = (*DEFAULT_EXCHANGES, "bitget", "gate", "htx", "deribit", "bitmex")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -47,11 +50,19 @@ class Settings:
     price_range_pct: float = 15.0
     flush_ms: int = 50
     redis_url: str | None = None
-    exchanges: tuple[str, ...] = EXCHANGES
+    exchanges: tuple[str, ...] = DEFAULT_EXCHANGES
     bybit_ws_url: str = "wss://stream.bybit.com/v5/public/linear"
     bybit_rest_url: str = "https://api.bybit.com"
     okx_ws_url: str = "wss://ws.okx.com:8443/ws/v5/public"
     okx_rest_url: str = "https://openapi.okx.com"  # OKX's documented host since 2026
+    bitget_ws_url: str = "wss://ws.bitget.com/v3/ws/public"
+    gate_ws_url: str = "wss://fx-ws.gateio.ws/v4/ws/usdt"
+    gate_rest_url: str = "https://api.gateio.ws"
+    htx_ws_url: str = "wss://api.hbdm.com/linear-swap-notification"
+    htx_rest_url: str = "https://api.hbdm.com"
+    deribit_ws_url: str = "wss://www.deribit.com/ws/api/v2"
+    bitmex_ws_url: str = "wss://ws.bitmex.com/realtime"
+    bitmex_rest_url: str = "https://www.bitmex.com"
     liquidity: str = "okx"  # order-book source; "off" disables liquidity
     # predicted levels: (leverage, share of new positions) and the maintenance margin rate
     predicted_leverage: tuple[tuple[float, float], ...] = _PREDICTED.leverage_shares
@@ -252,6 +263,14 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "BYBIT_REST_URL": ("bybit_rest_url", _http_url),
     "OKX_WS_URL": ("okx_ws_url", _ws_url),
     "OKX_REST_URL": ("okx_rest_url", _http_url),
+    "BITGET_WS_URL": ("bitget_ws_url", _ws_url),
+    "GATE_WS_URL": ("gate_ws_url", _ws_url),
+    "GATE_REST_URL": ("gate_rest_url", _http_url),
+    "HTX_WS_URL": ("htx_ws_url", _ws_url),
+    "HTX_REST_URL": ("htx_rest_url", _http_url),
+    "DERIBIT_WS_URL": ("deribit_ws_url", _ws_url),
+    "BITMEX_WS_URL": ("bitmex_ws_url", _ws_url),
+    "BITMEX_REST_URL": ("bitmex_rest_url", _http_url),
     "HEATMAP_LIQUIDITY": ("liquidity", _choice("okx", "off")),
     "HEATMAP_PREDICTED_LEVERAGE": ("predicted_leverage", _leverage_shares),
     "HEATMAP_PREDICTED_MMR": ("predicted_mmr", _number(float, 0.0, 0.05)),

@@ -21,14 +21,29 @@ import uvicorn
 
 from hub.api.app import create_app
 from hub.api.server import server_config
-from hub.config import Settings
+from hub.config import EXCHANGES, Settings
 from hub.feeds.backoff import Backoff
 from hub.feeds.connection import Timing
 from hub.service.hubs import ServeHub, WebHub
-from hub.service.sources import Source
-from tests.fakes.binance_server import FakeBinance
+from hub.service.sources import EXCHANGE_FEEDS, Source
+from tests.fakes.binance_server import FakeBinance, force_order
+from tests.fakes.bitget_server import FakeBitget
+from tests.fakes.bitget_server import row as bitget_liquidation
+from tests.fakes.bitmex_server import FakeBitmex
+from tests.fakes.bitmex_server import order as bitmex_order
 from tests.fakes.bybit_server import FakeBybit
-from tests.fakes.okx_server import FakeOkx
+from tests.fakes.bybit_server import liquidation as bybit_liquidation
+from tests.fakes.deribit_server import FakeDeribit
+from tests.fakes.deribit_server import trade as deribit_trade
+from tests.fakes.exchange_server import FakeExchange
+from tests.fakes.gate_server import FakeGate
+from tests.fakes.gate_server import row as gate_liquidation
+from tests.fakes.htx_server import ALL as HTX_ALL
+from tests.fakes.htx_server import FakeHtx
+from tests.fakes.htx_server import row as htx_liquidation
+from tests.fakes.loopback import Served
+from tests.fakes.okx_server import SUBSCRIPTION as OKX_SUBSCRIPTION
+from tests.fakes.okx_server import FakeOkx, detail
 from tests.redis_server import RedisServer
 
 DATA = Path(__file__).parent / "data"
@@ -56,36 +71,109 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture
-async def fake_binance() -> AsyncIterator[FakeBinance]:
-    async with FakeBinance(ping_interval=None) as server:
-        yield server
+def look_alike(make: Callable[[], Served]) -> Any:
+    """A fixture serving the look-alike `make` builds, for the test's length."""
+
+    @pytest.fixture
+    async def serving() -> AsyncIterator[Served]:
+        async with make() as server:
+            yield server
+
+    return serving
+
+
+fake_binance = look_alike(lambda: FakeBinance(ping_interval=None))
+fake_bybit = look_alike(FakeBybit)
+fake_okx = look_alike(FakeOkx)
+fake_bitget = look_alike(FakeBitget)
+fake_gate = look_alike(FakeGate)
+fake_htx = look_alike(FakeHtx)
+fake_deribit = look_alike(FakeDeribit)
+fake_bitmex = look_alike(FakeBitmex)
+
+
+@dataclass
+class Eight:
+    """The eight look-alikes of one test."""
+
+    binance: FakeBinance
+    bybit: FakeBybit
+    okx: FakeOkx
+    bitget: FakeBitget
+    gate: FakeGate
+    htx: FakeHtx
+    deribit: FakeDeribit
+    bitmex: FakeBitmex
+
+    def settings(self, **overrides: Any) -> Settings:
+        others = (self.bybit, self.okx, self.bitget, self.gate, self.htx, self.deribit, self.bitmex)
+        chosen = {"exchanges": EXCHANGES, "symbols": ("BTCUSDT", "ETHUSDT"), "flush_ms": 20}
+        return all_exchanges(self.binance, *others, **{**chosen, **overrides})
+
+    async def subscribed(self) -> None:
+        await self.binance.wait_for_subscription("btcusdt@forceOrder")
+        await self.bybit.wait_for_subscription("allLiquidation.BTCUSDT")
+        await self.okx.wait_for_subscription(OKX_SUBSCRIPTION)
+        await self.bitget.wait_for_subscription("liquidation:usdt-futures")
+        await self.gate.wait_for_subscription("liquidates:!all")
+        await self.htx.wait_for_subscription(HTX_ALL)
+        await self.deribit.wait_for_subscription("trades.BTC-PERPETUAL.100ms")
+        await self.bitmex.wait_for_subscription("liquidation")
+
+    async def push_one_each(self, t: int) -> None:
+        """One BTC liquidation on each exchange, a long where even, a short where odd."""
+        await self.binance.push(force_order("BTCUSDT", "SELL", "60000.0", "0.100", trade_time=t))
+        await self.bybit.push(
+            "BTCUSDT", [bybit_liquidation("BTCUSDT", "Sell", "0.2", "60010.0", t)]
+        )
+        await self.okx.push("BTC-USDT-SWAP", [detail("sell", "30", "59990.0", t)])
+        await self.bitget.push([bitget_liquidation("BTCUSDT", "sell", "60020", "24008", t)])
+        await self.gate.push([gate_liquidation("BTC_USDT", -5000, 59980.0, t)])
+        await self.htx.push([htx_liquidation("BTC-USDT", "buy", 0.6, 60030.0, t)])
+        await self.deribit.push_trades("BTC-PERPETUAL", [
+            deribit_trade("BTC-PERPETUAL", "buy", 41_979.0, 59970.0, "M", "d1", t),
+        ])  # fmt: skip
+        await self.bitmex.insert(bitmex_order("m1", "XBTUSDT", "Buy", 60040.0, 800_000))
 
 
 @pytest.fixture
-async def fake_bybit() -> AsyncIterator[FakeBybit]:
-    async with FakeBybit() as server:
-        yield server
+def eight(
+    fake_binance: FakeBinance, fake_bybit: FakeBybit, fake_okx: FakeOkx, fake_bitget: FakeBitget,
+    fake_gate: FakeGate, fake_htx: FakeHtx, fake_deribit: FakeDeribit, fake_bitmex: FakeBitmex,
+) -> Eight:  # fmt: skip
+    return Eight(fake_binance, fake_bybit, fake_okx, fake_bitget, fake_gate, fake_htx,
+                 fake_deribit, fake_bitmex)  # fmt: skip
 
 
-@pytest.fixture
-async def fake_okx() -> AsyncIterator[FakeOkx]:
-    async with FakeOkx() as server:
-        yield server
+FAKE_EXCHANGES = {
+    FakeBybit: "bybit",
+    FakeOkx: "okx",
+    FakeBitget: "bitget",
+    FakeGate: "gate",
+    FakeHtx: "htx",
+    FakeDeribit: "deribit",
+    FakeBitmex: "bitmex",
+}
 
 
-def all_exchanges(
-    binance: FakeBinance, bybit: FakeBybit, okx: FakeOkx, **overrides: Any
-) -> Settings:
-    """Settings reading all three exchanges' liquidations from their look-alikes (the OKX
-    one serves no order book: liquidity is off unless asked for)."""
+def exchange_urls(*fakes: FakeExchange) -> dict[str, str]:
+    """The settings fields pointing each look-alike's exchange at it."""
+    urls: dict[str, str] = {}
+    for fake in fakes:
+        _, ws_field, rest_field = EXCHANGE_FEEDS[FAKE_EXCHANGES[type(fake)]]
+        urls[ws_field] = fake.ws_url
+        if rest_field is not None:
+            urls[rest_field] = fake.rest_url
+    return urls
+
+
+def all_exchanges(binance: FakeBinance, *fakes: FakeExchange, **overrides: Any) -> Settings:
+    """Settings reading the exchanges' liquidations from their look-alikes (the OKX one
+    serves no order book: liquidity is off unless asked for)."""
     return Settings(
         **{
             "binance_ws_url": binance.base_url,
-            "bybit_ws_url": bybit.ws_url,
-            "bybit_rest_url": bybit.rest_url,
-            "okx_ws_url": okx.ws_url,
-            "okx_rest_url": okx.rest_url,
+            **exchange_urls(*fakes),
             "liquidity": "off",
             **overrides,
         }
@@ -155,11 +243,10 @@ async def start_hub() -> AsyncIterator[HubFactory]:
 
 def assert_offline(settings: Settings) -> None:
     """A test never reaches an exchange: every configured one must point at loopback."""
-    urls = {
-        "binance": [settings.binance_ws_url],
-        "bybit": [settings.bybit_ws_url, settings.bybit_rest_url],
-        "okx": [settings.okx_ws_url, settings.okx_rest_url],
-    }
+    urls = {"binance": [settings.binance_ws_url]}
+    for exchange, (_, ws_field, rest_field) in EXCHANGE_FEEDS.items():
+        fields = [ws_field] if rest_field is None else [ws_field, rest_field]
+        urls[exchange] = [getattr(settings, field) for field in fields]
     for exchange in settings.exchanges:
         for url in urls[exchange]:
             host = urlsplit(url).hostname

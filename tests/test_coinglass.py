@@ -10,8 +10,9 @@ import pytest
 
 from hub.analytics.coinglass_compare import HOUR_MS, compare, hub_hours
 from hub.config import Settings
-from hub.feeds.coinglass import CoinGlassValidation, Refused, parse_history
+from hub.feeds.coinglass import Refused, parse_history
 from hub.models import LiquidationEvent
+from hub.service.coinglass import CoinGlassValidation
 from tests.conftest import BINANCE, DATA, HubFactory, eventually, free_port
 from tests.fakes.binance_server import FakeBinance
 from tests.fakes.coinglass_server import FakeCoinGlass

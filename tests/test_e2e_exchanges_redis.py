@@ -1,8 +1,9 @@
-"""Three exchanges through `ingest` and `web` over a real Redis, with real processes.
+"""The exchanges through `ingest` and `web` over a real Redis, with real processes.
 
-`ingest` reads Binance, Bybit and OKX look-alikes; a `web` process must serve their
-events with each one's `exchange`, filter by exchange, list every source on status, and
-say `degraded` on /health (from what ingest publishes) while one exchange is down.
+`ingest` reads the Binance, Bybit and OKX look-alikes (then all eight); a `web` process
+must serve their events with each one's `exchange`, filter by exchange, list every
+source on status, and say `degraded` on /health (from what ingest publishes) while one
+exchange is down.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from hub.config import EXCHANGES, FIELD_TO_VARIABLE
 from hub.service.control import STATUS_KEY
-from tests.conftest import eventually
+from tests.conftest import Eight, eventually, exchange_urls
 from tests.fakes.binance_server import FakeBinance, force_order
 from tests.fakes.bybit_server import FakeBybit, liquidation
 from tests.fakes.okx_server import SUBSCRIPTION, FakeOkx, detail
@@ -115,3 +117,62 @@ async def test_web_serves_every_exchange_and_reports_one_down(
         await redis.aclose()
     data = (await get(cluster, web, "/health")).json()["data"]
     assert data["status"] == "degraded" and data["reasons"][0].startswith("ingest: silent"), data
+
+
+@pytest.fixture
+async def cluster_of_eight(
+    tmp_path: Path, redis_server: RedisServer, eight: Eight
+) -> AsyncIterator[Cluster]:
+    hub = Cluster(tmp_path, redis_server, eight.binance)
+    others = (
+        eight.bybit,
+        eight.okx,
+        eight.bitget,
+        eight.gate,
+        eight.htx,
+        eight.deribit,
+        eight.bitmex,
+    )
+    urls = {FIELD_TO_VARIABLE[field]: url for field, url in exchange_urls(*others).items()}
+    hub.env.update({"HEATMAP_EXCHANGES": ",".join(EXCHANGES), **urls})
+    try:
+        yield hub
+    finally:
+        await hub.close()
+        hub.print_logs()
+
+
+async def test_web_serves_all_eight_exchanges_and_reports_a_new_one_down(
+    cluster_of_eight: Cluster, eight: Eight
+) -> None:
+    cluster = cluster_of_eight
+    await cluster.start_ingest()
+    await eight.subscribed()
+    web = await cluster.start_web()
+    await eight.push_one_each(int(time.time() * 1000))
+
+    async def all_eight() -> bool:
+        response = await get(cluster, web, f"{API}/liquidations/BTCUSDT", limit="100")
+        return response.status_code == 200 and len(response.json()["data"]) == 8
+
+    await eventually(all_eight)
+    rows = (await get(cluster, web, f"{API}/liquidations/BTCUSDT")).json()["data"]
+    assert {r["exchange"] for r in rows} == set(EXCHANGES)
+    picked = await get(cluster, web, f"{API}/liquidations/BTCUSDT", exchange="gate,bitmex")
+    assert sorted(r["exchange"] for r in picked.json()["data"]) == ["bitmex", "gate"]
+
+    seen: dict = {}
+
+    async def all_connected() -> bool:
+        seen.update((await get(cluster, web, f"{API}/status")).json()["data"])
+        sources = seen.get("sources", {})
+        return all(sources.get(x, {}).get("connected") for x in EXCHANGES)
+
+    await eventually(all_connected, seen=lambda: seen.get("sources"))
+    await eight.deribit.stop()
+
+    async def degraded() -> bool:
+        data = (await get(cluster, web, "/health")).json()["data"]
+        return any(r.startswith("deribit: disconnected") for r in data.get("reasons", []))
+
+    await eventually(degraded)

@@ -2,7 +2,8 @@
 look-alikes sending the documented frames: subscribed per tracked symbol, following
 symbols added and removed, normalized to base-coin open interest (Bybit's deltas merged
 onto the last values), counted on the exchange's own status, and recorded so that a
-replay hands the same updates to the market sink.
+replay hands the same updates to the market sink; the same for the frames of the added
+exchanges that carry open interest (Bitget, Gate, Deribit, BitMEX).
 """
 
 from __future__ import annotations
@@ -175,3 +176,59 @@ async def test_a_replay_hands_tickers_to_the_market_sink_of_tracked_symbols_only
     await skipped.run()
     assert len(market) == (2 if exchange == "bybit" else 1)  # ETHUSDT is not tracked
     assert not any(isinstance(u, MarkPriceUpdate) and u.exchange == "okx" for u in market)
+
+
+ADDED_OPEN_INTEREST = {
+    # exchange: (REST lines before, the frame, open interest in base coin, mark price)
+    "bitget": (
+        [],
+        b'{"arg":{"instType":"usdt-futures","topic":"ticker","symbol":"ETHUSDT"},'
+        b'"action":"snapshot","ts":5,"data":[{"markPrice":"3000","openInterest":"10"}]}',
+        10.0,
+        3000.0,
+    ),
+    "gate": (
+        [(b"/api/v4/futures/usdt/contracts", b'[{"name":"ETH_USDT","quanto_multiplier":"0.01"}]')],
+        b'{"time":5,"time_ms":5000,"channel":"futures.contract_stats","event":"update",'
+        b'"result":[{"time":5,"contract":"ETH_USDT","open_interest":1000,"mark_price":"3000"}]}',
+        10.0,
+        3000.0,
+    ),
+    "deribit": (
+        [],
+        b'{"jsonrpc":"2.0","method":"subscription","params":{"channel":'
+        b'"incremental_ticker.ETH-PERPETUAL","data":{"type":"snapshot","instrument_name":'
+        b'"ETH-PERPETUAL","timestamp":5,"mark_price":3000,"open_interest":30000}}}',
+        10.0,
+        3000.0,
+    ),
+    "bitmex": (
+        [(b"/api/v1/instrument/active",
+          b'[{"symbol":"ETHUSDT","rootSymbol":"ETH","quoteCurrency":"USDT","typ":"FFWCSX",'
+          b'"underlyingToPositionMultiplier":100000}]')],
+        b'{"table":"instrument","action":"partial","data":[{"symbol":"ETHUSDT",'
+        b'"timestamp":"1970-01-01T00:00:00.005Z","markPrice":3000,"openInterest":1000000}]}',
+        10.0,
+        3000.0,
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("exchange", sorted(ADDED_OPEN_INTEREST))
+async def test_a_replay_of_the_added_exchanges_hands_their_open_interest_on(
+    exchange: str, tmp_path: Path
+) -> None:
+    rest, frame, oi, mark = ADDED_OPEN_INTEREST[exchange]
+    source = exchange.encode()
+    lines = [b'{"t":1,"source":"%s","rest":"%s","raw":%s}' % (source, p, b) for p, b in rest]
+    lines.append(b'{"t":5,"source":"%s","raw":%s}' % (source, frame))
+    path = tmp_path / "one.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    market: list[MarketUpdate] = []
+    feed = ReplayFeed(read_replay(path), lambda e: None, speed=0, market_sink=market.append)
+    await feed.run()
+    [update] = [u for u in market if isinstance(u, OpenInterestUpdate)]
+    at = 5_000 if exchange == "gate" else 5  # Gate's contract_stats time is in seconds
+    assert (update.exchange, update.symbol, update.time) == (exchange, "ETHUSDT", at)
+    assert (update.oi, update.price) == (pytest.approx(oi), mark)
+    assert feed.sources[exchange].anomalies == {} and feed.status.anomalies == {}

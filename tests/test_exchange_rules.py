@@ -14,7 +14,7 @@ import pytest
 from hub.analytics.alerts import AlertEngine, AlertThresholds
 from hub.analytics.leverage import MARGIN_RULES, LeverageEstimator
 from hub.analytics.store import EventStore
-from hub.config import load_settings
+from hub.config import EXCHANGES, load_settings
 from hub.errors import ConfigError
 from hub.feeds.base import FeedStatus
 from hub.models import LiquidationEvent
@@ -23,11 +23,18 @@ from hub.service.health import source_entry, source_reasons, verdict
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_exchanges_default_to_all_three_and_accept_any_subset() -> None:
+def test_exchanges_default_to_the_first_three_and_accept_any_subset_of_eight() -> None:
     assert load_settings({}).exchanges == ("binance", "bybit", "okx")
     assert load_settings({"HEATMAP_EXCHANGES": " OKX, bybit,okx"}).exchanges == ("okx", "bybit")
     overridden = load_settings({"HEATMAP_EXCHANGES": "okx"}, {"exchanges": "binance"})
     assert overridden.exchanges == ("binance",)
+    added = load_settings({"HEATMAP_EXCHANGES": "BitMEX,deribit,htx,gate,bitget"})
+    assert added.exchanges == ("bitmex", "deribit", "htx", "gate", "bitget")
+    urls = load_settings({"GATE_WS_URL": "ws://127.0.0.1:9/v4/ws/usdt/",
+                          "BITMEX_REST_URL": "http://127.0.0.1:9"})  # fmt: skip
+    assert (urls.gate_ws_url, urls.bitmex_rest_url) == (
+        "ws://127.0.0.1:9/v4/ws/usdt", "http://127.0.0.1:9"
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -39,6 +46,14 @@ def test_exchanges_default_to_all_three_and_accept_any_subset() -> None:
         ("BYBIT_REST_URL", "api.bybit.com", "http:// or https://"),
         ("OKX_WS_URL", "okx", "ws:// or wss://"),
         ("OKX_REST_URL", "ftp://okx.com", "http:// or https://"),
+        ("BITGET_WS_URL", "https://ws.bitget.com/v3/ws/public", "ws:// or wss://"),
+        ("GATE_WS_URL", "fx-ws.gateio.ws", "ws:// or wss://"),
+        ("GATE_REST_URL", "api.gateio.ws", "http:// or https://"),
+        ("HTX_WS_URL", "http://api.hbdm.com", "ws:// or wss://"),
+        ("HTX_REST_URL", "wss://api.hbdm.com", "http:// or https://"),
+        ("DERIBIT_WS_URL", "deribit", "ws:// or wss://"),
+        ("BITMEX_WS_URL", "", "ws:// or wss://"),
+        ("BITMEX_REST_URL", "ftp://www.bitmex.com", "http:// or https://"),
     ],
 )
 def test_bad_exchange_settings_name_the_variable(variable: str, value: str, says: str) -> None:
@@ -99,6 +114,9 @@ def test_each_exchange_has_its_own_margin_rule() -> None:
     assert moved["binance"] == pytest.approx(1 / (0.05 + 0.004))
     assert moved["bybit"] == pytest.approx(1 / (0.05 + 0.005))
     assert moved["okx"] == pytest.approx(1 / (0.05 + 0.004))
+    assert set(MARGIN_RULES) == set(EXCHANGES), "every exchange has its rule"
+    assert moved["deribit"] == pytest.approx(1 / (0.05 + 0.01))
+    assert estimator.estimate("long", 100.0, 2, MARGIN_RULES["htx"]) == 200.0
 
 
 def test_the_store_deduplicates_per_exchange() -> None:

@@ -14,6 +14,7 @@ from hub.fanout.fanout import Fanout
 from hub.feeds.okx_book import OkxBookFeed
 from hub.models import ChannelMessage
 from hub.service.liquidity import LiquidityService
+from hub.service.order_books import OrderBooks
 
 LINES = (Path(__file__).parent / "data" / "okx" / "book_session.jsonl").read_bytes().splitlines()
 
@@ -27,10 +28,9 @@ class Clock:
 
 
 def service(clock: Clock, sent: list[ChannelMessage]) -> LiquidityService:
-    def make_feed(on_book, on_trade) -> OkxBookFeed:  # type: ignore[no-untyped-def]
-        return OkxBookFeed(
-            "ws://unused",
-            "http://unused",
+    def make_books(on_book, on_trade) -> OrderBooks:  # type: ignore[no-untyped-def]
+        return OrderBooks(
+            lambda on_frame, on_open: OkxBookFeed("ws://unused", "http://unused", on_frame),
             {"BTCUSDT"},
             on_book,
             on_trade,
@@ -38,7 +38,7 @@ def service(clock: Clock, sent: list[ChannelMessage]) -> LiquidityService:
         )
 
     return LiquidityService(
-        make_feed, lambda: 5, sent.extend, lambda s: [], lambda s: 20.0, "e1", monotonic=clock
+        make_books, lambda: 5, sent.extend, lambda s: [], lambda s: 20.0, "e1", monotonic=clock
     )
 
 
@@ -47,12 +47,12 @@ def test_at_most_once_a_second_and_again_every_five_seconds_when_quiet() -> None
     liquidity = service(clock, sent)
     liquidity.publish_due()
     assert sent == [], "nothing before a book is synced"
-    liquidity.feed.take_frame(LINES[1])  # the snapshot
+    liquidity.order_books.take_frame(LINES[1])  # the snapshot
     liquidity.publish_due()
     assert [m.seq for m in sent] == [1] and sent[0].ch == "liquidity:BTCUSDT"
     for line in LINES[2:12]:  # ten changes within the next second
         clock.now += 0.09
-        liquidity.feed.take_frame(line)
+        liquidity.order_books.take_frame(line)
         liquidity.publish_due()
     assert len(sent) == 1, "a second has not passed"
     clock.now += 0.2
@@ -70,7 +70,7 @@ def test_a_broken_book_is_announced_once_then_nothing_until_it_is_back() -> None
     clock, sent = Clock(), []
     liquidity = service(clock, sent)
     for line in LINES[1:303]:  # up to and with the bad checksum
-        liquidity.feed.take_frame(line)
+        liquidity.order_books.take_frame(line)
     clock.now += 2
     liquidity.publish_due()
     assert len(sent) == 1 and not sent[0].data.synced
@@ -78,7 +78,7 @@ def test_a_broken_book_is_announced_once_then_nothing_until_it_is_back() -> None
     clock.now += 10
     liquidity.publish_due()
     assert len(sent) == 1, "the notice is not repeated"
-    liquidity.feed.take_frame(LINES[1])
+    liquidity.order_books.take_frame(LINES[1])
     clock.now += 1
     liquidity.publish_due()
     assert sent[-1].data.synced and sent[-1].seq == 2
@@ -98,7 +98,7 @@ def test_a_fan_out_holds_only_the_latest_liquidity_message() -> None:
     clock, sent = Clock(), []
     liquidity = service(clock, sent)
     for line in LINES[1:40]:
-        liquidity.feed.take_frame(line)
+        liquidity.order_books.take_frame(line)
         clock.now += 1.0
         liquidity.publish_due()
     fanout = Fanout(lambda: 0)

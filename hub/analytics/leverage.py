@@ -18,9 +18,9 @@ it is a lower bound. Its limits:
 - cross-margin positions are backed by the whole account, so what is measured is the account's
   effective leverage; fees and funding are ignored;
 - maintenance margin is tiered by position size, so large positions were less leveraged than
-  estimated; each exchange's smallest bracket for BTC-class USDT perpetuals is assumed
-  (`MARGIN_RULES`: Binance 0.4 % up to 125x, Bybit 0.5 % up to 100x, OKX 0.4 % up to 100x), and
-  altcoins, whose brackets start higher, come out more leveraged than they were;
+  estimated; each exchange's smallest bracket for its BTC perpetual is assumed (`MARGIN_RULES`,
+  sources beside it), and altcoins, whose brackets start higher, come out more leveraged than
+  they were;
 - the path is, for now, liquidation prices only, of every exchange: Binance samples them (one
   per symbol per second) and reports fill prices, Bybit and OKX report bankruptcy prices (the
   price at which the margin is gone, further from the market than the fill); longs fill below
@@ -58,12 +58,24 @@ class MarginRule(NamedTuple):
     max_leverage: float
 
 
-# Each exchange's smallest-bracket rule for its BTC-class USDT perpetuals (published tiered
-# tables: Binance "Leverage & Margin", Bybit "Risk Limit", OKX "Position tiers").
+# Each exchange's smallest-bracket rule for its BTC perpetual, from its published tables:
+# Binance "Leverage & Margin", Bybit "Risk Limit", OKX "Position tiers"; Bitget's BTCUSDT
+# tiers as announced 2025-09-26 (0-200,000 USDT: 150x, 0.40 %); Gate's help centre "Risk
+# Limit" (BTCUSDT tier 1: 0.40 %, 125x); Deribit's "Linear Perpetual" margin page (BTC:
+# 1 % + 0.005 % per BTC held, initial 2 %, so 50x, the max_leverage its instruments list
+# gives BTC futures); BitMEX "Risk Limits" (XBTUSD base maintenance 0.50 %, initial 1.00 %:
+# 100x). HTX sets maintenance as an adjustment factor over leverage and its BTC table could
+# not be read; its BTC and ETH perpetuals go to 200x, and Bybit's 0.5 % stands in for the
+# bracket (docs/exchanges.md says so).
 MARGIN_RULES = {
     "binance": MarginRule(0.004, 125.0),
     "bybit": MarginRule(0.005, 100.0),
     "okx": MarginRule(0.004, 100.0),
+    "bitget": MarginRule(0.004, 150.0),
+    "gate": MarginRule(0.004, 125.0),
+    "htx": MarginRule(0.005, 200.0),
+    "deribit": MarginRule(0.01, 50.0),
+    "bitmex": MarginRule(0.005, 100.0),
 }
 # Notional sums are kept in integer micro-units of the quote currency so that remove() restores
 # exactly what add() changed: float sums drift over millions of pairs and can leave a negative

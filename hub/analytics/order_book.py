@@ -23,7 +23,7 @@ import heapq
 import zlib
 from collections.abc import Iterable, Sequence
 
-from hub.feeds.okx_book_wire import BookData, Level
+from hub.market.book import BookData, Level
 
 CHECKSUM_LEVELS = 25
 MAX_HELD_UPDATES = 600  # one minute of 100 ms updates while a REST book is fetched

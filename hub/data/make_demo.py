@@ -24,8 +24,9 @@ import json
 import math
 from bisect import bisect_left
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -80,22 +81,45 @@ def through(price: float, side: str, rng: np.random.Generator) -> float:
     return price * (1 - offset) if side == "long" else price * (1 + offset)
 
 
+class Draw(NamedTuple):
+    symbol: str
+    side: str  # of the liquidated position
+    time: int
+    price: float
+    notional: float
+
+
+def draws(
+    binance: list[dict[str, Any]],
+    paths: dict[str, Any],
+    rng: np.random.Generator,
+    per_binance: float,
+    scale: float,
+) -> Iterator[Draw]:
+    """Around each Binance liquidation, a Poisson number (mean `per_binance`) within the
+    surrounding second, on its side 85 % of the time, at a bankruptcy price through the
+    path, notionals of the symbol's scale times `scale`."""
+    for line in binance:
+        order = line["raw"]["data"]["o"]
+        symbol, side = order["s"], "long" if order["S"] == "SELL" else "short"
+        decimals, _, _, symbol_scale = SYMBOLS[symbol]
+        for _ in range(rng.poisson(per_binance)):
+            t = int(order["T"] + rng.integers(-1000, 1000))
+            own = side if rng.random() < 0.85 else ("short" if side == "long" else "long")
+            price = round(through(price_at(paths[symbol], t), own, rng), decimals)
+            yield Draw(symbol, own, t, price, notional(rng, scale * symbol_scale))
+
+
 def bybit_lines(
     binance: list[dict[str, Any]], paths: dict[str, Any], rng: np.random.Generator
 ) -> list[dict[str, Any]]:
     batches: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
-    for line in binance:
-        order = line["raw"]["data"]["o"]
-        symbol, side = order["s"], "long" if order["S"] == "SELL" else "short"
-        decimals, step, _, scale = SYMBOLS[symbol]
-        for _ in range(rng.poisson(BYBIT_PER_BINANCE)):
-            t = int(order["T"] + rng.integers(-1000, 1000))
-            own = side if rng.random() < 0.85 else ("short" if side == "long" else "long")
-            price = round(through(price_at(paths[symbol], t), own, rng), decimals)
-            size = max(round(notional(rng, BYBIT_NOTIONAL * scale) / price, step), 10.0**-step)
-            item = {"T": t, "s": symbol, "S": "Buy" if own == "long" else "Sell",
-                    "v": f"{size:.{step}f}", "p": f"{price:.{decimals}f}"}  # fmt: skip
-            batches[(symbol, t // 500)].append(item)
+    for d in draws(binance, paths, rng, BYBIT_PER_BINANCE, BYBIT_NOTIONAL):
+        decimals, step, _, _ = SYMBOLS[d.symbol]
+        size = max(round(d.notional / d.price, step), 10.0**-step)
+        item = {"T": d.time, "s": d.symbol, "S": "Buy" if d.side == "long" else "Sell",
+                "v": f"{size:.{step}f}", "p": f"{d.price:.{decimals}f}"}  # fmt: skip
+        batches[(d.symbol, d.time // 500)].append(item)
     lines = []
     for (symbol, window), items in batches.items():
         ts = (window + 1) * 500 + int(rng.integers(1, 15))

@@ -19,16 +19,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import time
+from typing import Any
 
-import httpx
 import msgspec
-from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed
 
 from hub.errors import UpstreamError
-from hub.feeds.backoff import Backoff
-from hub.feeds.base import EventSink, Feed, FeedStatus, MarketSink, deliver, deliver_market
 from hub.feeds.bybit_wire import (
     PING,
     BybitDecoder,
@@ -39,7 +34,8 @@ from hub.feeds.bybit_wire import (
     topic,
     topic_symbol,
 )
-from hub.feeds.connection import KeepAlive, PersistentConnection, Timing
+from hub.feeds.connection import KeepAlive, Timing
+from hub.feeds.exchange import ExchangeFeed
 
 MAX_ARGS_PER_REQUEST = 10
 MAX_ARGS_CHARS = 21_000
@@ -106,138 +102,99 @@ def fitting_topics(symbols: list[str], tickers: bool = False) -> tuple[list[str]
     return topics, left_out
 
 
-class BybitFeed(Feed):
-    def __init__(
-        self,
-        ws_url: str,
-        rest_url: str,
-        symbols: set[str] | None,
-        sink: EventSink,
-        timing: Timing | None = None,
-        backoff: Backoff | None = None,
-        market_sink: MarketSink | None = None,
-    ) -> None:
-        """`symbols` None subscribes every linear perpetual Bybit lists; `market_sink`
-        None leaves tickers unsubscribed."""
-        self.ws_url = ws_url
-        self.rest_url = rest_url
-        self.symbols = None if symbols is None else {s.upper() for s in symbols}
-        self.sink = sink
-        self.market_sink = market_sink
-        self.decoder = BybitDecoder()
-        self.status = FeedStatus(
-            name="bybit", note="Bybit pushes every liquidation (allLiquidation, 500 ms batches)"
-        )
+class BybitFeed(ExchangeFeed):
+    name = "bybit"
+    note = "Bybit pushes every liquidation (allLiquidation, 500 ms batches)"
+    timing = Timing(ping_interval=20.0)
+    keep_alive = KeepAlive(PING, is_pong)
+    decoder: BybitDecoder
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self._request_ids = itertools.count(1)
         self._requests: dict[str, list[str]] = {}  # req_id -> topics of a pending subscribe
-        self._http: httpx.AsyncClient | None = None
+        self._refused: set[str] = set()  # symbols Bybit refused on this connection
+        self._listed: list[str] = []  # every linear perpetual, for `*`
         self._retry: asyncio.Future[None] | None = None
-        self.connection = PersistentConnection(
-            self.status,
-            lambda: self.ws_url,
-            self._on_frame,
-            self._on_open,
-            timing or Timing(ping_interval=20.0),
-            backoff,
-            KeepAlive(PING, is_pong),
-        )
 
-    async def run(self) -> None:
-        async with httpx.AsyncClient(timeout=10) as client:
-            self._http = client
-            await self.connection.run()
-
-    async def _on_open(self, websocket: ClientConnection) -> None:
-        self._requests.clear()
-        self.status.unlisted = []
-        wanted = sorted(self.symbols) if self.symbols is not None else await self._listed()
-        topics, left_out = fitting_topics(wanted, self.tickers)
-        if left_out:
-            self.status.count_anomaly(
-                "over_subscription_limit", f"{len(left_out)} symbols do not fit one connection"
-            )
-        await self._send("subscribe", topics, websocket)
+    def new_decoder(self) -> BybitDecoder:
+        return BybitDecoder()
 
     @property
     def tickers(self) -> bool:
         return self.market_sink is not None
 
-    async def _listed(self) -> list[str]:
-        assert self._http is not None
+    def is_listed(self, symbol: str) -> bool:
+        return symbol not in self._refused
+
+    async def prepare(self) -> None:
+        self._requests.clear()
+        self._refused.clear()
+        if self.symbols is None:
+            self._listed = await self._fetch_listed()
+
+    def subscriptions(self) -> list[str]:
+        wanted = sorted(self.symbols) if self.symbols is not None else self._listed
+        topics, left_out = fitting_topics(wanted, self.tickers)
+        if left_out:
+            self.status.count_anomaly(
+                "over_subscription_limit", f"{len(left_out)} symbols do not fit one connection"
+            )
+        return self._requests_for("subscribe", topics)
+
+    def follow(self, added: set[str], removed: set[str]) -> list[str]:
+        assert self.symbols is not None  # `*` follows no symbol at run time
+        fitting, _ = fitting_topics(sorted(self.symbols), self.tickers)
+        wanted = set(symbol_topics(sorted(added), self.tickers))
+        if len(wanted & set(fitting)) < len(wanted):
+            self.status.count_anomaly("over_subscription_limit", "added symbols do not fit")
+        gone = symbol_topics(sorted(removed), self.tickers)
+        subscribe = self._requests_for("subscribe", sorted(wanted & set(fitting)))
+        return subscribe + self._requests_for("unsubscribe", gone)
+
+    async def _fetch_listed(self) -> list[str]:
         symbols: list[str] = []
         cursor = ""
         for _ in range(MAX_INSTRUMENT_PAGES):
-            path = INSTRUMENTS_PATH + (f"&cursor={cursor}" if cursor else "")
-            try:
-                response = await self._http.get(f"{self.rest_url}{path}")
-            except httpx.HTTPError as error:
-                raise UpstreamError(f"Bybit instruments: {type(error).__name__}: {error}") from None
-            if response.status_code != 200:
-                raise UpstreamError(f"Bybit instruments: HTTP {response.status_code}")
-            self._rest_received(int(time.time() * 1000), path, response.content)
-            page, cursor = listed_perpetuals(response.content)
+            page, cursor = listed_perpetuals(
+                await self.get(INSTRUMENTS_PATH + (f"&cursor={cursor}" if cursor else ""))
+            )
             symbols.extend(page)
             if not cursor:
                 break
         return sorted(set(symbols))
 
     def _on_frame(self, frame: bytes, received_ms: int) -> None:
-        self._frame_received(received_ms, frame)
         failed = failed_request(frame)
         if failed is not None:
             self._request_failed(failed.req_id or "", failed.ret_msg or "")
         elif frame.startswith(b'{"success"'):
             self._requests.pop(reply_id(frame), None)
-        decoded = self.decoder.decode(frame)
-        deliver(self.status, decoded, self.symbols, self.sink)
-        deliver_market(self.status, decoded, self.symbols, self.market_sink)
+        super()._on_frame(frame, received_ms)
 
     def _request_failed(self, req_id: str, message: str) -> None:
         topics = self._requests.pop(req_id, [])
         if len(topics) == 1:
             symbol = topic_symbol(topics[0])
-            self.status.unlisted = sorted({*self.status.unlisted, symbol})
+            self._refused.add(symbol)
+            self._note_unlisted()
             log.warning("bybit: %s refused (%s); tracked on the other exchanges", symbol, message)
             return
         self.status.last_error = f"request failed: {message}"
         if topics:  # find which topic Bybit refused: one request each
-            self._retry = asyncio.ensure_future(self._send("subscribe", topics, batch=1))
+            requests = self._requests_for("subscribe", topics, batch=1)
+            self._retry = asyncio.ensure_future(self.send(requests))
 
-    async def add_symbols(self, symbols: set[str]) -> None:
-        if self.symbols is None:
-            return
-        new = {s.upper() for s in symbols} - self.symbols
-        self.symbols |= new
-        fitting, _ = fitting_topics(sorted(self.symbols), self.tickers)
-        wanted = set(symbol_topics(sorted(new), self.tickers))
-        if len(wanted & set(fitting)) < len(wanted):
-            self.status.count_anomaly("over_subscription_limit", "added symbols do not fit")
-        await self._send("subscribe", sorted(wanted & set(fitting)))
-
-    async def remove_symbols(self, symbols: set[str]) -> None:
-        if self.symbols is None:
-            return
-        gone = {s.upper() for s in symbols} & self.symbols
-        self.symbols -= gone
-        await self._send("unsubscribe", symbol_topics(sorted(gone), self.tickers))
-
-    async def _send(
-        self,
-        op: str,
-        topics: list[str],
-        websocket: ClientConnection | None = None,
-        batch: int = MAX_ARGS_PER_REQUEST,
-    ) -> None:
-        websocket = websocket or self.connection.websocket
-        if websocket is None:
-            return  # the next connection subscribes to the whole set
+    def _requests_for(
+        self, op: str, topics: list[str], batch: int = MAX_ARGS_PER_REQUEST
+    ) -> list[str]:
+        """`op` requests for `topics`, `batch` a request; subscriptions are remembered by
+        `req_id`, so that a refusal names its topics."""
+        requests = []
         for start in range(0, len(topics), batch):
             req_id = str(next(self._request_ids))
             args = topics[start : start + batch]
             if op == "subscribe":
                 self._requests[req_id] = args
-            body = {"op": op, "req_id": req_id, "args": args}
-            try:
-                await websocket.send(_encoder.encode(body).decode())
-            except ConnectionClosed:
-                return
+            requests.append(_encoder.encode({"op": op, "req_id": req_id, "args": args}).decode())
+        return requests

@@ -7,6 +7,11 @@ what to do with each frame. Decisions:
   by the protocol layer. Exchanges that want an application ping (Bybit's JSON
   `{"op":"ping"}`, OKX's text `ping`) give a `KeepAlive`: its replies are life for the
   watchdog but not messages, so a connection that only answers pings reads as silent.
+  The same goes for an exchange's own application pings (HTX's `{"op":"ping"}`, Deribit's
+  `test_request`), which the `KeepAlive` answers.
+- Frames an exchange compresses (HTX's GZIP) are inflated here, before anyone sees them:
+  listeners, recordings and decoders get the JSON text. One that does not inflate is
+  counted as malformed and skipped.
 - The watchdog closes a connection that has shown no frame (data or pong) for
   `watchdog_timeout`: a half-open TCP connection would otherwise look healthy for hours.
 - A planned reconnect after `max_age` beats Binance's 24-hour cut, and skips the backoff.
@@ -18,7 +23,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+import zlib
+from collections.abc import Awaitable, Callable, Mapping
 from typing import NamedTuple
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -49,10 +55,13 @@ class Timing:
 
 
 class KeepAlive(NamedTuple):
-    """An application-level ping: the text to send, and how to recognise its reply."""
+    """An application-level keep-alive: what to send every ping interval (a text, a
+    function making one, or None for a protocol ping), how to recognise its reply, and
+    the answer to the exchange's own pings (None: not one)."""
 
-    message: str
+    message: str | Callable[[], str] | None
     is_reply: Callable[[bytes], bool]
+    answer: Callable[[bytes], str | None] | None = None
 
 
 class _Expired(Exception):
@@ -69,9 +78,13 @@ class PersistentConnection:
         timing: Timing | None = None,
         backoff: Backoff | None = None,
         keep_alive: KeepAlive | None = None,
+        inflate: Callable[[bytes], bytes] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         self.status = status
         self.keep_alive = keep_alive
+        self.inflate = inflate
+        self.headers = dict(headers or {})
         self.url = url
         self.on_frame = on_frame
         self.on_open = on_open
@@ -89,6 +102,7 @@ class PersistentConnection:
             try:
                 async with connect(
                     url,
+                    additional_headers=self.headers,
                     ping_interval=None,
                     open_timeout=self.timing.open_timeout,
                     max_size=2**22,
@@ -129,11 +143,25 @@ class PersistentConnection:
             await cancel_and_wait((reader, keeper))
 
     async def _read(self, websocket: ClientConnection) -> None:
+        keep_alive = self.keep_alive
         while True:
             frame = await websocket.recv(decode=False)
             self._last_life = time.monotonic()
-            if self.keep_alive is not None and self.keep_alive.is_reply(frame):
-                continue
+            if self.inflate is not None:
+                try:
+                    frame = self.inflate(frame)
+                except (OSError, EOFError, zlib.error) as error:
+                    self.status.malformed += 1
+                    self.status.count_anomaly("malformed", f"does not inflate: {error}")
+                    continue
+            if keep_alive is not None:
+                if keep_alive.is_reply(frame):
+                    continue
+                if keep_alive.answer is not None:
+                    reply = keep_alive.answer(frame)
+                    if reply is not None:
+                        await websocket.send(reply)
+                        continue
             received = int(time.time() * 1000)
             self.status.frames += 1
             self.status.last_frame_at = received
@@ -152,8 +180,9 @@ class PersistentConnection:
                     f"no frame or pong for {now - self._last_life:.1f}s; reconnecting"
                 )
             with contextlib.suppress(ConnectionClosed):
-                if self.keep_alive is not None:
-                    await websocket.send(self.keep_alive.message)
+                message = self.keep_alive.message if self.keep_alive is not None else None
+                if message is not None:
+                    await websocket.send(message if isinstance(message, str) else message())
                     continue
                 waiter = await websocket.ping()
                 waiter.add_done_callback(self._pong)

@@ -1,30 +1,27 @@
-"""OKX order books and trades over the V5 public WebSocket (`books`, `trades`).
+"""OKX order books and trades over the V5 public WebSocket (`books`, `trades`): the
+connection, its subscriptions and the REST calls, and nothing kept from them.
 
-One connection carries every tracked instrument (`BTCUSDT` -> `BTC-USDT-SWAP`). Decisions:
+One connection carries every subscribed instrument (`BTCUSDT` -> `BTC-USDT-SWAP`).
+Decisions:
 - Keep-alive is OKX's: the text `ping` every 25 s (OKX closes a connection idle for 30 s),
   answered by the text `pong`; the shared connection reconnects with backoff.
-- A book that breaks (seqId gap, checksum mismatch) is dropped and resubscribed. If no
-  WebSocket snapshot follows within `snapshot_wait` seconds (OKX announced it would stop
-  sending one), the book is taken from REST `/api/v5/market/books` instead, and updates
-  held meanwhile are replayed onto it (`hub.analytics.order_book`).
-- Contract values (`ctVal`, base units per contract) are injected; `fetch_contract_values`
-  reads them from `/api/v5/public/instruments` when none are given.
-- The same `take_frame` serves the live socket and replay files, where a break simply
-  waits for the file's next snapshot.
+- Each frame is decoded (`okx_book_wire`) and handed to `on_frame`, the live socket's and a
+  replay file's alike (`take_frame`); the books themselves, and when to resynchronise one,
+  are the caller's (`hub.service.order_books`). A reconnect is announced (`on_open`)
+  before the subscriptions are sent again, so the caller can drop what it held.
+- REST answers on request: a book (`/api/v5/market/books`, OKX announced it would stop
+  sending a WebSocket snapshot) and the contract values (`/api/v5/public/instruments`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 import msgspec
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from hub.analytics.order_book import OrderBook, Outcome
-from hub.errors import UpstreamError
 from hub.feeds.backoff import Backoff
 from hub.feeds.base import FeedStatus
 from hub.feeds.connection import KeepAlive, PersistentConnection, Timing
@@ -33,27 +30,23 @@ from hub.feeds.okx_book_wire import (
     BOOKS,
     TRADES,
     Anomaly,
-    BookData,
     BookFrame,
     EventFrame,
-    Trade,
     TradesFrame,
     parse_frame,
     parse_rest_books,
     subscribe_request,
-    symbol_of,
 )
 from hub.feeds.okx_instruments import instruments_path, parse_contract_values
-from hub.feeds.okx_wire import PING, is_pong, swap_inst_id
-from hub.tasks import cancel_and_wait
+from hub.feeds.okx_wire import PING, is_pong
+from hub.market.book import BookData
 
 log = logging.getLogger("hub.feeds")
 OKX_TIMING = Timing(ping_interval=25.0, watchdog_timeout=60.0)
 BOOKS_PATH = "/api/v5/market/books"
 _encoder = msgspec.json.Encoder()
 
-BookListener = Callable[[str, OrderBook, Outcome], None]  # (symbol, book, outcome)
-TradeListener = Callable[[str, Trade], None]
+BookOrTrades = BookFrame | TradesFrame
 
 
 class BookFeedStatus(FeedStatus):
@@ -77,27 +70,17 @@ class OkxBookFeed:
         self,
         ws_url: str,
         rest_url: str,
-        symbols: set[str],
-        on_book: BookListener,
-        on_trade: TradeListener,
-        contract_values: Mapping[str, float] | None = None,
+        on_frame: Callable[[BookOrTrades], None],
+        on_open: Callable[[], None] = lambda: None,
         timing: Timing | None = None,
         backoff: Backoff | None = None,
-        snapshot_wait: float = 3.0,
     ) -> None:
         self.ws_url = ws_url
         self.rest_url = rest_url
-        self.on_book = on_book
-        self.on_trade = on_trade
-        self.contract_values: dict[str, float] = dict(contract_values or {})
-        self.snapshot_wait = snapshot_wait
+        self.on_frame = on_frame
+        self.on_open = on_open
         self.status = BookFeedStatus(name="okx_book")
-        self.books: dict[str, OrderBook] = {}
-        self.unlisted: set[str] = set()  # symbols OKX has no USDT/USDC swap for
-        for symbol in symbols:
-            self._add(symbol)
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._rest_pending: set[str] = set()
+        self.inst_ids: set[str] = set()  # subscribed to books and trades
         self.connection = PersistentConnection(
             self.status,
             lambda: self.ws_url,
@@ -108,14 +91,13 @@ class OkxBookFeed:
             KeepAlive(PING, is_pong),
         )
 
-    def _add(self, symbol: str) -> None:
-        inst_id = swap_inst_id(symbol)
-        if inst_id is None:
-            self.unlisted.add(symbol)
-        else:
-            self.books.setdefault(inst_id, OrderBook(inst_id))
+    @property
+    def live(self) -> bool:
+        """Whether a socket is open (a replay's frames come through `take_frame` only)."""
+        return self.connection.websocket is not None
 
-    # -- frames (live and replayed) -------------------------------------------------------
+    async def run(self) -> None:
+        await self.connection.run()
 
     def take_frame(self, frame: bytes) -> None:
         parsed = parse_frame(frame)
@@ -128,57 +110,42 @@ class OkxBookFeed:
             if parsed.event == "error":
                 self.status.last_error = f"OKX error {parsed.code}: {parsed.msg}"
                 self.status.count_anomaly("error_reply", self.status.last_error)
-        elif isinstance(parsed, BookFrame):
-            self._take_book(parsed)
-        elif isinstance(parsed, TradesFrame):
-            for trade in parsed.trades:
-                if trade.instId in self.books:
-                    self.status.events += 1
-                    self.on_trade(symbol_of(trade.instId), trade)
-
-    def _take_book(self, frame: BookFrame) -> None:
-        book = self.books.get(frame.inst_id)
-        if book is None:
-            self.status.ignored += 1
-            return
-        was_synced = book.synced
-        outcome = book.apply(frame.action, frame.data)
-        self._after(book, outcome, was_synced)
-
-    def _after(self, book: OrderBook, outcome: Outcome, was_synced: bool) -> None:
-        if outcome.broken:
-            self.status.resyncs += 1
-            if outcome is Outcome.CHECKSUM:
-                self.status.checksum_failures += 1
-            else:
-                self.status.sequence_gaps += 1
-            self.status.last_error = f"{book.inst_id}: {outcome.value}; resynchronising"
-            log.warning("okx_book: %s", self.status.last_error)
-            self._resync(book.inst_id)
-        self.status.books_synced = sum(b.synced for b in self.books.values())
-        if outcome not in (Outcome.HELD, Outcome.SKIPPED) or was_synced != book.synced:
-            self.on_book(symbol_of(book.inst_id), book, outcome)
-
-    # -- the live connection --------------------------------------------------------------
-
-    async def run(self) -> None:
-        """Contract values first: a trade or book without its ctVal has no notional."""
-        await self.load_contract_values()
-        await self.connection.run()
-
-    async def _on_open(self, websocket: ClientConnection) -> None:
-        for book in self.books.values():
-            book.drop()
-        self.status.books_synced = 0
-        await self._send(websocket, "subscribe", sorted(self.books), (BOOKS, TRADES))
-        for inst_id in self.books:
-            self._spawn(self._rest_if_no_snapshot(inst_id))
+        else:
+            self.on_frame(parsed)
 
     def _on_frame(self, frame: bytes, received_ms: int) -> None:
         try:
             self.take_frame(frame)
         except Exception:  # a listener bug must not cost the connection
             log.exception("okx_book: failed on a frame")
+
+    async def _on_open(self, websocket: ClientConnection) -> None:
+        self.on_open()
+        await self._send(websocket, "subscribe", sorted(self.inst_ids), (BOOKS, TRADES))
+
+    async def subscribe(self, inst_ids: set[str]) -> None:
+        new = sorted(inst_ids - self.inst_ids)
+        self.inst_ids |= inst_ids
+        await self._send(self.connection.websocket, "subscribe", new, (BOOKS, TRADES))
+
+    async def unsubscribe(self, inst_ids: set[str]) -> None:
+        gone = sorted(inst_ids & self.inst_ids)
+        self.inst_ids -= inst_ids
+        await self._send(self.connection.websocket, "unsubscribe", gone, (BOOKS, TRADES))
+
+    async def resubscribe_book(self, inst_id: str) -> None:
+        """A fresh `books` subscription, whose first push is a snapshot (while OKX sends
+        one): how a broken book is made whole again."""
+        websocket = self.connection.websocket
+        await self._send(websocket, "unsubscribe", [inst_id], (BOOKS,))
+        await self._send(websocket, "subscribe", [inst_id], (BOOKS,))
+
+    async def rest_book(self, inst_id: str) -> BookData:
+        """`OSError` or `ValueError` when OKX does not answer with a book."""
+        return await fetch_rest_book(self.rest_url, inst_id)
+
+    async def contract_values(self) -> dict[str, float]:
+        return await fetch_contract_values(self.rest_url)
 
     async def _send(
         self,
@@ -194,68 +161,3 @@ class OkxBookFeed:
             await websocket.send(_encoder.encode(request).decode())
         except ConnectionClosed:
             return  # the next connection subscribes again
-
-    def _spawn(self, coroutine: object) -> None:
-        task = asyncio.ensure_future(coroutine)  # type: ignore[arg-type]
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def _resync(self, inst_id: str) -> None:
-        websocket = self.connection.websocket
-        if websocket is None:
-            return  # a replay: the file's next snapshot resynchronises
-        self._spawn(self._resubscribe(websocket, inst_id))
-
-    async def _resubscribe(self, websocket: ClientConnection, inst_id: str) -> None:
-        await self._send(websocket, "unsubscribe", [inst_id], (BOOKS,))
-        await self._send(websocket, "subscribe", [inst_id], (BOOKS,))
-        await self._rest_if_no_snapshot(inst_id)
-
-    async def _rest_if_no_snapshot(self, inst_id: str) -> None:
-        await asyncio.sleep(self.snapshot_wait)
-        book = self.books.get(inst_id)
-        if book is None or book.synced or inst_id in self._rest_pending:
-            return
-        self._rest_pending.add(inst_id)
-        try:
-            data = await fetch_rest_book(self.rest_url, inst_id)
-        except (OSError, ValueError) as error:
-            self.status.last_error = f"{inst_id}: REST book failed: {error}"
-            log.warning("okx_book: %s", self.status.last_error)
-            self._resync(inst_id)  # try the socket again, then REST again
-            return
-        finally:
-            self._rest_pending.discard(inst_id)
-        if book.synced:
-            return  # the WebSocket snapshot won the race
-        self.status.rest_snapshots += 1
-        self._after(book, book.load_rest(data), False)
-
-    async def load_contract_values(self, backoff: Backoff | None = None) -> None:
-        """Fetch ctVal until it succeeds (notional needs it); failures show on status."""
-        backoff = backoff or Backoff(base=1.0, cap=60.0)
-        while not self.contract_values:
-            try:
-                self.contract_values = await fetch_contract_values(self.rest_url)
-            except (OSError, ValueError, UpstreamError) as error:
-                self.status.last_error = f"contract values unavailable: {error}"
-                log.warning("okx_book: %s", self.status.last_error)
-                await asyncio.sleep(backoff.next_delay())
-
-    async def add_symbols(self, symbols: set[str]) -> None:
-        new = [i for s in sorted(symbols) if (i := swap_inst_id(s)) and i not in self.books]
-        for symbol in symbols:
-            self._add(symbol)
-        await self._send(self.connection.websocket, "subscribe", new, (BOOKS, TRADES))
-        for inst_id in new:
-            self._spawn(self._rest_if_no_snapshot(inst_id))
-
-    async def remove_symbols(self, symbols: set[str]) -> None:
-        gone = [i for s in sorted(symbols) if (i := swap_inst_id(s)) and i in self.books]
-        for inst_id in gone:
-            del self.books[inst_id]
-        self.unlisted -= symbols
-        await self._send(self.connection.websocket, "unsubscribe", gone, (BOOKS, TRADES))
-
-    async def stop(self) -> None:
-        await cancel_and_wait(list(self._tasks))

@@ -1,9 +1,11 @@
 """OKX V5 public WebSocket frames of the `books` and `trades` channels, and the REST book.
 
 Wire facts (docs/liquidity.md has the sources): a level is `[px, sz, "0", orders]` with
-every value a string and `sz` in contracts; `checksum`, `prevSeqId` and `seqId` are JSON
-integers; a trade's `side` is the taker's. Frames from before 2023 carry no `seqId`, and
-since 2026-06-23 `checksum` is always 0. Unknown fields are ignored, never an error.
+every value a string and `sz` in contracts (REST books-full sends three elements);
+`checksum`, `prevSeqId` and `seqId` are JSON integers; a trade's `side` is the taker's.
+Frames from before 2023 carry no `seqId`, and since 2026-06-23 `checksum` is always 0.
+Unknown fields are ignored, never an error. Books decode into the exchange-neutral
+`BookData` of `hub.market.book`.
 """
 
 from __future__ import annotations
@@ -12,25 +14,16 @@ from typing import Literal
 
 import msgspec
 
+from hub.market.book import BookData
+
 BOOKS = "books"
 TRADES = "trades"
 LIQUIDATIONS = "liquidation-orders"  # read by hub.feeds.okx; in a recording, interleaved
-
-Level = list[str]  # [px, sz, "0", orders]; REST books-full sends three elements
 
 
 class Arg(msgspec.Struct, frozen=True):
     channel: str
     instId: str = ""
-
-
-class BookData(msgspec.Struct):
-    asks: list[Level] = []
-    bids: list[Level] = []
-    ts: str = "0"
-    checksum: int = 0
-    prevSeqId: int | None = None
-    seqId: int | None = None
 
 
 class Trade(msgspec.Struct):

@@ -3,20 +3,16 @@
 OKX counts sizes in contracts; a contract of a linear instrument is `ctVal` base coin
 (BTC-USDT-SWAP: 0.01 BTC), so base quantity = `sz * ctVal`. Only linear instruments are
 kept: an inverse contract's `ctVal` is in the quote currency and would need a price to
-convert. The parse is pure; `fetch_instruments` is the one HTTP call, returning the body
-too so that it can be recorded and replayed exactly.
+convert. The parse is pure; the feeds fetch the list (and record its body, so that a
+replay converts exactly as the live feed did).
 """
 
 from __future__ import annotations
 
-import math
-
-import httpx
 import msgspec
 
 from hub.errors import UpstreamError
-
-REFRESH_MS = 86_400_000  # contract values change rarely: OKX announces it in advance
+from hub.feeds.normalize import decode_answer, positive_or_none
 
 
 class Instrument(msgspec.Struct, frozen=True):
@@ -46,35 +42,11 @@ def is_instruments_path(path: str) -> bool:
 def parse_contract_values(body: bytes) -> dict[str, float]:
     """{instId: ctVal} of the linear instruments in a response; UpstreamError if OKX
     answered with an error or something else than the documented shape."""
-    try:
-        response = _response_decoder.decode(body)
-    except msgspec.DecodeError as error:
-        raise UpstreamError(f"OKX instruments: malformed response: {error}") from None
+    response = decode_answer(_response_decoder, body, "OKX instruments")
     if response.code != "0":
         raise UpstreamError(f"OKX instruments: error {response.code}: {response.msg}")
-    values: dict[str, float] = {}
-    for instrument in response.data:
-        if instrument.ctType != "linear":
-            continue
-        try:
-            value = float(instrument.ctVal)
-        except ValueError:
-            continue
-        if math.isfinite(value) and value > 0:
-            values[instrument.instId] = value
-    return values
-
-
-async def fetch_instruments(
-    client: httpx.AsyncClient, rest_url: str, inst_type: str = "SWAP"
-) -> tuple[str, bytes, dict[str, float]]:
-    """(path, body, contract values) from OKX; UpstreamError when it cannot be had."""
-    path = instruments_path(inst_type)
-    try:
-        response = await client.get(f"{rest_url}{path}")
-    except httpx.HTTPError as error:
-        raise UpstreamError(f"OKX instruments: {type(error).__name__}: {error}") from None
-    if response.status_code != 200:
-        raise UpstreamError(f"OKX instruments: HTTP {response.status_code}")
-    body = response.content
-    return path, body, parse_contract_values(body)
+    return {
+        instrument.instId: value
+        for instrument in response.data
+        if instrument.ctType == "linear" and (value := positive_or_none(instrument.ctVal))
+    }

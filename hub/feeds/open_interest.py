@@ -40,7 +40,7 @@ from hub.feeds.binance_market import (
 )
 from hub.feeds.connection import PersistentConnection, Timing
 from hub.models import MarkPriceUpdate, OpenInterestUpdate
-from hub.tasks import cancel_and_wait
+from hub.tasks import run_together
 
 RestListener = Callable[[int, str, bytes], None]  # (received ms, path, body as received)
 
@@ -110,16 +110,7 @@ class BinanceOpenInterest(Feed):
         self._rest_listeners.append(listener)
 
     async def run(self) -> None:
-        tasks = [
-            asyncio.create_task(self.connection.run(), name="mark_price"),
-            asyncio.create_task(self._poll_loop(), name="open_interest_poll"),
-        ]
-        try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                task.result()
-        finally:
-            await cancel_and_wait(tasks)
+        await run_together(self.connection.run(), self._poll_loop())
 
     def track(self, symbol: str) -> None:
         """Poll this symbol too, on the all-market stream (which carries its mark price)."""

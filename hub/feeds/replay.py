@@ -41,7 +41,12 @@ from hub.errors import ConfigError, UpstreamError
 from hub.feeds.base import Decoder, EventSink, Feed, FeedStatus, MarketSink, deliver
 from hub.feeds.binance_market import OPEN_INTEREST_PATH, parse_mark_price_frame, parse_open_interest
 from hub.feeds.binance_wire import BinanceDecoder
+from hub.feeds.bitget_wire import BitgetDecoder
+from hub.feeds.bitmex_wire import BitmexDecoder
 from hub.feeds.bybit_wire import BybitDecoder
+from hub.feeds.deribit_wire import DeribitDecoder
+from hub.feeds.gate_wire import GateDecoder
+from hub.feeds.htx_wire import HtxDecoder
 from hub.feeds.okx_liquidations import OkxLiquidationDecoder
 from hub.models import (
     LiquidationEvent,
@@ -63,6 +68,11 @@ DECODERS: dict[str, Callable[[], Decoder]] = {
     "binance": BinanceDecoder,
     "bybit": BybitDecoder,
     "okx": OkxLiquidationDecoder,
+    "bitget": BitgetDecoder,
+    "gate": GateDecoder,
+    "htx": HtxDecoder,
+    "deribit": DeribitDecoder,
+    "bitmex": BitmexDecoder,
 }
 
 

@@ -41,7 +41,6 @@ from hub.fanout.broker import RESYNC_TOPIC, Broker, topic_for
 from hub.fanout.codec import encode_message
 from hub.feeds.backoff import Backoff
 from hub.feeds.base import Feed
-from hub.feeds.coinglass import CoinGlassValidation, disabled_status
 from hub.models import (
     ChannelMessage,
     Cluster,
@@ -50,6 +49,7 @@ from hub.models import (
     OpenInterestUpdate,
 )
 from hub.service import control
+from hub.service.coinglass import CoinGlassValidation, disabled_status
 from hub.service.control import ControlRequest, SymbolsAnnouncement
 from hub.service.health import source_entry, source_reasons
 from hub.service.history import History, build_history

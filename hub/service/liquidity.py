@@ -21,12 +21,13 @@ from hub.analytics.liquidity import Liquidity, LiquidityAnalyzer
 from hub.analytics.order_book import OrderBook, Outcome
 from hub.config import Settings
 from hub.errors import UpstreamError
-from hub.feeds.okx_book import BookListener, OkxBookFeed, TradeListener
+from hub.feeds.okx_book import BookOrTrades, OkxBookFeed
 from hub.feeds.okx_book_wire import Trade
 from hub.feeds.okx_instruments import is_instruments_path, parse_contract_values
 from hub.feeds.okx_wire import swap_inst_id
 from hub.feeds.replay import ReplayLine
 from hub.models import ChannelMessage, Cluster
+from hub.service.order_books import BookListener, OrderBooks, TradeListener
 from hub.service.sources import Source
 
 log = logging.getLogger("hub.liquidity")
@@ -46,7 +47,7 @@ def liquidity_channel(symbol: str) -> str:
 class LiquidityService:
     def __init__(
         self,
-        make_feed: Callable[[BookListener, TradeListener], OkxBookFeed],
+        make_books: Callable[[BookListener, TradeListener], OrderBooks],
         clock: Callable[[], int],
         emit: Emit,
         clusters: Callable[[str], Sequence[Cluster]],
@@ -55,7 +56,7 @@ class LiquidityService:
         live: bool = True,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.feed = make_feed(self.on_book, self.on_trade)
+        self.order_books = make_books(self.on_book, self.on_trade)
         self.monotonic = monotonic
         self.clock = clock
         self.emit = emit
@@ -85,11 +86,11 @@ class LiquidityService:
         self._dirty.add(symbol)
 
     def on_trade(self, symbol: str, trade: Trade) -> None:
-        ct_val = self.feed.contract_values.get(trade.instId)
+        ct_val = self.order_books.contract_values.get(trade.instId)
         try:
             price, contracts = float(trade.px), float(trade.sz)
         except ValueError:
-            self.feed.status.count_anomaly("bad_trade", f"{trade.px!r} x {trade.sz!r}")
+            self.order_books.status.count_anomaly("bad_trade", f"{trade.px!r} x {trade.sz!r}")
             return
         if ct_val is not None:
             # timed on arrival (the hub's clock), so replays and the demo line up with it
@@ -97,10 +98,10 @@ class LiquidityService:
             self._dirty.add(symbol)  # the flow changed
 
     async def add_symbols(self, symbols: set[str]) -> None:
-        await self.feed.add_symbols(symbols)
+        await self.order_books.add_symbols(symbols)
 
     async def remove_symbols(self, symbols: set[str]) -> None:
-        await self.feed.remove_symbols(symbols)
+        await self.order_books.remove_symbols(symbols)
         for symbol in symbols:
             self.latest.pop(symbol, None)
             self.analyzers.pop(symbol, None)
@@ -108,22 +109,22 @@ class LiquidityService:
 
     def take_line(self, line: ReplayLine) -> None:
         """An `okx` line of a replay file: a frame, or a polled REST response."""
-        status = self.feed.status
+        status = self.order_books.status
         status.connected = True
         status.frames += 1
         status.last_frame_at = self.clock()
         if line.rest is not None:
             self.take_rest(line.rest, bytes(line.raw))
         else:
-            self.feed.take_frame(bytes(line.raw))
+            self.order_books.take_frame(bytes(line.raw))
 
     def take_rest(self, path: str, body: bytes) -> None:
         """A REST response recorded in a replay file (instruments: the contract values)."""
         if is_instruments_path(path):
             try:
-                self.feed.contract_values.update(parse_contract_values(body))
+                self.order_books.contract_values.update(parse_contract_values(body))
             except UpstreamError as error:
-                self.feed.status.count_anomaly("bad_instruments", str(error))
+                self.order_books.status.count_anomaly("bad_instruments", str(error))
 
     # -- out ------------------------------------------------------------------------------
 
@@ -150,7 +151,7 @@ class LiquidityService:
     def analyze(self, symbol: str) -> Liquidity | None:
         """The symbol's analysis, a `synced: false` notice once after a break, or None."""
         inst_id = swap_inst_id(symbol)
-        book = self.feed.books.get(inst_id) if inst_id else None
+        book = self.order_books.books.get(inst_id) if inst_id else None
         now = self.clock()
         if book is None:
             return None
@@ -160,7 +161,7 @@ class LiquidityService:
                 return None
             return Liquidity(symbol, "okx", now, False, error=reason)
         self._lost.pop(symbol, None)
-        ct_val = self.feed.contract_values.get(book.inst_id)
+        ct_val = self.order_books.contract_values.get(book.inst_id)
         if ct_val is None:
             return None  # status names the missing contract values
         return self._analyzer(symbol).analyze(
@@ -175,14 +176,14 @@ class LiquidityService:
     async def run(self) -> None:
         tasks = [asyncio.create_task(self._publish_loop())]
         if self.live:
-            tasks.append(asyncio.create_task(self.feed.run()))
+            tasks.append(asyncio.create_task(self.order_books.run()))
         try:
             await asyncio.gather(*tasks)
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            await self.feed.stop()
+            await self.order_books.stop()
 
     async def _publish_loop(self) -> None:
         while True:
@@ -193,14 +194,14 @@ class LiquidityService:
                 log.exception("liquidity: analysis failed")
 
     def status(self, now: int) -> dict[str, Any]:
-        status = self.feed.status
+        status = self.order_books.status
         last = status.last_frame_at
         return {
             **msgspec.structs.asdict(status),
             "messages": status.frames,
             "last_message_age_ms": None if last is None else max(0, now - last),
-            "contract_values": len(self.feed.contract_values),
-            "unlisted": sorted(self.feed.unlisted),
+            "contract_values": len(self.order_books.contract_values),
+            "unlisted": sorted(self.order_books.unlisted),
         }
 
 
@@ -220,15 +221,19 @@ def build_liquidity(
     symbols = set() if settings.track_all_symbols else set(settings.symbols)
     live = source.replay is None and not source.demo
 
-    def make_feed(on_book: BookListener, on_trade: TradeListener) -> OkxBookFeed:
+    def make_feed(
+        on_frame: Callable[[BookOrTrades], None], on_open: Callable[[], None]
+    ) -> OkxBookFeed:
         return OkxBookFeed(
             settings.okx_ws_url,
             settings.okx_rest_url,
-            symbols,
-            on_book,
-            on_trade,
+            on_frame,
+            on_open,
             timing=source.timing,
             backoff=source.backoff,
         )
 
-    return LiquidityService(make_feed, clock, emit, clusters, bin_width, epoch, live=live)
+    def make_books(on_book: BookListener, on_trade: TradeListener) -> OrderBooks:
+        return OrderBooks(make_feed, symbols, on_book, on_trade)
+
+    return LiquidityService(make_books, clock, emit, clusters, bin_width, epoch, live=live)

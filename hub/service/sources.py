@@ -1,7 +1,8 @@
 """Which upstreams a process reads: the configured exchanges live (liquidations; open
-interest with mark prices: Binance's polled, Bybit's tickers and OKX's open-interest on
-their liquidation connections), a replay file, or the bundled demo (every
-`hub/data/demo_*.jsonl`, merged by receive time)."""
+interest with mark prices: Binance's polled, the others' on their liquidation
+connections, HTX's polled by its feed), a replay file, or the bundled demo (every
+`hub/data/demo_*.jsonl`, merged by receive time, every exchange it holds: the demo shows
+what the hub does, whichever exchanges are configured to be read live)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from hub.config import Settings
+from hub.config import EXCHANGES, Settings
 from hub.feeds.backoff import Backoff
 from hub.feeds.base import EventSink, Feed, FeedStatus, MarketSink
 from hub.feeds.binance import BinanceFeed
+from hub.feeds.bitget import BitgetFeed
+from hub.feeds.bitmex import BitmexFeed
 from hub.feeds.bybit import BybitFeed
 from hub.feeds.connection import Timing
+from hub.feeds.deribit import DeribitFeed
+from hub.feeds.exchange import ExchangeFeed
+from hub.feeds.gate import GateFeed
+from hub.feeds.htx import HtxFeed
 from hub.feeds.listings import binance_listing
 from hub.feeds.okx import OkxLiquidationFeed
 from hub.feeds.open_interest import BinanceOpenInterest
@@ -24,6 +31,17 @@ from hub.service.health import source_entry
 from hub.service.listings import Listings
 
 DATA = Path(__file__).parent.parent / "data"
+# exchange -> (its feed, the settings fields of its WebSocket and REST URLs); Binance,
+# whose streams are named in the URL, is built apart.
+EXCHANGE_FEEDS: dict[str, tuple[type[ExchangeFeed], str, str | None]] = {
+    "bybit": (BybitFeed, "bybit_ws_url", "bybit_rest_url"),
+    "okx": (OkxLiquidationFeed, "okx_ws_url", "okx_rest_url"),
+    "bitget": (BitgetFeed, "bitget_ws_url", None),
+    "gate": (GateFeed, "gate_ws_url", "gate_rest_url"),
+    "htx": (HtxFeed, "htx_ws_url", "htx_rest_url"),
+    "deribit": (DeribitFeed, "deribit_ws_url", None),
+    "bitmex": (BitmexFeed, "bitmex_ws_url", "bitmex_rest_url"),
+}
 DEMO_REPLAY = DATA / "demo_session.jsonl"  # the Binance part of the demo
 Clock = Callable[[], int]
 
@@ -68,7 +86,7 @@ def build_feeds(
             loop=source.demo,
             shift_to_now=source.demo,
             symbols=tracked,
-            exchanges=settings.exchanges,
+            exchanges=EXCHANGES if source.demo else settings.exchanges,
             line_sinks=line_sinks,
             market_sink=market_sink,
         )
@@ -82,30 +100,20 @@ def build_feeds(
             feeds.append(
                 BinanceFeed(settings.binance_ws_url, symbols, sink, source.timing, _backoff(source))
             )
-        elif exchange == "bybit":
-            feeds.append(
-                BybitFeed(
-                    settings.bybit_ws_url,
-                    settings.bybit_rest_url,
-                    symbols,
-                    sink,
-                    source.timing,
-                    _backoff(source),
-                    market_sink=market,
-                )
+            continue
+        feed, ws_field, rest_field = EXCHANGE_FEEDS[exchange]
+        rest_url = getattr(settings, rest_field) if rest_field is not None else ""
+        feeds.append(
+            feed(
+                getattr(settings, ws_field),
+                rest_url,
+                symbols,
+                sink,
+                source.timing,
+                _backoff(source),
+                market_sink=market,
             )
-        else:
-            feeds.append(
-                OkxLiquidationFeed(
-                    settings.okx_ws_url,
-                    settings.okx_rest_url,
-                    symbols,
-                    sink,
-                    source.timing,
-                    _backoff(source),
-                    market_sink=market,
-                )
-            )
+        )
     return feeds, wall_clock_ms
 
 
@@ -149,15 +157,15 @@ def open_interest_entry(
     binance: BinanceOpenInterest | None, feeds: list[Feed], now: int
 ) -> dict[str, Any] | None:
     """The `open_interest` status entry, naming the exchanges that feed it (`exchanges`);
-    None when none does. Bybit's and OKX's arrive on their liquidation connections, whose
-    own entries count those messages; this entry is connected while every feeding source
-    is."""
+    None when none does. The other exchanges' arrive on their liquidation connections
+    (HTX's from its feed's polls), whose own entries count those messages; this entry is
+    connected while every feeding source is."""
     carriers = [f.status for f in feeds if f.live and f.market_sink is not None]
     exchanges = (["binance"] if binance is not None else []) + [s.name for s in carriers]
     if not exchanges:
         return None
     carried = ", ".join(s.name for s in carriers)
-    note = f"{carried}: on their liquidation connections" if carried else ""
+    note = f"{carried}: through their liquidation feeds" if carried else ""
     if binance is not None:
         status = binance.status
         status.note = f"{status.note}; {note}" if note else status.note

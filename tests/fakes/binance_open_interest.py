@@ -10,32 +10,25 @@ up). Requests are logged with their loop time so tests can check the polling rat
 from __future__ import annotations
 
 import asyncio
-import socket
 from typing import Any
 
-import uvicorn
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.fakes.loopback import StarletteServer
 
 
-class FakeOpenInterest:
+class FakeOpenInterest(StarletteServer):
+    name = "Binance open interest"
+
     def __init__(self) -> None:
+        super().__init__()
         self.open_interest: dict[str, float] = {}
         self._mode = "ok"
         self._unhung = asyncio.Event()
         self.retry_after = "1"
         self.requests: list[tuple[float, str]] = []  # (loop time, symbol)
-        self.port = _free_port()
-        self._server: uvicorn.Server | None = None
-        self._task: asyncio.Task[None] | None = None
 
     @property
     def mode(self) -> str:
@@ -48,10 +41,6 @@ class FakeOpenInterest:
             self._unhung = asyncio.Event()
         else:
             self._unhung.set()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     async def _open_interest(self, request: Request) -> Response:
         symbol = request.query_params.get("symbol", "")
@@ -77,29 +66,8 @@ class FakeOpenInterest:
         }
         return JSONResponse(body)
 
-    async def start(self) -> None:
-        app = Starlette(routes=[Route("/fapi/v1/openInterest", self._open_interest)])
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
-        self._server = uvicorn.Server(config)
-        self._task = asyncio.create_task(self._server.serve())
-        for _ in range(500):
-            if self._server.started:
-                return
-            if self._task.done():
-                self._task.result()
-            await asyncio.sleep(0.01)
-        raise TimeoutError("FakeOpenInterest did not start")
+    def routes(self) -> list[Route]:
+        return [Route("/fapi/v1/openInterest", self._open_interest)]
 
-    async def stop(self) -> None:
+    def before_stop(self) -> None:
         self.mode = "ok"  # let hung requests end, or the server would wait for them
-        if self._server is not None and self._task is not None:
-            self._server.should_exit = True
-            await asyncio.wait_for(self._task, 10)
-            self._server = self._task = None
-
-    async def __aenter__(self) -> FakeOpenInterest:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()

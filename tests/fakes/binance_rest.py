@@ -7,14 +7,13 @@ trading now), `others` (rows of other kinds) or `fail_with` (an HTTP status) at 
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
-import uvicorn
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from tests.fakes.loopback import StarletteServer
 
 
 def symbol_row(symbol: str, contract_type: str = "PERPETUAL", status: str = "TRADING") -> dict:
@@ -46,19 +45,18 @@ def symbol_row(symbol: str, contract_type: str = "PERPETUAL", status: str = "TRA
     }
 
 
-class FakeBinanceRest:
+class FakeBinanceRest(StarletteServer):
+    name = "Binance REST"
+
     def __init__(self, listed: list[str]) -> None:
+        super().__init__()
         self.listed = list(listed)
         self.others: list[dict[str, Any]] = []
         self.fail_with: int | None = None
         self.requests = 0
-        self.port = 0
-        self._server: uvicorn.Server | None = None
-        self._task: asyncio.Task[None] | None = None
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def routes(self) -> list[Route]:
+        return [Route("/fapi/v1/exchangeInfo", self._exchange_info)]
 
     async def _exchange_info(self, request: Request) -> Response:
         self.requests += 1
@@ -75,20 +73,3 @@ class FakeBinanceRest:
                 "symbols": [symbol_row(s) for s in self.listed] + self.others,
             }
         )
-
-    async def __aenter__(self) -> FakeBinanceRest:
-        app = Starlette(routes=[Route("/fapi/v1/exchangeInfo", self._exchange_info)])
-        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
-        self._server = uvicorn.Server(config)
-        self._task = asyncio.create_task(self._server.serve())
-        while not self._server.started:
-            if self._task.done():
-                self._task.result()
-            await asyncio.sleep(0.01)
-        self.port = self._server.servers[0].sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None and self._task is not None
-        self._server.should_exit = True
-        await asyncio.wait_for(self._task, 10)

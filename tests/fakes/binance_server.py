@@ -25,16 +25,17 @@ import asyncio
 import json
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
+
+from tests.fakes.loopback import LoopbackServer, dumps
 
 ALL_MARKET = "!forceOrder@arr"
 _METHODS = ("SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS", "SET_PROPERTY", "GET_PROPERTY")
@@ -131,11 +132,11 @@ def force_order(
     return {"e": "forceOrder", "E": t + 1005 if event_time is None else event_time, "o": order}
 
 
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"))
+class FakeBinance(LoopbackServer):
+    name = "Binance"
+    # Its own keep-alive loop (`ping_interval`), so that pings can be counted and silenced.
+    connection_class = _FakeServerConnection
 
-
-class FakeBinance:
     def __init__(
         self,
         *,
@@ -143,44 +144,18 @@ class FakeBinance:
         max_streams: int = 200,
         max_incoming_per_sec: int = 10,
     ) -> None:
+        super().__init__()
         self.ping_interval = ping_interval
         self.max_streams = max_streams
         self.max_incoming_per_sec = max_incoming_per_sec
         self.connections: list[FakeConnection] = []
         self.connection_count_total = 0
         self._silent = False
-        self._server: Server | None = None
-        self._changed = asyncio.Event()
 
-    async def start(self) -> None:
-        self._server = await serve(
-            self._handler, "127.0.0.1", 0,
-            process_request=self._process_request, create_connection=_FakeServerConnection,
-            ping_interval=None,  # our own keepalive loop, so pings can be counted and silenced
-            close_timeout=1.0,
-        )  # fmt: skip
-
-    async def stop(self) -> None:
-        if self._server is None:
-            return
+    def before_stop(self) -> None:
         # Held input would otherwise stall every close handshake until close_timeout.
         for conn in list(self.connections):
             conn.ws.set_silenced(False)
-        self._server.close()
-        await self._server.wait_closed()
-        self._server = None
-
-    async def __aenter__(self) -> FakeBinance:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None, "FakeBinance not started"
-        return int(self._server.sockets[0].getsockname()[1])
 
     @property
     def root_url(self) -> str:
@@ -206,13 +181,13 @@ class FakeBinance:
             live = [c for c in self.connections if c.market and (c.streams or not c.combined)]
             return len(live) >= n
 
-        await self._wait(ready, f"{n} /market connection(s)", timeout)
+        await self.wait_until(ready, f"{n} /market connection(s)", timeout)
 
     async def wait_for_subscription(self, stream: str, timeout: float = 15.0) -> None:  # noqa: ASYNC109
         def ready() -> bool:
             return any(c.market and stream in c.streams for c in self.connections)
 
-        await self._wait(ready, f"a /market subscription to {stream!r}", timeout)
+        await self.wait_until(ready, f"a /market subscription to {stream!r}", timeout)
 
     async def push(self, payload: dict[str, Any]) -> int:
         if self._silent:
@@ -225,7 +200,7 @@ class FakeBinance:
             # One frame per matching subscription, as Binance does for overlapping streams.
             for stream in sorted(conn.streams & wanted):
                 frame = {"stream": stream, "data": payload} if conn.combined else payload
-                if await self._send(conn, _dumps(frame)):
+                if await self._send(conn, dumps(frame)):
                     sent += 1
         return sent
 
@@ -238,7 +213,7 @@ class FakeBinance:
         for conn in list(self.connections):
             if conn.market and stream in conn.streams:
                 frame = {"stream": stream, "data": payload} if conn.combined else payload
-                sent += await self._send(conn, _dumps(frame))
+                sent += await self._send(conn, dumps(frame))
         return sent
 
     async def send_text(self, text: str) -> None:
@@ -254,7 +229,7 @@ class FakeBinance:
             conn.ws.transport.abort()
         for conn in conns:
             await conn.ws.wait_closed()
-        await self._wait(lambda: not any(c in self.connections for c in conns), "drop", 2.0)
+        await self.wait_until(lambda: not any(c in self.connections for c in conns), "drop", 2.0)
 
     async def close_all(self, code: int = 1000, reason: str = "") -> None:
         conns = list(self.connections)
@@ -264,19 +239,6 @@ class FakeBinance:
 
     # internals
 
-    def _bump(self) -> None:
-        # Swapping the event wakes every current waiter without any of them missing a change.
-        self._changed.set()
-        self._changed = asyncio.Event()
-
-    async def _wait(self, ready: Callable[[], bool], what: str, limit: float) -> None:
-        try:
-            async with asyncio.timeout(limit):
-                while not ready():
-                    await self._changed.wait()
-        except TimeoutError:
-            raise TimeoutError(f"FakeBinance: no {what} within {limit}s") from None
-
     @staticmethod
     async def _send(conn: FakeConnection, text: str) -> bool:
         try:
@@ -285,7 +247,7 @@ class FakeBinance:
             return False
         return True
 
-    def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
+    def process_request(self, ws: ServerConnection, request: Request) -> Response | None:
         route = _route(request.path)
         if route is None:
             return ws.respond(HTTPStatus.NOT_FOUND, "Not Found\n")
@@ -293,7 +255,7 @@ class FakeBinance:
             return ws.respond(HTTPStatus.BAD_REQUEST, "Too many streams\n")
         return None
 
-    async def _handler(self, ws: ServerConnection) -> None:
+    async def handler(self, ws: ServerConnection) -> None:
         assert isinstance(ws, _FakeServerConnection) and ws.request is not None
         route = _route(ws.request.path)
         assert route is not None  # unknown paths were rejected during the handshake
@@ -301,7 +263,7 @@ class FakeBinance:
         self.connections.append(conn)
         self.connection_count_total += 1
         ws.set_silenced(self._silent)
-        self._bump()
+        self.changed()
         pinger = asyncio.create_task(self._keepalive(conn)) if self.ping_interval else None
         try:
             async for message in ws:
@@ -309,15 +271,15 @@ class FakeBinance:
                     await ws.close(1008, "Too many requests")
                     break
                 reply = self._answer(conn, message)
-                await ws.send(_dumps(reply))
-                self._bump()
+                await ws.send(dumps(reply))
+                self.changed()
         except ConnectionClosed:
             pass
         finally:
             if pinger is not None:
                 pinger.cancel()
             self.connections.remove(conn)
-            self._bump()
+            self.changed()
 
     async def _keepalive(self, conn: FakeConnection) -> None:
         assert self.ping_interval is not None

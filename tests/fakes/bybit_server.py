@@ -16,12 +16,12 @@ Bybit facts encoded here (shared/data/README.md, "Bybit"):
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 from urllib.parse import parse_qs
 
-from tests.fakes.exchange_server import FakeConnection, FakeExchange, dumps
+from tests.fakes.exchange_server import FakeConnection, FakeExchange
+from tests.fakes.loopback import dumps
 
 LISTED = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "ADAUSDT", "BNBUSDT", "XRPUSDT")
 MAX_ARGS_CHARS = 21_000
@@ -80,12 +80,10 @@ class FakeBybit(FakeExchange):
         }
         return await self.send_to(f"tickers.{symbol}", dumps(frame))
 
-    def answer(self, conn: FakeConnection, message: str | bytes) -> str | None:
-        try:
-            request = json.loads(message)
-        except ValueError:
-            return dumps({"success": False, "ret_msg": "error:invalid json", "op": ""})
-        conn.requests.append(request)
+    def unreadable(self, message: str | bytes) -> str | None:
+        return dumps({"success": False, "ret_msg": "error:invalid json", "op": ""})
+
+    def reply(self, conn: FakeConnection, request: Any) -> str | None:
         op, req_id = request.get("op"), request.get("req_id", "")
         reply = {"success": True, "ret_msg": "", "conn_id": "fake", "req_id": req_id, "op": op}
         if op == "ping":

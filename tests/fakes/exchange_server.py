@@ -1,25 +1,21 @@
-"""What the Bybit and OKX look-alikes share: one loopback server speaking WebSocket on the
+"""What the exchange look-alikes share: one loopback server speaking WebSocket on the
 exchange's path and answering its REST GETs (through `process_request`, before any
-upgrade), connection bookkeeping, and waiting for a condition without sleeping."""
+upgrade), and connection bookkeeping."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlsplit
 
-from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.datastructures import Headers
+from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-
-def dumps(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"))
+from tests.fakes.loopback import LoopbackServer, json_response
 
 
 @dataclass(eq=False)
@@ -30,47 +26,18 @@ class FakeConnection:
     pings: int = 0
 
 
-class FakeExchange:
+class FakeExchange(LoopbackServer):
     """Subclasses set `ws_path` and implement `answer` (a client message) and `rest`."""
 
     ws_path = "/"
     name = "exchange"
 
     def __init__(self) -> None:
+        super().__init__()
         self.connections: list[FakeConnection] = []
         self.connection_count_total = 0
         self.rest_requests: list[str] = []
         self.rest_status = 200
-        self._server: Server | None = None
-        self._changed = asyncio.Event()
-        self._port: int | None = None
-
-    async def start(self) -> None:
-        # Restart on the same port, so a client's URL stays valid across an outage.
-        self._server = await serve(
-            self._handler, "127.0.0.1", self._port or 0,
-            process_request=self._process_request, ping_interval=None, close_timeout=1.0,
-        )  # fmt: skip
-        self._port = int(self._server.sockets[0].getsockname()[1])
-
-    async def stop(self) -> None:
-        if self._server is None:
-            return
-        self._server.close()
-        await self._server.wait_closed()
-        self._server = None
-
-    async def __aenter__(self) -> FakeExchange:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    @property
-    def port(self) -> int:
-        assert self._port is not None, f"Fake {self.name} not started"
-        return self._port
 
     @property
     def ws_url(self) -> str:
@@ -86,49 +53,69 @@ class FakeExchange:
     async def wait_for_subscription(
         self, subscription: str, n: int = 1, within: float = 15.0
     ) -> None:
-        await self._wait(
+        await self.wait_until(
             lambda: len(self.subscribed(subscription)) >= n, f"{n} x {subscription!r}", within
         )
 
     async def send_to(self, subscription: str, text: str) -> int:
         sent = 0
         for conn in self.subscribed(subscription):
-            try:
-                await conn.ws.send(text)
-                sent += 1
-            except ConnectionClosed:
-                pass
+            sent += await self.send(conn, text)
         return sent
+
+    async def send(self, conn: FakeConnection, text: str) -> bool:
+        """Send as the exchange frames it (`frame`); False when the peer is gone."""
+        try:
+            await conn.ws.send(self.frame(text))
+        except ConnectionClosed:
+            return False
+        return True
 
     async def drop_all(self) -> None:
         conns = list(self.connections)
         for conn in conns:
             conn.ws.transport.abort()
-        await self._wait(lambda: not any(c in self.connections for c in conns), "drop", 5.0)
+        await self.wait_until(lambda: not any(c in self.connections for c in conns), "drop", 5.0)
 
     # for subclasses
 
+    text_ping: str | None = None  # a keep-alive text the exchange answers with `pong`
+
     def answer(self, conn: FakeConnection, message: str | bytes) -> str | None:
+        """The reply to a client message: its text keep-alive, or a JSON request."""
+        if self.text_ping is not None and message == self.text_ping:
+            conn.pings += 1
+            return "pong"
+        try:
+            request = json.loads(message)
+        except ValueError:
+            return self.unreadable(message)
+        conn.requests.append(request)
+        return self.reply(conn, request)
+
+    def reply(self, conn: FakeConnection, request: Any) -> str | None:
+        """The reply to a JSON request (None: the exchange sends none)."""
         raise NotImplementedError
+
+    def unreadable(self, message: str | bytes) -> str | None:
+        """The reply to a message that is not JSON."""
+        return None
 
     def rest(self, path: str, query: str) -> tuple[int, Any]:
         return 404, {"error": "not found"}
 
+    def frame(self, text: str) -> str | bytes:
+        """How the exchange puts a message on the wire (HTX compresses every one)."""
+        return text
+
+    def on_connect(self, conn: FakeConnection) -> list[asyncio.Task[None]]:
+        """What the exchange starts on a new connection (a welcome, its own pings); the
+        tasks end with the connection."""
+        return []
+
     # internals
 
-    def _bump(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
-
-    async def _wait(self, ready: Callable[[], bool], what: str, limit: float) -> None:
-        try:
-            async with asyncio.timeout(limit):
-                while not ready():
-                    await self._changed.wait()
-        except TimeoutError:
-            raise TimeoutError(f"Fake {self.name}: no {what} within {limit}s") from None
-
-    def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
+    def process_request(self, ws: ServerConnection, request: Request) -> Response | None:
         parts = urlsplit(request.path)
         if "upgrade" in request.headers.get("Connection", "").lower():
             if parts.path != self.ws_path:
@@ -138,29 +125,28 @@ class FakeExchange:
         status, body = self.rest(parts.path, parts.query)
         if self.rest_status != 200:
             status, body = self.rest_status, {"error": "unavailable"}
-        payload = dumps(body).encode()
-        headers = Headers(
-            [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))]
-        )
-        return Response(status, HTTPStatus(status).phrase, headers, payload)
+        return json_response(body, status)
 
-    async def _handler(self, ws: ServerConnection) -> None:
+    async def handler(self, ws: ServerConnection) -> None:
         conn = FakeConnection(ws)
         self.connections.append(conn)
         self.connection_count_total += 1
-        self._bump()
+        self.changed()
+        tasks = self.on_connect(conn)
         try:
             async for message in ws:
                 reply = self.answer(conn, message)
                 if reply is not None:
-                    await ws.send(reply)
+                    await ws.send(self.frame(reply))
                 await self.after_answer(conn)
-                self._bump()
+                self.changed()
         except ConnectionClosed:
             pass
         finally:
+            for task in tasks:
+                task.cancel()
             self.connections.remove(conn)
-            self._bump()
+            self.changed()
 
     async def after_answer(self, conn: FakeConnection) -> None:
         """Anything the exchange sends on its own after a request (OKX's replay)."""

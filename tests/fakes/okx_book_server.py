@@ -23,17 +23,18 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.datastructures import Headers
+from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from tests.conftest import free_port
+from tests.fakes.loopback import LoopbackServer, json_response
 
 INSTRUMENT = "BTC-USDT-SWAP"  # the one the scripts are for
 
 
-class FakeOkx:
+class FakeOkx(LoopbackServer):
+    name = "OKX book"
+
     def __init__(
         self,
         scripts: Sequence[Sequence[bytes]],
@@ -47,13 +48,12 @@ class FakeOkx:
         self.rest_book = rest_book
         self.contract_values = contract_values or {"BTC-USDT-SWAP": "0.01"}
         self.idle_close = idle_close
-        self.port = free_port()
+        super().__init__()
         self.subscriptions: list[dict[str, str]] = []
         self.pings = 0
         self.rest_requests: list[str] = []
         self.connections = 0
         self._books_played = 0
-        self._server: Server | None = None
 
     @property
     def ws_url(self) -> str:
@@ -63,18 +63,7 @@ class FakeOkx:
     def rest_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    async def __aenter__(self) -> FakeOkx:
-        self._server = await serve(
-            self._serve, "127.0.0.1", self.port, process_request=self._rest, ping_interval=None
-        )
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        await self._server.wait_closed()
-
-    def _rest(self, connection: ServerConnection, request: Request) -> Response | None:
+    def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         parts = urlsplit(request.path)
         if parts.path == "/ws/v5/public":
             return None
@@ -85,20 +74,14 @@ class FakeOkx:
                 {"instId": i, "instType": "SWAP", "ctType": "linear", "ctVal": v, "state": "live"}
                 for i, v in self.contract_values.items()
             ]
-            return self._json({"code": "0", "msg": "", "data": rows})
+            return json_response({"code": "0", "msg": "", "data": rows})
         if parts.path == "/api/v5/market/books" and self.rest_book is not None:
             if query.get("instId") == [INSTRUMENT]:
-                return self._json({"code": "0", "msg": "", "data": [self.rest_book]})
-            return self._json({"code": "51001", "msg": "Instrument ID does not exist"})
+                return json_response({"code": "0", "msg": "", "data": [self.rest_book]})
+            return json_response({"code": "51001", "msg": "Instrument ID does not exist"})
         return connection.respond(HTTPStatus.NOT_FOUND, "not found\n")
 
-    @staticmethod
-    def _json(body: dict[str, Any]) -> Response:
-        payload = json.dumps(body).encode()
-        headers = Headers({"Content-Type": "application/json", "Content-Length": str(len(payload))})
-        return Response(200, "OK", headers, payload)
-
-    async def _serve(self, ws: ServerConnection) -> None:
+    async def handler(self, ws: ServerConnection) -> None:
         self.connections += 1
         players: list[asyncio.Task[None]] = []
         try:

@@ -19,12 +19,12 @@ OKX facts encoded here (shared/data/README.md, "OKX liquidations"):
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 from urllib.parse import parse_qs
 
-from tests.fakes.exchange_server import FakeConnection, FakeExchange, dumps
+from tests.fakes.exchange_server import FakeConnection, FakeExchange
+from tests.fakes.loopback import dumps
 
 CHANNEL = {"channel": "liquidation-orders", "instType": "SWAP"}
 SUBSCRIPTION = "liquidation-orders:SWAP"
@@ -78,16 +78,13 @@ class FakeOkx(FakeExchange):
         frame = {"arg": {"channel": "open-interest", "instId": inst_id}, "data": [item]}
         return await self.send_to(f"open-interest:{inst_id}", dumps(frame))
 
-    def answer(self, conn: FakeConnection, message: str | bytes) -> str | None:
-        if message == "ping":
-            conn.pings += 1
-            return "pong"
-        try:
-            request = json.loads(message)
-        except ValueError:
-            failure = f"Invalid request: {message!r}"
-            return dumps({"event": "error", "code": "60012", "msg": failure})
-        conn.requests.append(request)
+    text_ping = "ping"
+
+    def unreadable(self, message: str | bytes) -> str | None:
+        failure = f"Invalid request: {message!r}"
+        return dumps({"event": "error", "code": "60012", "msg": failure})
+
+    def reply(self, conn: FakeConnection, request: Any) -> str | None:
         args = request.get("args")
         names = [self._subscription(a) for a in args] if isinstance(args, list) else [None]
         if request.get("op") not in ("subscribe", "unsubscribe") or None in names or not args:
