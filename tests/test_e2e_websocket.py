@@ -52,6 +52,8 @@ from tests.test_e2e_live import ClientHeatmap
 
 JsonDict = dict[str, Any]
 Frame = str | bytes
+DEMO_BACKFILL_S = 90.0
+DEMO_TEST_TIMEOUT_S = 240  # a demo test: its backfill, then its own work
 ALL_HEATMAPS = [heatmap_channel(symbol, window) for symbol in DEFAULT_SYMBOLS for window in WINDOWS]
 
 
@@ -102,7 +104,9 @@ async def start_demo(start_hub: HubFactory, settings: Settings) -> RunningHub:
     running = await start_hub(settings, demo=True, speed=10)
     feed = running.hub.feed
     assert isinstance(feed, ReplayFeed)
-    await eventually(lambda: feed.status.frames > len(feed.lines))
+    # The backfill lays the whole session (eight exchanges) first: seconds on a quiet
+    # machine, tens of seconds on a loaded one.
+    await eventually(lambda: feed.status.frames > len(feed.lines), within=DEMO_BACKFILL_S)
     return running
 
 
@@ -340,6 +344,7 @@ class ConflationCheck:
         self.last[channel] = position
 
 
+@pytest.mark.timeout(DEMO_TEST_TIMEOUT_S)
 async def test_a_slow_client_never_slows_the_others(start_hub: HubFactory) -> None:
     # small enough for the slow client to overflow within a second, roomy enough for the
     # pingers when the machine is busy (they run in this very process)
@@ -422,6 +427,7 @@ async def test_a_slow_client_never_slows_the_others(start_hub: HubFactory) -> No
     assert len(with_slow) >= len(pingers), f"pings answered while stuck: {len(with_slow)}"
 
 
+@pytest.mark.timeout(DEMO_TEST_TIMEOUT_S)
 async def test_a_client_that_never_reads_is_dropped(start_hub: HubFactory) -> None:
     settings = Settings(flush_ms=20, max_queue=20, slow_close_ms=500, max_connections=1)
     running = await start_demo(start_hub, settings)
@@ -438,6 +444,7 @@ async def test_a_client_that_never_reads_is_dropped(start_hub: HubFactory) -> No
         await quiet(running)
 
 
+@pytest.mark.timeout(DEMO_TEST_TIMEOUT_S)
 async def test_a_slow_client_still_gets_every_reply(start_hub: HubFactory) -> None:
     settings = Settings(flush_ms=20, max_queue=50, slow_close_ms=10_000)
     running = await start_demo(start_hub, settings)

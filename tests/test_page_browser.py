@@ -28,12 +28,12 @@ from tests.browser import Browser, decode_png, find_chromium
 from tests.conftest import BINANCE, HubFactory, RunningHub, eventually
 from tests.fakes.binance_server import FakeBinance, force_order
 from tests.keys_kit import add_key
-from tests.test_e2e_websocket import quiet
+from tests.test_e2e_websocket import DEMO_BACKFILL_S, DEMO_TEST_TIMEOUT_S, quiet
 
 CHROMIUM = find_chromium()
 pytestmark = [
     pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (CI installs it: .ci/run)"),
-    pytest.mark.timeout(120),
+    pytest.mark.timeout(DEMO_TEST_TIMEOUT_S),
 ]
 LIVE = "document.body.dataset.state === 'live'"
 # The demo replays its bundled OKX book; a loopback URL only keeps the `start_hub` fixture
@@ -142,7 +142,7 @@ async def start_demo(start_hub: HubFactory) -> RunningHub:
     running = await start_hub(Settings(flush_ms=50), demo=True, speed=1)
     feed = running.hub.feed
     assert isinstance(feed, ReplayFeed)
-    await eventually(lambda: feed.status.frames > len(feed.lines))
+    await eventually(lambda: feed.status.frames > len(feed.lines), within=DEMO_BACKFILL_S)
     return running
 
 

@@ -152,7 +152,7 @@ class ReplayFeed(Feed):
         }
         self.finished = asyncio.Event()
         self.lap = 0
-        self._mirrors = mirror_products(lines, self.exchanges) if loop else {}
+        self._mirrors: dict[str, float] | None = None  # made when an odd lap first needs it
         self._decoders: dict[str, Decoder] = {}
         self._now = lines[0].t
         self.timeline: DemoTimeline | None = None
@@ -334,7 +334,7 @@ class ReplayFeed(Feed):
         timeline = self.timeline
         if timeline is not None:
             changes: dict[str, float | int | None] = {"time": self._moved_time(update.time)}
-            product = self._mirrors.get(update.symbol) if self.lap % 2 else None
+            product = self._mirror(update.symbol)
             if product is not None and update.price is not None:
                 changes["price"] = round_significant(product / update.price, LAP_DIGITS)
             if product is not None and isinstance(update, OpenInterestUpdate):
@@ -342,6 +342,16 @@ class ReplayFeed(Feed):
                 changes["taker_buy_share"] = None if share is None else 1.0 - share
             update = msgspec.structs.replace(update, **changes)
         self.market_sink(update)
+
+    def _mirror(self, symbol: str) -> float | None:
+        """On an odd lap, the product a price of `symbol` is mirrored about; else None.
+        Made at the first odd lap, not at start: it decodes the whole file, and a fresh
+        demo lays lap 0 first."""
+        if not self.lap % 2:
+            return None
+        if self._mirrors is None:
+            self._mirrors = mirror_products(self.lines, self.exchanges)
+        return self._mirrors.get(symbol)
 
     def _moved_time(self, time: int) -> int:
         """A time of the file on this lap of the demo's timeline."""
@@ -351,7 +361,7 @@ class ReplayFeed(Feed):
     def _moved(self, event: LiquidationEvent) -> LiquidationEvent:
         """The event on the demo's timeline, mirrored on an odd lap (see the module doc)."""
         time = self._moved_time(event.time)
-        product = self._mirrors.get(event.symbol) if self.lap % 2 else None
+        product = self._mirror(event.symbol)
         if product is None:
             return msgspec.structs.replace(event, time=time)
         price = round_significant(product / event.price, LAP_DIGITS)

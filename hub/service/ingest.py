@@ -509,6 +509,8 @@ class Ingest:
             return
 
     async def stop(self) -> None:
+        # The feeds first: an event taken after the history closed would be lost to it.
+        await self.stop_feeds()
         with contextlib.suppress(Exception):
             await self.flush_now()
         if self.history is not None and self.restored:
