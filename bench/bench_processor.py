@@ -6,8 +6,10 @@ minute on 2 cores; two more with a baseline).
 (a) Throughput: 200,000 synthetic events over 5 symbols (realistic prices, lognormal
     notionals) through `apply`, with a `flush` every 2,500 events, in two time profiles:
     "burst", where simulated time runs at 50,000 events/s (so a flush every 2,500 events is
-    HEATMAP_FLUSH_MS = 50 ms and the store bound of 10,000 per symbol evicts on every event),
-    and "spread", the same events over 24 h, so the short windows age events out.
+    HEATMAP_FLUSH_MS = 50 ms), and "spread", the same events over 24 h, so the short windows
+    age events out. The store keeps every event, as it does at real rates (the default
+    HEATMAP_MAX_EVENTS is a safety cap; before issue 22 the bound was 10,000 per symbol and
+    the burst profile evicted on every event).
     CPU time (`time.process_time`) is one core's; the share spent in `flush` is reported.
     ``--baseline REV`` runs the same events through git revision REV's processor too
     (`bench/processor_throughput.py`, each run in its own process, this tree and REV
@@ -85,7 +87,8 @@ FLUSH_EVERY = runner.FLUSH_EVERY
 BURST_RATE = 50_000  # simulated events per second in the burst profile
 START = 1_795_176_000_000
 DAY = 86_400_000
-MEMORY_EVENTS = 10_000  # per symbol, HEATMAP_MAX_EVENTS
+MEMORY_EVENTS = 10_000  # per symbol, held in (b) and (c)
+HELD = ProcessorConfig().max_events  # the store's cap in (a), (d), (e): it never binds
 MEMORY_TARGET_MB = 25.0
 EXCHANGE_SHARES = {"binance": 0.46, "bybit": 0.34, "okx": 0.20}
 BASELINE_UPDATES = 20
@@ -141,7 +144,7 @@ def new_processor(max_events: int = MEMORY_EVENTS) -> LiquidationProcessor:
 
 
 def throughput(events: list[LiquidationEvent]) -> dict[str, float]:
-    return runner.throughput(events, list(SYMBOLS), MEMORY_EVENTS)
+    return runner.throughput(events, list(SYMBOLS), HELD)
 
 
 def throughput_beside(
@@ -164,7 +167,7 @@ def throughput_beside(
             for _ in range(rounds):
                 for label, tree in (("this tree", root), (baseline, old)):
                     out = subprocess.run(
-                        [sys.executable, runner.__file__, str(tree), str(path), str(MEMORY_EVENTS)],
+                        [sys.executable, runner.__file__, str(tree), str(path), str(HELD)],
                         capture_output=True,
                         text=True,
                         check=True,

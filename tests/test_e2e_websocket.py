@@ -276,16 +276,17 @@ def heatmap_session(running: RunningHub) -> Session | None:
 
 async def stalled_session(running: RunningHub, max_queue: int) -> Session:
     """The stalled client's session once its writer is stuck (the kernel buffers are full,
-    which takes a second or two): its queue stays full. A single full sample could be the
-    subscribe's catch-up burst, hence two, apart."""
+    which takes seconds: diffs are a few hundred bytes, and the buffers hold thousands of
+    them): its queue stays full. A single full sample could be the subscribe's catch-up
+    burst, hence two, apart."""
 
     def full() -> bool:
         session = heatmap_session(running)
         return session is not None and session.pending() >= max_queue
 
-    await eventually(full)
+    await eventually(full, within=60)
     await asyncio.sleep(0.3)
-    await eventually(full)
+    await eventually(full, within=60)
     session = heatmap_session(running)
     assert session is not None
     return session
@@ -352,7 +353,9 @@ async def test_a_slow_client_never_slows_the_others(start_hub: HubFactory) -> No
     settings = Settings(
         flush_ms=20,
         max_queue=max_queue,
-        slow_close_ms=5_000,
+        # long enough to outlast the measuring phase on a loaded machine: the session must
+        # still be there, stuck, while the others are measured
+        slow_close_ms=30_000,
         max_requests_per_second=10_000,  # the pingers are not what is tested here
     )
     running = await start_demo(start_hub, settings)
@@ -375,7 +378,7 @@ async def test_a_slow_client_never_slows_the_others(start_hub: HubFactory) -> No
             return session is not None and session.dropped > 0
 
         # The catch-up (46 messages) fits in the queue: a drop means its writer is stuck.
-        await eventually(overflowing)
+        await eventually(overflowing, within=60)
         with_slow = await measure(pingers, PHASE, seed=2)
         session = heatmap_session(running)
         assert session is not None and session.dropped > 0

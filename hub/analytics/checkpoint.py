@@ -173,6 +173,7 @@ def _resume(book: SymbolBook, position: BookPosition) -> None:
             book.alerts.on_clusters(clusters, name, saved.published_at)
     _observe_recent(book, position.flushed_at)
     book.last_arrival = position.arrival
+    book.settle()
     book.flushed = Flushed(position.flushed_at, position.arrival, position.market_price)
 
 
@@ -186,8 +187,8 @@ def _load(book: SymbolBook, logged: Named, now: int) -> None:
     market_price = prices[0]
     for price in prices[1:]:
         market_price += MARKET_PRICE_WEIGHT * (price - market_price)
-    book.start_epoch(market_price, now)
     book.last_arrival = store.next_arrival - 1
+    book.start_epoch(market_price, now)
     _observe_recent(book, now)
 
 

@@ -133,8 +133,8 @@ class KernelDensity:
         # A point on the last node is all "right" of the one before: every node + 1 exists.
         last = max(self._fine_size - 2, 0)
         left = np.where(inside, np.minimum(position, last), -1.0).astype(np.int64)
-        right = np.rint(weights * (position - left)).astype(np.int64)
-        right[~inside] = 0
+        fraction = np.where(inside, position - left, 0.0)  # off the grid: nothing to split
+        right = np.rint(weights * fraction).astype(np.int64)
         return left, right
 
     def clear(self) -> None:

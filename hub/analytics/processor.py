@@ -45,7 +45,7 @@ from hub.models import (
 ALERT_WINDOW = "1h"
 FANNED_KINDS = ("liquidations", "alerts")
 MARKET_PRICE_WEIGHT = 0.3  # a single outlier moves the market price by 30 % of its gap
-_ARRIVED_FIELDS = 4  # time, price, notional, short
+_ARRIVED_FIELDS = 6  # time, price, notional, short, arrival, in the alert statistics
 
 
 class Applied(NamedTuple):
@@ -100,10 +100,12 @@ class SymbolBook:
         self.last_arrival = 0
         self.flushed: Flushed | None = None
         self.fresh = False  # an event young enough to alert on came since the last flush
-        # Rows the store took since the windows last drained, flat (time, price, notional,
-        # short, ...), and the alert window's share of them (see `alert_z_score`).
+        # Rows the store took since the windows last drained, flat (see _ARRIVED_FIELDS),
+        # and the alert window's share of them (see `alert_z_score`); the windows' sums hold
+        # the rows up to arrival `_drained`.
         self._arrived = array("d")
         self._alert_extra = [0, 0, 0]  # count, micros, squared micros
+        self._drained = 0
         self._epoch_ms = -1
         self._epochs_this_ms = 0
 
@@ -142,7 +144,7 @@ class SymbolBook:
         grid = PriceGrid.around(market_price, self.config.range_pct, self._new_epoch(now))
         kde = self._set_grid(grid)
         # The windows take every held row, the arrivals included.
-        self._forget_arrivals()
+        self.settle()
         for window in self.windows.values():
             window.restart(grid, kde, self.store, now, self.coverage)
         self.new_epoch = True
@@ -168,47 +170,74 @@ class SymbolBook:
 
     def hold(self, event: LiquidationEvent, now: int) -> None:
         """Keep an accepted event (the grid placed): store, arrivals, alert statistics."""
-        store = self.store
-        if len(store) >= store.max_events:
-            self.drain(now)  # the windows must hold what the cap is about to push out
-        self.last_arrival, evicted = store.add(event)
-        short = event.side == "short"
-        self._arrived.extend((event.time, event.price, event.notional, short))
-        if event.time >= now - WINDOWS[ALERT_WINDOW]:
-            amount = round(event.notional * MICROS)
-            extra = self._alert_extra
-            extra[0] += 1
-            extra[1] += amount
-            extra[2] += amount * amount
+        self.last_arrival, evicted = self.store.add(event)
+        counted = event.time >= now - WINDOWS[ALERT_WINDOW]
+        self._arrived.extend(
+            (
+                event.time,
+                event.price,
+                event.notional,
+                event.side == "short",
+                self.last_arrival,
+                counted,
+            )
+        )
+        if counted:
+            self._count_extra(event.notional, 1)
         if len(evicted):
             self.drop(evicted)
 
+    def _count_extra(self, notional: float, sign: int) -> None:
+        amount = round(notional * MICROS)
+        extra = self._alert_extra
+        extra[0] += sign
+        extra[1] += sign * amount
+        extra[2] += sign * amount * amount
+
     def drop(self, evicted: Rows) -> None:
-        """The store pushed these rows out (oldest first): the windows drop them, and what
-        came before them is no longer complete."""
-        if self.grid is not None:
-            placed = place_rows(evicted, self.grid, self.kde)
+        """The store pushed these rows out (oldest first): the windows drop those their
+        sums hold, the arrivals those not drained yet, and what came before them is no
+        longer complete."""
+        drained = evicted.arrival <= self._drained
+        if self.grid is not None and drained.any():
+            placed = place_rows(evicted.take(drained), self.grid, self.kde)
             for window in self.windows.values():
                 window.forget(placed)
+        if not drained.all():
+            self._unarrive(set(evicted.arrival[~drained].tolist()))
         self.coverage.lose_before(int(evicted.time[-1]) + 1)
+
+    def _unarrive(self, arrivals: set[int]) -> None:
+        """Take rows out of the arrivals (the cap pushed them out before any drain)."""
+        values = np.frombuffer(self._arrived, np.float64).reshape(-1, _ARRIVED_FIELDS)
+        keep = ~np.isin(values[:, 4], list(arrivals))
+        for notional, counted in values[~keep][:, (2, 5)].tolist():
+            if counted:
+                self._count_extra(notional, -1)
+        kept = values[keep].ravel().tolist()
+        del values
+        self._arrived = array("d", kept)
 
     def drain(self, now: int) -> None:
         """Every window's sums brought to `now` (arrivals in, aged rows out)."""
         arrived: Placed | None = None
         if self._arrived and self.grid is not None:
             values = np.frombuffer(self._arrived, np.float64).reshape(-1, _ARRIVED_FIELDS).T
-            time, price, notional, short = values.astype(np.float64, copy=True)
+            time, price, notional, short = values[:4].astype(np.float64, copy=True)
             del values  # a view of the buffer: it must go before the buffer may shrink
             arrived = place(
                 time.astype(np.int64), price, notional, short != 0.0, self.grid, self.kde
             )
         for window in self.windows.values():
             window.drain(arrived, self.store, now)
-        self._forget_arrivals()
+        self.settle()
 
-    def _forget_arrivals(self) -> None:
+    def settle(self) -> None:
+        """The windows' sums hold every row taken so far (a drain, a rebuild, a restore):
+        nothing is waiting in the arrivals."""
         del self._arrived[:]
         self._alert_extra = [0, 0, 0]
+        self._drained = self.last_arrival
 
     def alert_z_score(self, notional: float) -> float:
         """z of `notional` against the alert window as it stands: its sums at the last

@@ -133,8 +133,8 @@ class HeatmapWindow:
             self._build_lattice(store)
 
     def forget(self, evicted: Placed) -> None:
-        """The store dropped these rows (past retention, or the cap); the window was drained
-        just before, so those inside it are exactly the ones of time >= cutoff."""
+        """The store dropped these rows (past retention, or the cap), all of them rows the
+        sums took in: those inside the window are exactly the ones of time >= cutoff."""
         if self.cutoff is None or not len(evicted):
             return
         inside = evicted.take(evicted.time >= self.cutoff)
