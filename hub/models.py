@@ -64,6 +64,12 @@ class Cluster(msgspec.Struct, frozen=True, gc=False):
     risk: RiskLevel
 
 
+class ExchangeTotals(msgspec.Struct, frozen=True, gc=False):
+    count: int
+    long_notional: float
+    short_notional: float
+
+
 class Statistics(msgspec.Struct, frozen=True, gc=False):
     event_count: int
     total_notional: float
@@ -71,6 +77,7 @@ class Statistics(msgspec.Struct, frozen=True, gc=False):
     short_notional: float
     mean: float
     std: float
+    by_exchange: dict[str, ExchangeTotals] = {}
 
 
 class Density(msgspec.Struct, frozen=True, gc=False):

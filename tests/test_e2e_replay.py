@@ -20,6 +20,7 @@ from hub.config import Settings
 from hub.service import hubs
 from hub.service.sources import DEMO_REPLAY
 from tests.conftest import DATA, HubFactory, RunningHub, eventually
+from tests.test_e2e_websocket import quiet
 
 EXPECTED = json.loads((DATA / "sample_session.expected.json").read_text())
 
@@ -166,3 +167,39 @@ async def test_prometheus_metrics(replayed: RunningHub) -> None:
     assert "# TYPE hub_clients gauge" in lines
     for line in lines:
         assert line.startswith("#") or len(line.rsplit(" ", 1)) == 2
+
+
+@pytest.mark.timeout(240)  # the demo's backfill on a loaded machine
+async def test_per_exchange_views_add_up_to_the_live_heatmap(start_hub: HubFactory) -> None:
+    replayed = await start_hub(Settings(flush_ms=20), demo=True, speed=1)
+    feed = replayed.hub.feed
+    await eventually(lambda: feed.status.frames > len(feed.lines), within=90)
+    await quiet(replayed)  # then the numbers hold still
+    await replayed.hub.flush_now()
+    path = "/api/heatmap/liquidations/BTCUSDT/heatmap"
+    live = (await replayed.get(path, timeWindow="24h")).json()["data"]
+    by_exchange = live["statistics"]["by_exchange"]
+    assert {"binance", "bybit", "okx"} <= set(by_exchange), by_exchange
+    total = sum(x["count"] for x in by_exchange.values())
+    assert total == live["statistics"]["event_count"]
+    okx = (await replayed.get(path, timeWindow="24h", exchange="okx")).json()["data"]
+    assert set(okx["statistics"]["by_exchange"]) == {"okx"}
+    assert okx["statistics"]["event_count"] == by_exchange["okx"]["count"]
+    assert okx["statistics"]["long_notional"] == pytest.approx(by_exchange["okx"]["long_notional"])
+    assert sum(b[3] for b in okx["bins"]) == by_exchange["okx"]["count"]
+    every = (await replayed.get(path, timeWindow="24h", exchange=",".join(by_exchange))).json()
+    view = every["data"]
+    assert (view["bins"], view["statistics"]) == (live["bins"], live["statistics"]), (
+        "a view of every exchange is the window itself"
+    )
+    assert view["density"] == live["density"]
+    timeline = "/api/heatmap/liquidations/BTCUSDT/timeline"
+    matrix = (await replayed.get(timeline, timeWindow="24h", exchange="okx")).json()["data"]
+    placed = sum(sum(row) for row in matrix["long"]) + sum(sum(row) for row in matrix["short"])
+    outside = matrix["outside"]["long"] + matrix["outside"]["short"]
+    okx_total = by_exchange["okx"]["long_notional"] + by_exchange["okx"]["short_notional"]
+    assert placed + outside == pytest.approx(okx_total)
+    unified = (await replayed.get("/api/heatmap/unified/BTCUSDT", exchange="okx")).json()["data"]
+    assert set(unified["heatmap"]["statistics"]["by_exchange"]) == {"okx"}
+    bad = await replayed.get(path, exchange="mtgox")
+    assert bad.status_code == 400 and "mtgox" in bad.json()["error"]

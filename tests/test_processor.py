@@ -54,11 +54,17 @@ def close(a: float, b: float) -> bool:
 
 
 def make_event(
-    symbol: str, side: Side, price: float, notional: float, time: int, quantity: float | None = None
+    symbol: str,
+    side: Side,
+    price: float,
+    notional: float,
+    time: int,
+    quantity: float | None = None,
+    exchange: str = "binance",
 ) -> LiquidationEvent:
     if quantity is None:
         quantity = max(round(notional / price, 3), 0.001)
-    return LiquidationEvent("binance", symbol, side, price, quantity, price * quantity, time)
+    return LiquidationEvent(exchange, symbol, side, price, quantity, price * quantity, time)
 
 
 # -- an independent model of the event store ---------------------------------------------
@@ -214,7 +220,7 @@ def assert_matches_brute_force(
         for name, span in WINDOWS.items():
             window = book.windows[name]
             events = model[symbol].in_window(now, span)
-            assert [key(e) for e in window.events(book.store)] == [key(e) for e in events], (
+            assert [key(e) for e in window.events()] == [key(e) for e in events], (
                 f"{symbol} {name}: held events"
             )
             what = f"{symbol} {name}"
@@ -223,7 +229,13 @@ def assert_matches_brute_force(
                 (grid.bin_low(i), lg / 1e6, sh / 1e6, c)
                 for i, lg, sh, c in zip(index, long, short, count, strict=True)
             ]
-            assert_same_numbers(f"{what} (sums)", window.sums.statistics(), current, events, grid)
+            assert_same_numbers(
+                f"{what} (sums)",
+                window.sums.statistics(book.store.exchanges),
+                current,
+                events,
+                grid,
+            )
             snap = window.snapshot()
             if window.pending:  # changed since its last publish, which its pace holds back
                 assert not window.due(now), f"{what}: not published when due"
@@ -266,6 +278,7 @@ event_op = st.tuples(
     st.floats(0.5, 2.0),
     st.sampled_from(LAGS),
     st.sampled_from([0.0, 0.0, 0.0004, -0.0007, 0.0031]),  # where in the spread it filled
+    st.sampled_from(["binance", "binance", "bybit", "okx"]),
 )
 other_op = st.tuples(
     st.sampled_from(["flush", "flush", "sweep", "dup", "mark", "untracked"]),
@@ -305,14 +318,14 @@ def run_sequence(
         kind = op[0]
         now += op[2]
         if kind == "event":
-            _, index, _, move, side, notional, factor, lag, spread = op
+            _, index, _, move, side, notional, factor, lag, spread, exchange = op
             symbol = symbols[index % len(symbols)]
             base = BASE[symbol]
             # Bounded so a run of x3 moves stays a plausible price.
             prices[symbol] = min(max(prices[symbol] * math.exp(move), base / 20), base * 20)
             decimals = TICK_DECIMALS[symbol] + max(0, round(-math.log10(prices[symbol] / base)))
             price = round(prices[symbol] * (1 + spread), decimals)
-            event = make_event(symbol, side, price, notional * factor, now - lag)
+            event = make_event(symbol, side, price, notional * factor, now - lag, exchange=exchange)
             applied = processor.apply(event, now)
             accepted = model[symbol].offer(event, now)
             assert (applied.event is not None) == accepted == bool(applied.messages), applied

@@ -138,8 +138,8 @@ def test_columns_summed_over_time_are_the_heatmap_bins(
     for e in events:
         store.add(e)
     kde = KernelDensity(grid.density_start, grid.bin_width, grid.density_size, 180.0)
-    window = HeatmapWindow("BTCUSDT", "1h", HOUR, grid, kde)
-    window.restart(grid, kde, store, NOW, Coverage(0))
+    window = HeatmapWindow(store, "1h", HOUR, grid, kde)
+    window.restart(grid, kde, NOW, Coverage(0))
     bins = window.snapshot().bins
     matrix = timeline(as_rows(events), grid, NOW, HOUR, buckets)
 

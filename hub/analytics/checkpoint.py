@@ -165,7 +165,7 @@ def _resume(book: SymbolBook, position: BookPosition) -> None:
         clusters = window.resume(saved.seq, saved.published_at, placed.take(baseline))
         window.watermark = saved.watermark
         # From its publish to the flush: what arrived after its own watermark.
-        window.drain(placed.take(held.arrival > saved.watermark), store, position.flushed_at)
+        window.drain(placed.take(held.arrival > saved.watermark), position.flushed_at)
         if name == ALERT_WINDOW:
             # The process before the restart alerted these: the engine takes them as it
             # did, and what it would alert is not sent again. Only what changes from here

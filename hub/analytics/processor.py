@@ -45,7 +45,8 @@ from hub.models import (
 ALERT_WINDOW = "1h"
 FANNED_KINDS = ("liquidations", "alerts")
 MARKET_PRICE_WEIGHT = 0.3  # a single outlier moves the market price by 30 % of its gap
-_ARRIVED_FIELDS = 6  # time, price, notional, short, arrival, in the alert statistics
+# time, price, notional, short, exchange code, arrival, in the alert statistics
+_ARRIVED_FIELDS = 7
 
 
 class Applied(NamedTuple):
@@ -146,7 +147,7 @@ class SymbolBook:
         # The windows take every held row, the arrivals included.
         self.settle()
         for window in self.windows.values():
-            window.restart(grid, kde, self.store, now, self.coverage)
+            window.restart(grid, kde, now, self.coverage)
         self.new_epoch = True
 
     def _set_grid(self, grid: PriceGrid) -> KernelDensity:
@@ -158,7 +159,7 @@ class SymbolBook:
         self._steady = grid.steady_band()
         if not self.windows:
             self.windows = {
-                name: HeatmapWindow(self.symbol, name, span, grid, kde, refresh_ms(span))
+                name: HeatmapWindow(self.store, name, span, grid, kde, refresh_ms(span))
                 for name, span in WINDOWS.items()
             }
         return kde
@@ -178,6 +179,7 @@ class SymbolBook:
                 event.price,
                 event.notional,
                 event.side == "short",
+                self.store.code(event.exchange),
                 self.last_arrival,
                 counted,
             )
@@ -210,8 +212,8 @@ class SymbolBook:
     def _unarrive(self, arrivals: set[int]) -> None:
         """Take rows out of the arrivals (the cap pushed them out before any drain)."""
         values = np.frombuffer(self._arrived, np.float64).reshape(-1, _ARRIVED_FIELDS)
-        keep = ~np.isin(values[:, 4], list(arrivals))
-        for notional, counted in values[~keep][:, (2, 5)].tolist():
+        keep = ~np.isin(values[:, 5], list(arrivals))
+        for notional, counted in values[~keep][:, (2, 6)].tolist():
             if counted:
                 self._count_extra(notional, -1)
         kept = values[keep].ravel().tolist()
@@ -223,13 +225,19 @@ class SymbolBook:
         arrived: Placed | None = None
         if self._arrived and self.grid is not None:
             values = np.frombuffer(self._arrived, np.float64).reshape(-1, _ARRIVED_FIELDS).T
-            time, price, notional, short = values[:4].astype(np.float64, copy=True)
+            time, price, notional, short, exchange = values[:5].astype(np.float64, copy=True)
             del values  # a view of the buffer: it must go before the buffer may shrink
             arrived = place(
-                time.astype(np.int64), price, notional, short != 0.0, self.grid, self.kde
+                time.astype(np.int64),
+                price,
+                notional,
+                short != 0.0,
+                exchange.astype(np.uint8),
+                self.grid,
+                self.kde,
             )
         for window in self.windows.values():
-            window.drain(arrived, self.store, now)
+            window.drain(arrived, now)
         self.settle()
 
     def settle(self) -> None:

@@ -23,10 +23,11 @@ from typing import NamedTuple
 
 import numpy as np
 
+from hub.analytics.clusters import ClusterShape, find_clusters
 from hub.analytics.density import KernelDensity
 from hub.analytics.grid import PriceGrid
 from hub.analytics.rows import Rows
-from hub.models import Bin, Statistics, round_notional, round_significant
+from hub.models import Bin, ExchangeTotals, Statistics, round_notional, round_significant
 
 MICROS = 1_000_000
 # Below this many rows a change is applied row by row: a handful of scalar updates cost
@@ -46,12 +47,14 @@ def micros(notional: np.ndarray) -> np.ndarray:
 
 
 class Placed(NamedTuple):
-    """Rows as the sums take them: time, bin, micros, side and their lattice split."""
+    """Rows as the sums take them: time, bin, micros, side, exchange code and their
+    lattice split."""
 
     time: np.ndarray  # int64
     bin: np.ndarray  # int64
     micros: np.ndarray  # int64
     short: np.ndarray  # bool
+    exchange: np.ndarray  # uint8: the store's exchange code
     node: np.ndarray  # int64: left lattice node, -1 off the lattice
     right: np.ndarray  # int64: micros going to node + 1
 
@@ -67,6 +70,7 @@ def place(
     price: np.ndarray,
     notional: np.ndarray,
     short: np.ndarray,
+    exchange: np.ndarray,
     grid: PriceGrid,
     kde: KernelDensity | None,
 ) -> Placed:
@@ -79,11 +83,11 @@ def place(
         right = np.zeros(len(time), np.int64)
     else:
         node, right = kde.split(price, amounts)
-    return Placed(time, bins, amounts, short, node, right)
+    return Placed(time, bins, amounts, short, exchange, node, right)
 
 
 def place_rows(rows: Rows, grid: PriceGrid, kde: KernelDensity | None) -> Placed:
-    return place(rows.time, rows.price, rows.notional, rows.short, grid, kde)
+    return place(rows.time, rows.price, rows.notional, rows.short, rows.exchange, grid, kde)
 
 
 def square_sum(values: np.ndarray) -> int:
@@ -106,6 +110,7 @@ class WindowSums:
         self.long = 0  # micros
         self.short = 0
         self.squares = 0  # of micros
+        self.exchanges: dict[int, list[int]] = {}  # exchange code -> [count, long, short]
         self._lo = 0
         self._long = np.zeros(0, np.int64)
         self._short = np.zeros(0, np.int64)
@@ -133,6 +138,15 @@ class WindowSums:
         self.short += sign * short_total
         self.long += sign * (int(amounts.sum()) - short_total)
         self.squares += sign * square_sum(amounts)
+        for code in np.unique(rows.exchange).tolist():
+            mine = rows.exchange == code
+            shorts = int(amounts[mine & short].sum())
+            self._count_exchange(
+                code,
+                sign * int(mine.sum()),
+                sign * (int(amounts[mine].sum()) - shorts),
+                sign * shorts,
+            )
         if self.lattice is not None:
             on = rows.node >= 0
             node, right = rows.node[on], rows.right[on] * sign
@@ -154,10 +168,11 @@ class WindowSums:
 
     def _add_rows(self, rows: Placed, sign: int) -> None:
         lattice = self.lattice
-        for index, amount, short, node, right in zip(
+        for index, amount, short, exchange, node, right in zip(
             rows.bin.tolist(),
             rows.micros.tolist(),
             rows.short.tolist(),
+            rows.exchange.tolist(),
             rows.node.tolist(),
             rows.right.tolist(),
             strict=True,
@@ -165,8 +180,10 @@ class WindowSums:
             self.count += sign
             if short:
                 self.short += sign * amount
+                self._count_exchange(exchange, sign, 0, sign * amount)
             else:
                 self.long += sign * amount
+                self._count_exchange(exchange, sign, sign * amount, 0)
             self.squares += sign * amount * amount
             self._remember((index,))
             slot = index - self._lo
@@ -183,6 +200,16 @@ class WindowSums:
                 lattice[node] += sign * (amount - right)
                 lattice[node + 1] += sign * right
                 self.lattice_changed = True
+
+    def _count_exchange(self, code: int, count: int, long: int, short: int) -> None:
+        held = self.exchanges.get(code)
+        if held is None:
+            held = self.exchanges[code] = [0, 0, 0]
+        held[0] += count
+        held[1] += long
+        held[2] += short
+        if not held[0]:
+            del self.exchanges[code]
 
     def _add_far(self, rows: Placed, sign: int) -> None:
         for index, amount, short in zip(
@@ -258,6 +285,23 @@ class WindowSums:
             index, long, short, count = index[order], long[order], short[order], count[order]
         return index, long, short, count
 
+    def shapes(self, density: np.ndarray, kde: KernelDensity, width: float) -> list[ClusterShape]:
+        """The clusters of `density` (on `kde`'s axis) over these bins (of `width`)."""
+        index, long, short, count = self.occupied()
+        if not len(index):
+            return []
+        return find_clusters(
+            density,
+            kde.start,
+            kde.step,
+            kde.bandwidth,
+            index * width,
+            long / MICROS,
+            short / MICROS,
+            count,
+            width,
+        )
+
     def take_changes(self) -> dict[int, tuple[int, int, int]]:
         """The bins changed since the last call, with the values they had then."""
         touched, self._touched = self._touched, {}
@@ -267,7 +311,8 @@ class WindowSums:
         """Values of the bins changed since the last `take_changes`, as they were then."""
         return self._touched
 
-    def statistics(self) -> Statistics:
+    def statistics(self, exchanges: list[str]) -> Statistics:
+        """The statistics; `exchanges` names the exchange codes (the store's list)."""
         count = self.count
         if count == 0:
             return EMPTY_STATISTICS
@@ -281,6 +326,10 @@ class WindowSums:
             round_notional(self.short / MICROS),
             round_notional(total / count / MICROS),
             round_significant(variance**0.5 / MICROS),
+            {
+                exchanges[code]: ExchangeTotals(n, long / MICROS, short / MICROS)
+                for code, (n, long, short) in sorted(self.exchanges.items())
+            },
         )
 
 

@@ -24,7 +24,7 @@ import math
 
 import numpy as np
 
-from hub.analytics.clusters import ClusterTracker, find_clusters
+from hub.analytics.clusters import ClusterTracker
 from hub.analytics.coverage import Coverage
 from hub.analytics.density import KernelDensity
 from hub.analytics.grid import PriceGrid
@@ -70,14 +70,16 @@ def refresh_ms(span_ms: int) -> int:
 class HeatmapWindow:
     def __init__(
         self,
-        symbol: str,
+        store: EventStore,
         name: str,
         span_ms: int,
         grid: PriceGrid,
         kde: KernelDensity,
         refresh: int = 0,
     ) -> None:
-        self.symbol = symbol
+        """`store`: the symbol's events, which the window's sums follow."""
+        self.store = store
+        self.symbol = store.symbol
         self.name = name
         self.span_ms = span_ms
         self.refresh_ms = refresh
@@ -91,7 +93,6 @@ class HeatmapWindow:
         self._time = 0  # of the last publish
         self.grid = grid
         self.kde = kde
-        self._bandwidth = kde.bandwidth
         self._clusters = ClusterTracker(kde.bandwidth)
         self._values = np.zeros(0)  # density as computed at the last publish
         self._published_statistics = EMPTY_STATISTICS
@@ -103,18 +104,19 @@ class HeatmapWindow:
 
     # -- what the window holds --------------------------------------------------------
 
-    def events(self, store: EventStore) -> list[LiquidationEvent]:
+    def events(self) -> list[LiquidationEvent]:
         """The events held (as of the last drain)."""
         if self.cutoff is None:
             return []
-        return store.events(store.since(self.cutoff))
+        return self.store.events(self.store.since(self.cutoff))
 
-    def drain(self, arrived: Placed | None, store: EventStore, now: int) -> None:
+    def drain(self, arrived: Placed | None, now: int) -> None:
         """Bring the sums to `now`: `arrived` (rows the store took since the last drain,
         placed on this window's grid) enter when recent enough; the rows that aged out
         leave. The store holds both."""
         if self.cutoff is None:
             return
+        store = self.store
         old = self.cutoff
         new = max(old, now - self.span_ms)
         if arrived is not None and len(arrived):
@@ -130,7 +132,7 @@ class HeatmapWindow:
             self._changed = True
         self.cutoff = new
         if self.sums.lattice is None:
-            self._build_lattice(store)
+            self._build_lattice()
 
     def forget(self, evicted: Placed) -> None:
         """The store dropped these rows (past retention, or the cap), all of them rows the
@@ -142,11 +144,11 @@ class HeatmapWindow:
             self.sums.add(inside, -1)
             self._changed = True
 
-    def _build_lattice(self, store: EventStore) -> None:
+    def _build_lattice(self) -> None:
         """The density lattice of the rows held, on the current axis."""
         sums = self.sums
         sums.lattice = np.zeros(self.kde.fine_size, np.int64)
-        held = place_rows(store.since(self.cutoff or 0), self.grid, self.kde)
+        held = place_rows(self.store.since(self.cutoff or 0), self.grid, self.kde)
         on = held.node >= 0
         np.add.at(sums.lattice, held.node[on], held.micros[on] - held.right[on])
         np.add.at(sums.lattice, held.node[on] + 1, held.right[on])
@@ -159,22 +161,19 @@ class HeatmapWindow:
         lattice is rebuilt on the new axis at the next drain."""
         self.grid = grid
         self.kde = kde
-        self._bandwidth = kde.bandwidth
         self.sums.lattice = None
         self._axis_moved = True
         self._changed = True
 
-    def restart(
-        self, grid: PriceGrid, kde: KernelDensity, store: EventStore, now: int, coverage: Coverage
-    ) -> None:
+    def restart(self, grid: PriceGrid, kde: KernelDensity, now: int, coverage: Coverage) -> None:
         """Start a new epoch on `grid`: sums rebuilt from the store, seq from 0; `snapshot`
         then gives the new epoch's first state, as of `now`."""
-        self.grid, self.kde, self._bandwidth = grid, kde, kde.bandwidth
+        self.grid, self.kde = grid, kde
         self._clusters.start_over(kde.bandwidth)
         self.cutoff = now - self.span_ms
         self.sums = WindowSums()
         self.sums.lattice = np.zeros(kde.fine_size, np.int64)
-        held = store.since(self.cutoff)
+        held = self.store.since(self.cutoff)
         self.sums.add(place_rows(held, grid, kde), 1)
         self.sums.take_changes()
         self._next_leave = int(held.time[0]) if len(held) else math.inf
@@ -182,7 +181,7 @@ class HeatmapWindow:
         values = self._density()
         self._publish_whole_density(values)
         self._published_clusters = self._find_clusters(values)
-        self._published_statistics = self.sums.statistics()
+        self._published_statistics = self.sums.statistics(self.store.exchanges)
         self._published_reference = grid.reference_price
         self._published_coverage = coverage.of(self.cutoff, now)
         self._time = now
@@ -263,7 +262,7 @@ class HeatmapWindow:
             patch = self._patch(values)
             if patch:
                 diff.density_patch = patch
-        statistics = self.sums.statistics()
+        statistics = self.sums.statistics(self.store.exchanges)
         if statistics != self._published_statistics:
             diff.statistics = self._published_statistics = statistics
         if clusters != self._published_clusters:
@@ -321,22 +320,7 @@ class HeatmapWindow:
         return self._values
 
     def _find_clusters(self, values: np.ndarray) -> list[Cluster]:
-        index, long, short, count = self.sums.occupied()
-        width = self.grid.bin_width
-        shapes = []
-        if len(index):
-            shapes = find_clusters(
-                values,
-                self.kde.start,
-                self.kde.step,
-                self._bandwidth,
-                index * width,
-                long / MICROS,
-                short / MICROS,
-                count,
-                width,
-            )
-        return self._clusters.track(shapes)
+        return self._clusters.track(self.sums.shapes(values, self.kde, self.grid.bin_width))
 
     def _publish_whole_density(self, values: np.ndarray) -> None:
         self._wire = wire_array(values)

@@ -15,10 +15,13 @@ from starlette.responses import Response
 
 from hub.analytics.insights import insights
 from hub.analytics.liquidity import Liquidity
+from hub.api.filters import exchange_param
 from hub.api.responses import endpoint, ok, window_param
 from hub.api.rest import RestApi
-from hub.channels import heatmap_channel, predicted_channel
+from hub.api.views import heatmap_of
+from hub.channels import predicted_channel
 from hub.errors import RequestError
+from hub.models import HeatmapSnapshot
 
 _liquidity_decoder = msgspec.json.Decoder(Liquidity)
 NEAREST_LEVELS = 10  # predicted levels closest to the reference price, in unified
@@ -50,7 +53,11 @@ class LiquidityApi(RestApi):
     async def unified(self, request: Request) -> Response:
         symbol = self._symbol(request)
         window = window_param(request)
-        snapshot = self.hub.fanout.snapshot(heatmap_channel(symbol, window))
+        exchanges = exchange_param(request)
+        try:
+            snapshot: HeatmapSnapshot | None = await heatmap_of(self.hub, symbol, window, exchanges)
+        except RequestError:  # no heatmap yet: the rest of the view stands on its own
+            snapshot = None
         data, why = self._latest(symbol)
         liquidity = _liquidity_decoder.decode(data) if data is not None else None
         clusters = snapshot.clusters if snapshot is not None else []

@@ -27,6 +27,7 @@ from hub.analytics.leverage import TierDistribution
 from hub.api.bodies import SnapshotBodies
 from hub.api.filters import exchange_param, filtered, of_exchanges
 from hub.api.responses import choice_param, endpoint, int_param, ok, window_param
+from hub.api.views import heatmap_of, starting_up
 from hub.channels import WINDOWS, heatmap_channel, is_symbol
 from hub.errors import RequestError, echo
 from hub.models import HeatmapSnapshot, LiquidationEvent
@@ -51,7 +52,7 @@ class RestApi:
     def _snapshot(self, symbol: str, window: str) -> HeatmapSnapshot:
         snapshot = self.hub.fanout.snapshot(heatmap_channel(symbol, window))
         if snapshot is None:
-            raise _starting_up(symbol)
+            raise starting_up(symbol)
         return snapshot
 
     def _present(self, symbol: str, window: str) -> int:
@@ -77,9 +78,13 @@ class RestApi:
     @endpoint
     async def heatmap(self, request: Request) -> Response:
         symbol = self._symbol(request)
-        body = self.bodies.body(heatmap_channel(symbol, window_param(request)))
+        window = window_param(request)
+        exchanges = exchange_param(request)
+        if exchanges is not None:  # a view of some exchanges, made for this request
+            return ok(await heatmap_of(self.hub, symbol, window, exchanges))
+        body = self.bodies.body(heatmap_channel(symbol, window))
         if body is None:
-            raise _starting_up(symbol)
+            raise starting_up(symbol)
         return Response(body, media_type="application/json")
 
     @endpoint
@@ -128,7 +133,3 @@ class RestApi:
     async def health(self, request: Request) -> Response:
         """200 while the process serves; `degraded` names what is wrong upstream."""
         return ok(await self.hub.health())
-
-
-def _starting_up(symbol: str) -> RequestError:
-    return RequestError(503, f"no heatmap for {symbol} yet; the hub is starting up")

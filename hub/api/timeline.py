@@ -18,6 +18,7 @@ from starlette.responses import Response
 from hub.analytics.grid import PriceGrid
 from hub.analytics.rows import merge
 from hub.analytics.timeline import timeline
+from hub.api.filters import exchange_param, filtered
 from hub.api.responses import endpoint, int_param, ok, tracked_symbol, window_param
 from hub.channels import WINDOWS, heatmap_channel
 from hub.service.hubs import HubView
@@ -44,6 +45,7 @@ class TimelineApi:
             )
         now = max(self.hub.clock(), snapshot.time if snapshot is not None else 0)
         span = WINDOWS[window]
-        held = merge([chunk async for chunk in self.hub.rows(symbol, now - span)])
+        chunks = filtered(self.hub.rows(symbol, now - span), None, exchange_param(request))
+        held = merge([chunk async for chunk in chunks])
         matrix = timeline(held.rows, grid, now, span, buckets)
         return ok({"symbol": symbol, "window": window, **msgspec.structs.asdict(matrix)})
