@@ -30,6 +30,7 @@ import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from hub.analytics.candles import MarkPrices
 from hub.analytics.coverage import Coverage
 from hub.analytics.predicted_stream import PredictedProcessor
 from hub.analytics.processor import LiquidationProcessor, ProcessorConfig
@@ -62,6 +63,7 @@ from hub.service.sources import (
     open_interest_entry,
     wall_clock_ms,
 )
+from hub.storage.candles import CandleWriter
 from hub.storage.outage import Outage
 from hub.tasks import cancel_and_wait
 
@@ -126,7 +128,8 @@ class Ingest:
             if settings.coinglass_api_key and live
             else None
         )
-        self.predicted = PredictedProcessor(settings.predicted, self.processor.epoch)
+        self.marks = MarkPrices()  # tracked with the predicted streams
+        self.predicted = PredictedProcessor(settings.predicted, self.processor.epoch, self.marks)
         self.redis_state = Outage("ingest", log)
         self.history: History | None = build_history(settings, source, redis, self._holdings)
         self.restored = False  # the history was read back (or there is none)
@@ -187,6 +190,7 @@ class Ingest:
             self.predicted.apply_open_interest(update)
         else:
             self.predicted.apply_price(update)
+            self.marks.apply(update, self.clock())
 
     def _track(self, symbol: str, now: int, covered_since: int) -> None:
         self.processor.track(symbol, covered_since)
@@ -478,6 +482,7 @@ class Ingest:
             loops.append(self._control_loop)
         if self.redis is not None:
             loops.append(self._status_loop)
+            loops.append(CandleWriter(self.redis, self.marks).run)
         if self.history is not None:
             loops.extend(self.history.loops())
         if self.listings is not None:
