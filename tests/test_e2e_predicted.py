@@ -248,6 +248,37 @@ async def test_bybit_and_okx_open_interest_rises_open_levels(
     assert source["bybit"]["ignored"] == 0 and source["okx"]["ignored"] == 0
 
 
+async def test_okx_alone_gives_the_mark_price_for_its_levels_and_candles(
+    start_hub: HubFactory, fake_binance: FakeBinance, fake_bybit: FakeBybit, fake_okx: FakeOkx
+) -> None:
+    settings = all_exchanges(
+        fake_binance, fake_bybit, fake_okx, symbols=("BTCUSDT",), exchanges=("okx",)
+    )
+    running = await start_hub(settings, open_interest=True)
+    await fake_okx.wait_for_subscription("mark-price:BTC-USDT-SWAP")
+    t0 = int(time.time() * 1000)
+    await fake_okx.push_mark_price("BTC-USDT-SWAP", "60000", t0)
+    await fake_okx.push_open_interest("BTC-USDT-SWAP", 500.0, 60_000.0, t0)
+    await fake_okx.push_open_interest("BTC-USDT-SWAP", 505.0, 60_000.0, t0 + 1)
+    await fake_okx.push_mark_price("BTC-USDT-SWAP", "60100.5", t0 + 2)
+
+    async def priced() -> bool:
+        await running.hub.flush_now()
+        levels = (await rest_levels(running.client, running.http))["levels"]
+        return sum(level["notional"] for level in levels) == pytest.approx(5 * 60_000.0, rel=1e-3)
+
+    await eventually(priced)
+    timeline = (await running.get("/api/heatmap/liquidations/BTCUSDT/timeline")).json()["data"]
+    candles = [c for c in timeline["candles"] if c is not None]  # one, or two across a minute
+    joined = (
+        candles[0][1],
+        max(c[2] for c in candles),
+        min(c[3] for c in candles),
+        candles[-1][4],
+    )
+    assert joined == (60_000.0, 60_100.5, 60_000.0, 60_100.5), timeline["candles"]
+
+
 async def test_a_liquidation_at_an_open_level_counts_in_validation(
     start_hub: HubFactory, fake_binance: FakeBinance
 ) -> None:

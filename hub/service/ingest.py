@@ -3,7 +3,8 @@ processor onto the broker.
 
 Open interest and mark prices go through the predicted-levels processor, whose
 `predicted:{SYMBOL}` channels are flushed with the heatmaps'. Its levels are not
-persisted: an ingest restart starts them afresh, in a new epoch.
+persisted: an ingest restart starts them afresh, in a new epoch. Mark prices also make
+each symbol's candles (`MarkPrices`), which Redis keeps for web processes and a restart.
 
 The processor is fed synchronously from every feed, so heatmaps, clusters, statistics
 and alerts aggregate all exchanges; its messages leave in order through
@@ -445,7 +446,11 @@ class Ingest:
             },
             "symbols_unlisted": {} if listings is None else listings.unlisted(self.processor.books),
             "listings": None if listings is None else listings.status,
-            "processor": {"rejected": self.processor.rejected, "unpublished": self.unpublished},
+            "processor": {
+                "rejected": self.processor.rejected,
+                "unpublished": self.unpublished,
+                "mark_prices_rejected": self.marks.rejected,
+            },
             "history": None if self.history is None else self.history.status(),
         }
 
