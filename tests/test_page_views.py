@@ -16,12 +16,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from hub.config import Settings
 from tests.browser import Browser
-from tests.conftest import BINANCE, HubFactory, eventually
+from tests.conftest import HubFactory, eventually
 from tests.fakes.binance_open_interest import FakeOpenInterest
 from tests.fakes.binance_server import FakeBinance
-from tests.test_e2e_predicted import MARK, mark
+from tests.test_e2e_predicted import MARK, binance_only, mark
 from tests.test_e2e_websocket import quiet
 from tests.test_page_browser import (
     CHROMIUM,
@@ -128,19 +127,17 @@ async def test_candles_and_levels_on_a_screen_they_fit(
         assert not [line for line in browser.console if "Error" in line], browser.console
 
 
-def binance_with_marks(fake: FakeBinance, rest: FakeOpenInterest) -> Settings:
-    return Settings(
-        binance_ws_url=fake.base_url,
-        binance_rest_url=rest.url,
-        symbols=("BTCUSDT",),
-        exchanges=BINANCE,
-        flush_ms=20,
+async def shot_of_the_level(
+    browser: Browser, condition: str
+) -> tuple[Chart, dict[str, Any], list[Any]]:
+    """Once `condition` holds of the one predicted bar in view (`bar`): the plot, the bar
+    and the rows the level labels take, as the page drew them together, moved from canvas
+    pixels to the plot's."""
+    await browser.wait_for(
+        "layout && layout.bars && layout.bars.length === 1 && "
+        f"((bar) => {condition})(layout.bars[0])",
+        within=60,
     )
-
-
-async def shot_of_the_level(browser: Browser) -> tuple[Chart, dict[str, Any], list[Any]]:
-    """The plot, the one predicted bar in view and the rows the level labels take, as the
-    page drew them together, moved from canvas pixels to the plot's."""
     chart, (bars, labels, left, top) = await shoot_with(
         browser, "[layout.bars, layout.labels, layout.px0, layout.T]"
     )
@@ -165,7 +162,7 @@ async def test_predicted_levels_run_from_open_to_consumed_live(
 ) -> None:
     async with FakeOpenInterest() as rest:
         running = await start_hub(
-            binance_with_marks(fake_binance, rest), open_interest=True, oi_poll_interval=0.2
+            binance_only(fake_binance, rest), open_interest=True, oi_poll_interval=0.2
         )
         assert CHROMIUM is not None
         async with Browser(CHROMIUM, viewport, mobile) as browser:
@@ -192,12 +189,9 @@ async def test_predicted_levels_run_from_open_to_consumed_live(
             await eventually(lambda: len(rest.requests) > polls + 1)  # polled with a price
             rest.open_interest["BTCUSDT"] = 1_010.0
             # open: the bar runs to the present (the right edge), long enough to see
-            await browser.wait_for(
-                "layout.bars && layout.bars.length === 1 && layout.bars[0].level.end === null"
-                " && layout.bars[0].x1 - layout.bars[0].x0 >= 10",
-                within=60,
+            chart, bar, labels = await shot_of_the_level(
+                browser, "bar.level.end === null && bar.x1 - bar.x0 >= 10"
             )
-            chart, bar, labels = await shot_of_the_level(browser)
             save(tmp_path, "open.png", chart.png)
             level = bar["level"]
             assert (level["side"], level["leverage"]) == ("long", 100.0)
@@ -211,12 +205,9 @@ async def test_predicted_levels_run_from_open_to_consumed_live(
             # The price falls through it: the page hears it on the channel, the bar stops.
             await fake_binance.push_stream(MARK, mark(59_650.0))
             # ... and stays where it stopped while the chart scrolls on
-            await browser.wait_for(
-                "layout.bars.length === 1 && layout.bars[0].level.end !== null && "
-                "layout.px0 + layout.pw - layout.bars[0].x1 >= 10",
-                within=60,
+            chart, bar, labels = await shot_of_the_level(
+                browser, "bar.level.end !== null && layout.px0 + layout.pw - bar.x1 >= 10"
             )
-            chart, bar, labels = await shot_of_the_level(browser)
             save(tmp_path, "consumed.png", chart.png)
             assert labels == [], "a consumed level has no label"
             consumed = bar["level"]
