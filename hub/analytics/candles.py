@@ -26,9 +26,9 @@ bucket shorter than the finest such step gets a candle only where a base candle 
 and `null` elsewhere, rather than a candle copied into several buckets.
 
 Which mark price: Binance's (`markPrice@1s`) while it keeps coming, else Bybit's ticker,
-else OKX's (`MarkPrices`): a source of lower rank is taken only when the preferred one has
-been silent for `STALE_MS` of mark time, so one symbol's candles never mix two exchanges'
-prices second by second.
+else OKX's, then the other exchanges' (`RANK`, `MarkPrices`): a source of lower rank is
+taken only when the one in use has been silent for `STALE_MS` of mark time, so one
+symbol's candles never mix two exchanges' prices second by second.
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ from hub.models import MarkPrice, MarkPriceUpdate
 Candle = tuple[int, float, float, float, float]  # [time, open, high, low, close]
 FIELDS = 5  # of a slot: start, open, high, low, close
 SLOT_BYTES = FIELDS * 8
-RANK = ("binance", "bybit", "okx")  # mark price sources, preferred first
+# mark price sources, preferred first; an exchange not named here comes after them all
+RANK = ("binance", "bybit", "okx", "bitget", "deribit", "bitmex")
 STALE_MS = 10_000  # a source silent this long (10 Binance pushes) gives way to the next
 MAX_AHEAD_MS = 10 * 60_000  # a mark price stamped further in the future is a broken clock
 
