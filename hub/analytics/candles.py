@@ -108,11 +108,12 @@ class MarkHistory:
             slot = first + (start // step) % slots
             at = slot * FIELDS
             if values[at] != start:
-                values[at : at + FIELDS] = array("d", (start, price, price, price, price))
+                values[at] = start
+                values[at + 1] = values[at + 2] = values[at + 3] = values[at + 4] = price
             else:
                 if price > values[at + 2]:
                     values[at + 2] = price
-                if price < values[at + 3]:
+                elif price < values[at + 3]:
                     values[at + 3] = price
                 values[at + 4] = price
             self.changed.add(slot)
