@@ -18,6 +18,7 @@ import os
 import random
 import time
 
+from hub.analytics.candles import MarkPrices
 from hub.analytics.predicted import PredictedConfig
 from hub.analytics.predicted_stream import PredictedProcessor
 from hub.fanout.codec import encode_message
@@ -31,7 +32,7 @@ T0 = 1_800_000_000_000
 
 def main() -> None:
     rng = random.Random(7)
-    processor = PredictedProcessor(PredictedConfig(), "bench")
+    processor = PredictedProcessor(PredictedConfig(), "bench", MarkPrices())
     symbols = [f"SYM{i}USDT" for i in range(SYMBOLS)]
     prices = {s: 10.0 ** rng.uniform(-1, 5) for s in symbols}
     oi = {s: rng.uniform(1e8, 2e9) / prices[s] for s in symbols}  # $100M..$2B open

@@ -16,6 +16,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from hub.analytics.candles import MarkPrices
 from hub.analytics.predicted import PredictedConfig
 from hub.analytics.predicted_stream import PredictedProcessor
 from hub.analytics.predicted_validation import LevelSpan, Realized, Validation, validate
@@ -32,7 +33,7 @@ SEED = 0
 
 def run(lines: list[ReplayLine]) -> tuple[PredictedProcessor, dict[str, list[Realized]]]:
     config = PredictedConfig(max_consumed=1_000_000)  # keep every crossed level for scoring
-    processor = PredictedProcessor(config, "bench")
+    processor = PredictedProcessor(config, "bench", MarkPrices())
     realized: dict[str, list[Realized]] = {}
     next_flush = lines[0].t
     for line in lines:
@@ -64,8 +65,8 @@ def score(processor: PredictedProcessor, realized: dict[str, list[Realized]], k:
         book = processor.book(symbol)
         if book is None or book.grid is None:
             continue
-        spans = [LevelSpan(lv.price, lv.time, None) for lv in book.open_levels()]
-        spans += [LevelSpan(c.price, c.time, c.consumed_at) for c in book.consumed_levels()]
+        spans = [LevelSpan(lv.price, lv.opened, None) for lv in book.open_levels()]
+        spans += [LevelSpan(c.price, c.opened, c.consumed) for c in book.consumed_levels()]
         rows[symbol] = validate(spans, realized[symbol], book.grid.bin_width, k, DRAWS, SEED)
     return rows
 

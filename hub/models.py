@@ -191,26 +191,36 @@ class MarkPriceUpdate(msgspec.Struct, frozen=True, gc=False):
     price: float
 
 
+class MarkPrice(msgspec.Struct, frozen=True, gc=False):
+    """The mark price a symbol's candles and predicted levels go by, and its source."""
+
+    time: int  # ms since epoch, the exchange's
+    price: float
+    exchange: str
+
+
 class PredictedLevel(msgspec.Struct, frozen=True, gc=False):
     """Estimated notional of open positions that would be liquidated in one price bin.
 
     `price` is the bin's low edge on the heatmap's grid; `side` is whose positions (`long`
-    levels lie below their entry, `short` above); `time` is when the level opened."""
+    levels lie below their entry, `short` above); `opened` is when the level opened."""
 
     price: float
     side: Side
     notional: float
     leverage: float
-    time: int
+    opened: int
 
 
 class ConsumedLevel(msgspec.Struct, frozen=True, gc=False):
+    """A level the price crossed: `consumed` is when, `notional` what it held then."""
+
     price: float
     side: Side
     notional: float
     leverage: float
-    time: int
-    consumed_at: int
+    opened: int
+    consumed: int
 
 
 class PredictedSnapshot(msgspec.Struct, gc=False):
@@ -222,6 +232,7 @@ class PredictedSnapshot(msgspec.Struct, gc=False):
     bin_width: float
     levels: list[PredictedLevel]
     consumed: list[ConsumedLevel]
+    mark: MarkPrice | None = None
 
 
 class PredictedDiff(msgspec.Struct, omit_defaults=True, gc=False):
@@ -231,3 +242,4 @@ class PredictedDiff(msgspec.Struct, omit_defaults=True, gc=False):
     levels: list[PredictedLevel] | None = None
     consumed: list[ConsumedLevel] | None = None
     reference_price: float | None = None
+    mark: MarkPrice | None = None

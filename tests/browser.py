@@ -35,10 +35,16 @@ class CdpError(Exception):
 
 
 class Browser:
-    """One headless Chromium with one page; `async with Browser(path) as page: ...`."""
+    """One headless Chromium with one page; `async with Browser(path) as page: ...`.
+    `viewport` is the page's (width, height) in CSS pixels; `mobile` emulates a phone
+    (the page's `<meta name="viewport">` then sets its layout width, as on a phone)."""
 
-    def __init__(self, executable: str) -> None:
+    def __init__(
+        self, executable: str, viewport: tuple[int, int] = VIEWPORT, mobile: bool = False
+    ) -> None:
         self.executable = executable
+        self.viewport = viewport
+        self.mobile = mobile
         self._profile = tempfile.TemporaryDirectory(prefix="hub-chromium-")
         self._ids = itertools.count(1)
         self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
@@ -56,7 +62,7 @@ class Browser:
             "--mute-audio",
             "--remote-debugging-port=0",
             f"--user-data-dir={self._profile.name}",
-            f"--window-size={VIEWPORT[0]},{VIEWPORT[1]}",
+            f"--window-size={self.viewport[0]},{self.viewport[1]}",
             "about:blank",
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
@@ -71,9 +77,10 @@ class Browser:
                 "Target.attachToTarget", targetId=target["targetId"], flatten=True
             )
             self.session = attached["sessionId"]
+            width, height = self.viewport
             await self.call(
                 "Emulation.setDeviceMetricsOverride",
-                width=VIEWPORT[0], height=VIEWPORT[1], deviceScaleFactor=1, mobile=False,
+                width=width, height=height, deviceScaleFactor=1, mobile=self.mobile,
             )  # fmt: skip
             await self.call("Runtime.enable")
             await self.call("Page.enable")

@@ -43,8 +43,8 @@ async def test_page_is_served_at_root(start_hub: HubFactory, fake_binance: FakeB
     assert "<script src" not in page and "https://" not in page and "http://" not in page
     links = re.findall(r"<link[^>]*>", page)
     assert links and all('rel="icon"' in link and 'href="data:' in link for link in links), links
-    # the timeline view and its side data come from the documented endpoints
-    for path in ("/timeline?", "/leverage?", "/predicted/", "liquidations:"):
+    # the timeline view and its side data come from the documented endpoints and channels
+    for path in ("/timeline?", "/leverage?", '"predicted:"', "liquidations:"):
         assert path in page, path
     assert "· seq" not in page and "· bin" not in page  # no internals in the header
 

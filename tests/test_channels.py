@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hub.analytics.candles import MarkPrices
 from hub.analytics.predicted import PredictedConfig
 from hub.analytics.predicted_stream import PredictedProcessor
 from hub.channels import (
@@ -215,7 +216,7 @@ def test_a_diff_that_does_not_follow_on_is_refused_and_changes_nothing(bad: str)
 def predicted_messages() -> tuple[PredictedProcessor, list[EncodedMessage]]:
     """A predicted channel's snapshot and diffs: open interest rising, then the price
     falling through some of the long levels."""
-    processor = PredictedProcessor(PredictedConfig(min_notional=1.0), "e")
+    processor = PredictedProcessor(PredictedConfig(min_notional=1.0), "e", MarkPrices())
     processor.track(SYMBOL, 0)
     messages = []
     steps = [("price", 60_000.0), ("oi", 1_000.0), ("oi", 1_010.0), ("price", 59_600.0),

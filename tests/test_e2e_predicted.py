@@ -60,7 +60,7 @@ class ClientLevels:
         assert message["epoch"] == self.state["epoch"]
         assert message["seq"] == self.state["seq"] + 1, "seq gap"
         self.state["seq"] = message["seq"]
-        for key in ("levels", "consumed", "reference_price"):
+        for key in ("levels", "consumed", "reference_price", "mark"):
             if key in message["data"]:
                 self.state[key] = message["data"][key]
 
@@ -147,6 +147,39 @@ async def drive_open_interest(
     assert all(level["leverage"] != 100.0 or level["side"] == "short" for level in client.levels())
 
 
+async def check_levels_over_time(
+    client: httpx.AsyncClient, http: str, levels: ClientLevels
+) -> None:
+    """`GET .../predicted/{symbol}/timeline` holds each level the channel holds, in the
+    buckets from its `opened` to its `consumed` (or the last one while it is open)."""
+    response = await client.get(
+        f"{http}/api/heatmap/predicted/BTCUSDT/timeline",
+        params={"timeWindow": "5m", "buckets": "300"},
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()["data"]
+    times, axis = body["times"], body["prices"]
+    assert len(times) == len(body["long"]) == len(body["short"]) == 300
+    assert body["levels"] == len(levels.levels()) + len(levels.consumed())
+
+    def bucket(time: int) -> int:  # before the window: the first
+        return max([0, *(i for i, start in enumerate(times) if start <= time)])
+
+    def column(level: dict[str, Any]) -> list[float]:
+        j = round((level["price"] - axis["start"]) / axis["step"])
+        return [row[j] for row in body[level["side"]]]
+
+    [crossed] = levels.consumed()
+    assert crossed["opened"] < crossed["consumed"]
+    cells = column(crossed)
+    first, last = bucket(crossed["opened"]), bucket(crossed["consumed"])
+    assert all(v >= crossed["notional"] for v in cells[first : last + 1]), cells
+    assert not any(cells[last + 1 :]), f"the consumed level goes on after bucket {last}: {cells}"
+    for level in levels.levels():
+        cells = column(level)
+        assert cells[-1] >= level["notional"] and not any(cells[: bucket(level["opened"])])
+
+
 async def test_open_interest_and_mark_price_reach_the_channel_and_rest(
     start_hub: HubFactory, fake_binance: FakeBinance
 ) -> None:
@@ -166,6 +199,13 @@ async def test_open_interest_and_mark_price_reach_the_channel_and_rest(
             assert body["reference_price"] == 60_000.0
             assert body["model"]["parameters"]["maintenance_margin"] == 0.005
             assert body["validation"]["liquidations"] == 0
+            # the mark price rides the channel, at most once a second
+            await eventually(
+                lambda: (client.state or {}).get("mark", {}).get("price") == 59_650.0,
+                seen=lambda: client.state,
+            )
+            assert client.state is not None and client.state["mark"]["exchange"] == "binance"
+            await check_levels_over_time(running.client, running.http, client)
         source = (await running.get("/api/heatmap/status")).json()["data"]["sources"]
         assert source["open_interest"]["connected"] is True
         assert source["open_interest"]["messages"] >= 3
@@ -206,6 +246,37 @@ async def test_bybit_and_okx_open_interest_rises_open_levels(
     assert source["open_interest"]["connected"] is True
     assert source["bybit"]["messages"] >= 2 and source["okx"]["messages"] >= 2
     assert source["bybit"]["ignored"] == 0 and source["okx"]["ignored"] == 0
+
+
+async def test_okx_alone_gives_the_mark_price_for_its_levels_and_candles(
+    start_hub: HubFactory, fake_binance: FakeBinance, fake_bybit: FakeBybit, fake_okx: FakeOkx
+) -> None:
+    settings = all_exchanges(
+        fake_binance, fake_bybit, fake_okx, symbols=("BTCUSDT",), exchanges=("okx",)
+    )
+    running = await start_hub(settings, open_interest=True)
+    await fake_okx.wait_for_subscription("mark-price:BTC-USDT-SWAP")
+    t0 = int(time.time() * 1000)
+    await fake_okx.push_mark_price("BTC-USDT-SWAP", "60000", t0)
+    await fake_okx.push_open_interest("BTC-USDT-SWAP", 500.0, 60_000.0, t0)
+    await fake_okx.push_open_interest("BTC-USDT-SWAP", 505.0, 60_000.0, t0 + 1)
+    await fake_okx.push_mark_price("BTC-USDT-SWAP", "60100.5", t0 + 2)
+
+    async def priced() -> bool:
+        await running.hub.flush_now()
+        levels = (await rest_levels(running.client, running.http))["levels"]
+        return sum(level["notional"] for level in levels) == pytest.approx(5 * 60_000.0, rel=1e-3)
+
+    await eventually(priced)
+    timeline = (await running.get("/api/heatmap/liquidations/BTCUSDT/timeline")).json()["data"]
+    candles = [c for c in timeline["candles"] if c is not None]  # one, or two across a minute
+    joined = (
+        candles[0][1],
+        max(c[2] for c in candles),
+        min(c[3] for c in candles),
+        candles[-1][4],
+    )
+    assert joined == (60_000.0, 60_100.5, 60_000.0, 60_100.5), timeline["candles"]
 
 
 async def test_a_liquidation_at_an_open_level_counts_in_validation(
@@ -338,6 +409,7 @@ async def test_levels_reach_a_web_process_over_redis(
                         ) == (client.levels(), client.consumed())
 
                     await eventually(same_as_the_socket)
+                    await check_levels_over_time(rest_client, http, client)
 
 
 def test_sources_are_built_for_live_only() -> None:

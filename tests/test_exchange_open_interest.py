@@ -1,9 +1,9 @@
-"""Bybit `tickers` and OKX `open-interest` on the liquidation connections, against the
-look-alikes sending the documented frames: subscribed per tracked symbol, following
-symbols added and removed, normalized to base-coin open interest (Bybit's deltas merged
-onto the last values), counted on the exchange's own status, and recorded so that a
-replay hands the same updates to the market sink; the same for the frames of the added
-exchanges that carry open interest (Bitget, Gate, Deribit, BitMEX).
+"""Bybit `tickers` and OKX `open-interest` and `mark-price` on the liquidation connections,
+against the look-alikes sending the documented frames: subscribed per tracked symbol,
+following symbols added and removed, normalized to base-coin open interest (Bybit's deltas
+merged onto the last values) and mark prices, counted on the exchange's own status, and
+recorded so that a replay hands the same updates to the market sink; the same for the
+frames of the added exchanges that carry open interest (Bitget, Gate, Deribit, BitMEX).
 """
 
 from __future__ import annotations
@@ -143,8 +143,14 @@ async def test_okx_open_interest_is_subscribed_per_listed_swap_in_base_coin(
         await fake_okx.push_open_interest("ETH-USDT-SWAP", 500.5, 3_000.0)
         await eventually(lambda: len(market) == 2, seen=lambda: market)
         assert (market[1].symbol, oi(market[1])) == ("ETHUSDT", 500.5)
+        # the mark price, on the same connection
+        await fake_okx.wait_for_subscription("mark-price:BTC-USDT-SWAP")
+        await fake_okx.push_mark_price("BTC-USDT-SWAP", "60012.5", 1_800_000_000_000)
+        await eventually(lambda: len(market) == 3, seen=lambda: market)
+        assert market[2] == MarkPriceUpdate("okx", "BTCUSDT", 1_800_000_000_000, 60_012.5)
         await feed.remove_symbols({"BTCUSDT"})
         await eventually(lambda: not fake_okx.subscribed("open-interest:BTC-USDT-SWAP"))
+        assert not fake_okx.subscribed("mark-price:BTC-USDT-SWAP")
         assert fake_okx.subscribed(SUBSCRIPTION)  # liquidations of every swap stay
 
     again, replay = await replayed(out, tmp_path)

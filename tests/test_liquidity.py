@@ -126,7 +126,7 @@ def test_insights_cluster_wall_level_wall_void_and_imbalance() -> None:
     found = insights(
         [cluster(97.9), cluster(101.3)],
         book,
-        [PredictedLevel(97.95, "long", 5e5, 25.0, time=0)],
+        [PredictedLevel(97.95, "long", 5e5, 25.0, opened=0)],
     )
     kinds = {(i.kind, i.side) for i in found}
     assert ("cluster_wall", "long") in kinds

@@ -91,6 +91,34 @@ async def shoot(browser: Browser) -> Chart:
             return chart
 
 
+async def shoot_with(browser: Browser, expression: str) -> tuple[Chart, Any]:
+    """A screenshot of the plot, with what `expression` (JSON-able) was when it was drawn."""
+    read = f"JSON.stringify([document.body.dataset, {expression}])"
+    while True:
+        before = await browser.evaluate(read)
+        chart = await shoot(browser)
+        if before == await browser.evaluate(read):
+            return chart, json.loads(before)[1]
+
+
+def check_candles(chart: Chart, candles: list[list[float] | None], colours: dict[str, str]) -> int:
+    """Every candle the page holds is drawn in its bucket's column, between its high and its
+    low, in a candle colour; returns how many there were."""
+    missing = []
+    count = 0
+    for i, candle in enumerate(candles):
+        if candle is None or not chart.p0 <= candle[3] <= candle[2] <= chart.p1:
+            continue
+        count += 1
+        x, high = chart.xy(chart.t0 + (i + 0.5) * chart.step, candle[2])
+        _, low = chart.xy(chart.t0, candle[3])
+        column = chart.pixels[max(0, high - 1) : low + 2, max(0, x - 1) : x + 2]
+        if not (near(column, colours["candleUp"]) | near(column, colours["candleDown"])).any():
+            missing.append((i, candle, (x, high, low)))
+    assert not missing, f"{len(missing)} of {count} candles not drawn: {missing[:5]}"
+    return count
+
+
 async def matching_shot(
     browser: Browser, running: RunningHub, symbol: str, window: str, within: float = 30.0
 ) -> Chart:
@@ -174,12 +202,10 @@ async def test_the_page_draws_live_liquidations_where_the_data_has_them(
         await browser.wait_for(
             "document.body.dataset.markers === 'off' && document.body.dataset.priceline === 'off'"
         )
-        predicted = await running.get("/api/heatmap/predicted/BTCUSDT")
-        state = "absent" if predicted.status_code == 404 else "shown"
-        await browser.wait_for(f"document.body.dataset.predicted === '{state}'")
-        if state == "shown":  # the bands would colour the blank padding checked below
-            await browser.evaluate("document.getElementById('predicted').click()")
-            await browser.wait_for("document.body.dataset.predicted === 'hidden'")
+        # the predicted levels' bars would colour the blank padding checked below
+        await browser.wait_for("document.body.dataset.predicted === 'shown'")
+        await browser.evaluate("document.getElementById('predicted').click()")
+        await browser.wait_for("document.body.dataset.predicted === 'hidden'")
 
         save(tmp_path, "page.png", await browser.screenshot())
         chart = await shoot(browser)
@@ -195,21 +221,20 @@ async def test_the_page_draws_live_liquidations_where_the_data_has_them(
         lit = heat(strip)
         assert lit.mean() < 0.002, f"{lit.mean():.2%} of the blank strip is coloured"
 
-        # The last-price line ends in a white dot at the newest fill, carried to the right edge.
+        # The price: the mark price's candles, and its last value dashed to the right edge.
         await browser.evaluate("document.getElementById('priceLine').click()")
         await browser.wait_for("document.body.dataset.priceline === 'on'")
-        cells, chart = chart, await shoot(browser)
+        cells = chart
+        chart, candles = await shoot_with(browser, "tl.candles")
+        save(tmp_path, "btc-1h-candles.png", chart.png)
         newest = max(e["time"] for e in events)
-        last_prices = {e["price"] for e in events if e["time"] == newest}
-        assert float(chart.data["last"]) in last_prices
-        bucket = math.floor((newest - chart.t0) / chart.step)
-        x, y = chart.xy(chart.t0 + (bucket + 0.5) * chart.step, float(chart.data["last"]))
-        dot = chart.pixels[y - 1 : y + 2, x - 1 : x + 2]
-        assert (dot.min(axis=2) > 200).any(), f"no white dot at {(x, y)}: {dot.tolist()}"
-        if chart.width - x > 12:  # the newest bucket is not the last one shown
-            right = chart.pixels[y - 1 : y + 2, x + 6 : chart.width]
-            assert (right.min(axis=2) > 150).sum() >= 3, "the last price stops short of the edge"
-        assert not (cells.pixels.min(axis=2) > 200).any(), "white drawn with the line off"
+        assert float(chart.data["last"]) in {e["price"] for e in events if e["time"] == newest}
+        colours = json.loads(await browser.evaluate("JSON.stringify(C)"))
+        assert check_candles(chart, candles, colours) >= 20
+        _, y = chart.xy(chart.t0, float(chart.data["mark"]))
+        right = chart.pixels[max(0, y - 1) : y + 2, chart.width - 40 :]
+        assert (right.min(axis=2) > 200).sum() >= 6, "no last mark price line at the right edge"
+        assert not (cells.pixels.min(axis=2) > 200).any(), "white drawn with the price off"
 
         # Hover values: a cell under the pointer shows its time, price range and notionals.
         e = max((e for e in events if chart.shows(e["time"], e["price"])), key=lambda e: e["time"])

@@ -8,11 +8,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hub.analytics.candles import MarkPrices
 from hub.analytics.predicted import PredictedBook, PredictedConfig, liquidation_price, long_share
 from hub.analytics.predicted_stream import PredictedProcessor
 from hub.config import load_settings
 from hub.errors import ConfigError
-from hub.models import MarkPriceUpdate, OpenInterestUpdate, PredictedSnapshot
+from hub.models import MarkPrice, MarkPriceUpdate, OpenInterestUpdate, PredictedSnapshot
 
 T0 = 1_800_000_000_000
 CONFIG = PredictedConfig(min_notional=1.0)
@@ -40,7 +41,7 @@ def test_a_rise_in_open_interest_opens_one_level_per_side_and_tier() -> None:
     expected = liquidation_price(60_000.0, "long", 10.0, 0.005)  # 54,300
     width = book.grid.bin_width  # type: ignore[union-attr]
     assert ten_x_long.price <= expected < ten_x_long.price + width
-    assert ten_x_long.time == T0 + 10_000
+    assert ten_x_long.opened == T0 + 10_000
 
 
 def test_the_first_update_is_a_baseline_and_a_fall_scales_every_level() -> None:
@@ -96,7 +97,7 @@ def test_a_crossed_level_moves_to_consumed_with_its_time() -> None:
     assert all(not (lv.side == "long" and lv.leverage == 100) for lv in book.open_levels())
     [consumed] = book.consumed_levels()
     assert (consumed.price, consumed.side, consumed.leverage) == (hundred_x.price, "long", 100)
-    assert consumed.consumed_at == T0 + 20_000
+    assert consumed.consumed == T0 + 20_000
     assert consumed.notional == hundred_x.notional
 
 
@@ -246,9 +247,7 @@ def test_open_levels_are_never_crossed_and_crossed_ones_are_consumed(
         if book.epoch == epoch:
             gone = before - {(lv.side, lv.leverage, lv.price) for lv in book.open_levels()}
             consumed = {
-                (c.side, c.leverage, c.price)
-                for c in book.consumed_levels()
-                if c.consumed_at == time
+                (c.side, c.leverage, c.price) for c in book.consumed_levels() if c.consumed == time
             }
             for side, leverage, level_price in gone:
                 reached = price < level_price + width if side == "long" else price >= level_price
@@ -283,6 +282,8 @@ def apply(snapshot: PredictedSnapshot, data: dict[str, object], seq: int) -> Non
         snapshot.consumed = data["consumed"]  # type: ignore[assignment]
     if data.get("reference_price") is not None:
         snapshot.reference_price = data["reference_price"]  # type: ignore[assignment]
+    if data.get("mark") is not None:
+        snapshot.mark = data["mark"]  # type: ignore[assignment]
 
 
 @settings(max_examples=100, deadline=None)
@@ -290,7 +291,8 @@ def apply(snapshot: PredictedSnapshot, data: dict[str, object], seq: int) -> Non
 def test_a_snapshot_plus_the_diffs_after_it_is_the_later_snapshot(
     steps: list[tuple[str, float, float]], flush_every: int
 ) -> None:
-    processor = PredictedProcessor(tier_config([10.0, 50.0], 0.005), "e")
+    marks = MarkPrices()
+    processor = PredictedProcessor(tier_config([10.0, 50.0], 0.005), "e", marks)
     processor.track("BTCUSDT", T0)
     replica: PredictedSnapshot | None = None
     oi, time = 1_000.0, T0
@@ -302,7 +304,9 @@ def test_a_snapshot_plus_the_diffs_after_it_is_the_later_snapshot(
                 OpenInterestUpdate("binance", "BTCUSDT", time, oi, 60_000.0 * relative)
             )
         else:
-            processor.apply_price(MarkPriceUpdate("binance", "BTCUSDT", time, 60_000.0 * relative))
+            update = MarkPriceUpdate("binance", "BTCUSDT", time, 60_000.0 * relative)
+            processor.apply_price(update)
+            marks.apply(update, time)  # the channel carries the mark price too
         if i % flush_every:
             continue
         for message in processor.flush(time):
@@ -318,7 +322,7 @@ def test_a_snapshot_plus_the_diffs_after_it_is_the_later_snapshot(
 
 
 def test_an_untracked_symbol_is_refused_and_an_idle_book_sends_nothing() -> None:
-    processor = PredictedProcessor(CONFIG, "e")
+    processor = PredictedProcessor(CONFIG, "e", MarkPrices())
     processor.track("BTCUSDT", T0)
     assert not processor.apply_price(MarkPriceUpdate("binance", "ETHUSDT", T0, 3_000.0))
     assert processor.flush(T0) == []
@@ -350,3 +354,19 @@ def test_the_tiers_and_margin_are_configurable_and_checked_at_start() -> None:
         assert error.value.variable == "HEATMAP_PREDICTED_LEVERAGE"
     with pytest.raises(ConfigError, match="HEATMAP_PREDICTED_MMR"):
         load_settings({"HEATMAP_PREDICTED_MMR": "0.049"})  # 25x would sit at 0.9 % of entry
+
+
+def test_the_channel_carries_the_mark_price_at_most_once_a_second() -> None:
+    marks = MarkPrices()
+    processor = PredictedProcessor(CONFIG, "e", marks)
+    processor.track("BTCUSDT", T0)
+    for offset, price in ((0, 60_000.0), (200, 60_010.0), (400, 60_020.0)):
+        marks.apply(MarkPriceUpdate("bybit", "BTCUSDT", T0 + offset, price), T0 + offset)
+    [diff] = processor.flush(T0 + 500)
+    assert diff.data.mark == MarkPrice(T0 + 400, 60_020.0, "bybit")
+    marks.apply(MarkPriceUpdate("bybit", "BTCUSDT", T0 + 600, 60_030.0), T0 + 600)
+    assert processor.flush(T0 + 1_000) == [], "a second mark within a second of the last"
+    [diff] = processor.flush(T0 + 1_500)
+    assert diff.data.mark.price == 60_030.0 and diff.seq == 2
+    assert processor.flush(T0 + 3_000) == [], "an unchanged mark is not sent again"
+    assert processor.snapshot("BTCUSDT").mark == diff.data.mark

@@ -87,7 +87,7 @@ def naive(
             math.floor(lv.price / W + 0.5)
             for lv in levels
             if lv.opened <= event.time
-            and (lv.consumed_at is None or lv.consumed_at + grace >= event.time)
+            and (lv.consumed is None or lv.consumed + grace >= event.time)
         }
     )
     if not bins:

@@ -21,8 +21,10 @@ from hub.analytics.window import HeatmapWindow
 from hub.config import Settings
 from hub.models import LiquidationEvent
 from tests.conftest import BINANCE, HubFactory, eventually, http_client, web_process
+from tests.fakes.binance_open_interest import FakeOpenInterest
 from tests.fakes.binance_server import FakeBinance, force_order
 from tests.redis_server import RedisServer
+from tests.test_e2e_predicted import MARK, mark
 
 NOW = 1_800_000_000_000
 HOUR = 3_600_000
@@ -297,3 +299,61 @@ async def test_rest_timeline_in_web_answers_as_serve_does(
         check_body(bodies[1], 60)
         missing = await client.get(web.http + TIMELINE.format("ETHUSDT"))
         assert missing.status_code == 404
+
+
+async def test_candles_of_the_mark_price_in_serve_and_in_web(
+    start_hub: HubFactory, fake_binance: FakeBinance, redis_server: RedisServer
+) -> None:
+    async with FakeOpenInterest() as rest:
+        settings = Settings(
+            binance_ws_url=fake_binance.base_url,
+            binance_rest_url=rest.url,
+            symbols=("BTCUSDT",),
+            redis_url=redis_server.url,
+            exchanges=BINANCE,
+        )
+        running = await start_hub(settings, open_interest=True, oi_poll_interval=60)
+        await fake_binance.wait_for_subscription(MARK)
+        prices = (60_000.0, 60_250.5, 59_900.0, 60_100.0)
+        for price in prices:
+            await fake_binance.push_stream(MARK, mark(price))
+        seen: list[object] = []
+
+        async def all_taken(body: dict) -> bool:
+            candles = [c for c in body["candles"] if c is not None]
+            seen[:] = candles
+            if not candles or len(body["candles"]) != 60:
+                return False
+            highs, lows = [c[2] for c in candles], [c[3] for c in candles]
+            return (candles[0][1], max(highs), min(lows), candles[-1][4]) == (
+                60_000.0,
+                60_250.5,
+                59_900.0,
+                60_100.0,
+            ) and all(c[0] in body["times"] for c in candles)
+
+        async def served() -> bool:
+            return await all_taken((await running.get(TIMELINE.format("BTCUSDT"))).json()["data"])
+
+        await eventually(served, seen=lambda: seen)
+        async with web_process(settings) as web, http_client() as client:
+            bodies: list[dict] = []
+
+            async def same_candles() -> bool:
+                serve = (await running.get(TIMELINE.format("BTCUSDT"))).json()["data"]
+                answered = (await client.get(web.http + TIMELINE.format("BTCUSDT"))).json()
+                bodies[:] = [serve["candles"], answered.get("data", answered)]
+                if not answered["success"]:
+                    return False
+                # bucket starts (a candle's time) follow each process's clock, the same to a
+                # few ms: the prices must agree
+                return [c and c[1:] for c in answered["data"]["candles"]] == [
+                    c and c[1:] for c in serve["candles"]
+                ]
+
+            await eventually(same_candles, seen=lambda: bodies)
+            assert await all_taken(bodies[1])
+            quiet = await client.get(
+                web.http + TIMELINE.format("BTCUSDT"), params={"timeWindow": "30d"}
+            )
+            assert sum(c is not None for c in quiet.json()["data"]["candles"]) == 1

@@ -6,43 +6,56 @@ the reference price, when they changed), so applying diffs to a snapshot is repl
 fields and the invariant holds by construction. Changes are collected between flushes:
 a burst of mark prices costs one diff. A new epoch (the first price, or a price so far
 away that the grid's bin width no longer fits) is a snapshot at seq 0.
+
+The channel also carries the symbol's mark price (`mark`, from `MarkPrices`: the price the
+page's header and candles follow live), at most once every `MARK_EVERY_MS`: a price that
+moves every second must not cost every subscriber twenty diffs a second.
 """
 
 from __future__ import annotations
 
+from hub.analytics.candles import MarkPrices
 from hub.analytics.predicted import PredictedBook, PredictedConfig
 from hub.channels import predicted_channel
 from hub.models import (
     ChannelMessage,
+    MarkPrice,
     MarkPriceUpdate,
     OpenInterestUpdate,
     PredictedDiff,
     PredictedSnapshot,
 )
 
+MARK_EVERY_MS = 1_000
+
 
 class _Stream:
-    __slots__ = ("book", "seq", "time")
+    __slots__ = ("book", "mark", "mark_sent_at", "seq", "time")
 
     def __init__(self, book: PredictedBook, time: int) -> None:
         self.book = book
         self.seq = 0
         self.time = time
+        self.mark: MarkPrice | None = None  # as last sent
+        self.mark_sent_at = 0
 
 
 class PredictedProcessor:
-    def __init__(self, config: PredictedConfig, epoch: str) -> None:
+    def __init__(self, config: PredictedConfig, epoch: str, marks: MarkPrices) -> None:
         config.check()
         self.config = config
         self.epoch = epoch  # the process's; each book's epochs are named after it
+        self.marks = marks
         self.streams: dict[str, _Stream] = {}
 
     def track(self, symbol: str, now: int) -> None:
         if symbol not in self.streams:
             self.streams[symbol] = _Stream(PredictedBook(symbol, self.config, self.epoch), now)
+            self.marks.track(symbol)
 
     def untrack(self, symbol: str) -> None:
         self.streams.pop(symbol, None)
+        self.marks.untrack(symbol)
 
     def book(self, symbol: str) -> PredictedBook | None:
         stream = self.streams.get(symbol)
@@ -71,6 +84,11 @@ class PredictedProcessor:
         for symbol, stream in self.streams.items():
             book = stream.book
             book.advance(now)
+            mark = self.marks.latest.get(symbol)
+            if mark is None or mark == stream.mark or now - stream.mark_sent_at < MARK_EVERY_MS:
+                mark = None
+            else:
+                stream.mark, stream.mark_sent_at = mark, now
             if book.epoch_changed:
                 self._clear(book)
                 stream.seq, stream.time = 0, now
@@ -83,7 +101,8 @@ class PredictedProcessor:
                 diff.consumed = book.consumed_levels()
             if book.reference_changed and book.grid is not None:
                 diff.reference_price = book.grid.reference_price
-            if diff.levels is None and diff.consumed is None and diff.reference_price is None:
+            diff.mark = mark
+            if diff == PredictedDiff(time=now):
                 continue
             self._clear(book)
             stream.seq += 1
@@ -108,6 +127,7 @@ class PredictedProcessor:
             bin_width=grid.bin_width if grid is not None else 0.0,
             levels=book.open_levels(),
             consumed=book.consumed_levels(),
+            mark=stream.mark,
         )
 
     def snapshot_message(self, symbol: str) -> ChannelMessage:

@@ -30,7 +30,7 @@ from scipy.special import gammaln
 class LevelSpan(NamedTuple):
     price: float  # the level's bin low
     opened: int
-    consumed_at: int | None
+    consumed: int | None
 
 
 class Realized(NamedTuple):
@@ -123,7 +123,7 @@ def _match(
     level_bins = np.floor(np.array([lv.price for lv in levels]) / bin_width + 0.5).astype(np.int64)
     opened = np.array([lv.opened for lv in levels], dtype=np.int64)
     never = 2**62
-    until = np.array([never if lv.consumed_at is None else lv.consumed_at for lv in levels])
+    until = np.array([never if lv.consumed is None else lv.consumed for lv in levels])
     until = until + grace_ms  # the last time a level counts
     # levels grouped by bin, so "any level of this bin open" is one reduceat
     order = np.argsort(level_bins, kind="stable")

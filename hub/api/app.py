@@ -66,6 +66,7 @@ def create_app(hub: HubView, limits: Limits | None = None) -> Starlette:
         Route(f"{API}/liquidity/{{symbol}}", liquidity.liquidity),
         Route(f"{API}/unified/{{symbol}}", liquidity.unified),
         Route(f"{API}/predicted/{{symbol}}", predicted.levels),
+        Route(f"{API}/predicted/{{symbol}}/timeline", predicted.timeline),
         WebSocketRoute("/ws", sockets.serve),
     ]
     # CORS outside the keys: a preflight needs no key, and a refusal carries CORS headers.

@@ -1,4 +1,6 @@
-"""`GET /api/heatmap/predicted/{symbol}?timeWindow=&k=`: predicted liquidation levels.
+"""`GET /api/heatmap/predicted/{symbol}?timeWindow=&k=`: predicted liquidation levels;
+`GET /api/heatmap/predicted/{symbol}/timeline?timeWindow=&buckets=`: the same levels over
+time (hub.analytics.predicted_timeline), on the realized timeline's buckets.
 
 The levels come from the fan-out's replica of `predicted:{SYMBOL}`, the very state
 WebSocket clients reach, in `serve` and `web` alike. `consumed` is what the price crossed
@@ -10,13 +12,17 @@ counted.
 
 from __future__ import annotations
 
+import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from hub.analytics.predicted_timeline import predicted_timeline
 from hub.analytics.predicted_validation import LevelSpan, Realized, validate
 from hub.api.responses import endpoint, int_param, ok, tracked_symbol, window_param
+from hub.api.timeline import buckets_param, window_end
 from hub.channels import WINDOWS, heatmap_channel, predicted_channel
 from hub.errors import RequestError
+from hub.models import PredictedSnapshot
 from hub.service.hubs import HubView
 
 METHOD = (
@@ -38,18 +44,16 @@ class PredictedApi:
         symbol = tracked_symbol(request, self.hub.tracked())
         window = window_param(request)
         k = int_param(request, "k", 1, 0, 50)
-        snapshot = self.hub.fanout.predicted(predicted_channel(symbol))
-        if snapshot is None:
-            raise RequestError(503, f"no predicted levels for {symbol} yet; the hub is starting up")
+        snapshot = self._snapshot(symbol)
         # The window ends at the processor's present: a replay's clock is not the wall clock.
         heatmap = self.hub.fanout.snapshot(heatmap_channel(symbol, window))
         now = max(snapshot.time, heatmap.time if heatmap is not None else 0) or self.hub.clock()
         since = now - WINDOWS[window]
-        consumed = [level for level in snapshot.consumed if level.consumed_at >= since]
+        consumed = [level for level in snapshot.consumed if level.consumed >= since]
         validation = None
         if snapshot.bin_width > 0:
-            spans = [LevelSpan(lv.price, lv.time, None) for lv in snapshot.levels]
-            spans += [LevelSpan(lv.price, lv.time, lv.consumed_at) for lv in consumed]
+            spans = [LevelSpan(lv.price, lv.opened, None) for lv in snapshot.levels]
+            spans += [LevelSpan(lv.price, lv.opened, lv.consumed) for lv in consumed]
             events = await self.hub.events(symbol, since, None)
             realized = [Realized(e.time, e.price, e.notional) for e in events]
             validation = validate(
@@ -74,3 +78,30 @@ class PredictedApi:
                 "validation": validation,
             }
         )
+
+    @endpoint
+    async def timeline(self, request: Request) -> Response:
+        symbol = tracked_symbol(request, self.hub.tracked())
+        window = window_param(request)
+        buckets = buckets_param(request)
+        snapshot = self._snapshot(symbol)
+        # The realized timeline's present and buckets: the two matrices line up.
+        now = max(window_end(self.hub, symbol, window), snapshot.time)
+        matrix = predicted_timeline(
+            snapshot.levels, snapshot.consumed, snapshot.bin_width, now, WINDOWS[window], buckets
+        )
+        return ok(
+            {
+                "symbol": symbol,
+                "window": window,
+                "epoch": snapshot.epoch,
+                "seq": snapshot.seq,
+                **msgspec.structs.asdict(matrix),
+            }
+        )
+
+    def _snapshot(self, symbol: str) -> PredictedSnapshot:
+        snapshot = self.hub.fanout.predicted(predicted_channel(symbol))
+        if snapshot is None:
+            raise RequestError(503, f"no predicted levels for {symbol} yet; the hub is starting up")
+        return snapshot

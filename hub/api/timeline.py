@@ -1,4 +1,5 @@
-"""REST: `GET /api/heatmap/liquidations/{symbol}/timeline`, the realized-liquidations matrix.
+"""REST: `GET /api/heatmap/liquidations/{symbol}/timeline`, the realized-liquidations matrix
+and the mark price's candles on the same buckets.
 
 The grid is read from the window's heatmap snapshot in the fan-out's replica (bin width,
 reference price, epoch), which `serve` and `web` both hold, and the events from
@@ -7,6 +8,9 @@ answer the same matrix. The window ends at the hub's clock (a replay's own clock
 `serve`), or at the snapshot's time when that is later (a `web` process fed by an ingest
 whose clock runs ahead). Not at the snapshot's time alone: a quiet symbol's heatmap is not
 re-flushed, and a chart must not end where the market last moved.
+
+The candles come from `HubView.candle_ring`: the mark prices `ingest` holds (`serve`), or
+the copy it keeps in Redis (`web`), so both answer the same candles too.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from hub.analytics.candles import bucket_candles, tier_for
 from hub.analytics.grid import PriceGrid
 from hub.analytics.rows import merge
 from hub.analytics.timeline import timeline
@@ -35,7 +40,7 @@ class TimelineApi:
     async def timeline(self, request: Request) -> Response:
         symbol = tracked_symbol(request, self.hub.tracked())
         window = window_param(request)
-        buckets = int_param(request, "buckets", DEFAULT_BUCKETS, 1, MAX_BUCKETS)
+        buckets = buckets_param(request)
         snapshot = self.hub.fanout.snapshot(heatmap_channel(symbol, window))
         grid = None
         if snapshot is not None and snapshot.bin_width > 0:
@@ -43,9 +48,23 @@ class TimelineApi:
             grid = PriceGrid(
                 snapshot.bin_width, snapshot.reference_price, range_pct, snapshot.epoch
             )
-        now = max(self.hub.clock(), snapshot.time if snapshot is not None else 0)
+        now = window_end(self.hub, symbol, window)
         span = WINDOWS[window]
         chunks = filtered(self.hub.rows(symbol, now - span), None, exchange_param(request))
         held = merge([chunk async for chunk in chunks])
         matrix = timeline(held.rows, grid, now, span, buckets)
-        return ok({"symbol": symbol, "window": window, **msgspec.structs.asdict(matrix)})
+        ring = await self.hub.candle_ring(symbol, tier_for(span, buckets))
+        candles = bucket_candles(ring, now, span, buckets) if ring is not None else [None] * buckets
+        body = {"symbol": symbol, "window": window, **msgspec.structs.asdict(matrix)}
+        return ok({**body, "candles": candles})
+
+
+def buckets_param(request: Request) -> int:
+    return int_param(request, "buckets", DEFAULT_BUCKETS, 1, MAX_BUCKETS)
+
+
+def window_end(hub: HubView, symbol: str, window: str) -> int:
+    """The present a timeline ends at: the hub's clock, or the window's latest heatmap
+    update when that is later (see the module doc)."""
+    snapshot = hub.fanout.snapshot(heatmap_channel(symbol, window))
+    return max(hub.clock(), snapshot.time if snapshot is not None else 0)

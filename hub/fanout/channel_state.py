@@ -127,6 +127,8 @@ class PredictedReplica:
             state.consumed = diff.consumed
         if diff.reference_price is not None:
             state.reference_price = diff.reference_price
+        if diff.mark is not None:
+            state.mark = diff.mark
 
     def snapshot(self) -> PredictedSnapshot:
         return self.state

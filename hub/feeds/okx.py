@@ -1,25 +1,26 @@
 """OKX liquidation feed: the `liquidation-orders` channel, one subscription for every swap;
-with a `market_sink`, also `open-interest` per tracked swap on the same connection.
+with a `market_sink`, also `open-interest` and `mark-price` per tracked swap on the same
+connection.
 
 Contract values come from the instruments list, fetched before the first subscription
 (no subscription without them: every size would be unconvertible) and refreshed daily;
 a failed refresh keeps the values held (the `ExchangeFeed` base). Keep-alive is OKX's
 text `ping` every 20 s (OKX drops a connection idle for 30 s). Tracked symbols are
 filtered here, since the channel cannot be narrowed; status lists tracked symbols OKX
-does not list. Open interest is subscribed per listed swap (every linear swap under `*`),
-in requests of at most MAX_ARGS_PER_REQUEST arguments, and follows symbols added and
-removed at run time.
+does not list. Open interest and mark prices are subscribed per listed swap (every linear
+swap under `*`), in requests of at most MAX_ARGS_PER_REQUEST arguments, and follow symbols
+added and removed at run time.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from hub.feeds.connection import KeepAlive, Timing
 from hub.feeds.exchange import ExchangeFeed, in_batches
 from hub.feeds.okx_instruments import instruments_path
 from hub.feeds.okx_liquidations import SUBSCRIPTION, OkxLiquidationDecoder
-from hub.feeds.okx_open_interest import subscription as open_interest_subscription
+from hub.feeds.okx_market import subscriptions as market_subscriptions
 from hub.feeds.okx_wire import PING, is_pong, request, swap_inst_id, swap_symbol
 
 MAX_ARGS_PER_REQUEST = 50  # ~3 KB of arguments, well under what OKX takes in one request
@@ -50,10 +51,8 @@ class OkxLiquidationFeed(ExchangeFeed):
         ]
 
     def market_requests(self, op: str, symbols: set[str]) -> list[str]:
-        """`open-interest` of the listed swaps among `symbols`."""
-        args: list[dict[str, Any]] = [
-            arg
-            for s in sorted(symbols)
-            if self.is_listed(s) and (arg := open_interest_subscription(s)) is not None
+        """`open-interest` and `mark-price` of the listed swaps among `symbols`."""
+        args = [
+            arg for s in sorted(symbols) if self.is_listed(s) for arg in market_subscriptions(s)
         ]
         return [request(op, list(batch)) for batch in in_batches(args, MAX_ARGS_PER_REQUEST)]

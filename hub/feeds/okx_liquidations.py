@@ -8,8 +8,8 @@ not known is skipped and counted, never guessed (a guess is how notionals end up
 off). Pushes are not in time order, and a fresh connection may replay recent ones: a
 liquidation seen recently is dropped here and counted as a duplicate.
 
-The same connection may carry `open-interest` pushes (okx_open_interest), decoded here
-too, so that a live feed and a replay route them alike.
+The same connection may carry `open-interest` and `mark-price` pushes (okx_market),
+decoded here too, so that a live feed and a replay route them alike.
 """
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ import msgspec
 
 from hub.feeds.base import Decoded, decode_common, excerpt
 from hub.feeds.okx_instruments import is_instruments_path, parse_contract_values
-from hub.feeds.okx_open_interest import CHANNEL as OPEN_INTEREST_CHANNEL
-from hub.feeds.okx_open_interest import decode_open_interest
+from hub.feeds.okx_market import DECODERS as MARKET_DECODERS
 from hub.feeds.okx_wire import Arg, decode_envelope, is_pong, swap_symbol
 from hub.feeds.recent import RecentKeys
 from hub.models import LiquidationEvent, round_notional
@@ -82,8 +81,9 @@ class OkxLiquidationDecoder:
             return Decoded([])  # subscribe / unsubscribe acknowledged
         if envelope.arg is None or not envelope.data:
             return Decoded([], [("unexpected_frame", excerpt(frame))])
-        if envelope.arg.channel == OPEN_INTEREST_CHANNEL:
-            return decode_open_interest(envelope.data)
+        market = MARKET_DECODERS.get(envelope.arg.channel)
+        if market is not None:
+            return market(envelope.data)
         if envelope.arg.channel != CHANNEL:
             # Another OKX channel (a book, trades): not an error, another reader's data (a
             # recording of every OKX source interleaves them).

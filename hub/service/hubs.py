@@ -18,9 +18,11 @@ from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 import msgspec
+import numpy as np
 from redis.exceptions import RedisError
 
 from hub.access.gate import AccessGate
+from hub.analytics.candles import Tier
 from hub.analytics.processor import LiquidationProcessor
 from hub.analytics.rows import Named
 from hub.config import Settings
@@ -37,6 +39,7 @@ from hub.service.health import verdict
 from hub.service.ingest import Ingest
 from hub.service.relay import Relay
 from hub.service.sources import Source, wall_clock_ms
+from hub.storage.candles import read_ring
 from hub.storage.event_log import entries_from, read_window
 from hub.tasks import cancel_and_wait
 
@@ -63,6 +66,10 @@ class HubView(Protocol):
     def rows(self, symbol: str, since: int) -> AsyncIterator[Named]:
         """Every event of `symbol` with time >= since, a chunk of rows at a time, oldest
         first (a `web` process: in the log's order, late arrivals where they came)."""
+
+    async def candle_ring(self, symbol: str, tier: Tier) -> np.ndarray | None:
+        """One ring of the symbol's mark-price candles (hub.analytics.candles); None when
+        there is none (`web`: ingest has written none to Redis)."""
 
     async def status(self) -> dict[str, Any]: ...
 
@@ -171,6 +178,9 @@ class ServeHub:
             cursor = int(chunk.rows.time[-1]) + 1
             await asyncio.sleep(0)  # the store may change in between: the cursor is a time
 
+    async def candle_ring(self, symbol: str, tier: Tier) -> np.ndarray | None:
+        return self.ingest.marks.ring(symbol, tier)
+
     async def status(self) -> dict[str, Any]:
         return {
             **self.ingest.status(),
@@ -248,6 +258,9 @@ class WebHub:
             keep = named.rows.time >= since
             if keep.any():
                 yield Named(named.rows.take(keep), named.exchanges)
+
+    async def candle_ring(self, symbol: str, tier: Tier) -> np.ndarray | None:
+        return await read_ring(self.redis, symbol, tier)
 
     async def _ingest_status(self) -> dict[str, Any]:
         """What ingest last published about itself; empty when it has not for 10 s."""

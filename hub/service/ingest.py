@@ -3,7 +3,8 @@ processor onto the broker.
 
 Open interest and mark prices go through the predicted-levels processor, whose
 `predicted:{SYMBOL}` channels are flushed with the heatmaps'. Its levels are not
-persisted: an ingest restart starts them afresh, in a new epoch.
+persisted: an ingest restart starts them afresh, in a new epoch. Mark prices also make
+each symbol's candles (`MarkPrices`), which Redis keeps for web processes and a restart.
 
 The processor is fed synchronously from every feed, so heatmaps, clusters, statistics
 and alerts aggregate all exchanges; its messages leave in order through
@@ -30,6 +31,7 @@ import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from hub.analytics.candles import MarkPrices
 from hub.analytics.coverage import Coverage
 from hub.analytics.predicted_stream import PredictedProcessor
 from hub.analytics.processor import LiquidationProcessor, ProcessorConfig
@@ -62,6 +64,7 @@ from hub.service.sources import (
     open_interest_entry,
     wall_clock_ms,
 )
+from hub.storage.candles import CandleWriter
 from hub.storage.outage import Outage
 from hub.tasks import cancel_and_wait
 
@@ -126,7 +129,8 @@ class Ingest:
             if settings.coinglass_api_key and live
             else None
         )
-        self.predicted = PredictedProcessor(settings.predicted, self.processor.epoch)
+        self.marks = MarkPrices()  # tracked with the predicted streams
+        self.predicted = PredictedProcessor(settings.predicted, self.processor.epoch, self.marks)
         self.redis_state = Outage("ingest", log)
         self.history: History | None = build_history(settings, source, redis, self._holdings)
         self.restored = False  # the history was read back (or there is none)
@@ -187,6 +191,7 @@ class Ingest:
             self.predicted.apply_open_interest(update)
         else:
             self.predicted.apply_price(update)
+            self.marks.apply(update, self.clock())
 
     def _track(self, symbol: str, now: int, covered_since: int) -> None:
         self.processor.track(symbol, covered_since)
@@ -441,7 +446,11 @@ class Ingest:
             },
             "symbols_unlisted": {} if listings is None else listings.unlisted(self.processor.books),
             "listings": None if listings is None else listings.status,
-            "processor": {"rejected": self.processor.rejected, "unpublished": self.unpublished},
+            "processor": {
+                "rejected": self.processor.rejected,
+                "unpublished": self.unpublished,
+                "mark_prices_rejected": self.marks.rejected,
+            },
             "history": None if self.history is None else self.history.status(),
         }
 
@@ -478,6 +487,7 @@ class Ingest:
             loops.append(self._control_loop)
         if self.redis is not None:
             loops.append(self._status_loop)
+            loops.append(CandleWriter(self.redis, self.marks).run)
         if self.history is not None:
             loops.extend(self.history.loops())
         if self.listings is not None:

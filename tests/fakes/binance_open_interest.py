@@ -10,6 +10,7 @@ up). Requests are logged with their loop time so tests can check the polling rat
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from starlette.requests import Request
@@ -62,7 +63,7 @@ class FakeOpenInterest(StarletteServer):
         body: dict[str, Any] = {
             "openInterest": f"{self.open_interest[symbol]:.3f}",
             "symbol": "ETHUSDT" if self.mode == "wrong_symbol" else symbol,
-            "time": int(asyncio.get_running_loop().time() * 1000) + 1_700_000_000_000,
+            "time": int(time.time() * 1000),  # Binance's server time, as the mark prices'
         }
         return JSONResponse(body)
 

@@ -13,6 +13,8 @@ OKX facts encoded here (shared/data/README.md, "OKX liquidations"):
 * `{"channel":"open-interest","instId":"BTC-USDT-SWAP"}` per instrument, several in one
   request; a push: `{"arg":{...},"data":[{"instId","instType","oi","oiCcy","oiUsd","ts"}]}`
   (`oi` contracts, `oiCcy` base coin). An unlisted instId is an error (60018).
+* `{"channel":"mark-price","instId":"BTC-USDT-SWAP"}` likewise; a push:
+  `{"arg":{...},"data":[{"instId","instType","markPx","ts"}]}`.
 * `GET /api/v5/public/instruments?instType=SWAP`: `{"code":"0","msg":"","data":[{"instId",
   "ctVal","ctType",...}]}`.
 """
@@ -78,6 +80,12 @@ class FakeOkx(FakeExchange):
         frame = {"arg": {"channel": "open-interest", "instId": inst_id}, "data": [item]}
         return await self.send_to(f"open-interest:{inst_id}", dumps(frame))
 
+    async def push_mark_price(self, inst_id: str, price: str, ts: int | None = None) -> int:
+        item = {"instId": inst_id, "instType": "SWAP", "markPx": price,
+                "ts": str(int(time.time() * 1000) if ts is None else ts)}  # fmt: skip
+        frame = {"arg": {"channel": "mark-price", "instId": inst_id}, "data": [item]}
+        return await self.send_to(f"mark-price:{inst_id}", dumps(frame))
+
     text_ping = "ping"
 
     def unreadable(self, message: str | bytes) -> str | None:
@@ -99,9 +107,9 @@ class FakeOkx(FakeExchange):
     def _subscription(self, arg: Any) -> str | None:
         if arg == CHANNEL:
             return SUBSCRIPTION
-        if isinstance(arg, dict) and arg.get("channel") == "open-interest":
+        if isinstance(arg, dict) and arg.get("channel") in ("open-interest", "mark-price"):
             inst_id = arg.get("instId")
-            return f"open-interest:{inst_id}" if inst_id in self.contract_values else None
+            return f"{arg['channel']}:{inst_id}" if inst_id in self.contract_values else None
         return None
 
     async def after_answer(self, conn: FakeConnection) -> None:
