@@ -115,6 +115,9 @@ def started(name: str, upstream_url: str, upstream: Connection) -> Iterator[Serv
         "HEATMAP_LIQUIDITY": "off",
         "BINANCE_REST_URL": f"http://127.0.0.1:{free_port()}",
         "HEATMAP_SYMBOLS": ",".join(SYMBOLS),
+        # No history on disk: a benchmark's events are not the user's, and the user's own
+        # `serve` may hold the default directory.
+        "HEATMAP_DATA_DIR": "off",
         # The defaults (200 per address, 10,000 in all) would refuse a load test.
         "HUB_MAX_CONNECTIONS": "100000",
         "HUB_MAX_CONNECTIONS_PER_IP": "100000",
