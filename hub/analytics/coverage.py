@@ -62,6 +62,10 @@ class Coverage:
         if end - start >= tolerance and end > self.since:
             self.gaps = [*self.gaps, Gap(max(start, self.since), end)][-MAX_GAPS:]
 
+    def complete_from(self, span_ms: int) -> int:
+        """The first time a window of `span_ms` ending then is complete (no new gap)."""
+        return max([self.since, *(gap.end for gap in self.gaps)]) + span_ms
+
     def of(self, start: int, end: int) -> WindowCoverage:
         """Coverage of the window [start, end]."""
         holed = any(gap.start < end and gap.end > start for gap in self.gaps)

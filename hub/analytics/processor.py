@@ -107,6 +107,9 @@ class SymbolBook:
         self._arrived = array("d")
         self._alert_extra = [0, 0, 0]  # count, micros, squared micros
         self._drained = 0
+        # Nothing to do before this time unless an event arrives (see `HeatmapWindow.wake_at`):
+        # a flush passes over a quiet book at the cost of a comparison.
+        self.quiet_until = -math.inf
         self._epoch_ms = -1
         self._epochs_this_ms = 0
 
@@ -137,6 +140,7 @@ class SymbolBook:
             kde = self._set_grid(moved)
             for window in self.windows.values():
                 window.recentre(moved, kde)
+            self.quiet_until = -math.inf
 
     def start_epoch(self, market_price: float, now: int) -> None:
         """A new epoch on a grid around `market_price`: every window rebuilt from the
@@ -189,6 +193,11 @@ class SymbolBook:
         if len(evicted):
             self.drop(evicted)
 
+    @property
+    def quiet(self) -> bool:
+        """Nothing arrived since the last flush, and no new epoch is due."""
+        return not self._arrived and not self.new_epoch
+
     def _count_extra(self, notional: float, sign: int) -> None:
         amount = round(notional * MICROS)
         extra = self._alert_extra
@@ -208,6 +217,7 @@ class SymbolBook:
         if not drained.all():
             self._unarrive(set(evicted.arrival[~drained].tolist()))
         self.coverage.lose_before(int(evicted.time[-1]) + 1)
+        self.quiet_until = -math.inf
 
     def _unarrive(self, arrivals: set[int]) -> None:
         """Take rows out of the arrivals (the cap pushed them out before any drain)."""
@@ -356,6 +366,8 @@ class LiquidationProcessor:
         messages: list[ChannelMessage] = []
         self._flushed_seq = dict(self._seq)
         for book in self.books.values():
+            if book.quiet and now < book.quiet_until:
+                continue
             book.drain(now)
             changed = book.new_epoch
             if book.new_epoch:
@@ -374,6 +386,9 @@ class LiquidationProcessor:
                         for alert in alerts:
                             messages.extend(self._fan(book.channels["alerts"], "alert", alert))
             book.fresh = False
+            book.quiet_until = min(
+                (w.wake_at(book.coverage) for w in book.windows.values()), default=math.inf
+            )
             if changed or book.flushed is None:
                 # The position of the last flush that moved a stream: an idle book keeps
                 # its checkpoint, so nothing is rewritten every few milliseconds.
@@ -391,6 +406,7 @@ class LiquidationProcessor:
             if len(evicted):
                 book.drop(evicted)
             book.coverage.lose_before(now - self.config.retention_ms)
+            book.quiet_until = -math.inf
 
     def snapshots_of(self, symbol: str, now: int) -> list[ChannelMessage]:
         """The current snapshot of each heatmap channel of `symbol` (seeds a replica)."""

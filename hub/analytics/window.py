@@ -236,6 +236,18 @@ class HeatmapWindow:
     def due(self, now: int) -> bool:
         return now - self._time >= self.refresh_ms
 
+    def wake_at(self, coverage: Coverage) -> float:
+        """The earliest time this window has something to do if nothing arrives: publish
+        what is pending, let its oldest row go, or turn complete."""
+        if self.cutoff is None:
+            return math.inf
+        wake = self._next_leave + self.span_ms
+        if self._changed:
+            wake = min(wake, self._time + self.refresh_ms)
+        if not self._published_coverage.complete:
+            wake = min(wake, coverage.complete_from(self.span_ms))
+        return wake
+
     @property
     def pending(self) -> bool:
         """Whether the sums changed since the last publish (the window is not due yet)."""
