@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import itertools
 import math
@@ -81,11 +82,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anyw
 
 from bench import history_market as market_model
 from bench.fanout_servers import cpu_seconds, free_port, get_ok, rss_kib, stop
+from bench.history_baseline import timed_steps
 from bench.history_market import (
     DAY_MS,
     EXCHANGES,
     FLUSH_END,
-    FLUSH_STEP_MS,
     HANDFUL,
     PROBE,
     Liquidations,
@@ -101,12 +102,14 @@ from hub.fanout.broker import STATE_KEY, topic_for
 from hub.fanout.broker_redis import RedisBroker
 from hub.fanout.codec import decode_diff_body, decode_header, decode_snapshot, encode_message
 from hub.fanout.fanout import Fanout
+from hub.feeds.binance import MAX_STREAMS
+from hub.feeds.binance_wire import stream_name
 from hub.models import LiquidationEvent
 from hub.service.control import STATUS_KEY
 from hub.service.history import COVERAGE_FIELD
 from hub.storage.batch import encode_batch
 from hub.storage.event_log import stream_key
-from tests.fakes.binance_server import FakeBinance, force_order
+from tests.fakes.binance_server import ALL_MARKET, FakeBinance, force_order
 from tests.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -384,43 +387,41 @@ async def _ingest_parts(
 ) -> list[Figure]:
     client = Redis.from_url(url)
     figures: list[Figure] = []
-    with tempfile.TemporaryDirectory(prefix="bench-history-") as scratch:
-        async with FakeBinance() as fake:
+    async with contextlib.aclosing(client), FakeBinance() as fake:
+        with tempfile.TemporaryDirectory(prefix="bench-history-") as scratch:
             env = ingest_env(url, market, fake.base_url)
-            print(f"  first start ({load_average()})")
-            first = await start_ingest(
-                client, env, Path(scratch) / "first.log", scale.restore_deadline_s
-            )
-            figures += restore_figures("first start, new epochs", first, loaded)
-            if first is None:
-                return figures
-            stop(first.process)
-            connections = fake.connection_count_total
-            print(f"  restart ({load_average()})")
-            again = await start_ingest(
-                client, env, Path(scratch) / "restart.log", scale.restore_deadline_s
-            )
-            figures += restore_figures("restart, streams resumed", again, loaded)
-            if again is None:
-                return figures
+            started: Started | None = None
+            connections = 0
+            for number, name in enumerate(("first start, new epochs", "restart, streams resumed")):
+                if started is not None:
+                    stop(started.process)
+                    connections = fake.connection_count_total
+                print(f"  {name} ({load_average()})")
+                log = Path(scratch) / f"ingest-{number}.log"
+                started = await start_ingest(client, env, log, scale.restore_deadline_s)
+                figures += restore_figures(name, started, loaded)
+                if started is None:
+                    return figures
+            assert started is not None
             try:
                 if live:
                     print(f"2. live: {scale.live_rate:,.0f}/s for {scale.live_seconds:g} s")
-                    await _connected_again(fake, connections)
-                    figures += await live_part(fake, url, client, again, market, loaded, scale)
+                    await _connected_again(fake, connections, market)
+                    figures += await live_part(fake, url, client, started, market, loaded, scale)
             finally:
-                stop(again.process)
-    await client.aclose()
+                stop(started.process)
     return figures
 
 
-async def _connected_again(fake: FakeBinance, before: int) -> None:
-    """The restarted ingest's own connection is open (not the first one's, closing)."""
+async def _connected_again(fake: FakeBinance, before: int, market: list[Symbol]) -> None:
+    """The restarted ingest's liquidation stream is open (not the first one's, closing)."""
     deadline = time.monotonic() + 60
-    while fake.connection_count_total <= before or len(fake.connections) != 1:
+    while fake.connection_count_total <= before:
         if time.monotonic() > deadline:
             raise RuntimeError("the restarted ingest did not connect to the look-alike")
         await asyncio.sleep(0.05)
+    many = len(market) > MAX_STREAMS
+    await fake.wait_for_subscription(ALL_MARKET if many else stream_name(PROBE), timeout=60)
 
 
 # -- 2. live ------------------------------------------------------------------------------
@@ -671,50 +672,21 @@ def part_flush(scale: Scale, baseline: str) -> list[Figure]:
 
 
 def flush_timings(held: Liquidations, new: Liquidations) -> dict[str, Any]:
-    """ms per step: the book's flush with every window (the first half of the steps),
-    with the 30d window alone (the second half), the 30d REST body, its snapshot encoded."""
+    """`timed_steps` on a book loaded as a restore without checkpoint loads it."""
     symbol = "BTCUSDT"
     processor = LiquidationProcessor(ProcessorConfig(), epoch="bench")
-    book = processor.track(symbol, FLUSH_END - 31 * DAY_MS)
+    processor.track(symbol, FLUSH_END - 31 * DAY_MS)
     now = FLUSH_END
     restore_book(processor, symbol, Named(rows_of(held, 1), EXCHANGES), None, now)
-    fanout = Fanout(lambda: now)
+    fanout = Fanout(lambda: now)  # its clock only stamps history entries
     bodies = SnapshotBodies(fanout)
     for message in processor.flush(now) + processor.snapshots_of(symbol, now):
         fanout.publish(encode_message(message))
     events = events_of(rows_of(new, len(held) + 1), EXCHANGES, symbol)
-    channel = heatmap_channel(symbol, "30d")
-    steps = len(events) // HANDFUL
-    timings: dict[str, Any] = {"book": [], "30d": [], "body": [], "encode": []}
-    published = 0
-    encoder = msgspec.json.Encoder()
-    gc.collect()
-    for step in range(steps):
-        if step == steps // 2:
-            book.windows = {"30d": book.windows["30d"]}
-        now = FLUSH_END + (step + 1) * FLUSH_STEP_MS
-        for event in events[step * HANDFUL : (step + 1) * HANDFUL]:
-            processor.apply(event, now)
-        began = time.perf_counter()
-        messages = processor.flush(now)
-        timings["book" if step < steps // 2 else "30d"].append(_ms_since(began))
-        for message in messages:
-            published += message.ch == channel
-            fanout.publish(encode_message(message))
-        began = time.perf_counter()
-        bodies.body(channel)
-        timings["body"].append(_ms_since(began))
-        began = time.perf_counter()
-        encoder.encode(book.windows["30d"].snapshot())
-        timings["encode"].append(_ms_since(began))
-    timings["held"] = book.windows["30d"].snapshot().statistics.event_count
-    if published != steps:
-        print(f"  the 30d window published {published} diffs in {steps} steps")
+    timings = timed_steps(processor, fanout, bodies, encode_message, events, symbol)
+    if timings["published"] != len(events) // HANDFUL:
+        print(f"  the 30d window published {timings['published']} diffs in each step's stead")
     return timings
-
-
-def _ms_since(began: float) -> float:
-    return (time.perf_counter() - began) * 1_000
 
 
 def baseline_timings(revision: str, scale: Scale) -> dict[str, Any]:
