@@ -523,29 +523,13 @@ async def live_part(
     before = msgspec.json.decode(await client.get(STATUS_KEY))
     pid = ingest.process.pid
     print(f"  sending ({load_average()})")
-    probe_price = loaded.last_price[PROBE]
-    probe_decimals = next(s.decimals for s in market if s.name == PROBE)
     loop = asyncio.get_running_loop()
     probes = int(scale.live_seconds * 1_000 / PROBE_EVERY_MS)
-    probe_sent: list[float] = []
     cpu_before, bench_before = cpu_seconds(pid), time.process_time()
-    began, began_wall = loop.time(), wall_ms()
-    sent = 0
-    while sent < len(stream.offsets) or len(probe_sent) < probes:
-        elapsed = (loop.time() - began) * 1_000
-        while sent < len(stream.offsets) and stream.offsets[sent] <= elapsed:
-            symbol, side, price, quantity = stream.frames[sent]
-            trade = began_wall + stream.offsets[sent]
-            await fake.push(force_order(symbol, side, price, quantity, trade_time=trade))
-            sent += 1
-        while len(probe_sent) < probes and len(probe_sent) * PROBE_EVERY_MS <= elapsed:
-            number = len(probe_sent)
-            price = f"{probe_price * (1 + 1e-4 * (number % 100)):.{probe_decimals}f}"
-            trade = began_wall + number * PROBE_EVERY_MS
-            probe_sent.append(loop.time())
-            await fake.push(force_order(PROBE, "SELL", price, "1.000", trade_time=trade))
-        await asyncio.sleep(TICK_S)
+    began = loop.time()
+    sending = await send_cascade(fake, client, stream, market, loaded, probes)
     seconds = loop.time() - began
+    probe_sent = sending.probe_sent
     cpu = (cpu_seconds(pid) - cpu_before) / seconds
     bench_cpu = (time.process_time() - bench_before) / seconds
     expected = dict(stream.sent)
@@ -593,7 +577,15 @@ async def live_part(
                 f"{work * seconds:.0f} s in {caught_up:.0f} s: {work:.0%} of the {seconds:.0f} s",
             )
         ),
-        show(Figure("2 live", "this process (the look-alike) CPU", f"{bench_cpu:.0%}")),
+        show(
+            Figure(
+                "2 live",
+                "backlog",
+                f"ingest's feed at most {sending.backlog:,} frames behind (read each s); "
+                f"the look-alike at most {sending.lag_ms:,.0f} ms behind its schedule, "
+                f"{bench_cpu:.0%} CPU",
+            )
+        ),
         latency_figure("probe -> its 1h diff", diffs, met=True),
         latency_figure("probe -> its liquidation message", liquidation_ms, met=None),
     ]
@@ -601,6 +593,60 @@ async def live_part(
         print(f"  symbols off (sent, accepted): {dict(list(short.items())[:10])}")
     print(f"  ({load_average()})")
     return figures
+
+
+class Sending(NamedTuple):
+    probe_sent: list[float]  # loop time each probe was pushed
+    lag_ms: float  # the most the look-alike fell behind its schedule
+    backlog: int  # the most frames pushed and not yet read by ingest's feed
+
+
+async def send_cascade(
+    fake: FakeBinance,
+    client: Redis,
+    stream: Cascade,
+    market: list[Symbol],
+    loaded: Loaded,
+    probes: int,
+) -> Sending:
+    """Push the cascade and the probes on their schedule, in TICK_S ticks; once a second,
+    how far ingest's feed is behind (its `frames` on the status key)."""
+    loop = asyncio.get_running_loop()
+    probe_price = loaded.last_price[PROBE]
+    probe_decimals = next(s.decimals for s in market if s.name == PROBE)
+    frames_before = _feed_frames(msgspec.json.decode(await client.get(STATUS_KEY)))
+    probe_sent: list[float] = []
+    lag_ms = 0.0
+    backlog = 0
+    began, began_wall = loop.time(), wall_ms()
+    sent = 0
+    second = 0
+    while sent < len(stream.offsets) or len(probe_sent) < probes:
+        elapsed = (loop.time() - began) * 1_000
+        if sent < len(stream.offsets):
+            lag_ms = max(lag_ms, elapsed - stream.offsets[sent])
+        while sent < len(stream.offsets) and stream.offsets[sent] <= elapsed:
+            symbol, side, price, quantity = stream.frames[sent]
+            trade = began_wall + stream.offsets[sent]
+            await fake.push(force_order(symbol, side, price, quantity, trade_time=trade))
+            sent += 1
+        while len(probe_sent) < probes and len(probe_sent) * PROBE_EVERY_MS <= elapsed:
+            number = len(probe_sent)
+            price = f"{probe_price * (1 + 1e-4 * (number % 100)):.{probe_decimals}f}"
+            trade = began_wall + number * PROBE_EVERY_MS
+            probe_sent.append(loop.time())
+            await fake.push(force_order(PROBE, "SELL", price, "1.000", trade_time=trade))
+        if elapsed >= (second + 1) * 1_000:
+            second += 1
+            status = msgspec.json.decode(await client.get(STATUS_KEY))
+            read = _feed_frames(status) - frames_before
+            backlog = max(backlog, sent + len(probe_sent) - read)
+        await asyncio.sleep(TICK_S)
+    return Sending(probe_sent, lag_ms, backlog)
+
+
+def _feed_frames(status: dict[str, Any]) -> int:
+    return int(status["sources"]["binance"]["frames"])
 
 
 def latency_figure(measure: str, latencies: list[float], met: bool | None) -> Figure:
