@@ -269,6 +269,7 @@ def _entries(times: np.ndarray) -> Iterator[tuple[int, int]]:
 class Started(NamedTuple):
     process: subprocess.Popen[bytes]
     serving_s: float
+    cpu_s: float  # the process's CPU time until then
     rebuilt_s: float
     rss_mb: float
     peak_mb: float
@@ -309,15 +310,24 @@ async def start_ingest(
             break
         await asyncio.sleep(0.05)
     if raw is None:
-        stop(process)
-        print(f"  ingest not restored within {deadline_s:.0f} s; its log: {log}")
+        if process.poll() is None:
+            cpu_s, peak = cpu_seconds(process.pid), peak_kib(process.pid) * 1024 / MB
+            stop(process)
+            print(
+                f"  ingest not restored within {deadline_s:.0f} s, after {cpu_s:.0f} s of CPU "
+                f"(peak RSS {peak:,.0f} MB)"
+            )
+        else:
+            print(f"  ingest exited with {process.returncode}; its log:\n{log.read_text()}")
         return None
     serving_s = time.monotonic() - spawned
+    cpu_s = cpu_seconds(process.pid)
     rss, peak = rss_kib(process.pid) * 1024 / MB, peak_kib(process.pid) * 1024 / MB
     lines = (await asyncio.to_thread(log.read_text)).splitlines()
     rebuilt = [_logged_at(line) for line in lines if " restored " in line]
     rebuilt_s = max(rebuilt) - spawned_wall if rebuilt else math.nan
-    return Started(process, serving_s, rebuilt_s, rss, peak, msgspec.json.decode(raw))
+    status = msgspec.json.decode(raw)
+    return Started(process, serving_s, cpu_s, rebuilt_s, rss, peak, status)
 
 
 def _logged_at(line: str) -> float:
@@ -346,6 +356,7 @@ def restore_figures(name: str, started: Started | None, loaded: Loaded) -> list[
             )
         ),
         show(Figure(part, "books rebuilt (last 'restored' line)", f"{started.rebuilt_s:.1f} s")),
+        show(Figure(part, "ingest CPU until restored", f"{started.cpu_s:.1f} s")),
         show(Figure(part, "events held once restored", f"{held:,} of {expected:,}")),
         show(
             Figure(
@@ -929,6 +940,9 @@ def main() -> None:
     parser.add_argument("--parts", default=",".join(PARTS), help="comma list: " + ", ".join(PARTS))
     parser.add_argument("--smoke", action="store_true", help="every part at a tiny scale")
     parser.add_argument("--demo-minutes", type=float, default=60.0)
+    parser.add_argument(
+        "--days", type=float, help="history of parts 1 and 2 (default 30; smoke 0.2)"
+    )
     parser.add_argument("--baseline", default=BASELINE, help="git revision; '' for none")
     args = parser.parse_args()
     parts = {p.strip() for p in args.parts.split(",") if p.strip()}
@@ -936,6 +950,8 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown parts {sorted(unknown)}; choose from {', '.join(PARTS)}")
     scale = SMOKE if args.smoke else FULL
+    if args.days is not None:
+        scale = scale._replace(days=args.days)
     demo_minutes = 0.5 if args.smoke else args.demo_minutes
     print(f"bench_history{' --smoke' if args.smoke else ''}: {', '.join(sorted(parts))}")
     figures: list[Figure] = []
