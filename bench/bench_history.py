@@ -318,7 +318,8 @@ async def start_ingest(
                 f"(peak RSS {peak:,.0f} MB)"
             )
         else:
-            print(f"  ingest exited with {process.returncode}; its log:\n{log.read_text()}")
+            text = await asyncio.to_thread(log.read_text)
+            print(f"  ingest exited with {process.returncode}; its log:\n{text}")
         return None
     serving_s = time.monotonic() - spawned
     cpu_s = cpu_seconds(process.pid)
