@@ -8,7 +8,7 @@ a summary table closes the run. Nothing is asserted about time: a figure off its
 printed as such. The machine's load average is printed with each part.
 
 1. load: 30 days of liquidations for 300 symbols (`history_market.py`: BTCUSDT about
-   30,000 a day, ETHUSDT 15,000, mid caps at thousands, a long tail of ~100; 4.9 million
+   30,000 a day, ETHUSDT 15,000, mid caps at thousands, a long tail of ~100; 5.1 million
    in all) written straight into a real `redis-server` in the event log's own format: a
    stream per symbol (`stream_key`), one entry per symbol per 50 ms holding that
    stretch's rows (`encode_batch`), as the log's writer batches them (at everyday rates
@@ -22,28 +22,34 @@ printed as such. The machine's load average is printed with each part.
    its status loop does once the history is read back, every book rebuilt and the first
    flush and every snapshot published; measured from just before the process is spawned,
    polling every 50 ms. Also shown: when it logged the last `history: ... restored` line
-   (books rebuilt, before the first flush). RSS: VmRSS of the process at that moment (and
-   VmHWM, its peak so far). Targets: restored <= 60 s, RSS <= 1.5 GB.
+   (books rebuilt, before the first flush), its CPU time until restored, and its VmRSS
+   then (and VmHWM, its peak so far). Targets: restored <= 60 s, RSS <= 1.5 GB.
+   `--days` shortens the history of parts 1 and 2.
 2. live: on the restarted `ingest`, the look-alike pushes 2,000 liquidations/s across the
    symbols in the same skew for 60 s (one forceOrder frame each on `!forceOrder@arr`, as
    Binance sends them; sent in 10 ms ticks). Accepted: the per-symbol `events` and
    `processor.rejected` of the status key, after against before, beside what was sent.
-   CPU: the process's utime+stime over the 60 s, as a share of one core. Latency: the
-   probe symbol (PROBEUSDT, one of the 300; its history ends 3 h before, so its 1h window
-   holds only probes) gets one liquidation every 100 ms and nothing else; this process
-   subscribes to its topic (SSUBSCRIBE through `RedisBroker`) and a probe has arrived
-   when a `heatmap:PROBEUSDT:1h` diff's `statistics.event_count` includes it: p50/p99 of
-   that minus its send time (and of its `liquidations:` message, which needs no flush).
-   Targets: every one accepted, CPU <= 70 %, p99 <= 250 ms.
+   CPU: the process's utime+stime over the 60 s, as a share of one core, and until it
+   has taken everything. Latency: the probe symbol (PROBEUSDT, one of the 300; its
+   history ends 3 h before, so its 1h window holds only probes) gets one liquidation
+   every 100 ms and nothing else; this process subscribes to its topic (SSUBSCRIBE
+   through `RedisBroker`) and a probe has arrived when a `heatmap:PROBEUSDT:1h` diff's
+   `statistics.event_count` includes it: p50/p99 of that minus its send time (and of its
+   `liquidations:` message, which needs no flush). Also shown: how far the feed fell
+   behind (frames pushed against the feed's `frames` on the status key, read each
+   second, so up to a second of frames reads as backlog). Targets: every one accepted,
+   CPU <= 70 %, p99 <= 250 ms.
 3. flush: in this process, a `LiquidationProcessor` whose BTCUSDT book holds 900,000
    events over 30 days (loaded as a restore without checkpoint does: `restore_book`).
    Each step adds 5 new events, moves `now` on by 30 s (the 30d window's pace, so it is
    due every step) and flushes. Timed: `flush` of the book (all nine windows due), `flush`
    with the 30d window alone, and the REST snapshot body of the 30d channel
-   (`SnapshotBodies.body` over a `Fanout` fed every message, as `web` serves it).
-   Median and p99. Targets: flush <= 5 ms, snapshot <= 10 ms. Baseline: the same on git
-   revision f0adcb5 (`history_baseline.py`, in its own process, on that revision's `hub`
-   extracted with `git archive`), whose windows are recomputed from their events.
+   (`SnapshotBodies.body` over a `Fanout` fed every message, as `web` serves it). Median
+   and p99 of each call's CPU time (`process_time`: the machine is shared, and wall time
+   would count the moments this process waits for a core). Targets: flush <= 5 ms,
+   snapshot <= 10 ms. Baseline: the same on git revision f0adcb5 (`history_baseline.py`,
+   in its own process, on that revision's `hub` extracted with `git archive`), whose
+   windows are recomputed from their events.
 4. demo: `heatmap-hub serve --demo` on a free port with its data directory in a temporary
    one; VmRSS every 30 s for an hour (`--demo-minutes`). Minute 10 against minute 60:
    target within +-10 %.

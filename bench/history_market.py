@@ -6,7 +6,7 @@ beside an older `hub`) draws exactly the same events from the same seed.
 
 The skew: BTCUSDT about 30,000 liquidations a day, ETHUSDT 15,000, 48 mid caps from
 5,000 down to 600 a day (geometric), and a long tail around 100 a day; at 300 symbols
-that is about 160,000 a day, 4.9 million in 30 days. Prices walk randomly (3 % a day),
+that is about 170,000 a day, 5.1 million in 30 days. Prices walk randomly (3 % a day),
 notionals are lognormal (median 4,000 USD, a few over a million, as on Binance), 55 % of
 liquidations are of longs, and the exchanges are Binance, Bybit and OKX in the bundled
 demo's proportions.
