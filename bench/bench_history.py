@@ -538,14 +538,14 @@ async def live_part(
     watching = asyncio.create_task(watch.run(broker))
     while not broker.status().connected:  # noqa: ASYNC110 - a status field, no event
         await asyncio.sleep(0.05)
-    before = msgspec.json.decode(await client.get(STATUS_KEY))
+    before = await _status(client)
     pid = ingest.process.pid
     print(f"  sending ({load_average()})")
     loop = asyncio.get_running_loop()
     probes = int(scale.live_seconds * 1_000 / PROBE_EVERY_MS)
     cpu_before, bench_before = cpu_seconds(pid), time.process_time()
     began = loop.time()
-    sending = await send_cascade(fake, client, stream, market, loaded, probes)
+    sending = await send_cascade(fake, client, stream, market, loaded, probes, before)
     seconds = loop.time() - began
     probe_sent = sending.probe_sent
     cpu = (cpu_seconds(pid) - cpu_before) / seconds
@@ -601,7 +601,8 @@ async def live_part(
                 "backlog",
                 f"ingest's feed at most {sending.backlog:,} frames behind (read each s); "
                 f"the look-alike at most {sending.lag_ms:,.0f} ms behind its schedule, "
-                f"{bench_cpu:.0%} CPU",
+                f"{bench_cpu:.0%} CPU"
+                + (f"; status key missing {sending.stalled} s" if sending.stalled else ""),
             )
         ),
         latency_figure("probe -> its 1h diff", diffs, met=True),
@@ -617,6 +618,7 @@ class Sending(NamedTuple):
     probe_sent: list[float]  # loop time each probe was pushed
     lag_ms: float  # the most the look-alike fell behind its schedule
     backlog: int  # the most frames pushed and not yet read by ingest's feed
+    stalled: int  # seconds the status key was missing (ingest silent for 10 s)
 
 
 async def send_cascade(
@@ -626,16 +628,18 @@ async def send_cascade(
     market: list[Symbol],
     loaded: Loaded,
     probes: int,
+    before: dict[str, Any],
 ) -> Sending:
     """Push the cascade and the probes on their schedule, in TICK_S ticks; once a second,
     how far ingest's feed is behind (its `frames` on the status key)."""
     loop = asyncio.get_running_loop()
     probe_price = loaded.last_price[PROBE]
     probe_decimals = next(s.decimals for s in market if s.name == PROBE)
-    frames_before = _feed_frames(msgspec.json.decode(await client.get(STATUS_KEY)))
+    frames_before = _feed_frames(before)
     probe_sent: list[float] = []
     lag_ms = 0.0
     backlog = 0
+    stalled = 0
     began, began_wall = loop.time(), wall_ms()
     sent = 0
     second = 0
@@ -656,11 +660,25 @@ async def send_cascade(
             await fake.push(force_order(PROBE, "SELL", price, "1.000", trade_time=trade))
         if elapsed >= (second + 1) * 1_000:
             second += 1
-            status = msgspec.json.decode(await client.get(STATUS_KEY))
-            read = _feed_frames(status) - frames_before
-            backlog = max(backlog, sent + len(probe_sent) - read)
+            raw = await client.get(STATUS_KEY)
+            if raw is None:  # expired: ingest has not written it for 10 s
+                stalled += 1
+            else:
+                read = _feed_frames(msgspec.json.decode(raw)) - frames_before
+                backlog = max(backlog, sent + len(probe_sent) - read)
         await asyncio.sleep(TICK_S)
-    return Sending(probe_sent, lag_ms, backlog)
+    return Sending(probe_sent, lag_ms, backlog, stalled)
+
+
+async def _status(client: Redis) -> dict[str, Any]:
+    """ingest's status key, once it is there (it expires after 10 s of silence)."""
+    deadline = time.monotonic() + 60
+    while (raw := await client.get(STATUS_KEY)) is None:
+        if time.monotonic() > deadline:
+            raise RuntimeError("ingest wrote no status for a minute")
+        await asyncio.sleep(0.1)
+    decoded: dict[str, Any] = msgspec.json.decode(raw)
+    return decoded
 
 
 def _feed_frames(status: dict[str, Any]) -> int:
@@ -686,8 +704,10 @@ async def _settled(
     diff came, or after SETTLE_S."""
     wanted = sum(held_events(before).values()) + more
     deadline = time.monotonic() + SETTLE_S
+    status = before
     while True:
-        status = msgspec.json.decode(await client.get(STATUS_KEY))
+        raw = await client.get(STATUS_KEY)  # None: expired, ingest silent for 10 s
+        status = status if raw is None else msgspec.json.decode(raw)
         done = sum(held_events(status).values()) >= wanted and watch.seen() >= probes
         if done or time.monotonic() > deadline:
             return status
