@@ -561,6 +561,7 @@ async def live_part(
     accepted = {s: held_after.get(s, 0) - held_before.get(s, 0) for s in held_after}
     short = {s: (n, accepted.get(s, 0)) for s, n in expected.items() if accepted.get(s, 0) != n}
     rejected = after["processor"]["rejected"] - before["processor"]["rejected"]
+    unpublished = after["processor"]["unpublished"] - before["processor"]["unpublished"]
     total = sum(expected.values())
     diffs = watch.latencies(probe_sent)
     liquidation_ms = [
@@ -574,7 +575,8 @@ async def live_part(
                 "2 live",
                 "accepted",
                 f"{sum(accepted.values()):,} of {total:,} sent in {seconds:.1f} s, "
-                f"{rejected} rejected, {len(short)} symbols off",
+                f"{rejected} rejected, {len(short)} symbols off; "
+                f"{unpublished:,} messages unpublished (dropped after a failed publish)",
                 "all",
                 met=not short and rejected == 0,
             )
