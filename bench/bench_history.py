@@ -57,7 +57,9 @@ printed as such. The machine's load average is printed with each part.
    symbols at 2,000 events/s of simulated time for 120 simulated seconds, flushed every
    50 ms of it, every message encoded (`encode_message`) and given to `Fanout.publish`.
    What the channel histories hold: the budget's own count (`fanout.history.held`) and
-   tracemalloc's (the memory freed by emptying every history). Target < 64 MB.
+   tracemalloc's (the memory freed by emptying every history; the processor runs first,
+   untraced, and the fan-out is fed its messages afterwards, traced). Target: 64 MiB.
+   Also shown: the processor's CPU time for the 120 s.
 """
 
 from __future__ import annotations
@@ -138,7 +140,8 @@ P99_TARGET_MS = 250.0
 FLUSH_TARGET_MS = 5.0
 SNAPSHOT_TARGET_MS = 10.0
 DEMO_TOLERANCE = 0.10
-HISTORIES_TARGET_MB = 64.0
+HISTORIES_TARGET_MIB = 64.0  # HUB_HISTORY_BYTES's default bound
+MIB = 1 << 20
 
 
 class Scale(NamedTuple):
@@ -837,21 +840,21 @@ def part_channels(scale: Scale) -> list[Figure]:
             Figure(
                 part,
                 "histories, the budget's count",
-                f"{held / MB:.1f} MB ({messages:,} messages)",
-                f"< {HISTORIES_TARGET_MB:g} MB",
-                met=held / MB < HISTORIES_TARGET_MB,
+                f"{held / MIB:.1f} MiB ({messages:,} messages)",
+                f"<= {HISTORIES_TARGET_MIB:g} MiB",
+                met=held / MIB <= HISTORIES_TARGET_MIB,
             )
         ),
         show(
             Figure(
                 part,
                 "histories, tracemalloc",
-                f"{histories / MB:.1f} MB",
-                f"< {HISTORIES_TARGET_MB:g} MB",
-                met=histories / MB < HISTORIES_TARGET_MB,
+                f"{histories / MIB:.1f} MiB",
+                f"<= {HISTORIES_TARGET_MIB:g} MiB",
+                met=histories / MIB <= HISTORIES_TARGET_MIB,
             )
         ),
-        show(Figure(part, "whole fan-out (with replicas), tracemalloc", f"{whole / MB:.1f} MB")),
+        show(Figure(part, "whole fan-out (with replicas), tracemalloc", f"{whole / MIB:.1f} MiB")),
         show(
             Figure(
                 part,
