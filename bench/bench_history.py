@@ -168,7 +168,7 @@ SMOKE = Scale(
     baseline_steps=6,
     channel_seconds=5.0,
     demo_every_s=5.0,
-    restore_deadline_s=120.0,
+    restore_deadline_s=200.0,
 )
 
 
