@@ -65,11 +65,12 @@ def cpu_seconds(pid: int) -> float:
     return sum(cpu_times(pid))
 
 
-def rss_kib(pid: int) -> int:
+def rss_kib(pid: int, field: str = "VmRSS") -> int:
+    """Resident memory of `pid` (or another field of its status: VmHWM, the peak)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for {pid}")
+    raise RuntimeError(f"no {field} for {pid}")
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:

@@ -7,10 +7,15 @@ reports a figure. Only that something ran and arrived is checked, never how fast
 - `bench/bench_delivery.py --smoke`: it drives the fast-path writer through internals
   (`Flusher._flush`, `RawSocket` over a stand-in protocol) that a change could move; the
   script itself checks that every session got every write.
+- `bench/bench_history.py --smoke`: it writes the Redis event log's format by hand, loads
+  books as a restore does and runs a baseline revision's API, all of which a change could
+  move; every part must print its figures, and the restored and live events must all be
+  held.
 """
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -72,3 +77,18 @@ def test_smoke_run_writes_to_every_session() -> None:
     assert set(rows) == {"10", "100"}, f"expected a row for 10 and 100 sessions:\n{output}"
     for size, figures in rows.items():
         assert float(figures[0]) > 0, f"expected a positive figure for {size} sessions:\n{output}"
+
+
+@pytest.mark.timeout(600)  # two ingest starts, a look-alike, a baseline revision, the demo
+def test_smoke_run_prints_every_part_of_the_history_bench() -> None:
+    stdout, output = smoke("bench_history.py", 580)
+    table = stdout.split("\nsummary", 1)[-1]
+    for part in ("1 load", "2 live", "3 flush", "4 demo", "5 channels"):
+        assert f"\n{part}" in table, f"expected summary rows for part {part!r}:\n{output}"
+    held = re.findall(r"events held once restored +([\d,]+) of ([\d,]+)", table)
+    assert len(held) == 2, f"expected two restores in the summary:\n{output}"
+    for restored, written in held:
+        assert restored == written != "0", f"expected every written event restored:\n{output}"
+    accepted = re.search(r"accepted +([\d,]+) of ([\d,]+) sent", table)
+    assert accepted is not None, f"expected the live part's accepted count:\n{output}"
+    assert accepted[1] == accepted[2] != "0", f"expected every sent event accepted:\n{output}"
