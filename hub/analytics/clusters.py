@@ -86,16 +86,17 @@ def find_clusters(
         return []
 
     noise = _NOISE * top
+    points = density.tolist()  # walked point by point: a walk is a few bandwidths long
     # (position in grid units, height, low, high), positions may be fractional.
     peaks: list[list[float]] = []
     for first, last in _peak_runs(density, min_relative_height * top, noise):
-        height = float(density[first : last + 1].max())
+        height = max(points[first : last + 1])
         peaks.append(
             [
                 (first + last) / 2.0,
                 height,
-                first - _half_height_reach(density[first::-1], height, noise),
-                last + _half_height_reach(density[last:], height, noise),
+                first - _half_height_reach(points, first, -1, height, noise),
+                last + _half_height_reach(points, last, 1, height, noise),
             ]
         )
 
@@ -112,18 +113,20 @@ def find_clusters(
 
     mean = float(density.mean())
     std = float(density.std())
+    # Bins are sorted by price: a cluster's bins are one slice, summed from running sums.
     centres = np.asarray(bin_low, dtype=np.float64) + bin_width / 2.0
-    bin_long = np.asarray(bin_long, dtype=np.float64)
-    bin_short = np.asarray(bin_short, dtype=np.float64)
-    bin_count = np.asarray(bin_count)
+    sums_long = np.concatenate(([0.0], np.cumsum(np.asarray(bin_long, dtype=np.float64))))
+    sums_short = np.concatenate(([0.0], np.cumsum(np.asarray(bin_short, dtype=np.float64))))
+    sums_count = np.concatenate(([0], np.cumsum(np.asarray(bin_count))))
 
     shapes = []
     for position, height, low_pos, high_pos in merged:
         low = start + low_pos * step
         high = start + high_pos * step
-        inside = (centres >= low) & (centres <= high)
-        long_notional = float(bin_long[inside].sum())
-        short_notional = float(bin_short[inside].sum())
+        first = int(np.searchsorted(centres, low, side="left"))
+        last = int(np.searchsorted(centres, high, side="right"))
+        long_notional = float(sums_long[last] - sums_long[first])
+        short_notional = float(sums_short[last] - sums_short[first])
         notional = long_notional + short_notional
         z = (height - mean) / std if std > 0.0 else 0.0
         shapes.append(
@@ -133,7 +136,7 @@ def find_clusters(
                 high=high,
                 peak_density=height,
                 notional=notional,
-                count=int(bin_count[inside].sum()),
+                count=int(sums_count[last] - sums_count[first]),
                 long_share=long_notional / notional if notional > 0.0 else 0.0,
                 z_score=z,
                 risk=risk_level(z),
@@ -211,18 +214,22 @@ def _peak_runs(density: np.ndarray, floor: float, noise: float) -> list[tuple[in
     return list(zip(firsts[chosen].tolist(), lasts[chosen].tolist(), strict=True))
 
 
-def _half_height_reach(side: np.ndarray, height: float, noise: float) -> float:
-    """Grid steps from side[0] (the peak's edge) to half `height`, walking along `side`.
-
-    Stops early at the first valley (a rise of more than `noise`), and at the end of `side`
-    if neither comes.
-    """
+def _half_height_reach(
+    points: list[float], edge: int, direction: int, height: float, noise: float
+) -> float:
+    """Grid steps from points[edge] (the peak's edge) to half `height`, walking in
+    `direction` (1 or -1). Stops early at the first valley (a rise of more than `noise`),
+    and at the end of `points` if neither comes."""
     half = height / 2.0
-    below = np.flatnonzero(side < half)
-    rises = np.flatnonzero(np.diff(side) > noise)
-    first_below = int(below[0]) if below.size else side.size
-    valley = int(rises[0]) if rises.size else side.size - 1
-    if first_below > valley:
-        return float(valley)
-    above = side[first_below - 1]
-    return first_below - 1 + float((above - half) / (above - side[first_below]))
+    end = len(points) if direction > 0 else -1
+    steps = 0
+    previous = points[edge]
+    for index in range(edge + direction, end, direction):
+        value = points[index]
+        steps += 1
+        if value < half:
+            return steps - 1 + (previous - half) / (previous - value)
+        if value - previous > noise:
+            return float(steps - 1)  # a valley, reached first
+        previous = value
+    return float(steps)

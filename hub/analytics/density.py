@@ -70,6 +70,8 @@ class KernelDensity:
             self.step / (self.bandwidth * math.sqrt(2.0 * math.pi))
         )
 
+        # The kernel's taps as `accumulate` takes them: every oversample-th from each phase.
+        self._phases = [self._kernel[phase :: self.oversample] for phase in range(self.oversample)]
         # The kernel's spectrum at the padded length of a full linear convolution.
         self._fft_size = fft.next_fast_len(self._fine_size + len(self._kernel) - 1, real=True)
         self._kernel_fft: np.ndarray | None = None
@@ -106,22 +108,50 @@ class KernelDensity:
             self._cache = self.smooth(self._fine)
         return self._cache
 
-    def smooth(self, fine: np.ndarray) -> np.ndarray:
+    def smooth(self, fine: np.ndarray, clamp: bool = True) -> np.ndarray:
         """The density of weights given on this grid's fine nodes (`fine_size` of them),
-        e.g. a window's own lattice (`split`); read-only."""
+        e.g. a window's own lattice (`split`); read-only when `clamp`ed (the round-off
+        negatives set to 0), else a writable array that `accumulate` can keep."""
         if self._kernel_fft is None:
             self._kernel_fft = fft.rfft(self._kernel, self._fft_size)
         size = self._fft_size
         full = fft.irfft(fft.rfft(fine, size) * self._kernel_fft, size)
         # "valid" part: where the kernel lies wholly on the fine grid (= fftconvolve's).
         smoothed = full[len(self._kernel) - 1 : self._fine_size : self.oversample].copy()
-        np.maximum(smoothed, 0.0, out=smoothed)
-        smoothed.flags.writeable = False
+        if clamp:
+            np.maximum(smoothed, 0.0, out=smoothed)
+            smoothed.flags.writeable = False
         return smoothed
 
     @property
     def fine_size(self) -> int:
         return self._fine_size
+
+    def accumulate(
+        self, values: np.ndarray, nodes: list[int], weights: list[float]
+    ) -> tuple[int, int] | None:
+        """Add what weights on fine nodes `nodes` contribute to the density `values` (one
+        per grid point, in place): the same terms `smooth` sums, so a density kept by
+        adding and removing points this way stays `smooth` of the same fine array, up to
+        float round-off (and before `smooth`'s clamp of negatives). Returns the first and
+        last grid point touched, or None. For a few nodes: each costs one slice."""
+        taps = len(self._kernel)
+        over = self.oversample
+        phases = self._phases
+        size = self.size
+        low, high = size, -1
+        for node, weight in zip(nodes, weights, strict=True):
+            # Grid point i gets kernel[taps - 1 + over * i - node]: from the first i where
+            # that index is in the kernel, every over-th tap.
+            first = -((taps - 1 - node) // over)
+            phase = taps - 1 + over * first - node
+            taken = phases[phase]
+            begin, end = max(first, 0), min(first + len(taken), size)
+            if begin >= end:
+                continue
+            values[begin:end] += weight * taken[begin - first : end - first]
+            low, high = min(low, begin), max(high, end - 1)
+        return None if high < 0 else (low, high)
 
     def split(self, prices: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Linear binning in whole units: per point the left fine node (-1 when the point is

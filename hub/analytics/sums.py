@@ -37,6 +37,8 @@ ROW_BY_ROW = 8
 # the market) is kept in a small dict instead of stretching the arrays.
 DENSE_BINS = 1 << 16
 _SQUARE_CHUNK = 64  # rows whose split squares (< 2**56 each) sum within an int64
+DENSITY_RESYNC = 256  # changes added to a density before it is made again from the lattice
+DENSITY_SPREAD_MOST = 256  # nodes a change may touch and still be added node by node
 
 EMPTY_STATISTICS = Statistics(0, 0.0, 0.0, 0.0, 0.0, 0.0)
 
@@ -116,11 +118,18 @@ class WindowSums:
         self._short = np.zeros(0, np.int64)
         self._count = np.zeros(0, np.int64)
         self._far: dict[int, list[int]] = {}
-        self.lattice: np.ndarray | None = None  # int64 micros per fine node
+        # The density's axis, its lattice (int64 micros per fine node, exact) and the
+        # density itself, kept by adding what each change contributes (`accumulate`) and
+        # made again from the lattice every DENSITY_RESYNC changes, so round-off never
+        # builds up; None: no axis yet, or it moved (the lattice is made again).
+        self.kde: KernelDensity | None = None
+        self.lattice: np.ndarray | None = None
+        self._density: np.ndarray | None = None
+        self._spreads = 0
+        self.density_range: tuple[int, int] | None = None  # points changed since taken
         # Bins changed since the last `take_changes`, with their values before the change
-        # (the values clients hold); None: every bin counts as changed.
+        # (the values clients hold).
         self._touched: dict[int, tuple[int, int, int]] = {}
-        self.lattice_changed = False
 
     # -- changes ----------------------------------------------------------------------
 
@@ -150,9 +159,10 @@ class WindowSums:
         if self.lattice is not None:
             on = rows.node >= 0
             node, right = rows.node[on], rows.right[on] * sign
-            np.add.at(self.lattice, node, amounts[on] * sign - right)
+            left = amounts[on] * sign - right
+            np.add.at(self.lattice, node, left)
             np.add.at(self.lattice, node + 1, right)
-            self.lattice_changed = self.lattice_changed or bool(on.any())
+            self._spread([*node.tolist(), *(node + 1).tolist()], [*left.tolist(), *right.tolist()])
         bins = rows.bin
         self._remember(np.unique(bins).tolist())
         if not all(self._fit(int(bins.min()), int(bins.max()))):
@@ -168,6 +178,8 @@ class WindowSums:
 
     def _add_rows(self, rows: Placed, sign: int) -> None:
         lattice = self.lattice
+        nodes: list[int] = []
+        weights: list[int] = []
         for index, amount, short, exchange, node, right in zip(
             rows.bin.tolist(),
             rows.micros.tolist(),
@@ -199,7 +211,49 @@ class WindowSums:
             if lattice is not None and node >= 0:
                 lattice[node] += sign * (amount - right)
                 lattice[node + 1] += sign * right
-                self.lattice_changed = True
+                nodes += (node, node + 1)
+                weights += (sign * (amount - right), sign * right)
+        if nodes:
+            self._spread(nodes, weights)
+
+    # -- the density ------------------------------------------------------------------
+
+    def set_axis(self, kde: KernelDensity | None) -> None:
+        """A density axis (None: none yet); the lattice starts empty, for rows to come."""
+        self.kde = kde
+        self.lattice = None if kde is None else np.zeros(kde.fine_size, np.int64)
+        self._density = None
+
+    def _spread(self, nodes: list[int], weights: list[int]) -> None:
+        density = self._density
+        if density is None or self.kde is None:
+            return
+        if len(nodes) > DENSITY_SPREAD_MOST:  # cheaper made again from the lattice
+            self._density = None
+            return
+        touched = self.kde.accumulate(density, nodes, [w / MICROS for w in weights])
+        if touched is not None:
+            self._spreads += 1
+            held = self.density_range
+            self.density_range = (
+                touched
+                if held is None
+                else (
+                    min(held[0], touched[0]),
+                    max(held[1], touched[1]),
+                )
+            )
+
+    def density(self) -> np.ndarray:
+        """The density of the rows held, on the axis (negatives of round-off included:
+        callers clamp)."""
+        kde, lattice = self.kde, self.lattice
+        assert kde is not None and lattice is not None
+        if self._density is None or self._spreads >= DENSITY_RESYNC:
+            self._density = kde.smooth(lattice / MICROS, clamp=False)
+            self._spreads = 0
+            self.density_range = (0, len(self._density) - 1)
+        return self._density
 
     def _count_exchange(self, code: int, count: int, long: int, short: int) -> None:
         held = self.exchanges.get(code)

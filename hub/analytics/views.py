@@ -16,7 +16,7 @@ from hub.analytics.clusters import ClusterTracker
 from hub.analytics.density import KernelDensity
 from hub.analytics.grid import PriceGrid
 from hub.analytics.rows import Named
-from hub.analytics.sums import MICROS, WindowSums, bin_rows, place_rows
+from hub.analytics.sums import WindowSums, bin_rows, place_rows
 from hub.analytics.window import wire_array
 from hub.models import Density, HeatmapSnapshot
 
@@ -38,9 +38,9 @@ def exchange_view(
     bandwidth = grid.reference_price * bandwidth_pct / 100.0
     kde = KernelDensity(grid.density_start, grid.bin_width, grid.density_size, bandwidth)
     sums = WindowSums()
-    sums.lattice = np.zeros(kde.fine_size, np.int64)
+    sums.set_axis(kde)
     sums.add(place_rows(rows, grid, kde), 1)
-    values = kde.smooth(sums.lattice / MICROS)
+    values = np.maximum(sums.density(), 0.0)
     return HeatmapSnapshot(
         symbol=live.symbol,
         window=live.window,

@@ -31,7 +31,6 @@ from hub.analytics.grid import PriceGrid
 from hub.analytics.store import EventStore
 from hub.analytics.sums import (
     EMPTY_STATISTICS,
-    MICROS,
     Placed,
     WindowSums,
     bin_rows,
@@ -57,6 +56,7 @@ _UNSENT_STATISTICS = Statistics(-1, math.nan, math.nan, math.nan, math.nan, math
 _UNSENT_CLUSTERS = [Cluster(-1, math.nan, math.nan, math.nan, 0.0, 0, 0.0, 0.0, "low")]
 _UNSENT_COVERAGE = WindowCoverage(-1, False)
 REFRESH_FRACTION = 86_400  # of the span: a long window's pace
+CLUSTER_PACE_MS = 1_000
 # Changed density values closer than this are sent as one run: a run costs its offset.
 _RUN_JOIN = 4
 
@@ -101,6 +101,13 @@ class HeatmapWindow:
         self._published_coverage = NO_COVERAGE
         self._published_axis = (grid.density_start, grid.bin_width)
         self._wire = np.zeros(0)  # the published density values, as sent
+        self._decimals: int | None = None  # they were rounded to
+        # Clusters are found again at most every `cluster_pace_ms`: finding them costs more
+        # than the rest of a publish, and they move slowly; between two, a publish keeps
+        # the last (`_clusters_stale`: the sums changed since they were found).
+        self.cluster_pace_ms = max(refresh, CLUSTER_PACE_MS)
+        self._clusters_at = -math.inf
+        self._clusters_stale = False
 
     # -- what the window holds --------------------------------------------------------
 
@@ -147,12 +154,13 @@ class HeatmapWindow:
     def _build_lattice(self) -> None:
         """The density lattice of the rows held, on the current axis."""
         sums = self.sums
-        sums.lattice = np.zeros(self.kde.fine_size, np.int64)
+        sums.set_axis(self.kde)
+        lattice = sums.lattice
+        assert lattice is not None
         held = place_rows(self.store.since(self.cutoff or 0), self.grid, self.kde)
         on = held.node >= 0
-        np.add.at(sums.lattice, held.node[on], held.micros[on] - held.right[on])
-        np.add.at(sums.lattice, held.node[on] + 1, held.right[on])
-        sums.lattice_changed = True
+        np.add.at(lattice, held.node[on], held.micros[on] - held.right[on])
+        np.add.at(lattice, held.node[on] + 1, held.right[on])
 
     # -- grid -------------------------------------------------------------------------
 
@@ -161,7 +169,7 @@ class HeatmapWindow:
         lattice is rebuilt on the new axis at the next drain."""
         self.grid = grid
         self.kde = kde
-        self.sums.lattice = None
+        self.sums.set_axis(None)
         self._axis_moved = True
         self._changed = True
 
@@ -172,7 +180,7 @@ class HeatmapWindow:
         self._clusters.start_over(kde.bandwidth)
         self.cutoff = now - self.span_ms
         self.sums = WindowSums()
-        self.sums.lattice = np.zeros(kde.fine_size, np.int64)
+        self.sums.set_axis(kde)
         held = self.store.since(self.cutoff)
         self.sums.add(place_rows(held, grid, kde), 1)
         self.sums.take_changes()
@@ -196,7 +204,7 @@ class HeatmapWindow:
         publish keeps their ids. The caller then drains what came after."""
         self.cutoff = published_at - self.span_ms
         self.sums = WindowSums()
-        self.sums.lattice = np.zeros(self.kde.fine_size, np.int64)
+        self.sums.set_axis(self.kde)
         self.sums.add(held, 1)
         self.sums.take_changes()
         self._next_leave = int(held.time.min()) if len(held) else math.inf
@@ -244,6 +252,8 @@ class HeatmapWindow:
         wake = self._next_leave + self.span_ms
         if self._changed:
             wake = min(wake, self._time + self.refresh_ms)
+        if self._clusters_stale:
+            wake = min(wake, self._clusters_at + self.cluster_pace_ms)
         if not self._published_coverage.complete:
             wake = min(wake, coverage.complete_from(self.span_ms))
         return wake
@@ -259,19 +269,31 @@ class HeatmapWindow:
         if self.cutoff is None or not self.due(now):
             return None
         covered = coverage.of(now - self.span_ms, now)
-        if not self._changed and covered.complete == self._published_coverage.complete:
+        clusters_due = now - self._clusters_at >= self.cluster_pace_ms
+        if (
+            not self._changed
+            and covered.complete == self._published_coverage.complete
+            and not (self._clusters_stale and clusters_due)
+        ):
             return None
         self._changed = False
         changes = self.sums.take_changes()
         values = self._density()
-        clusters = self._find_clusters(values)
+        touched, self.sums.density_range = self.sums.density_range, None
+        if clusters_due or self._axis_moved or self._published_clusters is _UNSENT_CLUSTERS:
+            clusters = self._find_clusters(values)
+            self._clusters_at = now
+            self._clusters_stale = False
+        else:  # at their own pace: they stand for the last second
+            clusters = self._published_clusters
+            self._clusters_stale = True
         diff = HeatmapDiff(time=now, bins=self._bin_changes(changes))
         if self._axis_moved or len(values) != len(self._wire):
             self._axis_moved = False
             self._publish_whole_density(values)
             diff.density = self.density_message()
         else:
-            patch = self._patch(values)
+            patch = self._patch(values, touched)
             if patch:
                 diff.density_patch = patch
         statistics = self.sums.statistics(self.store.exchanges)
@@ -322,32 +344,42 @@ class HeatmapWindow:
     # -- internals --------------------------------------------------------------------
 
     def _density(self) -> np.ndarray:
-        sums = self.sums
-        if sums.lattice_changed or len(self._values) != self.grid.density_size:
-            lattice = sums.lattice
-            if lattice is None:
-                lattice = np.zeros(self.kde.fine_size, np.int64)
-            self._values = self.kde.smooth(lattice / MICROS)
-            sums.lattice_changed = False
-        return self._values
+        """The density of the rows held (clamped at 0: round-off leaves tiny negatives)."""
+        if self.sums.lattice is None:
+            self._build_lattice()
+        return np.maximum(self.sums.density(), 0.0)
 
     def _find_clusters(self, values: np.ndarray) -> list[Cluster]:
         return self._clusters.track(self.sums.shapes(values, self.kde, self.grid.bin_width))
 
     def _publish_whole_density(self, values: np.ndarray) -> None:
+        self._decimals = wire_decimals(values)
         self._wire = wire_array(values)
         self._published_axis = (self.grid.density_start, self.grid.bin_width)
 
-    def _patch(self, values: np.ndarray) -> list[DensityRun]:
-        """The runs of wire values that differ from those published; they become published."""
-        wire = wire_array(values)
-        changed = np.flatnonzero(wire != self._wire)
+    def _patch(self, values: np.ndarray, touched: tuple[int, int] | None) -> list[DensityRun]:
+        """The runs of wire values that differ from those published; they become published.
+        Only the points a change `touched` can differ, unless the peak moved the rounding
+        to other digits."""
+        decimals = wire_decimals(values)
+        if decimals != self._decimals:
+            self._decimals = decimals
+            wire = wire_array(values)
+            changed = np.flatnonzero(wire != self._wire)
+            self._wire = wire
+        elif touched is None:
+            return []
+        else:
+            first, last = touched
+            part = np.round(values[first : last + 1], decimals) if decimals is not None else 0.0
+            changed = first + np.flatnonzero(part != self._wire[first : last + 1])
+            self._wire[first : last + 1] = part
         if not len(changed):
             return []
+        wire = self._wire
         breaks = np.flatnonzero(np.diff(changed) > _RUN_JOIN)
         starts = np.concatenate(([changed[0]], changed[breaks + 1])).tolist()
         ends = np.concatenate((changed[breaks], [changed[-1]])).tolist()
-        self._wire = wire
         return [
             (start, wire[start : end + 1].tolist()) for start, end in zip(starts, ends, strict=True)
         ]
@@ -373,14 +405,19 @@ def _first_time(store: EventStore, start: int) -> float:
     return int(times[at]) if at < len(times) else math.inf
 
 
-def wire_array(values: np.ndarray) -> np.ndarray:
-    """Density values as sent: six significant digits of the peak. Most of the axis is
-    zero or convolution noise (5e-11) that would otherwise be written in full; rounding
-    makes a diff about three times smaller, and lets a diff send only what changed."""
+def wire_decimals(values: np.ndarray) -> int | None:
+    """The decimals density values are sent with: six significant digits of the peak
+    (None: all zero). Most of the axis is zero or convolution noise (5e-11) that would
+    otherwise be written in full; rounding makes a diff about three times smaller, and
+    lets a diff send only what changed."""
     peak = float(np.max(values)) if len(values) else 0.0
-    if peak <= 0:
-        return np.zeros(len(values))
-    return np.round(values, 5 - math.floor(math.log10(peak)))
+    return 5 - math.floor(math.log10(peak)) if peak > 0 else None
+
+
+def wire_array(values: np.ndarray) -> np.ndarray:
+    """Density values as sent (see `wire_decimals`)."""
+    decimals = wire_decimals(values)
+    return np.zeros(len(values)) if decimals is None else np.round(values, decimals)
 
 
 def wire_values(values: np.ndarray) -> list[float]:
