@@ -175,7 +175,14 @@ async def test_per_exchange_views_add_up_to_the_live_heatmap(start_hub: HubFacto
     feed = replayed.hub.feed
     await eventually(lambda: feed.status.frames > len(feed.lines), within=90)
     await quiet(replayed)  # then the numbers hold still
-    await replayed.hub.flush_now()
+    window = replayed.hub.processor.books["BTCUSDT"].windows["24h"]
+
+    async def published() -> bool:
+        # The 24h window publishes at its own pace: wait until it shows all it holds.
+        await replayed.hub.flush_now()
+        return not window.pending
+
+    await eventually(published, within=30)
     path = "/api/heatmap/liquidations/BTCUSDT/heatmap"
     live = (await replayed.get(path, timeWindow="24h")).json()["data"]
     by_exchange = live["statistics"]["by_exchange"]
