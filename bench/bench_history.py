@@ -12,7 +12,9 @@ printed as such. The machine's load average is printed with each part.
    in all) written straight into a real `redis-server` in the event log's own format: a
    stream per symbol (`stream_key`), one entry per symbol per 50 ms holding that
    stretch's rows (`encode_batch`), as the log's writer batches them (at everyday rates
-   that is nearly always one row an entry), ids `{ms}-{arrival}`, written in pipelines;
+   that is nearly always one row an entry), ids `{ms}-{arrival}`, written in pipelines,
+   and what the hourly sweeps' compaction makes of them: the 6-hour stretches up to the
+   last compaction in the archive (`archive_key`, at most ARCHIVE_ROWS rows an entry);
    and a coverage beside them (`hub:positions`, `~coverage`) from before the 30 days, so
    the windows are complete. Then a real `heatmap-hub ingest` process (REDIS_URL, the 300
    symbols, Binance only, on a local look-alike, no liquidity, no data directory) starts
@@ -116,7 +118,7 @@ from hub.models import LiquidationEvent
 from hub.service.control import STATUS_KEY
 from hub.service.history import COVERAGE_FIELD
 from hub.storage.batch import encode_batch
-from hub.storage.event_log import stream_key
+from hub.storage.event_log import ARCHIVE_ROWS, COMPACT_AFTER_MS, archive_key, stream_key
 from tests.fakes.binance_server import ALL_MARKET, FakeBinance, force_order
 from tests.redis_server import RedisServer
 
@@ -250,11 +252,31 @@ def write_history(url: str, market: list[Symbol], scale: Scale) -> Loaded:
         events[symbol.name] = len(rows)
         last_price[symbol.name] = float(liquidations.price[-1]) if len(rows) else symbol.price
         key = stream_key(symbol.name)
-        for first, last in _entries(liquidations.time):
+        bounds = list(_entries(liquidations.time))
+        # What a month of sweeps leaves (`RedisEventLog.compact`): every COMPACT_AFTER_MS
+        # stretch up to the last compaction in archive entries, the stream after it, and
+        # the stretch that compaction took still in the stream too.
+        mark = start + (end - start) // COMPACT_AFTER_MS * COMPACT_AFTER_MS - COMPACT_AFTER_MS
+        previous = mark - COMPACT_AFTER_MS
+        for _, chunk in itertools.groupby(
+            (b for b in bounds if rows.time[b[1] - 1] < mark),
+            key=lambda b: (int(rows.time[b[1] - 1]) - start) // COMPACT_AFTER_MS,
+        ):
+            stretch = list(chunk)
+            for at in range(0, stretch[-1][1] - stretch[0][0], ARCHIVE_ROWS):
+                first = stretch[0][0] + at
+                last = min(first + ARCHIVE_ROWS, stretch[-1][1])
+                batch = Named(rows.take(slice(first, last)), EXCHANGES)
+                entry_id = f"{rows.time[last - 1]}-{rows.arrival[last - 1]}"
+                pipe.xadd(archive_key(symbol.name), {"b": encode_batch(batch)}, id=entry_id)
+                entries += 1
+        for first, last in bounds:
+            if rows.time[last - 1] < previous:
+                continue
             batch = Named(rows.take(slice(first, last)), EXCHANGES)
             entry_id = f"{rows.time[last - 1]}-{rows.arrival[last - 1]}"
             pipe.xadd(key, {"b": encode_batch(batch)}, id=entry_id)
-            entries += 1
+            entries += rows.time[last - 1] >= mark
             if len(pipe) >= PIPELINE:
                 pipe.execute()
         if len(events) % 50 == 0 or len(events) == len(market):

@@ -160,7 +160,8 @@ class History(abc.ABC):
         return None
 
     @abc.abstractmethod
-    async def trim(self, symbols: set[str], oldest: int) -> None: ...
+    async def sweep(self, symbols: set[str], now: int) -> None:
+        """Drop what is past retention; keep the log quick to read back."""
 
     def loops(self) -> list[Callable[[], Awaitable[None]]]:
         return []
@@ -245,9 +246,10 @@ class RedisHistory(History):
         if ALIVE_FIELD in fields:
             self._alive_saved = int(fields[ALIVE_FIELD])
 
-    async def trim(self, symbols: set[str], oldest: int) -> None:
+    async def sweep(self, symbols: set[str], now: int) -> None:
         with contextlib.suppress(RedisError, OSError):
-            await self.log.trim(symbols, oldest - CLOCK_SLACK_MS)
+            await self.log.trim(symbols, now - self.retention_ms - CLOCK_SLACK_MS)
+            await self.log.compact(symbols, now)
 
     def loops(self) -> list[Callable[[], Awaitable[None]]]:
         return [self.log.run]
@@ -297,8 +299,8 @@ class DiskHistory(History):
             self._save_meta(processor, now)
         return None
 
-    async def trim(self, symbols: set[str], oldest: int) -> None:
-        await asyncio.to_thread(self.log.trim, oldest)
+    async def sweep(self, symbols: set[str], now: int) -> None:
+        await asyncio.to_thread(self.log.trim, now - self.retention_ms)
 
     def loops(self) -> list[Callable[[], Awaitable[None]]]:
         return [self.log.run]

@@ -380,8 +380,7 @@ class Ingest:
             now = self.clock()
             self.processor.sweep(now)
             if self.history is not None:
-                oldest = now - self.settings.retention_ms
-                await self.history.trim(set(self.processor.books), oldest)
+                await self.history.sweep(set(self.processor.books), now)
 
     async def _status_loop(self) -> None:
         assert self.redis is not None

@@ -13,6 +13,14 @@ written: a retry never doubles an entry. Since `ms` is at or after every event t
 its batch, the stream is trimmed by event time (`MINID`, each sweep), and a reader going
 backwards can stop at the first entry older than what it wants.
 
+At real rates most entries hold one row, and reading millions of them back costs far more
+than their rows (a Redis reply and a decode each). So each sweep moves a symbol's entries,
+once the oldest not yet moved is `COMPACT_AFTER_MS` old, into its archive
+(`hub:archive:{SYMBOL}`): a Stream of large batches, each with the id of the last entry it
+took. The archive's newest id is the mark up to which the stream is archived: readers take
+the archive up to it and the stream after it. The stream keeps what was archived until the
+next compaction, so a reader that saw the previous mark still finds what it reads next.
+
 Writes go through a bounded in-memory buffer drained by one task, so the feed never waits
 on Redis. When Redis is unreachable the buffer keeps filling (oldest dropped past its
 bound) and the task retries with backoff (`Outage`: the loss and the return are logged
@@ -48,12 +56,18 @@ WRITE_BATCH = 5_000  # rows a write cycle takes from the buffer
 REWRITE_CHUNK = 10_000  # rows per entry when the whole log is written again
 READ_PAGE = 500  # entries per read
 CLOCK_SLACK_MS = 60_000  # entries of the old per-event format are ids of their write time
+COMPACT_AFTER_MS = 6 * 3_600_000  # a stream's oldest unarchived entry this old: archive it
+ARCHIVE_ROWS = 20_000  # at most per archive entry (a few hundred kB)
 _FAILURES = (RedisError, OSError)
 _legacy_decoder = msgspec.json.Decoder(LiquidationEvent)
 
 
 def stream_key(symbol: str) -> str:
     return f"{PREFIX}events:{symbol}"
+
+
+def archive_key(symbol: str) -> str:
+    return f"{PREFIX}archive:{symbol}"
 
 
 class EventLogStatus(msgspec.Struct):
@@ -210,7 +224,7 @@ class RedisEventLog:
                 (symbol, Named(rows.take(order[i : i + REWRITE_CHUNK]), named.exchanges))
                 for i in range(0, len(order), REWRITE_CHUNK)
             ]
-            await self.redis.delete(stream_key(symbol))
+            await self.redis.delete(stream_key(symbol), archive_key(symbol))
             self._last_ms.pop(symbol, None)
             for start in range(0, len(chunks), 20):
                 await self._add(chunks[start : start + 20])
@@ -224,6 +238,47 @@ class RedisEventLog:
         async with self.redis.pipeline(transaction=False) as pipe:
             for symbol in symbols:
                 pipe.xtrim(stream_key(symbol), minid=oldest_ms, approximate=False)
+                pipe.xtrim(archive_key(symbol), minid=oldest_ms, approximate=False)
+            await pipe.execute()
+
+    async def compact(self, symbols: Iterable[str], now: int) -> int:
+        """Archive the streams whose oldest unarchived entry is `COMPACT_AFTER_MS` old;
+        the number of symbols archived."""
+        symbols = list(symbols)
+        async with self._lock:  # no write lands between a stream's read and its archiving
+            marks = await _marks(self.redis, symbols)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for symbol in symbols:
+                    pipe.xrange(stream_key(symbol), min=_after(marks[symbol]), count=1)
+                oldest = await pipe.execute()
+            due = [
+                symbol
+                for symbol, first in zip(symbols, oldest, strict=True)
+                if first and _ms(first[0][0]) <= now - COMPACT_AFTER_MS
+            ]
+            for symbol in due:
+                await self._archive(symbol, marks[symbol])
+        return len(due)
+
+    async def _archive(self, symbol: str, mark: bytes | None) -> None:
+        """One transaction: the stream's entries after `mark` into archive entries, and the
+        entries the previous compaction archived (up to `mark`) out of the stream."""
+        key = stream_key(symbol)
+        chunks: list[tuple[bytes, Named]] = []
+        parts: list[Named] = []
+        last = b""
+        async for last, named in _entries(self.redis, key, _after(mark)):
+            parts.append(named)
+            if sum(len(part.rows) for part in parts) >= ARCHIVE_ROWS:
+                chunks.append((last, merge(parts)))
+                parts = []
+        if parts:
+            chunks.append((last, merge(parts)))
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for entry_id, named in chunks:
+                pipe.xadd(archive_key(symbol), {"b": encode_batch(named)}, id=entry_id)
+            if mark is not None:
+                pipe.xtrim(key, minid=_after_id(mark), approximate=False)
             await pipe.execute()
 
 
@@ -237,16 +292,55 @@ async def read_all(redis: Redis, symbol: str, since: int = 0) -> Named:
 
 async def entries_from(redis: Redis, symbol: str, since: int) -> AsyncIterator[Named]:
     """The log's entries with ids from `since - CLOCK_SLACK_MS` on, oldest first, decoded
-    (an unreadable entry is skipped, counted in the log)."""
-    key = stream_key(symbol)
-    lower: str = str(max(0, since - CLOCK_SLACK_MS))
-    while True:
-        entries = await redis.xrange(key, min=lower, max="+", count=READ_PAGE)
-        for named in _decode(key, entries):
+    (an unreadable entry is skipped, counted in the log): the archive up to its mark, then
+    the stream after it."""
+    lower = str(max(0, since - CLOCK_SLACK_MS))
+    mark = (await _marks(redis, [symbol]))[symbol]
+    if mark is not None:
+        async for _, named in _entries(redis, archive_key(symbol), lower, mark.decode()):
             yield named
+        if int(lower) <= _ms(mark):
+            lower = _after(mark)
+    async for _, named in _entries(redis, stream_key(symbol), lower):
+        yield named
+
+
+async def _entries(
+    redis: Redis, key: str, lower: str, upper: str = "+"
+) -> AsyncIterator[tuple[bytes, Named]]:
+    """Entries of one stream between two ids (`(` before an id excludes it), with their
+    ids, oldest first, a page at a time."""
+    while True:
+        entries = await redis.xrange(key, min=lower, max=upper, count=READ_PAGE)
+        for entry_id, named in _decode(key, entries):
+            yield entry_id, named
         if len(entries) < READ_PAGE:
             return
         lower = f"({entries[-1][0].decode()}"
+
+
+async def _marks(redis: Redis, symbols: list[str]) -> dict[str, bytes | None]:
+    """Each symbol's archive mark: the id of the last stream entry archived."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for symbol in symbols:
+            pipe.xrevrange(archive_key(symbol), count=1)
+        tips = await pipe.execute()
+    return {s: tip[0][0] if tip else None for s, tip in zip(symbols, tips, strict=True)}
+
+
+def _after(mark: bytes | None) -> str:
+    return "-" if mark is None else f"({mark.decode()}"
+
+
+def _after_id(mark: bytes) -> str:
+    """The smallest id above `mark` (XTRIM's MINID keeps ids from it on)."""
+    ms, seq = mark.split(b"-")
+    return f"{int(ms)}-{int(seq) + 1}"
+
+
+def _ms(entry_id: bytes) -> int:
+    return int(entry_id.split(b"-")[0])
+
 
 
 async def read_window(
@@ -257,26 +351,30 @@ async def read_window(
     after its events' times (old-format entries: their write time, up to CLOCK_SLACK_MS
     after), so the read stops at ids older than `since`, and, with a limit, once the ids
     read are older than the limit-th newest event found."""
-    key = stream_key(symbol)
     found: list[LiquidationEvent] = []
-    floor = max(0, since - CLOCK_SLACK_MS)
-    upper = "+"
-    while True:
-        entries = await redis.xrevrange(key, max=upper, min=floor, count=READ_PAGE)
-        for named in _decode(key, entries):
-            rows = named.rows
-            keep = rows.time >= since
-            if side is not None:
-                keep &= rows.short == (side == "short")
-            found.extend(events_of(rows.take(keep), named.exchanges, symbol))
-        if len(entries) < READ_PAGE:
-            break
-        oldest = int(entries[-1][0].split(b"-")[0])
-        if limit is not None and len(found) >= limit:
-            found.sort(key=_newest_first)
-            if oldest < found[limit - 1].time - CLOCK_SLACK_MS:
+    floor = str(max(0, since - CLOCK_SLACK_MS))
+    mark = (await _marks(redis, [symbol]))[symbol]
+    archived = mark is not None and _ms(mark) >= int(floor)
+    ranges = [(stream_key(symbol), "+", _after(mark) if archived else floor)]
+    if archived:
+        ranges.append((archive_key(symbol), mark.decode(), floor))
+    for key, upper, lower in ranges:
+        while True:
+            entries = await redis.xrevrange(key, max=upper, min=lower, count=READ_PAGE)
+            for _, named in _decode(key, entries):
+                rows = named.rows
+                keep = rows.time >= since
+                if side is not None:
+                    keep &= rows.short == (side == "short")
+                found.extend(events_of(rows.take(keep), named.exchanges, symbol))
+            done = len(entries) < READ_PAGE
+            if entries and limit is not None and len(found) >= limit:
+                found.sort(key=_newest_first)
+                if _ms(entries[-1][0]) < found[limit - 1].time - CLOCK_SLACK_MS:
+                    return found[:limit]
+            if done:
                 break
-        upper = f"({entries[-1][0].decode()}"  # exclusive: continue below the last entry
+            upper = f"({entries[-1][0].decode()}"  # exclusive: continue below the last entry
     found.sort(key=_newest_first)
     return found if limit is None else found[:limit]
 
@@ -285,13 +383,17 @@ def _newest_first(event: LiquidationEvent) -> int:
     return -event.time
 
 
-def _decode(key: str, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> list[Named]:
-    decoded: list[Named] = []
+def _decode(
+    key: str, entries: list[tuple[bytes, dict[bytes, bytes]]]
+) -> list[tuple[bytes, Named]]:
+    """Entries with their ids; the old format's, one event each, as one batch of the last
+    one's id."""
+    decoded: list[tuple[bytes, Named]] = []
     legacy: list[tuple[int, LiquidationEvent]] = []
     for entry_id, fields in entries:
         try:
             if b"b" in fields:
-                decoded.append(decode_batch(fields[b"b"]))
+                decoded.append((entry_id, decode_batch(fields[b"b"])))
             else:  # one event per entry, JSON: the format before batches
                 ms, seq = entry_id.split(b"-")
                 event = _legacy_decoder.decode(fields[b"e"])
@@ -300,5 +402,5 @@ def _decode(key: str, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> list[N
         except (KeyError, ValueError, msgspec.DecodeError):
             log.warning("event log %s: skipped an unreadable entry %s", key, entry_id)
     if legacy:
-        decoded.append(rows_of(legacy))
+        decoded.append((entries[-1][0], rows_of(legacy)))
     return decoded
