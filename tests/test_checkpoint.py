@@ -132,7 +132,7 @@ def test_a_restored_processor_does_not_alert_standing_clusters_again() -> None:
     assert any(a.kind == "cluster_new" for a in past.alerts), (
         "expected the first half of the demo to raise cluster alerts, to test their memory"
     )
-    after = restored(before, past.held, checkpoint.positions(before), last_flush)
+    after = restored(before, past.held, checkpoint.Positions()(before), last_flush)
 
     # Both flush at the same moment: the same events (those applied since the last flush
     # are news to both), so the same clusters are new, whatever was standing before.
@@ -171,7 +171,7 @@ def test_a_restored_book_keeps_its_grid_through_the_events_after_the_checkpoint(
     # price: the density axis moved far from the market, or a new epoch began.
     past = before_restart(0.5)
     before = past.processor
-    after = restored(before, past.held, checkpoint.positions(before), past.last_flush)
+    after = restored(before, past.held, checkpoint.Positions()(before), past.last_flush)
     for symbol, book in before.books.items():
         assert book.grid is not None
         expected = (book.grid.epoch, book.grid.reference_price, book.market_price)
@@ -196,7 +196,7 @@ def test_every_window_resumes_where_its_clients_are() -> None:
         if window.pending
     ]
     assert lagging, "expected a window with changes it had not yet published at the checkpoint"
-    after = restored(before, past.held, checkpoint.positions(before), past.last_flush)
+    after = restored(before, past.held, checkpoint.Positions()(before), past.last_flush)
     run(after, past.rest, past.last_flush, every=2_000, recorder=clients)
     end = past.rest[-1][0] + 60_000  # every window due
     clients.take(after.flush(end), end)
@@ -213,7 +213,7 @@ def test_a_checkpoint_of_an_older_format_starts_a_new_epoch_with_every_event() -
     # a position cannot name a row of the log, so the book starts afresh from all of it.
     past = before_restart(1 / 3)
     before = past.processor
-    saved = checkpoint.positions(before)
+    saved = checkpoint.Positions()(before)
     old = {
         field: raw if field == checkpoint.CHANNELS_FIELD else _in_the_old_format(raw)
         for field, raw in saved.items()
@@ -235,3 +235,20 @@ def _in_the_old_format(raw: bytes) -> bytes:
     seqs = {name: window[0] for name, window in fields.pop("windows").items()}
     del fields["arrival"], fields["market_price"]
     return msgspec.json.encode({**fields, "watermark": "binance|1|long|1.0|1.0", "seqs": seqs})
+
+
+def test_positions_encoded_again_only_for_books_that_flushed() -> None:
+    timed = session()
+    symbols = {event.symbol for _, event in timed}
+    processor = new_processor(symbols)
+    positions = checkpoint.Positions()
+    half = len(timed) // 2
+    _, last_flush = run(processor, timed[:half], 0)
+    first = positions(processor)
+    _, last_flush = run(processor, timed[half : half + 40], last_flush, every=1)
+    second = positions(processor)
+    assert second == checkpoint.Positions()(processor), "the same bytes as encoded afresh"
+    moved = {event.symbol for _, event in timed[half : half + 40]}
+    for symbol in symbols - moved:
+        assert second[symbol] is first[symbol], f"{symbol} did not flush: kept as encoded"
+    assert any(second[s] != first[s] for s in moved), f"{sorted(moved)} flushed: re-encoded"

@@ -13,7 +13,6 @@ from hub.analytics.rows import Named, in_log_order, rows_of
 from hub.models import LiquidationEvent
 from hub.storage.event_log import (
     ARCHIVE_ROWS,
-    COMPACT_AFTER_MS,
     RedisEventLog,
     archive_key,
     read_all,

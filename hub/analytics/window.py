@@ -57,6 +57,7 @@ _UNSENT_CLUSTERS = [Cluster(-1, math.nan, math.nan, math.nan, 0.0, 0, 0.0, 0.0, 
 _UNSENT_COVERAGE = WindowCoverage(-1, False)
 REFRESH_FRACTION = 86_400  # of the span: a long window's pace
 CLUSTER_PACE_MS = 1_000
+CLUSTER_FRACTION = 14_400  # of the span: a long window's clusters' pace
 # Changed density values closer than this are sent as one run: a run costs its offset.
 _RUN_JOIN = 4
 
@@ -65,6 +66,12 @@ def refresh_ms(span_ms: int) -> int:
     """How often a window of `span_ms` is published at most (see the module doc); 0: at
     every flush."""
     return span_ms // REFRESH_FRACTION if span_ms > 3_600_000 else 0
+
+
+def cluster_pace_ms(span_ms: int) -> int:
+    """How often a window's clusters are found again at most: every second up to 4 h,
+    1/14,400 of the span beyond (the `30d` window's every 3 minutes)."""
+    return max(CLUSTER_PACE_MS, span_ms // CLUSTER_FRACTION)
 
 
 class HeatmapWindow:
@@ -105,7 +112,7 @@ class HeatmapWindow:
         # Clusters are found again at most every `cluster_pace_ms`: finding them costs more
         # than the rest of a publish, and they move slowly; between two, a publish keeps
         # the last (`_clusters_stale`: the sums changed since they were found).
-        self.cluster_pace_ms = max(refresh, CLUSTER_PACE_MS)
+        self.cluster_pace_ms = max(refresh, cluster_pace_ms(span_ms))
         self._clusters_at = -math.inf
         self._clusters_stale = False
 

@@ -186,6 +186,7 @@ class RedisHistory(History):
         self.log = RedisEventLog(redis, holdings)
         self._saved: dict[str, bytes] = {}  # fields as last stored
         self._positions: dict[bytes, bytes] = {}
+        self._encode_positions = checkpoint.Positions()
         self._rewrites_seen = 0
 
     def append(self, arrival: int, event: LiquidationEvent) -> None:
@@ -232,7 +233,7 @@ class RedisHistory(History):
         if log_.status.rewrites != self._rewrites_seen:
             self._rewrites_seen = log_.status.rewrites
             self._saved.clear()  # Redis lost everything, checkpoints included
-        fields = checkpoint.positions(processor)
+        fields = self._encode_positions(processor)
         meta = self.meta(processor, now)
         fields[COVERAGE_FIELD] = msgspec.json.encode(meta.coverage)
         if meta.source is not None:

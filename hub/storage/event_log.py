@@ -342,7 +342,6 @@ def _ms(entry_id: bytes) -> int:
     return int(entry_id.split(b"-")[0])
 
 
-
 async def read_window(
     redis: Redis, symbol: str, since: int, side: str | None, limit: int | None = None
 ) -> list[LiquidationEvent]:
@@ -383,9 +382,7 @@ def _newest_first(event: LiquidationEvent) -> int:
     return -event.time
 
 
-def _decode(
-    key: str, entries: list[tuple[bytes, dict[bytes, bytes]]]
-) -> list[tuple[bytes, Named]]:
+def _decode(key: str, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> list[tuple[bytes, Named]]:
     """Entries with their ids; the old format's, one event each, as one batch of the last
     one's id."""
     decoded: list[tuple[bytes, Named]] = []
