@@ -32,7 +32,19 @@ ROWS = """JSON.stringify([...document.querySelectorAll('#exchanges tbody tr')].m
 SHOWN_COUNT = """(() => { const dt = [...document.querySelectorAll('#stats dt')]
   .find((d) => d.textContent === 'liquidations');
   return dt ? dt.nextElementSibling.textContent : ''; })()"""
-NO_AMOUNT = "\N{EN DASH}"  # what the page shows for a notional of 0
+
+
+def amount(notional: float) -> str:
+    """A notional as the page writes it (its `fmtNum`; none: a dash); the unit heads the column."""
+    size = abs(notional)
+    if not notional:
+        return "\N{EN DASH}"
+    for scale, suffix in ((1e9, "B"), (1e6, "M")):
+        if size >= scale:
+            return f"{notional / scale:.2f}{suffix}"
+    if size >= 1e3:
+        return f"{notional / 1e3:.{0 if size >= 1e5 else 1}f}K"
+    return f"{notional:.{0 if size >= 10 else 2}f}"
 
 
 async def statistics(running: RunningHub, exchanges: list[str] | None = None) -> dict[str, Any]:
@@ -63,10 +75,16 @@ async def test_the_breakdown_lists_each_exchange_and_a_toggle_shows_the_others(
         await eventually(breakdown_matches, within=30, seen=lambda: seen)
         hub, rows = seen
         assert len(rows) >= 2 and all(ticked for _, ticked, *_ in rows), rows
-        for name, _, _, longs, shorts in rows:  # notionals in the quote currency, or none
-            for shown, notional in ((longs, hub[name]["long_notional"]),
-                                    (shorts, hub[name]["short_notional"])):  # fmt: skip
-                assert shown.endswith(" USDT") if notional else shown == NO_AMOUNT, (name, shown)
+        for name, _, _, longs, shorts in rows:
+            notionals = (hub[name]["long_notional"], hub[name]["short_notional"])
+            assert [longs, shorts] == [amount(v) for v in notionals], (
+                name,
+                longs,
+                shorts,
+                notionals,
+            )
+        head = await browser.evaluate("document.querySelector('#exchanges thead').textContent")
+        assert "longs USDT" in head and "shorts USDT" in head, head
 
         # Untick one: the page shows the view of the others, and still lists all of them.
         left_out = rows[0][0]
