@@ -94,14 +94,14 @@ async def test_the_breakdown_lists_each_exchange_and_a_toggle_shows_the_others(
         )
         await browser.wait_for(f"{LIVE} && document.body.dataset.view === '{','.join(others)}'")
 
-        async def count_of_the_others() -> bool:
-            expected = (await statistics(running, others))["event_count"]
+        async def shows_the_count_of(exchanges: list[str] | None) -> bool:
+            expected = (await statistics(running, exchanges))["event_count"]
             shown = await browser.evaluate(SHOWN_COUNT)
-            seen[:] = [expected, shown]
+            seen[:] = [exchanges, expected, shown]
             return shown.replace(",", "") == str(expected)
 
-        await eventually(count_of_the_others, within=30, seen=lambda: seen)
-        assert seen[0] < (await statistics(running))["event_count"], seen
+        await eventually(lambda: shows_the_count_of(others), within=30, seen=lambda: seen)
+        assert seen[1] < (await statistics(running))["event_count"], seen
         rows = json.loads(await browser.evaluate(ROWS))
         assert [(name, ticked) for name, ticked, *_ in rows] == [
             (name, name != left_out) for name in sorted(hub)
@@ -115,12 +115,15 @@ async def test_the_breakdown_lists_each_exchange_and_a_toggle_shows_the_others(
             f"document.querySelector('#exchanges input[value=\"{left_out}\"]').click()"
         )
         await browser.wait_for(f"{LIVE} && document.body.dataset.view === 'all'")
+        await eventually(lambda: shows_the_count_of(None), within=30, seen=lambda: seen)
 
-        async def count_of_all() -> bool:
-            expected = (await statistics(running))["event_count"]
-            shown = await browser.evaluate(SHOWN_COUNT)
-            seen[:] = [expected, shown]
-            return shown.replace(",", "") == str(expected)
-
-        await eventually(count_of_all, within=30, seen=lambda: seen)
+        # Untick them all, one after another: the last one stays ticked, and shown alone.
+        await browser.evaluate(
+            "document.querySelectorAll('#exchanges input').forEach((i) => i.click())"
+        )
+        last = sorted(hub)[-1]
+        await browser.wait_for(f"{LIVE} && document.body.dataset.view === '{last}'")
+        await eventually(lambda: shows_the_count_of([last]), within=30, seen=lambda: seen)
+        rows = json.loads(await browser.evaluate(ROWS))
+        assert [name for name, ticked, *_ in rows if ticked] == [last], rows
         assert not [line for line in browser.console if "Error" in line], browser.console
