@@ -208,5 +208,9 @@ async def test_per_exchange_views_add_up_to_the_live_heatmap(start_hub: HubFacto
     assert placed + outside == pytest.approx(okx_total)
     unified = (await replayed.get("/api/heatmap/unified/BTCUSDT", exchange="okx")).json()["data"]
     assert set(unified["heatmap"]["statistics"]["by_exchange"]) == {"okx"}
+    two = await replayed.get("/api/heatmap/unified/BTCUSDT", timeWindow="24h", exchange="okx,bybit")
+    summed = two.json()["data"]["heatmap"]["statistics"]
+    assert set(summed["by_exchange"]) == {"okx", "bybit"}, summed
+    assert summed["event_count"] == by_exchange["okx"]["count"] + by_exchange["bybit"]["count"]
     bad = await replayed.get(path, exchange="mtgox")
     assert bad.status_code == 400 and "mtgox" in bad.json()["error"]

@@ -144,10 +144,14 @@ async def test_the_exchange_filter_on_events_export_and_leverage(
     assert [e["exchange"] for e in await events(running, exchange="binance")] == ["binance"]
     exported = await running.get(f"{API}/export/BTCUSDT", format="json", exchange="okx")
     assert [e["exchange"] for e in exported.json()["data"]] == ["okx"]
-    leverage = (await running.get(f"{API}/liquidations/BTCUSDT/leverage", exchange="bybit")).json()[
-        "data"
-    ]
-    assert sum(t["count"] for t in leverage["tiers"]) + leverage["unknown"] == 1
+
+    async def counted(exchanges: str) -> int:
+        path = f"{API}/liquidations/BTCUSDT/leverage"
+        data = (await running.get(path, exchange=exchanges)).json()["data"]
+        return sum(t["count"] for t in data["tiers"]) + data["unknown"]
+
+    seen = [await counted(exchanges) for exchanges in ("bybit", "okx", "bybit,okx")]
+    assert seen == [1, 1, 2], f"expected a list to count the sum of its exchanges, seen {seen}"
 
     for path in ("liquidations/BTCUSDT", "export/BTCUSDT", "liquidations/BTCUSDT/leverage"):
         response = await running.get(f"{API}/{path}", exchange="binance,kraken")
