@@ -188,7 +188,7 @@ async def test_the_page_draws_live_liquidations_where_the_data_has_them(
         # live: the REST timeline drawn, the heatmap snapshot in, a live liquidation applied
         await browser.wait_for(f"{LIVE} && +document.body.dataset.cells > 0")
         await browser.wait_for("+document.body.dataset.live >= 3")
-        assert (await data_of(browser))["health"] == "live"
+        assert (await data_of(browser))["health"] == "demo"
         # No more events, and the matrix re-read: the picture holds still for the checks.
         # (Live additions are checked exactly in the next test, where no event is in
         # flight while the page reads the timeline.)
@@ -320,6 +320,23 @@ async def test_the_page_says_the_upstream_is_down_instead_of_showing_live(
         for expression, (cls, text) in cases.items():
             got = await browser.evaluate(f"JSON.stringify({expression})")
             assert got == f'{{"cls":"{cls}","text":"{text}"}}', (expression, got)
+
+
+async def test_the_demo_badge_says_demo_not_live(start_hub: HubFactory) -> None:
+    """Every source of the demo reports `live: false`: a newcomer must not take the
+    recorded session for exchange data."""
+    running = await start_demo(start_hub)  # during its backfill the sources lag
+    assert CHROMIUM is not None
+    async with Browser(CHROMIUM) as browser:
+        await browser.goto(f"{running.http}/")
+        header = await browser.wait_for(
+            "['live', 'demo'].includes(document.body.dataset.health) && "
+            "document.getElementById('health').innerText"
+        )
+        health = (await data_of(browser))["health"]
+        assert health == "demo", f"expected the demo badge, seen {health!r}: {header!r}"
+        assert header.startswith("demo") and "live" not in header, header
+        assert "replay" not in header.split("·", 1)[1], f"the exchanges only: {header!r}"
 
 
 async def test_live_liquidations_are_added_to_the_matrix_as_they_arrive(
