@@ -372,17 +372,19 @@ def _run_app(hub: HubView, settings: Settings, args: argparse.Namespace) -> int:
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from hub.service.hubs import ServeHub
 
-    check_listen_address(settings.host, settings.port)
+    source = _source(args)
     check_tls(settings)
-    return _run_app(ServeHub(settings, _source(args)), settings, args)
+    check_listen_address(settings.host, settings.port)  # last: a busy port hides nothing
+    return _run_app(ServeHub(settings, source), settings, args)
 
 
 def _web(settings: Settings, args: argparse.Namespace) -> int:
     from hub.service.hubs import WebHub
 
-    check_listen_address(settings.host, settings.port)
+    hub = WebHub(settings)  # checks REDIS_URL; connects nowhere until started
     check_tls(settings)
-    return _run_app(WebHub(settings), settings, args)
+    check_listen_address(settings.host, settings.port)  # last: a busy port hides nothing
+    return _run_app(hub, settings, args)
 
 
 def _until_signalled(run: Callable[[asyncio.Event], Awaitable[None]]) -> None:
