@@ -25,6 +25,7 @@ from starlette.responses import Response
 
 from hub.channels import DEFAULT_WINDOW, WINDOWS, is_symbol
 from hub.errors import RequestError, clip, echo
+from hub.rounding import output
 
 log = logging.getLogger("hub.api")
 _encoder = msgspec.json.Encoder()
@@ -34,7 +35,7 @@ Handler = Callable[..., Awaitable[Response]]
 
 def ok(data: Any, headers: dict[str, str] | None = None) -> Response:
     return Response(
-        _encoder.encode({"success": True, "data": data}),
+        _encoder.encode({"success": True, "data": output(data)}),
         media_type="application/json",
         headers=headers,
     )
