@@ -98,9 +98,12 @@ def query_value(request: Request, name: str) -> str | None:
 
 
 def tracked_symbol(request: Request, tracked: set[str]) -> str:
-    """The path's `symbol`, upper case; a 404 unless it is tracked."""
+    """The path's `symbol`, upper case; a 404 unless it is tracked, a 503 while the hub
+    knows no symbol at all (a `web` process that has not heard from `ingest` yet)."""
     raw = request.path_params["symbol"]
     symbol = raw.upper()
+    if not tracked:
+        raise RequestError(503, "the hub is starting: no tracked symbols known yet")
     if not is_symbol(symbol) or symbol not in tracked:
         raise RequestError(404, f"symbol {echo(raw)} is not tracked")
     return symbol
