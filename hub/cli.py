@@ -98,7 +98,7 @@ _COMMANDS = {
         "when --redis-url / REDIS_URL is set (then `web` processes can join it).",
         [
             ("heatmap-hub serve --demo", "no network: the bundled replay, looped"),
-            ("heatmap-hub serve --symbols BTCUSDT,ETHUSDT", "live Binance data"),
+            ("heatmap-hub serve --symbols BTCUSDT,ETHUSDT", "live exchange data"),
             ("heatmap-hub serve --replay session.jsonl --speed 0", "a file, at full speed"),
         ],
     ),
@@ -107,7 +107,7 @@ _COMMANDS = {
         "Run the exchange feed (or a replay) and the analytics, and publish every message "
         "to Redis for `web` processes to serve. Serves no clients itself; needs Redis.",
         [
-            ("heatmap-hub ingest --redis-url redis://127.0.0.1:6379/0", "live Binance data"),
+            ("heatmap-hub ingest --redis-url redis://127.0.0.1:6379/0", "live exchange data"),
             ("REDIS_URL=redis://127.0.0.1:6379/0 heatmap-hub ingest --demo", "no network"),
         ],
     ),
@@ -203,12 +203,13 @@ def _add_sources(parser: argparse.ArgumentParser) -> None:
         "--replay",
         type=Path,
         metavar="FILE",
-        help="play a recorded file instead of Binance (default: none)",
+        help="play a recorded file instead of the exchanges (default: none)",
     )
     group.add_argument(
         "--demo",
         action="store_true",
-        help="play the bundled replay instead of Binance, looped, shifted to now (default: off)",
+        help="play the bundled replay instead of the exchanges, looped, shifted to now "
+        "(default: off)",
     )
     parser.add_argument(
         "--speed",
@@ -372,17 +373,19 @@ def _run_app(hub: HubView, settings: Settings, args: argparse.Namespace) -> int:
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from hub.service.hubs import ServeHub
 
-    check_listen_address(settings.host, settings.port)
+    source = _source(args)
     check_tls(settings)
-    return _run_app(ServeHub(settings, _source(args)), settings, args)
+    check_listen_address(settings.host, settings.port)  # last: a busy port hides nothing
+    return _run_app(ServeHub(settings, source), settings, args)
 
 
 def _web(settings: Settings, args: argparse.Namespace) -> int:
     from hub.service.hubs import WebHub
 
-    check_listen_address(settings.host, settings.port)
+    hub = WebHub(settings)  # checks REDIS_URL; connects nowhere until started
     check_tls(settings)
-    return _run_app(WebHub(settings), settings, args)
+    check_listen_address(settings.host, settings.port)  # last: a busy port hides nothing
+    return _run_app(hub, settings, args)
 
 
 def _until_signalled(run: Callable[[asyncio.Event], Awaitable[None]]) -> None:

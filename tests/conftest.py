@@ -186,6 +186,13 @@ class RunningHub:
     http: str
     ws: str
     client: httpx.AsyncClient
+    server: uvicorn.Server
+    task: asyncio.Task[None]
+
+    async def stop(self) -> None:
+        """Stop this hub as a restart does (its address can then serve another)."""
+        self.server.should_exit = True
+        await asyncio.wait_for(asyncio.shield(self.task), 10)
 
     async def get(self, path: str, **params: str) -> httpx.Response:
         return await self.client.get(f"{self.http}{path}", params=params)
@@ -201,11 +208,16 @@ async def start_hub() -> AsyncIterator[HubFactory]:
     servers: list[tuple[uvicorn.Server, asyncio.Task[None], httpx.AsyncClient]] = []
 
     async def start(
-        settings: Settings, *, uvicorn_options: dict[str, Any] | None = None, **hub_kwargs: object
+        settings: Settings,
+        *,
+        uvicorn_options: dict[str, Any] | None = None,
+        port: int | None = None,
+        **hub_kwargs: object,
     ) -> RunningHub:
+        """`port`: a stopped hub's, to start its successor where clients reconnect."""
         if not (hub_kwargs.get("replay") or hub_kwargs.get("demo")):
             assert_offline(settings)
-        port = free_port()
+        port = port or free_port()
         if settings.binance_rest_url == Settings().binance_rest_url:
             # Tests never reach the real Binance: a live hub fetches the listing at start.
             closed = f"http://127.0.0.1:{free_port()}"
@@ -232,7 +244,8 @@ async def start_hub() -> AsyncIterator[HubFactory]:
             await asyncio.sleep(0.01)
         client = http_client()
         servers.append((server, task, client))
-        return RunningHub(hub, f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/ws", client)
+        http, ws = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/ws"
+        return RunningHub(hub, http, ws, client, server, task)
 
     yield start
     for server, task, client in servers:

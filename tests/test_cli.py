@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -89,6 +90,25 @@ def test_bad_configuration_exits_2_with_one_line() -> None:
     assert flag.returncode == 2 and "PORT (--port)" in flag.stderr
     speed = run_cli("serve", "--replay", "nowhere.jsonl")
     assert speed.returncode == 2 and "--replay" in speed.stderr
+
+
+def test_configuration_is_checked_before_the_port() -> None:
+    """A port in use (5000, the default, often is) must not hide what is wrong with the
+    configuration: the port is the last thing checked before serving."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        cases = {
+            ("web",): "REDIS_URL",
+            ("serve", "--replay", "nowhere.jsonl"): "--replay",
+            ("serve", "--speed", "fast"): "--speed",
+        }
+        for command, named in cases.items():
+            result = run_cli(*command, "--port", port, env={"REDIS_URL": ""})
+            assert result.returncode == 2, (command, result.returncode, result.stderr[-500:])
+            lines = result.stderr.strip().splitlines()
+            assert len(lines) == 1 and named in lines[0], f"expected {named} for {command}: {lines}"
 
 
 async def test_record_writes_replay_lines(fake_binance: FakeBinance, tmp_path: Path) -> None:

@@ -4,11 +4,12 @@ look-alike (401, 429, plan refusal, unreachable), and the hub's status and unifi
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator
 
 import pytest
 
-from hub.analytics.coinglass_compare import HOUR_MS, compare, hub_hours
+from hub.analytics.coinglass_compare import HOUR_MS, compare, hub_hours, reported
 from hub.config import Settings
 from hub.feeds.coinglass import Refused, parse_history
 from hub.models import LiquidationEvent
@@ -47,6 +48,15 @@ def test_hub_hours_and_comparison() -> None:
     few = compare(CG_HOURS, hours, [CURRENT - HOUR_MS, CURRENT - 2 * HOUR_MS])
     assert few.correlation is None, "two hours are too few for a correlation"
     assert compare({}, hours, []).ratio is None
+
+
+def test_coinglass_figures_stand_without_a_comparison() -> None:
+    """CoinGlass's own totals of the window are shown even when no whole hour of the hub
+    overlaps them; the comparison only where one exists."""
+    since = CURRENT - 24 * HOUR_MS
+    own = reported(CG_HOURS, since, CURRENT)
+    assert (own.long_usd, own.short_usd, own.hours) == (15_000.0, 7_500.0, 5)
+    assert reported(CG_HOURS, CURRENT - 2 * HOUR_MS, CURRENT).hours == 2
 
 
 def test_history_bodies() -> None:
@@ -90,8 +100,10 @@ async def test_poller_compares_and_reports_failures_as_states(coinglass: FakeCoi
     await validation.poll_once()
     status = validation.status(NOW)
     assert status["connected"] and status["last_error"] is None, status
-    assert status["hours"] == 4 and status["ratio"] == pytest.approx(0.1)
-    assert status["correlation"] == pytest.approx(1.0)
+    compared = status["comparison"]
+    assert compared["hours"] == 4 and compared["ratio"] == pytest.approx(0.1)
+    assert compared["correlation"] == pytest.approx(1.0)
+    assert status["coinglass"] == {"long_usd": 15_000.0, "short_usd": 7_500.0, "hours": 5}
     assert coinglass.requests[-1] | {"path": ""} == {
         "path": "",
         "exchange_list": "Binance,OKX",
@@ -105,7 +117,7 @@ async def test_poller_compares_and_reports_failures_as_states(coinglass: FakeCoi
     status = validation.status(NOW)
     assert "429" in status["last_error"] and not status["connected"]
     assert validation._backoff > validation.poll_every_s, "rate limited: poll less often"
-    assert status["hours"] == 4, "the last comparison is kept"
+    assert status["comparison"]["hours"] == 4, "the last comparison is kept"
 
     coinglass.mode = "plan"
     await validation.poll_once()
@@ -114,17 +126,22 @@ async def test_poller_compares_and_reports_failures_as_states(coinglass: FakeCoi
     coinglass.mode = "ok"
     wrong = poller(coinglass.url, key="wrong")
     await wrong.poll_once()
-    assert "401" in wrong.status(NOW)["last_error"] and wrong.status(NOW)["hours"] == 0
+    assert "401" in wrong.status(NOW)["last_error"] and wrong.status(NOW)["comparison"] is None
 
     gone = poller(f"http://127.0.0.1:{free_port()}")
     await gone.poll_once()
     assert "unreachable" in gone.status(NOW)["last_error"]
 
 
-async def test_hub_status_and_unified_show_the_comparison(
-    coinglass: FakeCoinGlass, start_hub: HubFactory
-) -> None:
-    async with FakeBinance(ping_interval=None) as binance:
+async def test_hub_status_and_unified_show_the_comparison(start_hub: HubFactory) -> None:
+    now = int(time.time() * 1000)
+    current = now - now % HOUR_MS
+    # CoinGlass reports the last five hours; the hub, started now, ran through none of them
+    hours = {current - h * HOUR_MS: (1000.0 * h, 500.0 * h) for h in range(1, 6)}
+    async with (
+        FakeBinance(ping_interval=None) as binance,
+        FakeCoinGlass(KEY, {"BTC": hours}) as coinglass,
+    ):
         settings = Settings(
             binance_ws_url=binance.base_url,
             symbols=("BTCUSDT",),
@@ -147,7 +164,8 @@ async def test_hub_status_and_unified_show_the_comparison(
         unified = (await hub.get("/api/heatmap/unified/BTCUSDT")).json()["data"]
         cg = unified["coinglass"]
         assert cg["enabled"] and cg["last_error"] is None and cg["window"] == "24h"
-        # the hub started this hour: no whole hour to compare yet, and it says so
-        assert cg["hours"] == 0 and cg["ratio"] is None
+        # CoinGlass's own figures, and no comparison: the hub ran through no whole hour yet
+        assert cg["coinglass"] == {"long_usd": 15_000.0, "short_usd": 7_500.0, "hours": 5}, cg
+        assert cg["comparison"] is None, cg
         liquidity = await hub.get("/api/heatmap/liquidity/BTCUSDT")
         assert liquidity.status_code == 503 and "HEATMAP_LIQUIDITY=off" in liquidity.json()["error"]

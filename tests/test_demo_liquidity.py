@@ -30,6 +30,19 @@ async def test_demo_serves_liquidity_and_unified_insights(start_hub: HubFactory)
     status = (await hub.get("/api/heatmap/status")).json()["data"]["sources"]["okx_book"]
     assert status["contract_values"] == 5 and status["books_synced"] == 5, status
     assert status["resyncs"] == 0 and status["malformed"] == 0, status
+    # /metrics counts liquidations per exchange once: not the replay's sum of them, and not
+    # the order book's trades (its own counter)
+    metrics = (await hub.get("/metrics")).text.splitlines()
+    sources = (await hub.get("/api/heatmap/status")).json()["data"]["sources"]  # later: more
+    counted = {
+        line.split('"')[1]: float(line.rsplit(" ", 1)[1])
+        for line in metrics
+        if line.startswith("hub_source_events_total{")
+    }
+    assert "replay" not in counted and "okx_book" not in counted, counted
+    assert set(counted) <= {"binance", "bybit", "okx", "bitget", "gate", "htx", "deribit", "bitmex"}
+    assert sum(counted.values()) <= sources["replay"]["events"], (counted, sources["replay"])
+    assert any(line.startswith('hub_source_updates_total{source="okx_book"}') for line in metrics)
     unified = (await hub.get("/api/heatmap/unified/BTCUSDT")).json()["data"]
     assert unified["heatmap"]["statistics"]["event_count"] > 0
     assert unified["liquidity"]["symbol"] == "BTCUSDT"

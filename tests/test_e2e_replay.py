@@ -162,7 +162,10 @@ async def test_prometheus_metrics(replayed: RunningHub) -> None:
     response = await replayed.get("/metrics")
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
     lines = response.text.splitlines()
-    assert 'hub_source_events_total{source="replay"} 4987' in lines
+    # liquidations per exchange; the replay (the file) is their sum, never counted again
+    assert 'hub_source_events_total{source="binance"} 4987' in lines, lines
+    events = [line for line in lines if line.startswith("hub_source_events_total{")]
+    assert events == ['hub_source_events_total{source="binance"} 4987'], events
     assert 'hub_symbol_events{symbol="BTCUSDT"} 1128' in lines
     assert "# TYPE hub_clients gauge" in lines
     for line in lines:

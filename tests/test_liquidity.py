@@ -68,8 +68,8 @@ def test_a_wall_must_persist_and_a_flashing_order_never_shows() -> None:
     for now in (3_000, 5_000):  # shown in one analysis, gone in the next, back again
         assert all(w.side == "bid" for w in analyzer.analyze(walled, flashing, 1.0, now).walls)
         assert all(w.side == "bid" for w in analyzer.analyze(walled, asks, 1.0, now + 1000).walls)
-    analyzer.book_lost()
-    assert analyzer.analyze(walled, asks, 1.0, now=10_000).walls == []
+    assert analyzer.analyze(bids, asks, 1.0, now=10_000).walls == [], "gone: forgotten"
+    assert analyzer.analyze(walled, asks, 1.0, now=11_000).walls == [], "back: proves again"
 
 
 def test_imbalance_within_one_and_five_percent() -> None:
@@ -94,12 +94,14 @@ def test_flow_counts_trades_at_or_above_the_percentile() -> None:
     # every 1,000 is at p90 once there is a threshold: odd i from the 50th trade (i = 49) on
     assert flows["5m"].buy == pytest.approx(50_000 + 26 * 1_000)
     assert flows["1h"].sell >= 70_000
-    small = TradeFlow(LiquidityConfig())
-    small.add(0, "buy", 1e6)
-    assert small.threshold is None and small.flows(0)["1m"].buy == 0, "no threshold yet"
+    small = TradeFlow(LiquidityConfig(flow_floor=500_000.0))
+    small.add(0, "buy", 1e6)  # the first trade of the symbol: the percentile is not ready
+    small.add(0, "sell", 400_000.0)
+    assert small.threshold == 500_000.0, "the floor stands in until the percentile is ready"
+    assert (small.flows(0)["1m"].buy, small.flows(0)["1m"].sell) == (1e6, 0.0)
     small.add(0, "sideways", 5.0)
     small.add(0, "buy", float("nan"))
-    assert len(small._recent) == 1, "bad trades are ignored"
+    assert len(small._recent) == 2, "bad trades are ignored"
 
 
 def test_zones_support_and_resistance_merge_walls_and_clusters() -> None:

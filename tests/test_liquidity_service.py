@@ -3,6 +3,7 @@ frames; the monotonic clock is the test's."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,9 @@ class Clock:
         return self.now
 
 
-def service(clock: Clock, sent: list[ChannelMessage]) -> LiquidityService:
+def service(
+    clock: Clock, sent: list[ChannelMessage], ingest_clock: Callable[[], int] = lambda: 5
+) -> LiquidityService:
     def make_books(on_book, on_trade) -> OrderBooks:  # type: ignore[no-untyped-def]
         return OrderBooks(
             lambda on_frame, on_open: OkxBookFeed("ws://unused", "http://unused", on_frame),
@@ -38,7 +41,7 @@ def service(clock: Clock, sent: list[ChannelMessage]) -> LiquidityService:
         )
 
     return LiquidityService(
-        make_books, lambda: 5, sent.extend, lambda s: [], lambda s: 20.0, "e1", monotonic=clock
+        make_books, ingest_clock, sent.extend, lambda s: [], lambda s: 20.0, "e1", monotonic=clock
     )
 
 
@@ -82,6 +85,29 @@ def test_a_broken_book_is_announced_once_then_nothing_until_it_is_back() -> None
     clock.now += 1
     liquidity.publish_due()
     assert sent[-1].data.synced and sent[-1].seq == 2
+
+
+def test_a_resync_keeps_the_walls_that_still_stand() -> None:
+    """The same book after a resync: its walls were standing before, and still are."""
+    now = [0]
+    liquidity = service(Clock(), [], lambda: now[0])
+    liquidity.order_books.take_frame(LINES[1])  # the snapshot
+    first = liquidity.analyze("BTCUSDT")
+    assert first is not None and first.walls == [], "a wall must stand 2 s first"
+    now[0] = 3_000
+    standing = liquidity.analyze("BTCUSDT")
+    assert standing is not None and standing.walls, "the session's book has walls"
+    for line in LINES[2:303]:  # up to and with the bad checksum: a resync
+        liquidity.order_books.take_frame(line)
+    assert liquidity.order_books.status.resyncs == 1
+    liquidity.order_books.take_frame(LINES[1])  # the book again, as it was
+    now[0] = 3_500
+    again = liquidity.analyze("BTCUSDT")
+    assert again is not None and again.synced
+    kept = {(w.side, w.price, w.since) for w in standing.walls}
+    assert kept <= {(w.side, w.price, w.since) for w in again.walls}, (
+        f"expected the standing walls {sorted(kept)}, seen {again.walls}"
+    )
 
 
 def test_liquidity_and_coinglass_settings() -> None:

@@ -188,7 +188,7 @@ async def test_the_page_draws_live_liquidations_where_the_data_has_them(
         # live: the REST timeline drawn, the heatmap snapshot in, a live liquidation applied
         await browser.wait_for(f"{LIVE} && +document.body.dataset.cells > 0")
         await browser.wait_for("+document.body.dataset.live >= 3")
-        assert (await data_of(browser))["health"] == "live"
+        assert (await data_of(browser))["health"] == "demo"
         # No more events, and the matrix re-read: the picture holds still for the checks.
         # (Live additions are checked exactly in the next test, where no event is in
         # flight while the page reads the timeline.)
@@ -320,6 +320,54 @@ async def test_the_page_says_the_upstream_is_down_instead_of_showing_live(
         for expression, (cls, text) in cases.items():
             got = await browser.evaluate(f"JSON.stringify({expression})")
             assert got == f'{{"cls":"{cls}","text":"{text}"}}', (expression, got)
+
+
+async def test_the_demo_badge_says_demo_not_live(start_hub: HubFactory) -> None:
+    """Every source of the demo reports `live: false`: a newcomer must not take the
+    recorded session for exchange data."""
+    running = await start_demo(start_hub)  # during its backfill the sources lag
+    assert CHROMIUM is not None
+    async with Browser(CHROMIUM) as browser:
+        await browser.goto(f"{running.http}/")
+        header = await browser.wait_for(
+            "['live', 'demo'].includes(document.body.dataset.health) && "
+            "document.getElementById('health').innerText"
+        )
+        health = (await data_of(browser))["health"]
+        assert health == "demo", f"expected the demo badge, seen {health!r}: {header!r}"
+        assert header.startswith("demo") and "live" not in header, header
+        assert "replay" not in header.split("·", 1)[1], f"the exchanges only: {header!r}"
+
+
+async def test_a_restarted_hub_leaves_no_markers_of_its_previous_run(
+    start_hub: HubFactory, fake_binance: FakeBinance
+) -> None:
+    settings = Settings(
+        binance_ws_url=fake_binance.base_url, symbols=("BTCUSDT",), exchanges=BINANCE
+    )
+    first = await start_hub(settings)
+    await fake_binance.wait_for_subscription("btcusdt@forceOrder")
+    now = first.hub.clock()
+    await fake_binance.push(
+        force_order(side="SELL", price="60000", qty="2", trade_time=now - 60_000)
+    )
+    await eventually(lambda: len(first.hub.processor.books["BTCUSDT"].store) == 1)
+    assert CHROMIUM is not None
+    async with Browser(CHROMIUM) as browser:
+        await browser.goto(f"{first.http}/?symbol=BTCUSDT&window=15m")
+        await browser.wait_for(f"{LIVE} && events.length === 1")
+        await first.stop()
+        await browser.wait_for("document.body.dataset.state === 'disconnected'")
+        # The same address, a new run that has not seen the first one's liquidation
+        second = await start_hub(settings, port=int(first.http.rsplit(":", 1)[1]))
+        await fake_binance.wait_for_subscription("btcusdt@forceOrder")
+        await eventually(lambda: second.hub.feed.status.connected)
+        now = second.hub.clock()
+        await fake_binance.push(force_order(side="BUY", price="61000", qty="1", trade_time=now))
+        await eventually(lambda: len(second.hub.processor.books["BTCUSDT"].store) == 1)
+        await browser.wait_for(f"{LIVE} && events.some((e) => e.price === 61000)")
+        prices = await browser.evaluate("JSON.stringify(events.map((e) => e.price))")
+        assert prices == "[61000]", f"expected the new run's liquidation only, seen {prices}"
 
 
 async def test_live_liquidations_are_added_to_the_matrix_as_they_arrive(

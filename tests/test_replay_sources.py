@@ -114,6 +114,58 @@ async def test_each_lap_starts_where_the_last_ended_and_prices_stay_in_range() -
         assert times == sorted(times), "the laps follow each other in time"
 
 
+def okx_line(t: int, channel: str, raw: dict) -> dict:
+    return {
+        "t": t,
+        "source": "okx",
+        "raw": {"arg": {"channel": channel, "instId": "BTC-USDT-SWAP"}, **raw},
+    }
+
+
+async def test_an_odd_lap_mirrors_the_order_book_and_trades_with_the_liquidations() -> None:
+    book = {
+        "ts": "1",
+        "checksum": 0,
+        "bids": [["104", "3", "0", "1"]],
+        "asks": [["105", "2", "0", "1"]],
+    }
+    trade = {"instId": "BTC-USDT-SWAP", "px": "105", "sz": "4", "side": "buy", "ts": "1"}
+    rows = [
+        binance_line(1_000, "BTCUSDT", 100.0),
+        okx_line(1_100, "books", {"action": "snapshot", "data": [book]}),
+        okx_line(1_200, "trades", {"data": [trade]}),
+        binance_line(1_300, "BTCUSDT", 110.0),
+    ]
+    seen: list[tuple[int, ReplayLine]] = []
+    feed = ReplayFeed(
+        lines_of(*rows), lambda e: None, speed=1000, loop=True, shift_to_now=True,
+        line_sinks={"okx": lambda line: seen.append((feed.lap, line))},
+    )  # fmt: skip
+    task = asyncio.create_task(feed.run())
+    try:
+        await eventually(lambda: any(lap == 2 for lap, _ in seen), seen=lambda: seen)
+    finally:
+        task.cancel()
+    by_lap = defaultdict(list)
+    for lap, line in seen:
+        by_lap[lap].append(json.loads(bytes(line.raw)))
+    # lap 1 plays p as 100 * 110 / p: the bid at 104 becomes an ask at 105.769..., the
+    # taker buy at 105 a taker sell at 104.761..., notionals as recorded
+    snapshot, trades = by_lap[1]
+    mirrored = snapshot["data"][0]
+    assert [float(x) for x in mirrored["asks"][0][:2]] == pytest.approx(
+        [11000 / 104, 3 * 104 / (11000 / 104)], rel=1e-5
+    ), mirrored
+    assert [float(x) for x in mirrored["bids"][0][:2]] == pytest.approx(
+        [11000 / 105, 2 * 105 / (11000 / 105)], rel=1e-5
+    ), mirrored
+    assert snapshot["action"] == "snapshot"
+    (sold,) = trades["data"]
+    assert (sold["side"], float(sold["px"])) == ("sell", pytest.approx(11000 / 105, rel=1e-5)), sold
+    assert float(sold["sz"]) * float(sold["px"]) == pytest.approx(4 * 105, rel=1e-5), sold
+    assert by_lap[2] == by_lap[0], "an even lap plays the book as recorded"
+
+
 async def test_the_demo_carries_its_timeline_on_from_a_kept_state() -> None:
     rows = [binance_line(1_000 + i * 100, "BTCUSDT", 100.0 + i) for i in range(5)]
     lines = lines_of(*rows)

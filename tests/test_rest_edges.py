@@ -15,10 +15,11 @@ from starlette.routing import Route
 from websockets.asyncio.client import connect
 
 from hub.api.responses import EXCEPTION_HANDLERS
-from hub.config import load_settings
+from hub.config import Settings, load_settings
 from hub.errors import ConfigError, echo
 from hub.service.sources import DEMO_REPLAY
-from tests.conftest import HubFactory, RunningHub, eventually
+from tests.conftest import HubFactory, RunningHub, eventually, http_client, web_process
+from tests.redis_server import RedisServer
 from tests.test_cli import run_cli
 
 HUGE = "A" * 100_000
@@ -168,3 +169,25 @@ def test_bad_symbols_and_a_port_in_use_exit_2_with_one_line() -> None:
                 f"heatmap-hub: configuration error: PORT: cannot listen on 127.0.0.1:{port}: "
                 "Address already in use"
             ], lines
+
+
+async def test_a_web_that_has_not_heard_from_ingest_says_starting(
+    redis_server: RedisServer,
+) -> None:
+    """No ingest has announced its symbols yet: a symbol is not 'not tracked' (404) but
+    not known yet (503); the read-only symbol list answers, empty."""
+    settings = Settings(redis_url=redis_server.url, symbols=("BTCUSDT",))
+    async with web_process(settings) as web, http_client() as client:
+        for path in (
+            "/api/heatmap/liquidations/BTCUSDT/heatmap",
+            "/api/heatmap/liquidations/BTCUSDT",
+            "/api/heatmap/liquidations/BTCUSDT/timeline",
+            "/api/heatmap/export/BTCUSDT",
+            "/api/heatmap/liquidity/BTCUSDT",
+            "/api/heatmap/predicted/BTCUSDT",
+        ):
+            answer = await client.get(f"{web.http}{path}")
+            assert answer.status_code == 503, f"{path}: expected 503, seen {answer.status_code}"
+            assert "starting" in answer.json()["error"], (path, answer.json())
+        listed = await client.get(f"{web.http}/api/heatmap/symbols")
+        assert listed.status_code == 200 and listed.json()["data"] == {"symbols": []}

@@ -5,7 +5,8 @@ the hub sees what the exchanges push, and Binance pushes at most one liquidation
 symbol per second, so `ratio` (hub / CoinGlass) below 1 is expected and its size says
 how much of the market the hub's sample holds. `correlation` (Pearson, over the hourly
 long + short totals) says whether the two move together, whatever the scale. Only whole
-hours that both sides cover are compared.
+hours that both sides cover are compared; CoinGlass's own totals of the window
+(`reported`) stand apart, so they show before the hub has run through a whole hour.
 """
 
 from __future__ import annotations
@@ -28,12 +29,27 @@ class Totals(msgspec.Struct, frozen=True):
     short_usd: float
 
 
+class Reported(msgspec.Struct, frozen=True):
+    """CoinGlass's own totals over the hours it answered."""
+
+    long_usd: float
+    short_usd: float
+    hours: int
+
+
 class Comparison(msgspec.Struct, frozen=True):
     coinglass: Totals
     hub: Totals
     ratio: float | None  # hub / CoinGlass, total notional
     correlation: float | None
     hours: int
+
+
+class Check(msgspec.Struct, frozen=True):
+    """A symbol's CoinGlass figures, and the comparison where one exists."""
+
+    coinglass: Reported
+    comparison: Comparison | None  # None while no whole hour of the hub overlaps
 
 
 def hub_hours(
@@ -52,6 +68,16 @@ def hub_hours(
             short_usd += event.notional
         hours[hour] = (long_usd, short_usd)
     return hours
+
+
+def reported(coinglass: Hourly, since: int, until: int) -> Reported:
+    """CoinGlass's totals over its hours starting in [since, until)."""
+    picked = [pair for hour, pair in coinglass.items() if since <= hour < until]
+    return Reported(
+        round(sum(long_usd for long_usd, _ in picked), 2),
+        round(sum(short_usd for _, short_usd in picked), 2),
+        len(picked),
+    )
 
 
 def compare(coinglass: Hourly, hub: Hourly, hours: Iterable[int]) -> Comparison:

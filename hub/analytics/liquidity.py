@@ -16,7 +16,11 @@ Methods and their limits are written up in docs/liquidity.md. In short:
 - Imbalance sums bid and ask notional within +-1 % and +-5 % of mid; OKX's 400 levels
   often reach less far than that, which `reach_pct` shows.
 - Flow sums taker notional of trades at or above the `flow_percentile` of the last
-  `flow_sample` trades' notionals (needs `flow_min_sample` trades first), per window.
+  `flow_sample` trades' notionals, per window; before `flow_min_sample` trades, at or
+  above the absolute `flow_floor`.
+- A resync of the book keeps the walls: a wall is forgotten only when an analysis no
+  longer finds it, so the same book after a resync shows the same walls, since the same
+  time.
 """
 
 from __future__ import annotations
@@ -46,6 +50,9 @@ class LiquidityConfig(msgspec.Struct, frozen=True):
     flow_percentile: float = 90.0
     flow_sample: int = 1_000
     flow_min_sample: int = 50
+    # Until `flow_min_sample` trades are seen, a trade is large from this notional (quote
+    # currency) on: a symbol's first minutes must not hide a 100-BTC taker buy.
+    flow_floor: float = 250_000.0
 
 
 class Wall(msgspec.Struct, frozen=True):
@@ -165,9 +172,6 @@ class WallTracker:
         self._first_seen = seen
         return walls
 
-    def clear(self) -> None:
-        self._first_seen.clear()
-
 
 class TradeFlow:
     """Large taker trades of the last hour; the size threshold follows recent trades."""
@@ -176,7 +180,8 @@ class TradeFlow:
         self.config = config
         self._recent: deque[float] = deque(maxlen=config.flow_sample)
         self._large: deque[tuple[int, bool, float]] = deque()  # (time, is buy, notional)
-        self.threshold: float | None = None
+        self.threshold = config.flow_floor  # until the percentile is ready
+        self._percentile_ready = False
         self._since_threshold = 0
 
     def add(self, time: int, side: str, notional: float) -> None:
@@ -186,11 +191,12 @@ class TradeFlow:
         self._since_threshold += 1
         # recomputed every 50 trades: the percentile of 1,000 values is not free at 50/s
         if len(self._recent) >= self.config.flow_min_sample and (
-            self.threshold is None or self._since_threshold >= 50
+            not self._percentile_ready or self._since_threshold >= 50
         ):
             self.threshold = float(np.percentile(self._recent, self.config.flow_percentile))
+            self._percentile_ready = True
             self._since_threshold = 0
-        if self.threshold is not None and notional >= self.threshold:
+        if notional >= self.threshold:
             self._large.append((time, side == "buy", notional))
 
     def flows(self, now: int) -> dict[str, Flow]:
@@ -305,10 +311,6 @@ class LiquidityAnalyzer:
     ) -> None:
         self.flow.add(time, side, price * contracts * ct_val)
 
-    def book_lost(self) -> None:
-        """A resync: walls must prove themselves again on the new book."""
-        self.walls.clear()
-
     def analyze(
         self,
         bids: Levels,
@@ -353,5 +355,5 @@ class LiquidityAnalyzer:
             resistance=resistance,
             imbalance=imbalance(bid_side, ask_side, mid),
             flow=self.flow.flows(now),
-            flow_threshold=None if self.flow.threshold is None else round(self.flow.threshold, 2),
+            flow_threshold=round(self.flow.threshold, 2),
         )

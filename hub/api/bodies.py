@@ -13,6 +13,7 @@ from __future__ import annotations
 import msgspec
 
 from hub.fanout.fanout import Fanout
+from hub.rounding import output
 
 _encoder = msgspec.json.Encoder()
 
@@ -32,7 +33,7 @@ class SnapshotBodies:
         if held is not None and held[0] == state.epoch and held[1] == state.seq:
             return held[2]
         snapshot = state.replica.snapshot()
-        body = b'{"success":true,"data":' + _encoder.encode(snapshot) + b"}"
+        body = b'{"success":true,"data":' + _encoder.encode(output(snapshot)) + b"}"
         self._held[channel] = (state.epoch, state.seq, body)
         self.encoded += 1
         return body

@@ -21,11 +21,12 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from hub.analytics.leverage import TIERS, tier_index
-from hub.analytics.rows import Named, events_of
+from hub.analytics.rows import Named, Rows, events_of
 from hub.api.filters import exchange_param, filtered
 from hub.api.responses import choice_param, endpoint, tracked_symbol, window_param
 from hub.channels import WINDOWS, heatmap_channel
 from hub.models import LiquidationEvent
+from hub.rounding import rounded_column
 from hub.service.hubs import HubView
 
 FORMATS = ("csv", "json", "parquet")
@@ -62,11 +63,24 @@ class ExportApi:
         # the stream (a replay's clock is not the wall clock).
         snapshot = self.hub.fanout.snapshot(heatmap_channel(symbol, window))
         now = snapshot.time if snapshot is not None and snapshot.time else self.hub.clock()
-        chunks = filtered(self.hub.rows(symbol, now - WINDOWS[window]), side, exchanges)
+        chunks = _rounded(filtered(self.hub.rows(symbol, now - WINDOWS[window]), side, exchanges))
         body = {"csv": _csv, "json": _json, "parquet": _parquet}[fmt](chunks, symbol)
         filename = f"{symbol}_{window}_liquidations.{fmt}"
         headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
         return StreamingResponse(body, media_type=MEDIA[fmt], headers=headers)
+
+
+async def _rounded(chunks: AsyncIterator[Named]) -> AsyncIterator[Named]:
+    """Chunks with the numbers every output carries (hub.rounding), the same in each format."""
+    async for rows, names in chunks:
+        price, quantity, notional, leverage = (
+            rounded_column(column)
+            for column in (rows.price, rows.quantity, rows.notional, rows.leverage)
+        )
+        rounded = Rows(
+            rows.time, price, quantity, notional, leverage, rows.short, rows.exchange, rows.arrival
+        )
+        yield Named(rounded, names)
 
 
 async def _csv(chunks: AsyncIterator[Named], symbol: str) -> AsyncIterator[bytes]:

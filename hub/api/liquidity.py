@@ -92,15 +92,12 @@ def _coinglass_of(symbol: str, entry: Any) -> dict[str, Any]:
     entry = msgspec.to_builtins(entry) if entry is not None else None
     if not entry or not entry.get("enabled"):
         return {"enabled": False}
-    compared = entry.get("symbols", {}).get(symbol) or {}
+    checked = entry.get("symbols", {}).get(symbol) or {}
     return {
         "enabled": True,
         "window": entry.get("window"),
-        "coinglass": compared.get("coinglass"),
-        "hub": compared.get("hub"),
-        "ratio": compared.get("ratio"),
-        "correlation": compared.get("correlation"),
-        "hours": compared.get("hours", 0),
+        "coinglass": checked.get("coinglass"),  # CoinGlass's own, none before its answer
+        "comparison": checked.get("comparison"),  # only over hours both cover
         "updated": entry.get("updated"),
         "last_error": entry.get("last_error"),
     }

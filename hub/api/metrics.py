@@ -13,6 +13,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from hub.config import EXCHANGES
 from hub.service.hubs import HubView
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -73,7 +74,28 @@ def hub_families(status: dict[str, Any], health: dict[str, Any]) -> list[Family]
         )
         for key, field, kind, help_text in _SOURCE_FIELDS
     ]
+    # A source's `events` are liquidations only for an exchange: the replay's are the sum
+    # of its exchanges' (a Grafana sum() would count them twice), the order book's are
+    # trades and open interest's updates.
     families += [
+        _counter(
+            "hub_source_events_total",
+            "liquidation events decoded, per exchange",
+            [
+                ({"source": name}, float(source.get("events", 0)))
+                for name, source in sources.items()
+                if name in EXCHANGES
+            ],
+        ),
+        _counter(
+            "hub_source_updates_total",
+            "what a side source decoded: order-book trades, mark prices, open interest",
+            [
+                ({"source": name}, float(source.get("events", 0)))
+                for name, source in sources.items()
+                if name not in EXCHANGES and name != "replay"
+            ],
+        ),
         _gauge(
             "hub_source_last_message_age_seconds",
             "seconds since the upstream last sent a frame",
@@ -192,7 +214,6 @@ _SOURCE_FIELDS = (
     ("connected", "connected", "gauge", "1 when the upstream connection is up"),
     ("silent", "silent", "gauge", "1 when connected but no frame for 60 s"),
     ("frames_total", "frames", "counter", "upstream frames received"),
-    ("events_total", "events", "counter", "liquidation events decoded"),
     ("malformed_total", "malformed", "counter", "frames that could not be decoded"),
     ("reconnects_total", "reconnects", "counter", "upstream reconnects"),
 )

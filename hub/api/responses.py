@@ -25,6 +25,7 @@ from starlette.responses import Response
 
 from hub.channels import DEFAULT_WINDOW, WINDOWS, is_symbol
 from hub.errors import RequestError, clip, echo
+from hub.rounding import output
 
 log = logging.getLogger("hub.api")
 _encoder = msgspec.json.Encoder()
@@ -34,7 +35,7 @@ Handler = Callable[..., Awaitable[Response]]
 
 def ok(data: Any, headers: dict[str, str] | None = None) -> Response:
     return Response(
-        _encoder.encode({"success": True, "data": data}),
+        _encoder.encode({"success": True, "data": output(data)}),
         media_type="application/json",
         headers=headers,
     )
@@ -97,9 +98,12 @@ def query_value(request: Request, name: str) -> str | None:
 
 
 def tracked_symbol(request: Request, tracked: set[str]) -> str:
-    """The path's `symbol`, upper case; a 404 unless it is tracked."""
+    """The path's `symbol`, upper case; a 404 unless it is tracked, a 503 while the hub
+    knows no symbol at all (a `web` process that has not heard from `ingest` yet)."""
     raw = request.path_params["symbol"]
     symbol = raw.upper()
+    if not tracked:
+        raise RequestError(503, "the hub is starting: no tracked symbols known yet")
     if not is_symbol(symbol) or symbol not in tracked:
         raise RequestError(404, f"symbol {echo(raw)} is not tracked")
     return symbol

@@ -26,10 +26,9 @@ from starlette.responses import Response
 from hub.analytics.leverage import TierDistribution
 from hub.api.bodies import SnapshotBodies
 from hub.api.filters import exchange_param, filtered, of_exchanges
-from hub.api.responses import choice_param, endpoint, int_param, ok, window_param
+from hub.api.responses import choice_param, endpoint, int_param, ok, tracked_symbol, window_param
 from hub.api.views import heatmap_of, starting_up
-from hub.channels import WINDOWS, heatmap_channel, is_symbol
-from hub.errors import RequestError, echo
+from hub.channels import WINDOWS, heatmap_channel
 from hub.models import HeatmapSnapshot, LiquidationEvent
 from hub.service.hubs import HubView
 
@@ -43,11 +42,7 @@ class RestApi:
         self.bodies = SnapshotBodies(hub.fanout)
 
     def _symbol(self, request: Request) -> str:
-        raw = request.path_params["symbol"]
-        symbol = raw.upper()
-        if not is_symbol(symbol) or symbol not in self.hub.tracked():
-            raise RequestError(404, f"symbol {echo(raw)} is not tracked")
-        return symbol
+        return tracked_symbol(request, self.hub.tracked())
 
     def _snapshot(self, symbol: str, window: str) -> HeatmapSnapshot:
         snapshot = self.hub.fanout.snapshot(heatmap_channel(symbol, window))

@@ -25,6 +25,7 @@ from hub.models import (
     Statistics,
     WindowCoverage,
 )
+from hub.rounding import output
 
 Format = Literal["json", "msgpack"]
 FORMATS: tuple[Format, ...] = ("json", "msgpack")
@@ -61,7 +62,8 @@ _any_json = msgspec.json.Decoder()
 
 
 def encode_message(message: ChannelMessage) -> bytes:
-    return _json_encoder.encode(message)
+    """The one encoding of a channel message (MessagePack is made from it): rounded here."""
+    return _json_encoder.encode(output(message))
 
 
 def decode_header(payload: bytes) -> RawChannelMessage:
@@ -90,6 +92,7 @@ def decode_diff_density(data: msgspec.Raw) -> DiffDensity:
 
 
 def encode(value: Any, fmt: Format) -> bytes:
+    value = output(value)
     return _json_encoder.encode(value) if fmt == "json" else _msgpack_encoder.encode(value)
 
 

@@ -20,7 +20,9 @@ prices; prices stay within the session's own range however long the demo runs, a
 lap jumps by the whole session's move (which would fire a cascade alert on every symbol).
 
 Market data (mark prices, open interest: Binance's own lines, and what Bybit's tickers and
-OKX's open-interest pushes decode to) goes to `market_sink`, moved like the events.
+OKX's open-interest pushes decode to) goes to `market_sink`, moved like the events; the
+OKX book and trade lines a line sink takes are mirrored too (hub.feeds.demo_mirror), so
+book, trades, mark price and liquidations share one price scale at every moment.
 
 `Recorder` writes the frames and REST bodies a live feed receives, byte for byte.
 """
@@ -44,6 +46,7 @@ from hub.feeds.binance_wire import BinanceDecoder
 from hub.feeds.bitget_wire import BitgetDecoder
 from hub.feeds.bitmex_wire import BitmexDecoder
 from hub.feeds.bybit_wire import BybitDecoder
+from hub.feeds.demo_mirror import LAP_DIGITS, mirror_okx_frame
 from hub.feeds.deribit_wire import DeribitDecoder
 from hub.feeds.gate_wire import GateDecoder
 from hub.feeds.htx_wire import HtxDecoder
@@ -59,10 +62,11 @@ log = logging.getLogger("hub.feeds")
 # A fast replay yields to the server after this much work: a liquidation counts 4 (it
 # moves the heatmaps, whose flush is what a yield costs), any other line 1.
 FAST_SLICE = 1_024
-LAP_DIGITS = 6  # a lap's scaled prices and sizes, at about an exchange's own precision
 LAP_GAP_MS = 1_000  # between two laps of the demo, the length of a typical gap in the data
 DEMO_FAST_SPEED = 1_000.0  # the demo's live loop at `--speed 0`: no timeline without a pace
 MARKET_PARSERS = {"binance": parse_mark_price_frame}
+# Whole lines a line sink takes (the OKX books and trades), mirrored on an odd lap
+FRAME_MIRRORS = {"okx": mirror_okx_frame}
 REST_PARSERS = {("binance", OPEN_INTEREST_PATH): parse_open_interest}
 DECODERS: dict[str, Callable[[], Decoder]] = {
     "binance": BinanceDecoder,
@@ -260,7 +264,7 @@ class ReplayFeed(Feed):
         self.status.last_frame_at = self._now
         sink = self.line_sinks.get(line.source)
         if sink is not None:
-            sink(line)
+            sink(self._mirrored_line(line))
         if self._play_market(line):
             return False
         status = self.sources.get(line.source)
@@ -352,6 +356,14 @@ class ReplayFeed(Feed):
         if self._mirrors is None:
             self._mirrors = mirror_products(self.lines, self.exchanges)
         return self._mirrors.get(symbol)
+
+    def _mirrored_line(self, line: ReplayLine) -> ReplayLine:
+        """A line for a line sink, on the odd lap's prices like the events."""
+        mirror = FRAME_MIRRORS.get(line.source)
+        if mirror is None or line.rest is not None or self.timeline is None or not self.lap % 2:
+            return line
+        raw = mirror(bytes(line.raw), self._mirror)
+        return msgspec.structs.replace(line, raw=msgspec.Raw(raw))
 
     def _moved_time(self, time: int) -> int:
         """A time of the file on this lap of the demo's timeline."""

@@ -14,7 +14,14 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from hub.analytics.coinglass_compare import HOUR_MS, Comparison, compare, hub_hours
+from hub.analytics.coinglass_compare import (
+    HOUR_MS,
+    Check,
+    Comparison,
+    compare,
+    hub_hours,
+    reported,
+)
 from hub.feeds.coinglass import (
     WINDOW_HOURS,
     Refused,
@@ -59,7 +66,7 @@ class CoinGlassValidation:
         self.last_message_at: int | None = None
         self.last_error: str | None = None
         self.updated: int | None = None
-        self.results: dict[str, Comparison] = {}
+        self.results: dict[str, Check] = {}
         self._backoff = poll_every_s
 
     async def run(self) -> None:
@@ -104,24 +111,17 @@ class CoinGlassValidation:
         first = max(current - WINDOW_HOURS * HOUR_MS, self.started - self.started % HOUR_MS)
         if self.started % HOUR_MS:
             first += HOUR_MS  # the hour the hub started in is not whole
-        hours = range(first, current, HOUR_MS)
+        hours = [hour for hour in range(first, current, HOUR_MS) if hour in history]
         ours = hub_hours(self.events(symbol), first, current)
-        self.results[symbol] = compare(history, ours, hours)
+        self.results[symbol] = Check(
+            reported(history, current - WINDOW_HOURS * HOUR_MS, current),
+            compare(history, ours, hours) if hours else None,
+        )
         self.updated = now
 
     def status(self, now: int) -> dict[str, Any]:
-        hours = sum(r.hours for r in self.results.values())
-        totals = {
-            side: {
-                "long_usd": round(sum(getattr(r, side).long_usd for r in self.results.values()), 2),
-                "short_usd": round(
-                    sum(getattr(r, side).short_usd for r in self.results.values()), 2
-                ),
-            }
-            for side in ("coinglass", "hub")
-        }
-        cg_total = totals["coinglass"]["long_usd"] + totals["coinglass"]["short_usd"]
-        hub_total = totals["hub"]["long_usd"] + totals["hub"]["short_usd"]
+        checks = self.results.values()
+        own = [check.coinglass for check in checks]
         last = self.last_message_at
         return {
             "enabled": True,
@@ -132,10 +132,12 @@ class CoinGlassValidation:
             "last_error": self.last_error,
             "window": f"{WINDOW_HOURS}h",
             "exchanges": self.exchanges,
-            **totals,
-            "ratio": round(hub_total / cg_total, 6) if cg_total > 0 else None,
-            "correlation": _mean([r.correlation for r in self.results.values()]),
-            "hours": hours,
+            "coinglass": {
+                "long_usd": round(sum(r.long_usd for r in own), 2),
+                "short_usd": round(sum(r.short_usd for r in own), 2),
+                "hours": sum(r.hours for r in own),
+            },
+            "comparison": _overall([c.comparison for c in checks if c.comparison is not None]),
             "updated": self.updated,
             "symbols": self.results,
         }
@@ -159,6 +161,27 @@ def _explain(error: HttpStatusError) -> str:
     if error.status == 429:
         return "CoinGlass 429 rate limited: polling less often for a while"
     return f"CoinGlass answered {error}"
+
+
+def _overall(comparisons: list[Comparison]) -> dict[str, Any] | None:
+    """Every symbol's comparison together; None while no symbol has one."""
+    if not comparisons:
+        return None
+    totals = {
+        side: {
+            "long_usd": round(sum(getattr(c, side).long_usd for c in comparisons), 2),
+            "short_usd": round(sum(getattr(c, side).short_usd for c in comparisons), 2),
+        }
+        for side in ("coinglass", "hub")
+    }
+    cg_total = totals["coinglass"]["long_usd"] + totals["coinglass"]["short_usd"]
+    hub_total = totals["hub"]["long_usd"] + totals["hub"]["short_usd"]
+    return {
+        **totals,
+        "ratio": round(hub_total / cg_total, 6) if cg_total > 0 else None,
+        "correlation": _mean([c.correlation for c in comparisons]),
+        "hours": sum(c.hours for c in comparisons),
+    }
 
 
 def _mean(values: list[float | None]) -> float | None:

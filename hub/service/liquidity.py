@@ -80,8 +80,7 @@ class LiquidityService:
     # -- from the feed --------------------------------------------------------------------
 
     def on_book(self, symbol: str, book: OrderBook, outcome: Outcome) -> None:
-        if outcome.broken:
-            self._analyzer(symbol).book_lost()
+        if outcome.broken:  # the walls stay: the next analysis keeps those still standing
             self._lost[symbol] = f"order book resynchronising after a {outcome.value} failure"
         self._dirty.add(symbol)
 
