@@ -18,7 +18,9 @@ from hub.models import (
     Cluster,
     Density,
     DensityRun,
+    HeatmapDiff,
     HeatmapSnapshot,
+    LiquidationEvent,
     PredictedDiff,
     PredictedSnapshot,
     RawChannelMessage,
@@ -62,7 +64,12 @@ _any_json = msgspec.json.Decoder()
 
 
 def encode_message(message: ChannelMessage) -> bytes:
-    """The one encoding of a channel message (MessagePack is made from it): rounded here."""
+    """The one encoding of a channel message (MessagePack is made from it), rounded
+    (hub.rounding). Heatmap streams and liquidations, nearly all that a busy hub publishes,
+    come rounded from where they are made (the windows, the feeds' normalization): rounding
+    them again here cost a third of ingest's CPU at 2,000 liquidations/s."""
+    if isinstance(message.data, HeatmapSnapshot | HeatmapDiff | LiquidationEvent):
+        return _json_encoder.encode(message)
     return _json_encoder.encode(output(message))
 
 

@@ -22,6 +22,7 @@ from hub.errors import UpstreamError, clip
 from hub.feeds.base import Decoded
 from hub.feeds.recent import RecentKeys
 from hub.models import LiquidationEvent, Side, round_notional
+from hub.rounding import rounded_float
 
 T = TypeVar("T")
 Row = TypeVar("Row")
@@ -45,6 +46,7 @@ def liquidation_event(
         raise ValueError(f"price {price} and quantity {quantity} must be positive")
     if not symbol.isalnum():
         raise ValueError(f"symbol {symbol[:40]!r} is not a symbol")
+    quantity = rounded_float(quantity)  # contracts x contract size: no binary noise on it
     notional = round_notional(price * quantity)
     return LiquidationEvent(exchange, symbol, side, price, quantity, notional, time)
 

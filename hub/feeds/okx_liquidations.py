@@ -24,6 +24,7 @@ from hub.feeds.okx_market import DECODERS as MARKET_DECODERS
 from hub.feeds.okx_wire import Arg, decode_envelope, is_pong, swap_symbol
 from hub.feeds.recent import RecentKeys
 from hub.models import LiquidationEvent, round_notional
+from hub.rounding import rounded_float
 
 CHANNEL = "liquidation-orders"
 SUBSCRIPTION = {"channel": CHANNEL, "instType": "SWAP"}
@@ -126,7 +127,7 @@ def _event(symbol: str, detail: Detail, contract_value: float) -> LiquidationEve
     if side is None:
         raise ValueError(f"side {detail.side!r} is neither buy nor sell")
     price = float(detail.bkPx)
-    quantity = float(detail.sz) * contract_value
+    quantity = rounded_float(float(detail.sz) * contract_value)
     time = int(detail.ts)
     if not (math.isfinite(price) and math.isfinite(quantity)) or price <= 0 or quantity <= 0:
         raise ValueError(f"price {price} and size {detail.sz} must be positive")
