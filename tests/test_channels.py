@@ -36,7 +36,6 @@ from hub.models import (
     MarkPriceUpdate,
     OpenInterestUpdate,
 )
-from hub.rounding import output
 from tests.protocol_kit import (
     EPOCH,
     SYMBOL,
@@ -365,10 +364,10 @@ def test_replica_snapshot_equals_snapshot_plus_diffs(diffs: list[list[Bin]]) -> 
     feed = Feed(fanout, clock)
     model = HeatmapModel()
     first = feed.snapshot(bins=[(95.0, 0.0, 4.0, 1), (100.0, 1.0, 2.0, 3)])
-    model.apply(output(first))  # what a client reads: rounded (hub.rounding)
+    model.apply(msgspec.to_builtins(first))
     for rows in diffs:
         clock.advance(50)
-        model.apply(output(feed.diff(bins=list({r[0]: r for r in rows}.values()))))
+        model.apply(msgspec.to_builtins(feed.diff(bins=list({r[0]: r for r in rows}.values()))))
         snapshot = fanout.snapshot(HEATMAP)
         assert snapshot is not None and model.matches(snapshot)
         prices = [row[0] for row in snapshot.bins]

@@ -270,6 +270,12 @@ class HeatmapWindow:
         """Whether the sums changed since the last publish (the window is not due yet)."""
         return self._changed
 
+    @property
+    def settled(self) -> bool:
+        """Whether the last publish shows everything: no change and no clusters left to
+        find again at their pace."""
+        return not self._changed and not self._clusters_stale
+
     def flush(self, now: int, coverage: Coverage) -> HeatmapDiff | None:
         """What changed since the last publish, as the next diff; None when nothing did,
         or when the window's pace says not yet (`due`)."""

@@ -99,7 +99,7 @@ def decode_diff_density(data: msgspec.Raw) -> DiffDensity:
 
 
 def encode(value: Any, fmt: Format) -> bytes:
-    value = output(value)
+    """A reply to a client's request: its `id` goes back exactly as it came."""
     return _json_encoder.encode(value) if fmt == "json" else _msgpack_encoder.encode(value)
 
 
