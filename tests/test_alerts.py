@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from hub.analytics.alert_policy import Background
 from hub.analytics.alerts import AlertEngine, AlertThresholds
 from hub.analytics.clusters import risk_level
 from hub.models import Alert, Cluster, LiquidationEvent, RiskLevel, Side
@@ -28,8 +29,14 @@ def cluster(
     return Cluster(cluster_id, price, price - 1, price + 1, notional, 12, 0.75, z, risk)
 
 
-def feed(engine: AlertEngine, events: list[LiquidationEvent], z: float = 0.0) -> list[Alert]:
-    return [alert for e in events for alert in engine.on_event(e, z, WINDOW)]
+# 360 liquidations of $10K (sd $10K) an hour: 3 expected per 30 s, worth $30K.
+USUAL = Background(360, 10_000.0, 10_000.0, 3_600_000.0)
+
+
+def feed(
+    engine: AlertEngine, events: list[LiquidationEvent], z: float = 0.0, background=USUAL
+) -> list[Alert]:
+    return [alert for e in events for alert in engine.on_event(e, z, WINDOW, background)]
 
 
 def kinds(alerts: list[Alert]) -> list[str]:
@@ -54,8 +61,9 @@ def test_large_by_notional() -> None:
         time=5 * SECOND,
         side="long",
         detail=alert.detail,
+        exchanges=("binance",),
     )
-    assert "1,000,000" in alert.detail
+    assert "$1.00M" in alert.detail
 
 
 def test_large_by_z_score() -> None:
@@ -88,24 +96,32 @@ def test_every_large_event_alerts_once() -> None:
 TEN_EVENTS = AlertThresholds(cascade_events=10)
 
 
-def test_cascade_by_count_fires_once_per_episode() -> None:
+def test_cascade_by_count_fires_once_then_updates_only_as_it_grows() -> None:
     engine = AlertEngine(SYMBOL, TEN_EVENTS)
     burst = [event(i * SECOND, price=100.0 - i) for i in range(9)]
     assert feed(engine, burst) == []
-    zs = iter([0.5, 2.2])
-    tenth, eleventh = event(9 * SECOND, price=91.0), event(10 * SECOND, price=90.0)
-    [alert] = engine.on_event(tenth, next(zs), WINDOW)
+    tenth = event(9 * SECOND, price=91.0)
+    [alert] = engine.on_event(tenth, 0.5, WINDOW, USUAL)
     assert alert.kind == "cascade"
     assert alert.id == "BTCUSDT:cascade:1h:long:9000"
     assert alert.side == "long"
     assert alert.notional == pytest.approx(100_000.0)
     assert alert.price == pytest.approx(95.5)  # equal notionals: the plain mean of 100..91
-    assert alert.risk == "moderate"  # exactly at the threshold
-    assert alert.z_score == 0.5  # the largest event z in the cascade
+    # The cascade's own z: $100K in 30 s against $30K expected (sd sqrt(3 * 2e8)).
+    assert alert.z_score == pytest.approx(70_000 / (3 * 2e8) ** 0.5, rel=1e-9)
+    assert alert.risk == risk_level(alert.z_score) == "high"
     assert alert.time == 9 * SECOND
-    # The episode goes on: no second alert.
-    assert engine.on_event(eleventh, next(zs), WINDOW) == []
-    assert feed(engine, [event(t * SECOND) for t in range(11, 40)]) == []
+    assert "$100K" in alert.detail
+    # The episode goes on at one a second (30 in the window): one update per +50 %, with
+    # the first alert's id and an ordinal, never a new cascade.
+    later = feed(engine, [event(t * SECOND) for t in range(10, 40)])
+    assert [a.id for a in later] == [
+        "BTCUSDT:cascade:1h:long:9000:1",
+        "BTCUSDT:cascade:1h:long:9000:2",
+        "BTCUSDT:cascade:1h:long:9000:3",
+    ]
+    assert [a.notional for a in later] == [150_000.0, 230_000.0, 350_000.0]
+    assert "grew to 15 liquidations worth $150K" in later[0].detail
 
 
 def test_cascade_by_notional() -> None:
@@ -122,15 +138,29 @@ def test_cascade_by_notional() -> None:
     assert alert.kind == "cascade"
     assert alert.notional == pytest.approx(2_000_000.0)
     assert alert.price == pytest.approx((80_000_000 + 78_400_000 + 38_000_000) / 2_000_000)
-    assert alert.risk == "moderate"
+    assert alert.risk == "extreme"
+    assert "$2.00M" in alert.detail
 
 
-@pytest.mark.parametrize(("notional", "risk"), [(3_000_000.0, "high"), (4_000_000.0, "extreme")])
-def test_cascade_risk_grows_with_how_far_past_the_threshold(notional: float, risk: str) -> None:
-    engine = AlertEngine(SYMBOL, TEN_EVENTS)
-    alerts = engine.on_event(event(0, notional=notional, side="short"), 0.0, WINDOW)
-    assert kinds(alerts) == ["large_liquidation", "cascade"]
-    assert alerts[1].risk == risk
+@pytest.mark.parametrize(("notional", "risk"), [(10_000.0, "low"), (4_000_000.0, "extreme")])
+def test_cascade_risk_comes_from_its_own_z(notional: float, risk: str) -> None:
+    """A cascade's z_score and risk say the same thing, as for every other kind."""
+    # cascade_z below any z: this test is about the risk, not the gate.
+    limits = AlertThresholds(cascade_events=1, large_notional=1e12, cascade_z=-10.0)
+    engine = AlertEngine(SYMBOL, limits)
+    [alert] = engine.on_event(event(0, notional=notional, side="short"), 0.0, WINDOW, USUAL)
+    assert alert.z_score == pytest.approx(USUAL.flow_z(notional, 30_000.0), rel=1e-9)
+    assert (alert.risk, risk_level(alert.z_score)) == (risk, risk)
+
+
+def test_a_cascade_usual_for_the_symbol_is_no_alert() -> None:
+    """`cascade_z`: 10 liquidations of $10K in 30 s are many for a quiet symbol, not for
+    one with 3,600 an hour (30 expected)."""
+    quiet = AlertEngine(SYMBOL, AlertThresholds(cascade_events=10, cascade_z=2.0))
+    busy = AlertEngine(SYMBOL, AlertThresholds(cascade_events=10, cascade_z=2.0))
+    burst = [event(i * 100) for i in range(10)]
+    assert kinds(feed(quiet, burst)) == ["cascade"]
+    assert feed(busy, burst, background=USUAL._replace(count=3_600)) == []
 
 
 def test_events_spread_wider_than_the_window_do_not_cascade() -> None:
@@ -163,8 +193,9 @@ def test_count_at_half_keeps_the_side_quiet() -> None:
     # A steady trickle of 5 events per 30 s (exactly half the count) never re-arms ...
     trickle = [event(10 * SECOND + i * 6 * SECOND) for i in range(20)]
     assert feed(engine, trickle) == []
-    # ... so a new crossing on top of it stays quiet.
-    assert feed(engine, [event(125 * SECOND + i) for i in range(6)]) == []
+    # ... so a new crossing on top of it is the same episode: its update, not a new one.
+    [update] = feed(engine, [event(125 * SECOND + i) for i in range(6)])
+    assert (update.id, update.notional) == ("BTCUSDT:cascade:1h:long:900:1", 350_000.0)
 
 
 def test_notional_at_half_keeps_the_side_quiet_until_both_drop() -> None:
@@ -174,7 +205,9 @@ def test_notional_at_half_keeps_the_side_quiet_until_both_drop() -> None:
     ]
     # The burst has left; one event keeps the notional at half (1M): still disarmed.
     assert feed(engine, [event(60 * SECOND, notional=1_000_000.0)]) == []
-    assert feed(engine, [event(61 * SECOND, notional=1_500_000.0)]) == []  # 2.5M, quiet
+    # 2.5M within 30 s again: no new cascade, the episode's update (4M, from 1.5M)
+    [update] = feed(engine, [event(61 * SECOND, notional=1_500_000.0)])
+    assert (update.id, update.notional) == ("BTCUSDT:cascade:1h:long:900:1", 4_000_000.0)
     # Both below half: re-armed, and the next crossing fires.
     assert feed(engine, [event(100 * SECOND)]) == []
     assert kinds(feed(engine, [event(101 * SECOND, notional=2_000_000.0)])) == ["cascade"]
@@ -238,7 +271,7 @@ def test_cluster_new_once_per_cluster() -> None:
         side=None,
         detail=alert.detail,
     )
-    assert alert.detail.startswith("New liquidation cluster at 100 ")
+    assert alert.detail.startswith("New liquidation cluster at $100 ")
     for t in range(2_000, 10_000, 1_000):
         assert engine.on_clusters([cluster(7, 1_100_000.0)], WINDOW, t) == []
 
@@ -370,3 +403,45 @@ def test_same_inputs_same_alerts_and_ids_never_repeat(script: list) -> None:
     alerts = run(script)
     assert run(script) == alerts
     assert len({alert.id for alert in alerts}) == len(alerts)
+
+
+# -- cooldowns -----------------------------------------------------------------------------
+
+
+def test_cooldown_holds_back_weaker_large_liquidations_per_side() -> None:
+    engine = AlertEngine(SYMBOL, AlertThresholds(cooldown_seconds=60.0, cascade_notional=1e12))
+    first = feed(engine, [event(0, notional=2_000_000.0)])
+    assert kinds(first) == ["large_liquidation"]
+    # Within 60 s: a smaller one on the same side is held back, the other side is not ...
+    assert feed(engine, [event(10 * SECOND, notional=1_500_000.0)]) == []
+    shorts = feed(engine, [event(11 * SECOND, notional=1_500_000.0, side="short")])
+    assert [(a.kind, a.side) for a in shorts] == [("large_liquidation", "short")]
+    # ... a larger one passes (and starts its own cooldown) ...
+    assert len(feed(engine, [event(20 * SECOND, notional=3_000_000.0)])) == 1
+    assert feed(engine, [event(79 * SECOND, notional=2_500_000.0)]) == []
+    # ... and after the cooldown anything passes again.
+    assert len(feed(engine, [event(80 * SECOND, notional=1_000_000.0)])) == 1
+
+
+def test_cooldown_holds_back_new_clusters_but_not_stronger_ones() -> None:
+    engine = AlertEngine(SYMBOL, AlertThresholds(cooldown_seconds=60.0))
+    assert kinds(engine.on_clusters([cluster(1, 1e6)], WINDOW, 0)) == ["cluster_new"]
+    assert engine.on_clusters([cluster(1, 1e6), cluster(2, 9e5)], WINDOW, SECOND) == []
+    higher = engine.on_clusters([cluster(2, 9e5), cluster(3, 5e5, "high")], WINDOW, 2 * SECOND)
+    assert [a.id for a in higher] == ["BTCUSDT:cluster_new:1h:3@2000"]
+    # What only teaches the engine (a restore, old news) takes no cooldown.
+    quiet = AlertEngine(SYMBOL, AlertThresholds(cooldown_seconds=60.0))
+    assert len(quiet.on_clusters([cluster(1, 1e6)], WINDOW, 0, announce=False)) == 1
+    assert kinds(quiet.on_clusters([cluster(2, 1e6)], WINDOW, SECOND)) == ["cluster_new"]
+
+
+def test_a_cascade_crossing_again_within_the_cooldown_is_the_same_episode() -> None:
+    engine = AlertEngine(SYMBOL, AlertThresholds(cascade_events=10, cooldown_seconds=300.0))
+    assert kinds(feed(engine, [event(i * 100) for i in range(10)])) == ["cascade"]
+    # Calm for 40 s, then the same size again: merged, and not 50 % bigger yet: quiet.
+    assert feed(engine, [event(40 * SECOND + i * 100) for i in range(4)]) == []
+    # Past the cooldown since its alert, a crossing is a new cascade (the first event,
+    # calm and cooled, ends the episode and counts towards the next).
+    assert feed(engine, [event(300 * SECOND)]) == []
+    again = feed(engine, [event(301 * SECOND + i * 100) for i in range(10)])
+    assert [a.id for a in again] == ["BTCUSDT:cascade:1h:long:301800"]

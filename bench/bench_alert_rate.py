@@ -1,0 +1,57 @@
+"""Alerts per hour per symbol that a bot on `alerts:*` receives from a running hub.
+
+    heatmap-hub serve --demo --port 5077 &   # with HEATMAP_DATA_DIR=off
+    python bench/bench_alert_rate.py --url ws://127.0.0.1:5077/ws --seconds 300
+
+Subscribes to `alerts:*` with no filter, counts the alerts of each symbol and kind for
+`--seconds`, and prints the count and the rate scaled to an hour (per symbol, and their
+mean). Alerts carried by the subscription's first seconds count like any other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from collections import Counter
+
+from websockets.asyncio.client import connect
+
+
+async def count(url: str, seconds: float) -> tuple[Counter[str], Counter[str], float]:
+    by_symbol: Counter[str] = Counter()
+    by_kind: Counter[str] = Counter()
+    async with connect(url, open_timeout=30) as ws:
+        await ws.send(json.dumps({"op": "subscribe", "id": 1, "channels": ["alerts:*"]}))
+        started = time.monotonic()
+        deadline = started + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                raw = await asyncio.wait_for(ws.recv(), left)
+            except TimeoutError:
+                break
+            message = json.loads(raw)
+            if message.get("type") == "alert":
+                by_symbol[message["data"]["symbol"]] += 1
+                by_kind[message["data"]["kind"]] += 1
+        return by_symbol, by_kind, time.monotonic() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--url", default="ws://127.0.0.1:5000/ws")
+    parser.add_argument("--seconds", type=float, default=300.0)
+    args = parser.parse_args()
+    by_symbol, by_kind, took = asyncio.run(count(args.url, args.seconds))
+    hours = took / 3600
+    print(f"{sum(by_symbol.values())} alerts in {took:.0f} s")
+    for symbol, n in sorted(by_symbol.items()):
+        print(f"  {symbol:<10} {n:5d}  {n / hours:8.0f}/h")
+    print("  by kind: " + ", ".join(f"{k} {n}" for k, n in sorted(by_kind.items())))
+    symbols = max(len(by_symbol), 1)
+    print(f"mean alerts per hour per symbol: {sum(by_symbol.values()) / hours / symbols:.0f}")
+
+
+if __name__ == "__main__":
+    main()
