@@ -13,6 +13,7 @@ import pytest
 
 from hub.alerting.config import AlertsConfig, SinkConfig, SinkFilter
 from hub.config import Settings
+from tests.browser import Browser, find_chromium
 from tests.conftest import BINANCE, HubFactory, eventually, http_client, web_process
 from tests.fakes.binance_server import FakeBinance, force_order
 from tests.fakes.sink_servers import FakeSlack, FakeWebhook
@@ -126,3 +127,25 @@ async def test_a_web_process_serves_the_alert_history_from_redis(
 
         await eventually(listed)
         assert await listed() == ["ETHUSDT"]
+
+
+@pytest.mark.skipif(find_chromium() is None, reason="no chromium on PATH (CI installs it)")
+async def test_the_page_shows_the_alerts_from_before_it_opened(
+    start_hub: HubFactory, fake_binance: FakeBinance, webhook: FakeWebhook, slack: FakeSlack
+) -> None:
+    running = await start_hub(alerting(fake_binance, webhook, slack))
+    await fake_binance.wait_for_subscription("btcusdt@forceOrder")
+    await fake_binance.push(force_order("BTCUSDT", "SELL", "60000.00", "20.000"))
+    await webhook.wait_until(lambda: webhook.received, "alert", 30)
+    executable = find_chromium()
+    assert executable is not None
+    async with Browser(executable) as browser:
+        await browser.goto(f"{running.http}/?symbol=BTCUSDT&window=1h")
+
+        panel = [""]
+
+        async def shown() -> bool:
+            panel[0] = str(await browser.evaluate("document.getElementById('alerts').innerText"))
+            return "Long liquidation of $1.20M at $60,000 on binance" in panel[0]
+
+        await eventually(shown, seen=lambda: panel[0])
