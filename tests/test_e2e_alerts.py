@@ -145,7 +145,9 @@ async def test_the_page_shows_the_alerts_from_before_it_opened(
         panel = [""]
 
         async def shown() -> bool:
-            panel[0] = str(await browser.evaluate("document.getElementById('alerts').innerText"))
+            panel[0] = str(
+                await browser.evaluate("document.getElementById('alerts')?.innerText ?? ''")
+            )
             return "Long liquidation of $1.20M at $60,000 on binance" in panel[0]
 
         await eventually(shown, seen=lambda: panel[0])
