@@ -1,11 +1,12 @@
 """Alerts per hour per symbol that a bot on `alerts:*` receives from a running hub.
 
-    heatmap-hub serve --demo --port 5077 &   # with HEATMAP_DATA_DIR=off
-    python bench/bench_alert_rate.py --url ws://127.0.0.1:5077/ws --seconds 300
+    HEATMAP_DATA_DIR=off heatmap-hub serve --demo --port 5077 --speed 10 &
+    python bench/bench_alert_rate.py --url ws://127.0.0.1:5077/ws --seconds 180 --speed 10
 
 Subscribes to `alerts:*` with no filter, counts the alerts of each symbol and kind for
-`--seconds`, and prints the count and the rate scaled to an hour (per symbol, and their
-mean). Alerts carried by the subscription's first seconds count like any other.
+`--seconds`, and prints the count and the rate per hour of market time (per symbol, and
+their mean): at `--speed 10`, 180 s is the demo's whole 30-minute session. Alerts carried
+by the subscription's first seconds count like any other.
 """
 
 from __future__ import annotations
@@ -42,10 +43,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", default="ws://127.0.0.1:5000/ws")
     parser.add_argument("--seconds", type=float, default=300.0)
+    parser.add_argument(
+        "--speed", type=float, default=1.0, help="the hub's --speed: rates are per market hour"
+    )
     args = parser.parse_args()
     by_symbol, by_kind, took = asyncio.run(count(args.url, args.seconds))
-    hours = took / 3600
-    print(f"{sum(by_symbol.values())} alerts in {took:.0f} s")
+    hours = took * args.speed / 3600
+    print(f"{sum(by_symbol.values())} alerts in {took:.0f} s ({took * args.speed:.0f} s of market)")
     for symbol, n in sorted(by_symbol.items()):
         print(f"  {symbol:<10} {n:5d}  {n / hours:8.0f}/h")
     print("  by kind: " + ", ".join(f"{k} {n}" for k, n in sorted(by_kind.items())))

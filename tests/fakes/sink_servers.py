@@ -62,7 +62,8 @@ class FakeSink(StarletteServer, Waiting):
         self.changed()
         answer = self.script.popleft() if self.script else "ok"
         if answer == "hang":
-            await self._hung.wait()
+            await self._hung.wait()  # until the server stops: then a 503, if anyone listens
+            answer = "503"
         return answer, got
 
 
