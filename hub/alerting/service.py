@@ -2,14 +2,16 @@
 the history and hand them to the sinks. One call per publish (`take`), one loop (`run`)
 that writes the history, the sinks' lanes, and a status entry; the conductor needs no more.
 
-Where things are kept follows the process: Redis when REDIS_URL is set, else files under
-HEATMAP_DATA_DIR, else memory (HEATMAP_DATA_DIR=off).
+Where things are kept follows the process: Redis when REDIS_URL is set, else files beside
+the event history under HEATMAP_DATA_DIR (`live/` or `demo/`), else memory
+(HEATMAP_DATA_DIR=off, or a replay).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from redis.asyncio import Redis
@@ -26,15 +28,17 @@ STORE_EVERY = 0.5  # seconds between history writes
 
 
 class Alerting:
-    def __init__(self, settings: Settings, redis: Redis | None, now_ms: int) -> None:
+    def __init__(
+        self, settings: Settings, directory: Path | None, redis: Redis | None, now_ms: int
+    ) -> None:
         self.settings = settings
         record: DeliveredIds
         if redis is not None:
             self.history: AlertHistory = RedisAlertHistory(redis)
             record = RedisDeliveredIds(redis)
-        elif settings.data_dir is not None:
-            self.history = FileAlertHistory(settings.data_dir, now_ms - settings.retention_ms)
-            record = FileDeliveredIds(settings.data_dir)
+        elif directory is not None:
+            self.history = FileAlertHistory(str(directory), now_ms - settings.retention_ms)
+            record = FileDeliveredIds(str(directory))
         else:
             self.history = AlertHistory()
             record = DeliveredIds()

@@ -55,7 +55,7 @@ from hub.service import control
 from hub.service.coinglass import CoinGlassValidation, disabled_status
 from hub.service.control import ControlRequest, SymbolsAnnouncement
 from hub.service.health import source_entry, source_reasons
-from hub.service.history import History, build_history
+from hub.service.history import History, build_history, data_directory
 from hub.service.liquidity import build_liquidity
 from hub.service.sources import (
     Source,
@@ -136,7 +136,8 @@ class Ingest:
         self.predicted = PredictedProcessor(settings.predicted, self.processor.epoch, self.marks)
         self.redis_state = Outage("ingest", log)
         self.history: History | None = build_history(settings, source, redis, self._holdings)
-        self.alerting = Alerting(settings, redis, wall_clock_ms())
+        directory = data_directory(settings, source)
+        self.alerting = Alerting(settings, directory, redis, wall_clock_ms())
         self.restored = False  # the history was read back (or there is none)
         self.unpublished = 0
         self._covers_from = self.clock()  # what a newly tracked symbol's coverage starts at
