@@ -192,7 +192,7 @@ def test_a_bad_file_stops_serve_with_one_line_per_mistake(tmp_path: Path) -> Non
         "sink 3 (webhook) filter: min_risk must be one of low, moderate, high, extreme",
         "[thresholds]: unknown threshold 'quiet' (known: large_notional, large_z, "
         "cascade_events, cascade_notional, cascade_seconds, cascade_z, growth_pct, "
-        "cluster_min_risk, cooldown_seconds)",
+        "cascade_growth_pct, cascade_updates, cluster_min_risk, cooldown_seconds)",
         "[thresholds]: cascade thresholds must be positive",
     ], mistakes
 

@@ -11,8 +11,9 @@ Decisions:
   kind. With no background yet (n = 0) z is 0.
 - A cooldown is per (kind, side) of a symbol, keyed by the alert's own time (event time, or
   the hub's present for clusters), so a replay at any speed gives the same alerts. Within it
-  only an alert stronger than every one let through in it passes: higher risk, or the same
-  risk and a larger notional; a whale after a small fish is still news.
+  only an alert clearly stronger than every one let through in it passes: a higher risk,
+  or the same risk and at least twice the notional; a whale after a small fish is news,
+  a second fish of the same size is not.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from hub.models import RiskLevel
 
 RISK_LEVELS: tuple[RiskLevel, ...] = ("low", "moderate", "high", "extreme")
 RISK_RANK = {level: rank for rank, level in enumerate(RISK_LEVELS)}
+STRONGER = 2.0  # within a cooldown, the same risk passes at this many times the notional
 
 
 class Background(NamedTuple):
@@ -54,14 +56,19 @@ class Cooldown:
         self.span_ms = seconds * 1000.0
         self._held: dict[object, tuple[float, tuple[int, float]]] = {}
 
-    def admits(self, key: object, time: float, risk: RiskLevel, notional: float) -> bool:
-        """Whether an alert at `time` passes; if so, it starts a cooldown of its own."""
-        strength = (RISK_RANK[risk], notional)
+    def admits(self, key: object, time: float, risk: RiskLevel, notional: float | None) -> bool:
+        """Whether an alert at `time` passes; if so, it starts a cooldown of its own.
+        `notional` None: only a higher risk passes (for what is larger by definition)."""
+        rank = RISK_RANK[risk]
         held = self._held.get(key)
-        if held is not None and time < held[0] and strength <= held[1]:
-            return False
+        if held is not None and time < held[0]:
+            held_rank, most = held[1]
+            if rank < held_rank or (
+                rank == held_rank and (notional is None or notional < STRONGER * most)
+            ):
+                return False
         if self.span_ms > 0:
-            self._held[key] = (time + self.span_ms, strength)
+            self._held[key] = (time + self.span_ms, (rank, notional or 0.0))
         return True
 
 

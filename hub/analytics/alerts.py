@@ -28,11 +28,13 @@ Decisions:
   is `clusters.risk_level(z)` (low < 1 <= moderate < 2 <= high < 3 <= extreme) for events and
   cascades, the cluster's own for clusters. A cascade also needs z >= `cascade_z`: the
   absolute thresholds say "many", the z says "many for this symbol".
-- Fewer, merged alerts: a cooldown per (kind, side) (`alert_policy.Cooldown`), and a cascade
-  is an episode: re-crossing the thresholds within `cooldown_seconds` of its last alert
-  continues it, and it speaks again only when it has grown `growth_pct` since its last
-  alert (the update's id is the first's with an ordinal). Cluster alerts that only teach
-  the engine (`announce=False`: old news, a restore) take no cooldown.
+- Fewer, merged alerts: a cooldown per (kind, side) (`alert_policy.Cooldown`; for cluster
+  kinds only a higher risk passes it, as each growth alert is larger by definition), and a
+  cascade is an episode: re-crossing the thresholds within `cooldown_seconds` of its last
+  alert continues it, and it speaks again (at most `cascade_updates` times) only when it
+  has grown `cascade_growth_pct` since its last alert (the update's id is the first's
+  with an ordinal). Cluster alerts that only teach the engine (`announce=False`: old news, a
+  restore) take no cooldown.
 - `on_event` is called once per event (its cascade state would double count otherwise), with
   the z-score measured in `window`; `on_clusters` may be called for any number of windows.
 - Numbers are rounded as the protocol promises (notional to a millionth, the rest to ten
@@ -76,17 +78,23 @@ class AlertThresholds(msgspec.Struct, frozen=True):
     cascade_notional: float = 2_000_000.0
     cascade_seconds: float = 30.0
     # ... and the cascade's own flow z >= this: many *for this symbol* (alert_policy)
-    cascade_z: float = 0.0
-    growth_pct: float = 50.0  # notional up >= X% since the cluster's (cascade's) last alert
+    cascade_z: float = 1.0
+    growth_pct: float = 50.0  # notional up >= X% since the cluster's last alert
+    # a cascade speaks again when its notional is up >= X% since its last alert, at most
+    # `cascade_updates` times
+    cascade_growth_pct: float = 100.0
+    cascade_updates: int = 1
     cluster_min_risk: RiskLevel = "moderate"  # cluster_new fires at or above this risk
     # per (kind, side): a weaker alert within this many seconds of the last is held back
-    cooldown_seconds: float = 0.0
+    cooldown_seconds: float = 300.0
 
     def __post_init__(self) -> None:
         if self.cascade_events < 1 or self.cascade_notional <= 0 or self.cascade_seconds <= 0:
             raise ValueError("cascade thresholds must be positive")
-        if self.growth_pct < 0 or self.cooldown_seconds < 0:
-            raise ValueError("growth_pct and cooldown_seconds must not be negative")
+        if min(self.growth_pct, self.cascade_growth_pct, self.cooldown_seconds) < 0:
+            raise ValueError("growth percentages and cooldown_seconds must not be negative")
+        if self.cascade_updates < 0:
+            raise ValueError("cascade_updates must not be negative")
 
 
 class _Hit(msgspec.Struct, frozen=True, gc=False):  # a Struct: ~5x cheaper to make
@@ -245,10 +253,11 @@ class AlertEngine:
         background: Background,
     ) -> list[Alert]:
         """One update when an open cascade, over its thresholds again (`hot`), has grown
-        `growth_pct` since its last alert (a trickle after it is no news); the episode is
+        `cascade_growth_pct` since its last alert (a trickle after it is no news); the episode is
         over once its side is `calm` and the cooldown since its last alert has passed."""
         limits = self.thresholds
-        if hot and episode.notional * 100.0 >= episode.alerted * (100.0 + limits.growth_pct):
+        grown = episode.notional * 100.0 >= episode.alerted * (100.0 + limits.cascade_growth_pct)
+        if hot and grown and episode.updates < limits.cascade_updates:
             episode.updates += 1
             episode.alerted = episode.notional
             episode.last_alert = event.time
@@ -289,7 +298,8 @@ class AlertEngine:
             del alerted[next(iter(alerted))]
         if not announce:
             return alerts
-        return [a for a in alerts if self._cooldown.admits(a.kind, time, a.risk, a.notional)]
+        # Only a higher risk passes a cluster's cooldown: a growth alert is always larger.
+        return [a for a in alerts if self._cooldown.admits(a.kind, time, a.risk, None)]
 
     def _large(self, event: LiquidationEvent, z_score: float, window: str) -> Alert:
         key = f"{event.exchange}:{event.side}:{event.time}:{event.price!r}:{event.quantity!r}"
