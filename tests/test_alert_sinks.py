@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -334,6 +335,32 @@ async def test_a_wrong_telegram_token_is_never_shown(
     await eventually(lambda: delivery.status()["telegram"]["failed"] == 1)
     assert delivery.status()["telegram"]["last_error"] == "HTTP 401: Unauthorized"
     assert wrong not in repr(delivery.status())
+
+
+async def test_no_secret_in_the_logs(
+    telegram: FakeTelegram,
+    discord: FakeDiscord,
+    webhook: FakeWebhook,
+    delivering: list[AlertDelivery],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    webhook.script.extend(["500", "500"])
+    delivery = start(
+        delivering,
+        [
+            sink("telegram", token=TOKEN, chat_id=CHAT, api_url=telegram.url),
+            sink("discord", url=discord.hook_url),
+            sink("webhook", url=webhook.hook_url, secret=SECRET, max_attempts=2),
+        ],
+    )
+    delivery.offer(alert())
+    await eventually(lambda: delivery.status()["telegram"]["delivered"] == 1)
+    await eventually(lambda: delivery.status()["discord"]["delivered"] == 1)
+    await eventually(lambda: delivery.status()["webhook"]["failed"] == 1)
+    assert "HTTP Request: POST" in caplog.text  # httpx logged the requests ...
+    for secret in (TOKEN, SECRET, FakeDiscord.path):
+        assert secret not in caplog.text, f"{secret!r} in the logs:\n{caplog.text}"
 
 
 async def test_a_sink_filter_chooses_its_alerts(

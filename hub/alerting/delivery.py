@@ -11,6 +11,8 @@ record (`hub.alerting.delivered`), so an id is sent to a sink once.
 
 Nothing secret is logged or shown: reasons are HTTP statuses, the services' own error
 text with the token masked, and exception class names (whose messages may quote a URL).
+httpx logs every request's URL at INFO, and a sink's URL is its secret (Discord's and
+Slack's webhook paths, Telegram's token): `MaskedSecrets` rewrites those lines.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -33,6 +36,7 @@ from hub.models import Alert
 from hub.tasks import cancel_and_wait
 
 log = logging.getLogger("hub.alerts")
+HTTP_LOG = logging.getLogger("httpx")
 QUEUE = 1_000  # alerts waiting per sink
 BACKOFF_BASE = 0.5  # seconds before the second attempt, doubled each time ...
 BACKOFF_CAP = 60.0  # ... up to this
@@ -68,6 +72,28 @@ class Lane:
         }
 
 
+class MaskedSecrets(logging.Filter):
+    """Rewrites a log line that quotes a sink's URL, token or secret."""
+
+    def __init__(self, sinks: Sequence[SinkConfig]) -> None:
+        super().__init__()
+        self.replacements: list[tuple[str, str]] = []
+        for config in sinks:
+            if config.url:
+                parts = urlsplit(config.url)
+                self.replacements.append((config.url, f"{parts.scheme}://{parts.netloc}/***"))
+            self.replacements += [(s, "***") for s in (config.token, config.secret) if s]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        masked = text
+        for secret, shown in self.replacements:
+            masked = masked.replace(secret, shown)
+        if masked != text:
+            record.msg, record.args = masked, ()
+        return True
+
+
 class AlertDelivery:
     def __init__(
         self,
@@ -78,6 +104,7 @@ class AlertDelivery:
         self.lanes = [Lane(make_sink(config, public_url)) for config in sinks]
         self.record = record
         self._tasks: list[asyncio.Task[None]] = []
+        self._masked = MaskedSecrets(sinks)
 
     def offer(self, alert: Alert) -> None:
         """Queue `alert` for every sink whose filter admits it; never waits."""
@@ -91,6 +118,7 @@ class AlertDelivery:
             lane.ready.set()
 
     def start(self) -> None:
+        HTTP_LOG.addFilter(self._masked)
         self._tasks = [
             asyncio.create_task(self._work(lane), name=f"alerts:{lane.sink.name}")
             for lane in self.lanes
@@ -99,6 +127,7 @@ class AlertDelivery:
     async def close(self) -> None:
         await cancel_and_wait(self._tasks)
         self._tasks = []
+        HTTP_LOG.removeFilter(self._masked)
 
     def status(self) -> dict[str, dict[str, Any]]:
         return {lane.sink.name: lane.status() for lane in self.lanes}
