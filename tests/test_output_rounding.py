@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from hub.analytics.processor import ProcessorConfig
 from hub.config import Settings
 from hub.feeds.binance_wire import Order, normalize
 from hub.models import round_notional, round_significant
 from hub.service.sources import DEMO_REPLAY
 from tests.conftest import HubFactory, eventually
+from tests.test_processor import replay
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "ADAUSDT", "BNBUSDT")
 
@@ -85,3 +87,15 @@ async def test_events_without_leverage_are_those_with_no_price_path_yet(
         assert unknown == [0, 1], f"{symbol}: events without an estimate at {unknown[:10]}"
         assert all(events[i]["tier"] is None for i in unknown)
         assert all(e["tier"] is not None for e in events[2:])
+
+
+def test_alerts_carry_no_float_noise_and_say_their_units() -> None:
+    _, alerts, _ = replay(ProcessorConfig(), flush_ms=1_000)
+    assert {a.kind for a in alerts} == {
+        "large_liquidation", "cascade", "cluster_new", "cluster_growth"
+    }  # fmt: skip
+    for alert in alerts:
+        for field in ("price", "notional", "z_score"):
+            value = getattr(alert, field)
+            assert not noisy(value), f"{alert.id}: {field} {value!r} carries float noise"
+        assert "$" in alert.detail, f"{alert.id}: no unit in {alert.detail!r}"
