@@ -7,8 +7,11 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from redis.asyncio import Redis
 
 from hub.alerting.history import AlertHistory, FileAlertHistory
+from hub.alerting.service import Alerting
+from hub.config import Settings
 from hub.models import Alert
 from tests.test_alert_sinks import alert
 
@@ -45,3 +48,16 @@ async def test_a_restarted_serve_reads_its_alerts_back_within_the_retention(
     assert [a.time for a in await after.read(None, None, 0, 100)] == [3_000, 2_000]
     lines = (tmp_path / "alerts.jsonl").read_bytes().splitlines()
     assert len(lines) == 2, "the file keeps only what is within the retention"
+
+
+def test_where_alerts_are_kept_follows_the_process(tmp_path: Path) -> None:
+    """Redis when there is one, else beside the event history on disk, else memory."""
+    settings = Settings()
+    kept = {
+        "memory": Alerting(settings, None, None, 0),
+        "file": Alerting(settings, tmp_path, None, 0),
+        "redis": Alerting(settings, tmp_path, Redis.from_url("redis://127.0.0.1:1/0"), 0),
+    }
+    for kind, alerting in kept.items():
+        status = alerting.status()
+        assert (status["history"], status["record"], status["sinks"]) == (kind, kind, {}), status
