@@ -313,7 +313,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return keys_cli.run(settings, args)
         return _record(settings, args)
     except ConfigError as error:
-        print(f"heatmap-hub: configuration error: {error}", file=sys.stderr)
+        for line in error.lines():
+            print(f"heatmap-hub: configuration error: {line}", file=sys.stderr)
         return EXIT_CONFIG
 
 

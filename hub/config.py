@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from hub.alerting.config import NO_ALERTS_CONFIG, AlertsConfig, load_alerts_config
 from hub.analytics.predicted import PredictedConfig
 from hub.errors import ConfigError, echo
 from hub.fanout.channel_state import HISTORY_BYTES
@@ -45,6 +46,9 @@ class Settings:
     # in the default location, so only a process started from the CLI writes to disk).
     data_dir: str | None = None
     alert_max_age_ms: int = 60_000  # no alert for a liquidation this old when it arrives
+    alerts_config: str | None = None  # the TOML file of sinks and thresholds (docs/alerts.md)
+    alerts: AlertsConfig = NO_ALERTS_CONFIG  # read from `alerts_config` by `load_settings`
+    public_url: str | None = None  # where people open the page: alert messages link to it
     cleanup_interval_ms: int = 3_600_000
     kde_bandwidth_pct: float = 0.3
     price_range_pct: float = 15.0
@@ -121,6 +125,10 @@ def _http_url(name: str, raw: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(name, f"must be an http:// or https:// URL, got {echo(raw)}")
     return raw.rstrip("/")
+
+
+def _optional_http_url(name: str, raw: str) -> str | None:
+    return _http_url(name, raw) if raw.strip() else None
 
 
 def _redis_url(name: str, raw: str) -> str | None:
@@ -253,6 +261,8 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "HEATMAP_RETENTION_DAYS": ("retention_days", _number(float, 0.001, 3650)),
     "HEATMAP_DATA_DIR": ("data_dir", _data_dir),
     "HEATMAP_ALERT_MAX_AGE_MS": ("alert_max_age_ms", _number(int, 0, 86_400_000)),
+    "HEATMAP_ALERTS_CONFIG": ("alerts_config", _path),
+    "HEATMAP_PUBLIC_URL": ("public_url", _optional_http_url),
     "HEATMAP_CLEANUP_INTERVAL": ("cleanup_interval_ms", _number(int, 100, 86_400_000)),
     "HEATMAP_KDE_BANDWIDTH": ("kde_bandwidth_pct", _number(float, 0.01, 10)),
     "HEATMAP_PRICE_RANGE": ("price_range_pct", _number(float, 0.5, 90)),
@@ -307,7 +317,8 @@ def load_settings(
 ) -> Settings:
     """Settings from `environ`, then `overrides` (field name -> raw text, as a CLI flag gives it).
 
-    Raises `ConfigError` for the first bad value.
+    Raises `ConfigError` for the first bad value (`ConfigErrors`, every mistake of the
+    alerts file).
     """
     values: dict[str, Any] = {"data_dir": default_data_dir(environ)}
     for variable, (field, parse) in _VARIABLES.items():
@@ -319,6 +330,8 @@ def load_settings(
         variable = FIELD_TO_VARIABLE[field]
         _, parse = _VARIABLES[variable]
         values[field] = parse(f"{variable} (--{field.replace('_', '-')})", raw)
+    if values.get("alerts_config"):
+        values["alerts"] = load_alerts_config(values["alerts_config"], environ)
     settings = Settings(**values)
     if (settings.tls_certfile is None) != (settings.tls_keyfile is None):
         missing = "HUB_TLS_KEYFILE" if settings.tls_keyfile is None else "HUB_TLS_CERTFILE"

@@ -19,6 +19,21 @@ class ConfigError(HubError):
         self.variable = variable
         self.problem = problem
 
+    def lines(self) -> list[str]:
+        """One line per mistake, as the CLI prints them."""
+        return [str(self)]
+
+
+class ConfigErrors(ConfigError):
+    """Several mistakes in one configuration file, each its own line."""
+
+    def __init__(self, variable: str, problems: list[str]) -> None:
+        super().__init__(variable, "; ".join(problems))
+        self.problems = problems
+
+    def lines(self) -> list[str]:
+        return [f"{self.variable}: {problem}" for problem in self.problems]
+
 
 class RequestError(HubError):
     """A client request that cannot be served (bad parameter, unknown symbol)."""

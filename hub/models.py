@@ -147,6 +147,7 @@ class Alert(msgspec.Struct, frozen=True, gc=False):
     time: int
     side: Side | None = None
     detail: str = ""
+    exchanges: tuple[str, ...] = ()  # whose liquidations it is about; () for a cluster
 
 
 class ChannelMessage(msgspec.Struct, gc=False):

@@ -11,6 +11,8 @@ reports a figure. Only that something ran and arrived is checked, never how fast
   books as a restore does and runs a baseline revision's API, all of which a change could
   move; every part must print its figures, and the restored and live events must all be
   held.
+- `bench/bench_alert_sinks.py --smoke`: it runs the sinks' look-alikes and the delivery
+  outside the test suite; every healthy sink must get every alert, with one down and not.
 """
 
 from __future__ import annotations
@@ -92,3 +94,10 @@ def test_smoke_run_prints_every_part_of_the_history_bench() -> None:
     accepted = re.search(r"accepted +([\d,]+) of ([\d,]+) sent", table)
     assert accepted is not None, f"expected the live part's accepted count:\n{output}"
     assert accepted[1] == accepted[2] != "0", f"expected every sent event accepted:\n{output}"
+
+
+@pytest.mark.timeout(200)
+def test_smoke_run_reaches_every_healthy_sink() -> None:
+    stdout, output = smoke("bench_alert_sinks.py", 180)
+    for name in ("webhook", "telegram", "discord", "slack"):
+        assert len(re.findall(rf"^  {name} +5/5 ", stdout, re.M)) == 2, output

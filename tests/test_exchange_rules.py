@@ -129,7 +129,9 @@ def test_the_store_deduplicates_per_exchange() -> None:
 
 
 def test_cascade_thresholds_apply_per_exchange() -> None:
-    engine = AlertEngine("BTCUSDT", AlertThresholds(cascade_events=10, large_notional=1e12))
+    # No z gate here (there is no background): the rule under test is the per-exchange count.
+    limits = AlertThresholds(cascade_events=10, large_notional=1e12, cascade_z=0.0)
+    engine = AlertEngine("BTCUSDT", limits)
 
     def liquidation(exchange: str, t: int) -> LiquidationEvent:
         return LiquidationEvent(exchange, "BTCUSDT", "long", 60000.0, 0.1, 6000.0, t)

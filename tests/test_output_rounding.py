@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 import websockets
 
+from hub.analytics.processor import ProcessorConfig
 from hub.config import Settings
 from hub.feeds.binance_wire import Order, normalize
 from hub.models import round_notional, round_significant
@@ -22,6 +23,7 @@ from hub.rounding import rounded_float
 from hub.service.sources import DEMO_REPLAY
 from tests.conftest import HubFactory, eventually
 from tests.test_e2e_websocket import DEMO_BACKFILL_S, DEMO_TEST_TIMEOUT_S
+from tests.test_processor import replay
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "ADAUSDT", "BNBUSDT")
 
@@ -183,3 +185,15 @@ async def test_every_output_keeps_the_promised_digits(start_hub: HubFactory) -> 
     for fmt, messages in (("json", ws_json), ("msgpack", ws_msgpack)):
         bad = over_promised_in(messages)
         assert not bad, f"WebSocket {fmt}: expected the promised digits, seen {bad[:5]}"
+
+
+def test_alerts_carry_no_float_noise_and_say_their_units() -> None:
+    _, alerts, _ = replay(ProcessorConfig(), flush_ms=1_000)
+    assert {a.kind for a in alerts} == {
+        "large_liquidation", "cascade", "cluster_new", "cluster_growth"
+    }  # fmt: skip
+    for alert in alerts:
+        for field in ("price", "notional", "z_score"):
+            value = getattr(alert, field)
+            assert not noisy(value), f"{alert.id}: {field} {value!r} carries float noise"
+        assert "$" in alert.detail, f"{alert.id}: no unit in {alert.detail!r}"

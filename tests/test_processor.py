@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import event as note_event
 from hypothesis import strategies as st
 
+from hub.analytics.alerts import AlertThresholds
 from hub.analytics.density import KernelDensity
 from hub.analytics.leverage import tier_of
 from hub.analytics.processor import LiquidationProcessor, ProcessorConfig
@@ -608,10 +609,17 @@ def test_replay_totals_match_ground_truth(
         assert len(processor.books[symbol].store) == truth["events"]
 
 
+@pytest.fixture(scope="module")
+def replayed_without_cooldown() -> Replayed:
+    return replay(ProcessorConfig(alerts=AlertThresholds(cooldown_seconds=0)), flush_ms=30_000)
+
+
 def test_replay_large_liquidations_alerted(
-    replayed: Replayed,
+    replayed_without_cooldown: Replayed,
 ) -> None:
-    _, alerts, expected = replayed
+    # Without the cooldown (which holds back a second large liquidation of a side within
+    # 5 minutes unless riskier or twice as big), every one of at least 1M alerts.
+    _, alerts, expected = replayed_without_cooldown
     large = [a for a in alerts if a.kind == "large_liquidation"]
     for truth in expected["events_ge_1m"]:
         notional = float(truth["notional"])
@@ -678,7 +686,9 @@ def test_two_new_epochs_in_the_same_millisecond_have_different_names() -> None:
 
 def test_clusters_of_a_new_epoch_alert_as_new() -> None:
     # Cluster ids restarting at 1 in a new epoch made its clusters look already alerted.
-    processor = LiquidationProcessor(ProcessorConfig(), epoch="test")
+    # (No cooldown: it would hold back the second epoch's cluster, as risky as the first's.)
+    config = ProcessorConfig(alerts=AlertThresholds(cooldown_seconds=0))
+    processor = LiquidationProcessor(config, epoch="test")
     processor.track("BTCUSDT", START)
     now = START
     alerts: dict[str, list[Alert]] = {}

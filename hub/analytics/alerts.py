@@ -23,14 +23,22 @@ Decisions:
   same id, so copies can be de-duplicated. Cluster ids count from 1 again in a restarted
   process, so they alone would name a new cluster with an id a client has already seen
   (and drops); the first alert's time cannot repeat.
-- `z_score` is the event's z (large), the cluster's z (cluster kinds), or the largest event z in
-  the cascade, so a `min_z` filter means "involves something that unusual" for every kind.
-  `risk` follows z for a large liquidation (`clusters.risk_level`: low < 1 <= moderate < 2 <=
-  high < 3 <= extreme), is the cluster's own for cluster kinds, and for a cascade says how far
-  past its threshold it fired: x = max(count / cascade_events, notional / cascade_notional);
-  x < 1.5 moderate, < 2 high, else extreme (never low: a cascade is notable in itself).
+- `z_score` and `risk` describe the same thing for every kind: the event's z (large), the
+  cluster's (cluster kinds), or the cascade's own flow z (`alert_policy.Background`); `risk`
+  is `clusters.risk_level(z)` (low < 1 <= moderate < 2 <= high < 3 <= extreme) for events and
+  cascades, the cluster's own for clusters. A cascade also needs z >= `cascade_z`: the
+  absolute thresholds say "many", the z says "many for this symbol".
+- Fewer, merged alerts: a cooldown per (kind, side) (`alert_policy.Cooldown`; for cluster
+  kinds only a higher risk passes it, as each growth alert is larger by definition), and a
+  cascade is an episode: re-crossing the thresholds within `cooldown_seconds` of its last
+  alert continues it, and it speaks again (at most `cascade_updates` times) only when it
+  has grown `cascade_growth_pct` since its last alert (the update's id is the first's
+  with an ordinal). Cluster alerts that only teach the engine (`announce=False`: old news, a
+  restore) take no cooldown.
 - `on_event` is called once per event (its cascade state would double count otherwise), with
   the z-score measured in `window`; `on_clusters` may be called for any number of windows.
+- Numbers are rounded as the protocol promises (notional to a millionth, the rest to ten
+  significant digits); `detail` writes amounts in USD ($6.21M) and prices with a $.
 """
 
 from __future__ import annotations
@@ -41,29 +49,23 @@ from typing import Literal, NamedTuple
 
 import msgspec
 
+from hub.analytics.alert_policy import (
+    NO_BACKGROUND,
+    RISK_LEVELS,
+    RISK_RANK,
+    Background,
+    Cooldown,
+    Episode,
+    price_text,
+    usd,
+)
 from hub.analytics.clusters import risk_level
-from hub.models import Alert, Cluster, LiquidationEvent, RiskLevel, Side
+from hub.models import Alert, Cluster, LiquidationEvent, RiskLevel, Side, round_notional
+from hub.models import round_significant as _round
 
-RISK_LEVELS: tuple[RiskLevel, ...] = ("low", "moderate", "high", "extreme")
-_RISK_RANK = {level: rank for rank, level in enumerate(RISK_LEVELS)}
+__all__ = ["RISK_LEVELS", "AlertEngine", "AlertThresholds", "Background"]
 # Bounds the per-window hysteresis memory; far above the handful of clusters a window shows.
 _REMEMBERED_CLUSTERS = 1024
-
-
-def _cascade_risk(excess: float) -> RiskLevel:
-    if excess >= 2.0:
-        return "extreme"
-    if excess >= 1.5:
-        return "high"
-    return "moderate"
-
-
-def _price(value: float) -> str:
-    return f"{value:,.8g}"
-
-
-def _money(value: float) -> str:
-    return f"{value:,.0f}"
 
 
 class AlertThresholds(msgspec.Struct, frozen=True):
@@ -75,21 +77,30 @@ class AlertThresholds(msgspec.Struct, frozen=True):
     cascade_events: int = 18
     cascade_notional: float = 2_000_000.0
     cascade_seconds: float = 30.0
+    # ... and the cascade's own flow z >= this: many *for this symbol* (alert_policy)
+    cascade_z: float = 1.0
     growth_pct: float = 50.0  # notional up >= X% since the cluster's last alert
+    # a cascade speaks again when its notional is up >= X% since its last alert, at most
+    # `cascade_updates` times
+    cascade_growth_pct: float = 100.0
+    cascade_updates: int = 1
     cluster_min_risk: RiskLevel = "moderate"  # cluster_new fires at or above this risk
+    # per (kind, side): a weaker alert within this many seconds of the last is held back
+    cooldown_seconds: float = 300.0
 
     def __post_init__(self) -> None:
         if self.cascade_events < 1 or self.cascade_notional <= 0 or self.cascade_seconds <= 0:
             raise ValueError("cascade thresholds must be positive")
-        if self.growth_pct < 0:
-            raise ValueError("growth_pct must not be negative")
+        if min(self.growth_pct, self.cascade_growth_pct, self.cooldown_seconds) < 0:
+            raise ValueError("growth percentages and cooldown_seconds must not be negative")
+        if self.cascade_updates < 0:
+            raise ValueError("cascade_updates must not be negative")
 
 
 class _Hit(msgspec.Struct, frozen=True, gc=False):  # a Struct: ~5x cheaper to make
     time: float
     notional: float
     price_notional: float
-    z_score: float
     exchange: str
 
 
@@ -101,9 +112,6 @@ class _Tally:
     def __init__(self) -> None:
         self.count = 0
         self.notional = 0.0
-
-    def excess(self, limits: AlertThresholds) -> float:
-        return max(self.count / limits.cascade_events, self.notional / limits.cascade_notional)
 
 
 class _CascadeWindow:
@@ -118,7 +126,7 @@ class _CascadeWindow:
         self.armed = True
         self._latest = -math.inf
 
-    def push(self, event: LiquidationEvent, z_score: float) -> bool:
+    def push(self, event: LiquidationEvent) -> bool:
         """Count `event`; whether any earlier hit left the window (only then can a side
         that fired become calm)."""
         # Out-of-order events count at the latest time seen, which keeps the deque ordered.
@@ -140,7 +148,7 @@ class _CascadeWindow:
             tallies.clear()
         exchange = event.exchange
         notional = event.notional
-        hits.append(_Hit(self._latest, notional, event.price * notional, z_score, exchange))
+        hits.append(_Hit(self._latest, notional, event.price * notional, exchange))
         self.notional += notional
         self.price_notional += event.price * notional
         tally = tallies.get(exchange)
@@ -183,32 +191,93 @@ class AlertEngine:
             "short": _CascadeWindow(span_ms),
         }
         self._alerted: dict[str, dict[int, _Alerted]] = {}
+        self._cooldown = Cooldown(thresholds.cooldown_seconds)
+        self._episodes: dict[Side, Episode] = {}
 
-    def on_event(self, event: LiquidationEvent, z_score: float, window: str) -> list[Alert]:
-        """large_liquidation and cascade alerts raised by one event (call once per event)."""
+    def on_event(
+        self,
+        event: LiquidationEvent,
+        z_score: float,
+        window: str,
+        background: Background = NO_BACKGROUND,
+    ) -> list[Alert]:
+        """large_liquidation and cascade alerts raised by one event (call once per event);
+        `background` is the alert window's, for the cascade's own z."""
         alerts = []
         limits = self.thresholds
         if event.notional >= limits.large_notional or z_score >= limits.large_z:
-            alerts.append(self._large(event, z_score, window))
-        cascade = self._cascades[event.side]
-        expired = cascade.push(event, z_score)
+            large = self._large(event, z_score, window)
+            if self._cooldown.admits(
+                (large.kind, event.side), event.time, large.risk, large.notional
+            ):
+                alerts.append(large)
+        side = event.side
+        cascade = self._cascades[side]
+        expired = cascade.push(event)
+        episode = self._episodes.get(side)
+        if episode is not None:
+            episode.add(event.exchange, event.price, event.notional)
+        tally = cascade.tallies[event.exchange]
+        hot = tally.count >= limits.cascade_events or tally.notional >= limits.cascade_notional
         if cascade.armed:  # only the latest event's exchange can newly cross the thresholds
-            tally = cascade.tallies[event.exchange]
-            if tally.count >= limits.cascade_events or tally.notional >= limits.cascade_notional:
+            if hot:
                 cascade.armed = False
-                alerts.append(self._cascade(cascade, event, window, tally.excess(limits)))
+                if episode is None:  # else a re-crossing within the cooldown: the same one
+                    z = background.flow_z(cascade.notional, limits.cascade_seconds * 1000.0)
+                    if z >= limits.cascade_z:
+                        alerts.append(self._cascade(cascade, event, window, z))
+                        self._episodes[side] = self._open(cascade, event.time)
+                    return alerts
         elif expired and cascade.calm(limits):  # a push alone only adds to the tallies
             cascade.armed = True
+        if episode is not None:
+            alerts.extend(
+                self._episode_news(episode, cascade.armed, hot, event, window, background)
+            )
         return alerts
 
-    def on_clusters(self, clusters: list[Cluster], window: str, time: int) -> list[Alert]:
-        """cluster_new and cluster_growth alerts for one update of `window`'s clusters."""
+    def _open(self, cascade: _CascadeWindow, time: int) -> Episode:
+        episode = Episode(int(cascade.hits[0].time), time)
+        for hit in cascade.hits:
+            episode.add(hit.exchange, hit.price_notional / hit.notional, hit.notional)
+        episode.alerted = episode.notional
+        return episode
+
+    def _episode_news(
+        self,
+        episode: Episode,
+        calm: bool,
+        hot: bool,
+        event: LiquidationEvent,
+        window: str,
+        background: Background,
+    ) -> list[Alert]:
+        """One update when an open cascade, over its thresholds again (`hot`), has grown
+        `cascade_growth_pct` since its last alert (a trickle after it is no news); the episode is
+        over once its side is `calm` and the cooldown since its last alert has passed."""
         limits = self.thresholds
-        min_rank = _RISK_RANK[limits.cluster_min_risk]
+        grown = episode.notional * 100.0 >= episode.alerted * (100.0 + limits.cascade_growth_pct)
+        if hot and grown and episode.updates < limits.cascade_updates:
+            episode.updates += 1
+            episode.alerted = episode.notional
+            episode.last_alert = event.time
+            return [self._cascade_update(episode, event, window, background)]
+        cooled = event.time - episode.last_alert >= limits.cooldown_seconds * 1000.0
+        if calm and cooled:
+            del self._episodes[event.side]
+        return []
+
+    def on_clusters(
+        self, clusters: list[Cluster], window: str, time: int, announce: bool = True
+    ) -> list[Alert]:
+        """cluster_new and cluster_growth alerts for one update of `window`'s clusters;
+        with `announce` false the engine only learns them (no cooldown taken)."""
+        limits = self.thresholds
+        min_rank = RISK_RANK[limits.cluster_min_risk]
         alerted = self._alerted.setdefault(window, {})
         alerts = []
         for cluster in clusters:
-            rank = _RISK_RANK[cluster.risk]
+            rank = RISK_RANK[cluster.risk]
             last = alerted.pop(cluster.id, None)  # re-inserted below: most recently seen last
             if last is None:
                 if rank < min_rank:
@@ -227,7 +296,10 @@ class AlertEngine:
             alerted[cluster.id] = last
         while len(alerted) > _REMEMBERED_CLUSTERS:
             del alerted[next(iter(alerted))]
-        return alerts
+        if not announce:
+            return alerts
+        # Only a higher risk passes a cluster's cooldown: a growth alert is always larger.
+        return [a for a in alerts if self._cooldown.admits(a.kind, time, a.risk, None)]
 
     def _large(self, event: LiquidationEvent, z_score: float, window: str) -> Alert:
         key = f"{event.exchange}:{event.side}:{event.time}:{event.price!r}:{event.quantity!r}"
@@ -235,45 +307,68 @@ class AlertEngine:
             id=f"{self.symbol}:large_liquidation:{window}:{key}",
             kind="large_liquidation",
             symbol=self.symbol,
-            price=event.price,
-            notional=event.notional,
-            z_score=z_score,
+            price=_round(event.price),
+            notional=round_notional(event.notional),
+            z_score=_round(z_score),
             risk=risk_level(z_score),
             window=window,
             time=event.time,
             side=event.side,
             detail=(
-                f"{event.side.capitalize()} liquidation of {_money(event.notional)} at "
-                f"{_price(event.price)} on {event.exchange} (z {z_score:.1f} in {window})"
+                f"{event.side.capitalize()} liquidation of {usd(event.notional)} at "
+                f"{price_text(event.price)} on {event.exchange} (z {z_score:.1f} in {window})"
             ),
+            exchanges=(event.exchange,),
         )
 
     def _cascade(
-        self, cascade: _CascadeWindow, event: LiquidationEvent, window: str, excess: float
+        self, cascade: _CascadeWindow, event: LiquidationEvent, window: str, z: float
     ) -> Alert:
         limits = self.thresholds
-        count = len(cascade.hits)
-        per_exchange = ""
-        tallies = sorted(cascade.tallies.items())
-        if len(tallies) > 1 or event.exchange != "binance":
-            per_exchange = " (" + ", ".join(f"{x} {t.count}" for x, t in tallies if t.count) + ")"
+        counts = {x: t.count for x, t in cascade.tallies.items() if t.count}
         price = cascade.price_notional / cascade.notional if cascade.notional > 0 else event.price
         return Alert(
             id=f"{self.symbol}:cascade:{window}:{event.side}:{event.time}",
             kind="cascade",
             symbol=self.symbol,
-            price=price,
-            notional=cascade.notional,
-            z_score=max(hit.z_score for hit in cascade.hits),
-            risk=_cascade_risk(excess),
+            price=_round(price),
+            notional=round_notional(cascade.notional),
+            z_score=_round(z),
+            risk=risk_level(z),
             window=window,
             time=event.time,
             side=event.side,
             detail=(
-                f"{count} {event.side} liquidations{per_exchange} worth "
-                f"{_money(cascade.notional)} within {limits.cascade_seconds:g} s, around "
-                f"{_price(price)}"
+                f"{len(cascade.hits)} {event.side} liquidations{_per_exchange(counts, event)} "
+                f"worth {usd(cascade.notional)} within {limits.cascade_seconds:g} s, around "
+                f"{price_text(price)} (z {z:.1f})"
             ),
+            exchanges=tuple(sorted(counts)),
+        )
+
+    def _cascade_update(
+        self, episode: Episode, event: LiquidationEvent, window: str, background: Background
+    ) -> Alert:
+        span_ms = max(self.thresholds.cascade_seconds * 1000.0, event.time - episode.first)
+        z = background.flow_z(episode.notional, span_ms)
+        price = episode.price or event.price
+        return Alert(
+            id=f"{self.symbol}:cascade:{window}:{event.side}:{episode.opened}:{episode.updates}",
+            kind="cascade",
+            symbol=self.symbol,
+            price=_round(price),
+            notional=round_notional(episode.notional),
+            z_score=_round(z),
+            risk=risk_level(z),
+            window=window,
+            time=event.time,
+            side=event.side,
+            detail=(
+                f"{event.side.capitalize()} cascade grew to {episode.count} liquidations"
+                f"{_per_exchange(episode.tallies, event)} worth {usd(episode.notional)} within "
+                f"{span_ms / 1000:.0f} s, around {price_text(price)} (z {z:.1f})"
+            ),
+            exchanges=tuple(sorted(episode.tallies)),
         )
 
     def _cluster_new(self, cluster: Cluster, window: str, time: int) -> Alert:
@@ -283,8 +378,8 @@ class AlertEngine:
             cluster,
             window,
             time,
-            f"New liquidation cluster at {_price(cluster.price)} "
-            f"({_price(cluster.low)} to {_price(cluster.high)}): {_money(cluster.notional)} "
+            f"New liquidation cluster at {price_text(cluster.price)} "
+            f"({price_text(cluster.low)} to {price_text(cluster.high)}): {usd(cluster.notional)} "
             f"over {cluster.count} liquidations, {cluster.long_share:.0%} long",
         )
 
@@ -297,8 +392,8 @@ class AlertEngine:
             cluster,
             window,
             time,
-            f"Cluster at {_price(cluster.price)} grew from {_money(last.notional)} to "
-            f"{_money(cluster.notional)} since its last alert; risk {risk_change}",
+            f"Cluster at {price_text(cluster.price)} grew from {usd(last.notional)} to "
+            f"{usd(cluster.notional)} since its last alert; risk {risk_change}",
         )
 
     def _cluster_alert(
@@ -322,3 +417,10 @@ class AlertEngine:
             time=time,
             detail=detail,
         )
+
+
+def _per_exchange(counts: dict[str, int], event: LiquidationEvent) -> str:
+    """` (binance 12, bybit 9)`: said unless Binance alone saw it (the usual case)."""
+    if len(counts) > 1 or event.exchange != "binance":
+        return " (" + ", ".join(f"{x} {n}" for x, n in sorted(counts.items())) + ")"
+    return ""

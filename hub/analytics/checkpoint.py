@@ -189,7 +189,7 @@ def _resume(book: SymbolBook, position: BookPosition) -> None:
             # The process before the restart alerted these: the engine takes them as it
             # did, and what it would alert is not sent again. Only what changes from here
             # on is news (without this, every standing cluster was alerted again, as new).
-            book.alerts.on_clusters(clusters, name, saved.published_at)
+            book.alerts.on_clusters(clusters, name, saved.published_at, announce=False)
     _observe_recent(book, position.flushed_at)
     book.last_arrival = position.arrival
     book.settle()

@@ -25,6 +25,7 @@ from typing import NamedTuple
 import msgspec
 import numpy as np
 
+from hub.analytics.alert_policy import NO_BACKGROUND, Background
 from hub.analytics.alerts import AlertEngine, AlertThresholds
 from hub.analytics.coverage import Coverage
 from hub.analytics.density import KernelDensity
@@ -43,6 +44,7 @@ from hub.models import (
 )
 
 ALERT_WINDOW = "1h"
+_ALERT_SPAN_MS = float(WINDOWS[ALERT_WINDOW])
 FANNED_KINDS = ("liquidations", "alerts")
 MARKET_PRICE_WEIGHT = 0.3  # a single outlier moves the market price by 30 % of its gap
 # time, price, notional, short, exchange code, arrival, in the alert statistics
@@ -72,6 +74,10 @@ class ProcessorConfig(msgspec.Struct, frozen=True):
     range_pct: float = 15.0
     alert_max_age_ms: int = 60_000
     alerts: AlertThresholds = AlertThresholds()
+    alerts_by_symbol: tuple[tuple[str, AlertThresholds], ...] = ()  # overrides `alerts`
+
+    def alerts_of(self, symbol: str) -> AlertThresholds:
+        return dict(self.alerts_by_symbol).get(symbol, self.alerts)
 
 
 class SymbolBook:
@@ -85,7 +91,7 @@ class SymbolBook:
         self.store = EventStore(symbol, config.max_events, config.retention_ms, first_arrival)
         self.coverage = Coverage(covered_since)
         self.leverage = LeverageEstimator()
-        self.alerts = AlertEngine(symbol, config.alerts)
+        self.alerts = AlertEngine(symbol, config.alerts_of(symbol))
         self.grid: PriceGrid | None = None
         self.kde: KernelDensity | None = None  # the density axis of the grid
         self.market_price = 0.0
@@ -102,7 +108,7 @@ class SymbolBook:
         self.flushed: Flushed | None = None
         self.fresh = False  # an event young enough to alert on came since the last flush
         # Rows the store took since the windows last drained, flat (see _ARRIVED_FIELDS),
-        # and the alert window's share of them (see `alert_z_score`); the windows' sums hold
+        # and the alert window's share of them (see `alert_background`); the windows' sums hold
         # the rows up to arrival `_drained`.
         self._arrived = array("d")
         self._alert_extra = [0, 0, 0]  # count, micros, squared micros
@@ -257,9 +263,9 @@ class SymbolBook:
         self._alert_extra = [0, 0, 0]
         self._drained = self.last_arrival
 
-    def alert_z_score(self, notional: float) -> float:
-        """z of `notional` against the alert window as it stands: its sums at the last
-        drain and what arrived since (exact integers, see `hub.analytics.sums`)."""
+    def alert_background(self) -> Background:
+        """The alert window as it stands: its sums at the last drain and what arrived
+        since (exact integers, see `hub.analytics.sums`)."""
         window = self.windows.get(ALERT_WINDOW)
         extra = self._alert_extra
         count, total, squares = extra
@@ -269,11 +275,9 @@ class SymbolBook:
             total += sums.long + sums.short
             squares += sums.squares
         if count == 0:
-            return 0.0
+            return NO_BACKGROUND
         variance = (count * squares - total * total) / (count * count) / MICROS**2
-        std = math.sqrt(variance)
-        mean = total / count / MICROS
-        return (notional - mean) / std if std > 0 else 0.0
+        return Background(count, total / count / MICROS, math.sqrt(variance), _ALERT_SPAN_MS)
 
     def _new_epoch(self, now: int) -> str:
         """A name no earlier epoch of this book had: a second new epoch within the same ms
@@ -351,12 +355,13 @@ class LiquidationProcessor:
             leverage = round(leverage, 2)
             event = msgspec.structs.replace(event, est_leverage=leverage, tier=tier_of(leverage))
         book.place(event.price, now)
-        z_score = book.alert_z_score(event.notional)
+        background = book.alert_background()
         book.hold(event, now)
         messages = self._fan(book.channels["liquidations"], "liquidation", event)
         if now - event.time <= self.config.alert_max_age_ms:
             book.fresh = True
-            for alert in book.alerts.on_event(event, z_score, ALERT_WINDOW):
+            z_score = background.z(event.notional)
+            for alert in book.alerts.on_event(event, z_score, ALERT_WINDOW, background):
                 messages.extend(self._fan(book.channels["alerts"], "alert", alert))
         return Applied(event, messages, book.last_arrival)
 
@@ -381,8 +386,9 @@ class LiquidationProcessor:
                 channel = heatmap_channel(book.symbol, name)
                 messages.append(ChannelMessage(channel, "diff", window.seq, book.epoch, diff))
                 if name == ALERT_WINDOW and diff.clusters is not None:
-                    alerts = book.alerts.on_clusters(diff.clusters, name, now)
-                    if book.fresh:  # else the engine only learns them: old news
+                    # Not fresh: the engine only learns them, old news.
+                    alerts = book.alerts.on_clusters(diff.clusters, name, now, book.fresh)
+                    if book.fresh:
                         for alert in alerts:
                             messages.extend(self._fan(book.channels["alerts"], "alert", alert))
             book.fresh = False

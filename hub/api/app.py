@@ -14,6 +14,7 @@ from starlette.routing import Route, WebSocketRoute
 
 from hub.api.access import AccessMiddleware
 from hub.api.admin import AdminApi
+from hub.api.alerts import AlertsApi
 from hub.api.cors import cors_middleware
 from hub.api.export import ExportApi
 from hub.api.liquidity import LiquidityApi
@@ -55,6 +56,7 @@ def create_app(hub: HubView, limits: Limits | None = None) -> Starlette:
         Route("/health", rest.health),
         Route("/metrics", metrics.metrics),
         Route(f"{API}/status", rest.status),
+        Route(f"{API}/alerts", AlertsApi(hub).recent),
         Route(f"{API}/symbols", admin.listing),
         Route(f"{API}/symbols", admin.add, methods=["POST"]),
         Route(f"{API}/symbols", admin.remove, methods=["DELETE"]),

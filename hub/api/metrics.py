@@ -156,7 +156,24 @@ def hub_families(status: dict[str, Any], health: dict[str, Any]) -> list[Family]
         _counter(f"hub_fanout_{key}_total", help_text, [({}, float(fanout[key]))])
         for key, help_text in _FANOUT_FIELDS
     ]
-    return families + _access_families(access)
+    return families + _access_families(access) + _alert_families(status.get("alerts"))
+
+
+def _alert_families(alerts: dict[str, Any] | None) -> list[Family]:
+    """Per sink (its name) and sink kind; no sample where no sink is configured, or on a
+    `web` process before ingest has reported."""
+    sinks: dict[str, dict[str, Any]] = (alerts or {}).get("sinks", {})
+    return [
+        _counter(
+            f"hub_alerts_{key}_total",
+            help_text,
+            [
+                ({"sink": name, "kind": sink["kind"]}, float(sink[field]))
+                for name, sink in sinks.items()
+            ],
+        )
+        for key, field, help_text in _ALERT_FIELDS
+    ]
 
 
 def _access_families(access: dict[str, Any]) -> list[Family]:
@@ -216,6 +233,12 @@ _SOURCE_FIELDS = (
     ("frames_total", "frames", "counter", "upstream frames received"),
     ("malformed_total", "malformed", "counter", "frames that could not be decoded"),
     ("reconnects_total", "reconnects", "counter", "upstream reconnects"),
+)
+_ALERT_FIELDS = (
+    ("sent", "delivered", "alerts a sink took (2xx)"),
+    ("failed", "failed", "alerts given up after their retries, or refused"),
+    ("retried", "retried", "attempts retried (429, 5xx, timeouts, connection errors)"),
+    ("dropped", "dropped", "alerts dropped from a full sink queue"),
 )
 _FANOUT_FIELDS = (
     ("messages", "channel messages taken from the broker"),

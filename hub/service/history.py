@@ -347,7 +347,16 @@ def build_history(
     events are the file's, not history); else none."""
     if redis is not None:
         return RedisHistory(redis, settings.retention_ms, holdings)
+    directory = data_directory(settings, source)
+    if directory is None:
+        return None
+    return DiskHistory(directory, settings.retention_ms, wall_clock_ms)
+
+
+def data_directory(settings: Settings, source: Source) -> Path | None:
+    """Where a `serve` without Redis keeps what it keeps for `source` (one directory per
+    kind of source, so the demo's past never mixes with the market's); None for a replay
+    or with HEATMAP_DATA_DIR=off."""
     if settings.data_dir is None or source.replay is not None:
         return None
-    directory = Path(settings.data_dir) / ("demo" if source.demo else "live")
-    return DiskHistory(directory, settings.retention_ms, wall_clock_ms)
+    return Path(settings.data_dir) / ("demo" if source.demo else "live")

@@ -22,17 +22,18 @@ import numpy as np
 from redis.exceptions import RedisError
 
 from hub.access.gate import AccessGate
+from hub.alerting.history import read_stream
 from hub.analytics.candles import Tier
 from hub.analytics.processor import LiquidationProcessor
 from hub.analytics.rows import Named
 from hub.config import Settings
-from hub.errors import ConfigError
+from hub.errors import ConfigError, RequestError
 from hub.fanout.broker import Broker
 from hub.fanout.broker_memory import MemoryBroker
 from hub.fanout.broker_redis import RedisBroker
 from hub.fanout.fanout import Fanout
 from hub.feeds.base import Feed
-from hub.models import LiquidationEvent
+from hub.models import Alert, LiquidationEvent
 from hub.service import control
 from hub.service.control import ControlRequest
 from hub.service.health import verdict
@@ -70,6 +71,11 @@ class HubView(Protocol):
     async def candle_ring(self, symbol: str, tier: Tier) -> np.ndarray | None:
         """One ring of the symbol's mark-price candles (hub.analytics.candles); None when
         there is none (`web`: ingest has written none to Redis)."""
+
+    async def alerts(
+        self, symbol: str | None, kind: str | None, since: int, limit: int
+    ) -> list[Alert]:
+        """The recent alerts with time >= since, newest first (any symbol, kind if None)."""
 
     async def status(self) -> dict[str, Any]: ...
 
@@ -181,6 +187,11 @@ class ServeHub:
     async def candle_ring(self, symbol: str, tier: Tier) -> np.ndarray | None:
         return self.ingest.marks.ring(symbol, tier)
 
+    async def alerts(
+        self, symbol: str | None, kind: str | None, since: int, limit: int
+    ) -> list[Alert]:
+        return await self.ingest.alerting.history.read(symbol, kind, since, limit)
+
     async def status(self) -> dict[str, Any]:
         return {
             **self.ingest.status(),
@@ -270,6 +281,14 @@ class WebHub:
                 return msgspec.json.decode(raw)
         return {}
 
+    async def alerts(
+        self, symbol: str | None, kind: str | None, since: int, limit: int
+    ) -> list[Alert]:
+        try:
+            return await read_stream(self.redis, symbol, kind, since, limit)
+        except (RedisError, OSError):
+            raise RequestError(503, "alerts: Redis is unreachable") from None
+
     async def health(self) -> dict[str, Any]:
         ingest = await self._ingest_status()
         reasons = list(ingest.get("reasons", [])) if ingest else [INGEST_SILENT]
@@ -284,6 +303,7 @@ class WebHub:
             "listings": ingest.get("listings"),
             "processor": ingest.get("processor"),
             "history": ingest.get("history"),
+            "alerts": ingest.get("alerts"),
             "ingest": "reporting" if ingest else INGEST_SILENT,
             **_process_status(self.fanout, self.broker, self.access, self.started_at),
         }

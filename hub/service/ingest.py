@@ -32,6 +32,7 @@ import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from hub.alerting.service import Alerting
 from hub.analytics.candles import MarkPrices
 from hub.analytics.coverage import Coverage
 from hub.analytics.predicted_stream import PredictedProcessor
@@ -55,7 +56,7 @@ from hub.service import control
 from hub.service.coinglass import CoinGlassValidation, disabled_status
 from hub.service.control import ControlRequest, SymbolsAnnouncement
 from hub.service.health import source_entry, source_reasons
-from hub.service.history import History, build_history
+from hub.service.history import History, build_history, data_directory
 from hub.service.liquidity import build_liquidity
 from hub.service.sources import (
     Source,
@@ -115,6 +116,8 @@ class Ingest:
                 bandwidth_pct=settings.kde_bandwidth_pct,
                 range_pct=settings.price_range_pct,
                 alert_max_age_ms=settings.alert_max_age_ms,
+                alerts=settings.alerts.thresholds,
+                alerts_by_symbol=settings.alerts.by_symbol,
             ),
             epoch=epoch,
             # Arrival numbers from this process's start (in us): after any earlier one's.
@@ -138,6 +141,8 @@ class Ingest:
         self.predicted = PredictedProcessor(settings.predicted, self.processor.epoch, self.marks)
         self.redis_state = Outage("ingest", log)
         self.history: History | None = build_history(settings, source, redis, self._holdings)
+        directory = data_directory(settings, source)
+        self.alerting = Alerting(settings, directory, redis, wall_clock_ms())
         self.restored = False  # the history was read back (or there is none)
         self.unpublished = 0
         self._covers_from = self.clock()  # what a newly tracked symbol's coverage starts at
@@ -279,6 +284,7 @@ class Ingest:
             published = time.monotonic()
 
     async def _publish_pending(self) -> None:
+        self.alerting.take(self._outbox)
         if self.redis is not None and not self.redis_state.due():
             # Redis is down and the next attempt is not due: what would be published is
             # dropped as a failed publish would be; web processes resync once it is back.
@@ -384,6 +390,9 @@ class Ingest:
             except msgspec.DecodeError:
                 log.warning("ingest: ignored a malformed control message")
 
+    async def _alerting_loop(self) -> None:
+        await self.alerting.run(wall_clock_ms)
+
     async def _sweep_loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.cleanup_interval_ms / 1000)
@@ -461,6 +470,7 @@ class Ingest:
                 "mark_prices_rejected": self.marks.rejected,
             },
             "history": None if self.history is None else self.history.status(),
+            "alerts": self.alerting.status(),
         }
 
     async def start(self, control_messages: bool) -> None:
@@ -485,7 +495,7 @@ class Ingest:
             self.predicted.track(symbol, now)  # restored books of `*`
             self._outbox.append(self.predicted.snapshot_message(symbol))
         await self._publish_pending()
-        loops = [self._publish_loop, self._sweep_loop]
+        loops = [self._publish_loop, self._sweep_loop, self._alerting_loop]
         if self.open_interest is not None:
             loops.append(self._open_interest_loop)
         if self.liquidity is not None:
@@ -537,3 +547,5 @@ class Ingest:
                 await self.history.close(self.processor, self.clock())
         await cancel_and_wait(self._tasks)
         self._tasks.clear()
+        with contextlib.suppress(Exception):
+            await self.alerting.close(wall_clock_ms() - self.settings.retention_ms)
