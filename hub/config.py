@@ -18,6 +18,7 @@ from hub.analytics.predicted import PredictedConfig
 from hub.errors import ConfigError, echo
 from hub.fanout.channel_state import HISTORY_BYTES
 from hub.fanout.protocol import Limits
+from hub.service.heartbeat import HEARTBEAT_MS, INGEST_SILENT_MS
 
 _LIMITS = Limits()
 _PREDICTED = PredictedConfig()
@@ -49,6 +50,8 @@ class Settings:
     kde_bandwidth_pct: float = 0.3
     price_range_pct: float = 15.0
     flush_ms: int = 50
+    heartbeat_ms: int = HEARTBEAT_MS  # how often ingest tells web processes it is alive
+    ingest_silent_ms: int = INGEST_SILENT_MS  # a web process's bound on that silence
     redis_url: str | None = None
     exchanges: tuple[str, ...] = DEFAULT_EXCHANGES
     bybit_ws_url: str = "wss://stream.bybit.com/v5/public/linear"
@@ -257,6 +260,8 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "HEATMAP_KDE_BANDWIDTH": ("kde_bandwidth_pct", _number(float, 0.01, 10)),
     "HEATMAP_PRICE_RANGE": ("price_range_pct", _number(float, 0.5, 90)),
     "HEATMAP_FLUSH_MS": ("flush_ms", _number(int, 0, 10_000)),
+    "HEATMAP_HEARTBEAT_MS": ("heartbeat_ms", _number(int, 50, 60_000)),
+    "HEATMAP_INGEST_SILENT_MS": ("ingest_silent_ms", _number(int, 100, 600_000)),
     "REDIS_URL": ("redis_url", _redis_url),
     "HEATMAP_EXCHANGES": ("exchanges", _exchanges),
     "BYBIT_WS_URL": ("bybit_ws_url", _ws_url),

@@ -237,6 +237,7 @@ class Client:
     heatmap_messages: list[dict[str, Any]] = field(default_factory=list)
     liquidations: list[dict[str, Any]] = field(default_factory=list)
     replies: list[dict[str, Any]] = field(default_factory=list)
+    statuses: list[dict[str, Any]] = field(default_factory=list)  # ingest down or up
     error: BaseException | None = None
     closed: asyncio.Event = field(default_factory=asyncio.Event)
     ws: ClientConnection | None = None
@@ -265,6 +266,8 @@ class Client:
                 message = json.loads(raw)
                 if "op" in message:
                     self.replies.append(message)
+                elif message["type"] == "status":
+                    self.statuses.append(message)
                 elif message["ch"] == HEATMAP:
                     self.heatmap_messages.append(message)
                     self.heatmap.take(message)

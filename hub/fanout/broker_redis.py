@@ -75,6 +75,7 @@ class RedisBroker(Broker):
         self._subscribe_lock = asyncio.Lock()  # a topic added mid-reconnect is not lost
         self._sharded: bool | None = None
         self._closed = asyncio.Event()
+        self._renew = False
         self._status = BrokerStatus(kind="redis", connected=False)
 
     @property
@@ -130,6 +131,10 @@ class RedisBroker(Broker):
                 # On failure the reader sees the same broken connection and re-subscribes all.
                 with contextlib.suppress(*_FAILURES):
                     await self._send_subscribe(self._pubsub, new)
+
+    async def resubscribe(self) -> None:
+        """Reconnect the pub/sub link and subscribe afresh, within a second."""
+        self._renew = True
 
     async def messages(self) -> AsyncIterator[tuple[str, bytes]]:
         """(topic, payload) for subscribed topics; one consumer at a time; ends on close()."""
@@ -207,12 +212,15 @@ class RedisBroker(Broker):
         ping_sent: float | None = loop.time()  # the one sent by _open_pubsub
         next_ping = 0.0
         while not self._closed.is_set():
+            if self._renew:
+                self._renew = False
+                raise RedisConnectionError("renewing the subscriptions")
             if ping_sent is None and loop.time() >= next_ping:
                 await pubsub.ping()
                 ping_sent = loop.time()
             deadline = next_ping if ping_sent is None else ping_sent + self._pong_timeout
             # Never 0: a zero timeout can give up before reading what is already buffered.
-            wait = max(deadline - loop.time(), 0.1)
+            wait = min(max(deadline - loop.time(), 0.1), 1.0)  # 1.0: a renewal is noticed
             message = await pubsub.get_message(timeout=wait)
             if message is None:
                 # Only silence counts: time spent suspended at a yield is not Redis's fault.

@@ -36,6 +36,7 @@ from hub.models import LiquidationEvent
 from hub.service import control
 from hub.service.control import ControlRequest
 from hub.service.health import verdict
+from hub.service.heartbeat import Liveness
 from hub.service.ingest import Ingest
 from hub.service.relay import Relay
 from hub.service.sources import Source, wall_clock_ms
@@ -116,10 +117,21 @@ def _process_status(
     }
 
 
-def _process_reasons(broker: Broker, access: AccessGate) -> list[str]:
-    status = broker.status()
-    broker_reasons = [] if status.connected else [f"{status.kind}: broker unreachable"]
-    return broker_reasons + access.health_reasons()
+def _liveness(settings: Settings) -> Liveness | None:
+    """Ingest's heartbeat is watched wherever it crosses Redis."""
+    if not settings.redis_url:
+        return None
+    return Liveness(settings.ingest_silent_ms)
+
+
+def _process_reasons(relay: Relay, access: AccessGate) -> list[str]:
+    status = relay.broker.status()
+    reasons = [] if status.connected else [f"{status.kind}: broker unreachable"]
+    liveness = relay.liveness
+    silent = None if liveness is None else liveness.silent_for(asyncio.get_running_loop().time())
+    if silent is not None:
+        reasons.append(f"ingest: no heartbeat for {silent:.1f} s")
+    return reasons + access.health_reasons()
 
 
 def _rss_bytes() -> int:
@@ -148,7 +160,9 @@ class ServeHub:
         # Sessions' limits and timers run on the wall clock: a replay's clock may be frozen
         # or twenty times fast, which would make rate limits and slow-client grace absurd.
         self.fanout = Fanout(wall_clock_ms, settings.history_bytes)
-        self.relay = Relay(self.inbound, self.fanout, self.ingest.handle)
+        self.relay = Relay(
+            self.inbound, self.fanout, self.ingest.handle, liveness=_liveness(settings)
+        )
         self._tasks = _Tasks()
 
     @property
@@ -188,7 +202,7 @@ class ServeHub:
         }
 
     async def health(self) -> dict[str, Any]:
-        return verdict(self.ingest.health_reasons() + _process_reasons(self.inbound, self.access))
+        return verdict(self.ingest.health_reasons() + _process_reasons(self.relay, self.access))
 
     async def add_symbols(self, symbols: set[str]) -> None:
         await self.ingest.add_symbols(symbols)
@@ -228,7 +242,13 @@ class WebHub:
         self.redis = self.broker.redis
         self.access = AccessGate(settings, self.redis)
         self.fanout = Fanout(self.clock, settings.history_bytes)
-        self.relay = Relay(self.broker, self.fanout, self._request, self._load_symbols)
+        self.relay = Relay(
+            self.broker,
+            self.fanout,
+            self._request,
+            self._load_symbols,
+            liveness=_liveness(settings),
+        )
         self._tasks = _Tasks()
 
     async def _request(self, request: ControlRequest) -> None:
@@ -273,7 +293,7 @@ class WebHub:
     async def health(self) -> dict[str, Any]:
         ingest = await self._ingest_status()
         reasons = list(ingest.get("reasons", [])) if ingest else [INGEST_SILENT]
-        return verdict(reasons + _process_reasons(self.broker, self.access))
+        return verdict(reasons + _process_reasons(self.relay, self.access))
 
     async def status(self) -> dict[str, Any]:
         ingest = await self._ingest_status()

@@ -54,6 +54,7 @@ from hub.service import control
 from hub.service.coinglass import CoinGlassValidation, disabled_status
 from hub.service.control import ControlRequest, SymbolsAnnouncement
 from hub.service.health import source_entry, source_reasons
+from hub.service.heartbeat import HEARTBEAT_TOPIC, Beats
 from hub.service.history import History, build_history
 from hub.service.liquidity import build_liquidity
 from hub.service.sources import (
@@ -135,6 +136,9 @@ class Ingest:
         self.history: History | None = build_history(settings, source, redis, self._holdings)
         self.restored = False  # the history was read back (or there is none)
         self.unpublished = 0
+        # Only web processes across Redis need telling that this one is alive.
+        self.beats = Beats(settings.heartbeat_ms) if redis is not None else None
+        self._publishing = asyncio.Lock()  # one flush's messages (and beat) at a time, in order
         self._covers_from = self.clock()  # what a newly tracked symbol's coverage starts at
         self._outbox: list[ChannelMessage] = []
         self._wake = asyncio.Event()
@@ -226,6 +230,8 @@ class Ingest:
         for symbol in symbols:
             self.processor.untrack(symbol)
             self.predicted.untrack(symbol)
+        if self.beats is not None:
+            self.beats.forget(symbols)
         self._symbols_changed = True
         self._wake.set()
 
@@ -257,7 +263,8 @@ class Ingest:
         flush_every = self.settings.flush_ms / 1000
         next_flush = time.monotonic()
         while True:
-            timeout = max(0.0, next_flush - time.monotonic())
+            wake_at = next_flush if self.beats is None else min(next_flush, self.beats.next_at)
+            timeout = max(0.0, wake_at - time.monotonic())
             with contextlib.suppress(TimeoutError):
                 # not wait_for: on 3.11 it can swallow a cancel racing a wake (gh-86296)
                 async with asyncio.timeout(timeout):
@@ -269,6 +276,13 @@ class Ingest:
             await self._publish_pending()
 
     async def _publish_pending(self) -> None:
+        async with self._publishing:
+            await self._publish_outbox()
+
+    async def _publish_outbox(self) -> None:
+        if self.beats is not None:
+            # Dropped or not: a relay holding less than this position must resynchronise.
+            self.beats.record(self._outbox)
         if self.redis is not None and not self.redis_state.due():
             # Redis is down and the next attempt is not due: what would be published is
             # dropped as a failed publish would be; web processes resync once it is back.
@@ -281,12 +295,14 @@ class Ingest:
             failure = await self._announce_symbols()
         state = await self._checkpoint()
         outbox, self._outbox = self._outbox, []
-        if outbox or state:
+        messages = [(topic_for(m.ch), encode_message(m)) for m in outbox]
+        if self.beats is not None and self.beats.due(time.monotonic()):
+            # Last in the pipeline: every position it carries was published before it.
+            messages.append((HEARTBEAT_TOPIC, self.beats.beat(time.monotonic())))
+        if messages or state:
             tried = True
             try:
-                await self.broker.publish_many(
-                    [(topic_for(m.ch), encode_message(m)) for m in outbox], state
-                )
+                await self.broker.publish_many(messages, state)
                 if state and self.history is not None:
                     self.history.stored(state)
             except BrokerUnavailable as error:
