@@ -118,6 +118,7 @@ _COMMANDS = {
         [
             ("heatmap-hub web --redis-url redis://127.0.0.1:6379/0 --port 5001", ""),
             ("heatmap-hub web --host 0.0.0.0 --port 8080", "with REDIS_URL set"),
+            ("heatmap-hub web --port 8080 --reuse-port", "one of several on one port"),
         ],
     ),
     "keys": (
@@ -254,6 +255,12 @@ def _parser() -> argparse.ArgumentParser:
     _setting_flag(web, "host")
     _setting_flag(web, "port")
     _setting_flag(web, "redis_url", "unset, and web needs one")
+    web.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="listen with SO_REUSEPORT, so several web processes share one port and the "
+        "kernel spreads connections over them (default: off)",
+    )
 
     keys = _command(commands, "keys")
     _setting_flag(keys, "api_keys_file")
@@ -316,10 +323,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
 
 
-def check_listen_address(host: str, port: int) -> None:
+def check_listen_address(host: str, port: int, reuse_port: bool = False) -> None:
     """Bind (host, port) once before anything starts, so an address in use is a
     configuration error (exit 2, one line) instead of a failure after start-up. The same
-    SO_REUSEADDR as uvicorn: a port left in TIME_WAIT is free, a listening one is not."""
+    SO_REUSEADDR as uvicorn: a port left in TIME_WAIT is free, a listening one is not
+    (unless it and this one both ask for SO_REUSEPORT)."""
     if port == 0:
         return
     try:
@@ -329,6 +337,8 @@ def check_listen_address(host: str, port: int) -> None:
     family, kind, proto, _, address = infos[0]
     with socket.socket(family, kind, proto) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         try:
             probe.bind(address)
         except OSError as error:
@@ -363,6 +373,7 @@ def _run_app(hub: HubView, settings: Settings, args: argparse.Namespace) -> int:
         args.log_level,
         lambda: say_goodbye(app),
         settings.ws_ping_interval,
+        reuse_port=getattr(args, "reuse_port", False),
         ssl_certfile=settings.tls_certfile,
         ssl_keyfile=settings.tls_keyfile,
     )
@@ -380,7 +391,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 def _web(settings: Settings, args: argparse.Namespace) -> int:
     from hub.service.hubs import WebHub
 
-    check_listen_address(settings.host, settings.port)
+    check_listen_address(settings.host, settings.port, args.reuse_port)
     check_tls(settings)
     return _run_app(WebHub(settings), settings, args)
 
