@@ -18,6 +18,7 @@ from hub.analytics.predicted import PredictedConfig
 from hub.errors import ConfigError, echo
 from hub.fanout.channel_state import HISTORY_BYTES
 from hub.fanout.protocol import Limits
+from hub.fanout.redis_connect import parse_host_port, sentinel_url
 from hub.service.heartbeat import HEARTBEAT_MS, INGEST_SILENT_MS
 
 _LIMITS = Limits()
@@ -52,7 +53,9 @@ class Settings:
     flush_ms: int = 50
     heartbeat_ms: int = HEARTBEAT_MS  # how often ingest tells web processes it is alive
     ingest_silent_ms: int = INGEST_SILENT_MS  # a web process's bound on that silence
-    redis_url: str | None = None
+    redis_url: str | None = None  # with REDIS_SENTINELS: a redis+sentinel:// URL of the master
+    redis_sentinels: tuple[tuple[str, int], ...] = ()
+    redis_master_name: str = "mymaster"
     exchanges: tuple[str, ...] = DEFAULT_EXCHANGES
     bybit_ws_url: str = "wss://stream.bybit.com/v5/public/linear"
     bybit_rest_url: str = "https://api.bybit.com"
@@ -132,6 +135,15 @@ def _redis_url(name: str, raw: str) -> str | None:
     if urlsplit(raw).scheme not in ("redis", "rediss", "unix"):
         raise ConfigError(name, f"must be a redis://, rediss:// or unix:// URL, got {echo(raw)}")
     return raw
+
+
+def _sentinels(name: str, raw: str) -> tuple[tuple[str, int], ...]:
+    try:
+        return tuple(parse_host_port(item) for item in raw.split(",") if item.strip())
+    except ValueError as error:
+        raise ConfigError(
+            name, f"must be host:port,host:port,... (sentinels), got {echo(str(error))}"
+        ) from None
 
 
 def _symbols(name: str, raw: str) -> tuple[str, ...]:
@@ -241,6 +253,12 @@ def _data_dir(name: str, raw: str) -> str | None:
     return value
 
 
+def _master_name(name: str, raw: str) -> str:
+    if not raw or any(c.isspace() for c in raw):
+        raise ConfigError(name, f"must be the name the sentinels monitor, got {echo(raw)}")
+    return raw
+
+
 def _host(name: str, raw: str) -> str:
     if not raw or any(c.isspace() for c in raw):
         raise ConfigError(name, f"must be a host name or address, got {echo(raw)}")
@@ -263,6 +281,8 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "HEATMAP_HEARTBEAT_MS": ("heartbeat_ms", _number(int, 50, 60_000)),
     "HEATMAP_INGEST_SILENT_MS": ("ingest_silent_ms", _number(int, 100, 600_000)),
     "REDIS_URL": ("redis_url", _redis_url),
+    "REDIS_SENTINELS": ("redis_sentinels", _sentinels),
+    "REDIS_MASTER_NAME": ("redis_master_name", _master_name),
     "HEATMAP_EXCHANGES": ("exchanges", _exchanges),
     "BYBIT_WS_URL": ("bybit_ws_url", _ws_url),
     "BYBIT_REST_URL": ("bybit_rest_url", _http_url),
@@ -325,6 +345,11 @@ def load_settings(
         _, parse = _VARIABLES[variable]
         values[field] = parse(f"{variable} (--{field.replace('_', '-')})", raw)
     settings = Settings(**values)
+    if settings.redis_sentinels:
+        if settings.redis_url and urlsplit(settings.redis_url).scheme == "unix":
+            raise ConfigError("REDIS_URL", "with REDIS_SENTINELS it must be redis:// or rediss://")
+        url = sentinel_url(settings.redis_sentinels, settings.redis_master_name, settings.redis_url)
+        settings = dataclasses.replace(settings, redis_url=url)
     if (settings.tls_certfile is None) != (settings.tls_keyfile is None):
         missing = "HUB_TLS_KEYFILE" if settings.tls_keyfile is None else "HUB_TLS_CERTFILE"
         raise ConfigError(missing, "TLS needs both HUB_TLS_CERTFILE and HUB_TLS_KEYFILE")

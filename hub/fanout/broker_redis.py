@@ -9,6 +9,10 @@ topic is carried by one shard instead of being broadcast to every node, and the 
 spreads by symbol. On a single server it behaves like plain pub/sub. Older servers get
 PUBLISH/SUBSCRIBE; both ends read the version from the same server, so they agree.
 
+`url` may name the master of a Sentinel deployment (hub.fanout.redis_connect): each new
+connection then goes to the master the sentinels name, so the reconnect after a failover
+reaches the new one.
+
 On disconnect: redis-py's own retries are off, so no reconnect happens behind our back
 and hides a gap. `publish` raises `BrokerUnavailable` at once and buffers nothing (the
 caller owns what must not be lost). `messages()` never ends: it reconnects with full-jitter
@@ -35,6 +39,7 @@ from redis.maint_notifications import MaintNotificationsConfig
 
 from hub.errors import BrokerUnavailable
 from hub.fanout.broker import RESYNC_TOPIC, STATE_KEY, Broker, BrokerStatus
+from hub.fanout.redis_connect import connect
 from hub.feeds.backoff import Backoff
 
 __all__ = ["RESYNC_TOPIC", "RedisBroker"]
@@ -57,7 +62,7 @@ class RedisBroker(Broker):
         # Retry(…, 0): every failure reaches us at once; reconnecting is this class's job.
         # Maintenance notifications (on by default, "auto") make redis-py 8 skip its check
         # of pooled connections, so the first command after a Redis restart would fail.
-        self.redis: Redis = Redis.from_url(
+        self._connection = connect(
             url,
             socket_connect_timeout=connect_timeout,
             socket_timeout=command_timeout,
@@ -67,6 +72,7 @@ class RedisBroker(Broker):
             # (redis/redis-py#4230), about 50 us per 14 KB message whatever the log level.
             protocol=2,
         )
+        self.redis: Redis = self._connection.redis
         self._backoff = backoff or Backoff(base=0.2, cap=10.0, healthy_after=30.0)
         self._ping_interval = ping_interval
         self._pong_timeout = pong_timeout
@@ -167,6 +173,8 @@ class RedisBroker(Broker):
         if self._pubsub is not None:
             await self._pubsub.aclose()
         await self.redis.aclose()
+        if self._connection.sentinel is not None:
+            await self._connection.sentinel.aclose()
 
     async def _use_sharded(self) -> bool:
         if self._sharded is None:
