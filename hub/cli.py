@@ -105,10 +105,12 @@ _COMMANDS = {
     "ingest": (
         "run the feed and analytics, publishing to Redis",
         "Run the exchange feed (or a replay) and the analytics, and publish every message "
-        "to Redis for `web` processes to serve. Serves no clients itself; needs Redis.",
+        "to Redis for `web` processes to serve. Serves no clients itself; needs Redis. "
+        "One publishes at a time: a second waits as a warm standby and takes over.",
         [
             ("heatmap-hub ingest --redis-url redis://127.0.0.1:6379/0", "live Binance data"),
             ("REDIS_URL=redis://127.0.0.1:6379/0 heatmap-hub ingest --demo", "no network"),
+            ("heatmap-hub ingest --standby", "on a second machine, with REDIS_URL set"),
         ],
     ),
     "web": (
@@ -250,6 +252,12 @@ def _parser() -> argparse.ArgumentParser:
     ingest = _command(commands, "ingest")
     _add_sources(ingest)
     _setting_flag(ingest, "redis_url", "unset, and ingest needs one")
+    ingest.add_argument(
+        "--standby",
+        action="store_true",
+        help="start as the warm standby: let the primary take the lease first, and take "
+        "over when it lapses (any second ingest waits the same way; default: off)",
+    )
 
     web = _command(commands, "web")
     _setting_flag(web, "host")
@@ -410,7 +418,7 @@ def _until_signalled(run: Callable[[asyncio.Event], Awaitable[None]]) -> None:
 def _ingest(settings: Settings, args: argparse.Namespace) -> int:
     from hub.service.hubs import IngestOnly
 
-    _until_signalled(IngestOnly(settings, _source(args)).run)
+    _until_signalled(IngestOnly(settings, _source(args), args.standby).run)
     return 0
 
 

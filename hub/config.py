@@ -20,6 +20,7 @@ from hub.fanout.channel_state import HISTORY_BYTES
 from hub.fanout.protocol import Limits
 from hub.fanout.redis_connect import parse_host_port, sentinel_url
 from hub.service.heartbeat import HEARTBEAT_MS, INGEST_SILENT_MS
+from hub.service.leadership import LEASE_MS
 
 _LIMITS = Limits()
 _PREDICTED = PredictedConfig()
@@ -53,6 +54,7 @@ class Settings:
     flush_ms: int = 50
     heartbeat_ms: int = HEARTBEAT_MS  # how often ingest tells web processes it is alive
     ingest_silent_ms: int = INGEST_SILENT_MS  # a web process's bound on that silence
+    ingest_lease_ms: int = LEASE_MS  # how long a dead ingest holds the lease (a standby waits)
     redis_url: str | None = None  # with REDIS_SENTINELS: a redis+sentinel:// URL of the master
     redis_sentinels: tuple[tuple[str, int], ...] = ()
     redis_master_name: str = "mymaster"
@@ -280,6 +282,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "HEATMAP_FLUSH_MS": ("flush_ms", _number(int, 0, 10_000)),
     "HEATMAP_HEARTBEAT_MS": ("heartbeat_ms", _number(int, 50, 60_000)),
     "HEATMAP_INGEST_SILENT_MS": ("ingest_silent_ms", _number(int, 100, 600_000)),
+    "HEATMAP_INGEST_LEASE_MS": ("ingest_lease_ms", _number(int, 300, 600_000)),
     "REDIS_URL": ("redis_url", _redis_url),
     "REDIS_SENTINELS": ("redis_sentinels", _sentinels),
     "REDIS_MASTER_NAME": ("redis_master_name", _master_name),

@@ -37,15 +37,32 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.maint_notifications import MaintNotificationsConfig
 
-from hub.errors import BrokerUnavailable
+from hub.errors import BrokerUnavailable, Fenced
 from hub.fanout.broker import RESYNC_TOPIC, STATE_KEY, Broker, BrokerStatus
 from hub.fanout.redis_connect import connect
 from hub.feeds.backoff import Backoff
+from hub.storage.fence import FENCE_KEY, FENCED_REPLY, Fence
 
 __all__ = ["RESYNC_TOPIC", "RedisBroker"]
 
 
 _FAILURES = (RedisError, OSError)
+# A fenced flush: the token checked, the checkpoint's fields set, the messages published,
+# all or nothing (KEYS: the fence, the state; ARGV: token, command, fields, then pairs).
+_FENCED_PUBLISH = f"""
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return redis.error_reply('{FENCED_REPLY} another ingest holds the lease')
+end
+local i = 4
+for _ = 1, tonumber(ARGV[3]) do
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+for j = i, #ARGV, 2 do
+  redis.call(ARGV[2], ARGV[j], ARGV[j + 1])
+end
+return 1
+"""
 
 
 class RedisBroker(Broker):
@@ -83,6 +100,9 @@ class RedisBroker(Broker):
         self._closed = asyncio.Event()
         self._renew = False
         self._status = BrokerStatus(kind="redis", connected=False)
+        # Set while this process holds the ingest lease: its publishes carry the token.
+        self.fence: Fence | None = None
+        self._fenced_publish = self.redis.register_script(_FENCED_PUBLISH)
 
     @property
     def sharded(self) -> bool | None:
@@ -90,6 +110,9 @@ class RedisBroker(Broker):
         return self._sharded
 
     async def publish(self, topic: str, payload: bytes) -> None:
+        if self.fence is not None:
+            await self.publish_many([(topic, payload)])
+            return
         loop = asyncio.get_running_loop()
         try:
             command = "SPUBLISH" if await self._use_sharded() else "PUBLISH"
@@ -113,12 +136,22 @@ class RedisBroker(Broker):
         try:
             command = "SPUBLISH" if await self._use_sharded() else "PUBLISH"
             started = loop.time()
-            async with self.redis.pipeline(transaction=False) as pipe:
-                if state:
-                    pipe.hset(STATE_KEY, mapping=dict(state))
-                for topic, payload in messages:
-                    pipe.execute_command(command, topic, payload)
-                await pipe.execute()
+            if self.fence is not None:
+                await self._publish_fenced(self.fence, command, messages, state or {})
+            else:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    if state:
+                        pipe.hset(STATE_KEY, mapping=dict(state))
+                    for topic, payload in messages:
+                        pipe.execute_command(command, topic, payload)
+                    await pipe.execute()
+        except ResponseError as error:
+            if str(error).startswith(FENCED_REPLY):
+                raise Fenced(f"{len(messages)} messages refused: {error}") from error
+            self._status.connected = False
+            raise BrokerUnavailable(
+                f"Redis unavailable, {len(messages)} messages not published: {error}"
+            ) from error
         except _FAILURES as error:
             self._status.connected = False
             raise BrokerUnavailable(
@@ -127,6 +160,20 @@ class RedisBroker(Broker):
         self._status.connected = True
         self._status.lag_ms = (loop.time() - started) * 1000
         self._status.published += len(messages)
+
+    async def _publish_fenced(
+        self,
+        fence: Fence,
+        command: str,
+        messages: Sequence[tuple[str, bytes]],
+        state: Mapping[str, bytes],
+    ) -> None:
+        args: list[str | bytes | int] = [fence.token, command, len(state)]
+        for field, value in state.items():
+            args += [field, value]
+        for topic, payload in messages:
+            args += [topic, payload]
+        await self._fenced_publish(keys=[FENCE_KEY, STATE_KEY], args=args)
 
     async def subscribe(self, topics: Iterable[str]) -> None:
         """Add topics, at any time; while Redis is down they are subscribed on reconnect."""

@@ -34,12 +34,14 @@ from hub.analytics.processor import LiquidationProcessor
 from hub.analytics.rows import EMPTY_ROWS, Named
 from hub.analytics.rows import merge as merged
 from hub.config import Settings
+from hub.errors import Fenced
 from hub.fanout.broker import STATE_KEY
 from hub.models import ChannelMessage, LiquidationEvent
 from hub.service.control import SYMBOLS_KEY
 from hub.service.sources import Source, wall_clock_ms
 from hub.storage.disk_log import DiskEventLog, SkippedFile
 from hub.storage.event_log import CLOCK_SLACK_MS, RedisEventLog, read_all
+from hub.storage.fence import Fence
 
 log = logging.getLogger("hub.history")
 ALIVE_FIELD = "~alive"
@@ -169,6 +171,10 @@ class History(abc.ABC):
         """Taken over: from here on this process writes the history."""
         return None
 
+    def fenced_by(self, fence: Fence) -> None:
+        """Writes carry this lease's token from now on (a history in Redis)."""
+        return None
+
     async def close(self, processor: LiquidationProcessor, now: int) -> None:
         return None
 
@@ -214,6 +220,9 @@ class RedisHistory(History):
     async def start(self) -> None:
         await self.log.claim()
 
+    def fenced_by(self, fence: Fence) -> None:
+        self.log.fence = fence
+
     async def checkpoint(
         self, processor: LiquidationProcessor, now: int
     ) -> Mapping[str, bytes] | None:
@@ -225,7 +234,7 @@ class RedisHistory(History):
             return None
         try:
             await log_.write_pending()
-        except (RedisError, OSError) as error:
+        except (RedisError, OSError, Fenced) as error:
             log_.failed(error)
             return None
         if log_.status.rewrites != self._rewrites_seen:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import os
 import time
 from collections.abc import AsyncIterator
@@ -38,12 +39,15 @@ from hub.service.control import ControlRequest
 from hub.service.health import verdict
 from hub.service.heartbeat import Liveness
 from hub.service.ingest import Ingest
+from hub.service.leadership import Lease
 from hub.service.relay import Relay
 from hub.service.sources import Source, wall_clock_ms
 from hub.storage.candles import read_ring
 from hub.storage.event_log import entries_from, read_window
+from hub.storage.fence import Fence
 from hub.tasks import cancel_and_wait
 
+log = logging.getLogger("hub.ingest")
 LIVE = Source()
 ROWS_CHUNK = 20_000  # rows of a stream (an export) read at a time
 INGEST_SILENT = "ingest: silent (no status in Redis for 10 s)"
@@ -332,18 +336,49 @@ class WebHub:
 
 
 class IngestOnly:
-    """`heatmap-hub ingest`: runs until cancelled."""
+    """`heatmap-hub ingest`: runs until cancelled, publishing only while it holds the
+    lease (hub.service.leadership); until then, and after losing it, a warm standby. Each
+    term builds its processor afresh from the history, which the previous holder kept."""
 
-    def __init__(self, settings: Settings, source: Source = LIVE) -> None:
+    def __init__(self, settings: Settings, source: Source = LIVE, standby: bool = False) -> None:
         if not settings.redis_url:
             raise ConfigError("REDIS_URL", "`ingest` publishes to Redis: set REDIS_URL")
+        self.settings = settings
+        self.source = source
+        self.standby = standby
         self.broker = RedisBroker(settings.redis_url)
-        self.ingest = Ingest(settings, source, self.broker, self.broker.redis)
+        self.lease = Lease(self.broker.redis, settings.ingest_lease_ms)
+        self.ingest: Ingest | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
-        await self.ingest.start(control_messages=True)
         try:
-            await stop.wait()
+            while (fence := await self.lease.wait_for(stop, self.standby)) is not None:
+                if not await self._term(fence, stop):
+                    return
+                self.standby = False  # deposed: any later turn comes as soon as it lapses
         finally:
-            await self.ingest.stop()
             await self.broker.close()
+
+    async def _term(self, fence: Fence, stop: asyncio.Event) -> bool:
+        """Publish until stopped (False) or deposed (True)."""
+        self.broker.fence = fence
+        ingest = self.ingest = Ingest(self.settings, self.source, self.broker, self.broker.redis)
+        assert ingest.history is not None
+        ingest.history.fenced_by(fence)
+        holding = asyncio.create_task(self.lease.hold())
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            await ingest.start(control_messages=True)
+            await asyncio.wait({holding, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            deposed = holding.done() and not stopping.done()
+            await cancel_and_wait([holding, stopping])
+            if deposed:
+                log.warning("ingest: stepping down; what it holds is another ingest's now")
+                await ingest.abandon()
+                log.info("ingest: stepped down")
+            else:
+                await ingest.stop()
+                await self.lease.give_back()
+            self.broker.fence = None
+        return deposed

@@ -534,6 +534,12 @@ class Ingest:
             self._wake.set()
             return
 
+    async def abandon(self) -> None:
+        """Stop at once, writing nothing more: another ingest has taken over (the lease),
+        and what this one holds is no longer the deployment's."""
+        await cancel_and_wait(self._tasks)
+        self._tasks.clear()
+
     async def stop(self) -> None:
         # The feeds first: an event taken after the history closed would be lost to it.
         await self.stop_feeds()

@@ -37,8 +37,10 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from hub.analytics.rows import Named, events_of, merge, rows_of
+from hub.errors import Fenced
 from hub.models import LiquidationEvent
 from hub.storage.batch import decode_batch, encode_batch
+from hub.storage.fence import Fence, check_fence
 from hub.storage.outage import Outage
 
 log = logging.getLogger("hub.storage")
@@ -48,7 +50,8 @@ WRITE_BATCH = 5_000  # rows a write cycle takes from the buffer
 REWRITE_CHUNK = 10_000  # rows per entry when the whole log is written again
 READ_PAGE = 500  # entries per read
 CLOCK_SLACK_MS = 60_000  # entries of the old per-event format are ids of their write time
-_FAILURES = (RedisError, OSError)
+# Fenced: retried like an outage, harmlessly, until the lease's holder ends the term.
+_FAILURES = (RedisError, OSError, Fenced)
 _legacy_decoder = msgspec.json.Decoder(LiquidationEvent)
 
 
@@ -89,6 +92,7 @@ class RedisEventLog:
         # Nothing is written before the log was read back and taken over (`claim`): the
         # buffer keeps what comes meanwhile, and a log not yet read is never rewritten.
         self.claimed = asyncio.Event()
+        self.fence: Fence | None = None  # set while this process holds the ingest lease
 
     # -- writing ------------------------------------------------------------------------
 
@@ -161,6 +165,7 @@ class RedisEventLog:
             self._idle.set()
 
     async def _write_some(self) -> None:
+        await check_fence(self.redis, self.fence)  # a deposed ingest writes nothing more
         if await self.redis.get(MARKER_KEY) != self._marker.encode():
             if self.status.written:
                 log.warning("event log: Redis lost our data (restarted?); rewriting it")
@@ -210,6 +215,7 @@ class RedisEventLog:
                 (symbol, Named(rows.take(order[i : i + REWRITE_CHUNK]), named.exchanges))
                 for i in range(0, len(order), REWRITE_CHUNK)
             ]
+            await check_fence(self.redis, self.fence)  # before each destructive step
             await self.redis.delete(stream_key(symbol))
             self._last_ms.pop(symbol, None)
             for start in range(0, len(chunks), 20):
