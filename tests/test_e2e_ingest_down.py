@@ -87,6 +87,8 @@ async def test_clients_are_told_while_ingest_is_away(
     await eventually(lambda: ingest_states(client, LIQUIDATIONS) == ["down"])
     body = await health(cluster, web)
     assert body["data"]["status"] == "degraded", body
+    status = (await cluster.http.get(f"{web.http}/api/heatmap/status")).json()["data"]
+    assert status["ingest_heartbeat"] == "down", status["ingest_heartbeat"]
     assert any(r.startswith("ingest: no heartbeat") for r in body["data"]["reasons"]), body
     await eventually(lambda: packed.statuses() != [])
     assert packed.statuses() == [{"ch": HEATMAP, "type": "status", "data": {"ingest": "down"}}]

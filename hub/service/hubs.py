@@ -309,6 +309,7 @@ class WebHub:
             "processor": ingest.get("processor"),
             "history": ingest.get("history"),
             "ingest": "reporting" if ingest else INGEST_SILENT,
+            "ingest_heartbeat": None if self.relay.liveness is None else self.relay.liveness.state,
             **_process_status(self.fanout, self.broker, self.access, self.started_at),
         }
 
