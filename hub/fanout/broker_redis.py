@@ -11,7 +11,9 @@ PUBLISH/SUBSCRIBE; both ends read the version from the same server, so they agre
 
 `url` may name the master of a Sentinel deployment (hub.fanout.redis_connect): each new
 connection then goes to the master the sentinels name, so the reconnect after a failover
-reaches the new one.
+reaches the new one. While `fence` is set (this process holds the ingest lease), a flush
+is one script that checks the fencing token before it stores the checkpoint and publishes
+(hub.storage.fence): a deposed ingest's flush is refused whole, as `Fenced`.
 
 On disconnect: redis-py's own retries are off, so no reconnect happens behind our back
 and hides a gap. `publish` raises `BrokerUnavailable` at once and buffers nothing (the

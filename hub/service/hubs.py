@@ -349,7 +349,6 @@ class IngestOnly:
         self.standby = standby
         self.broker = RedisBroker(settings.redis_url)
         self.lease = Lease(self.broker.redis, settings.ingest_lease_ms)
-        self.ingest: Ingest | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         try:
@@ -363,7 +362,7 @@ class IngestOnly:
     async def _term(self, fence: Fence, stop: asyncio.Event) -> bool:
         """Publish until stopped (False) or deposed (True)."""
         self.broker.fence = fence
-        ingest = self.ingest = Ingest(self.settings, self.source, self.broker, self.broker.redis)
+        ingest = Ingest(self.settings, self.source, self.broker, self.broker.redis)
         assert ingest.history is not None
         ingest.history.fenced_by(fence)
         holding = asyncio.create_task(self.lease.hold())
