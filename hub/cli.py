@@ -336,6 +336,8 @@ def check_listen_address(host: str, port: int, reuse_port: bool = False) -> None
     configuration error (exit 2, one line) instead of a failure after start-up. The same
     SO_REUSEADDR as uvicorn: a port left in TIME_WAIT is free, a listening one is not
     (unless it and this one both ask for SO_REUSEPORT)."""
+    if reuse_port and not hasattr(socket, "SO_REUSEPORT"):
+        raise ConfigError("--reuse-port", "this system has no SO_REUSEPORT (Linux and BSDs do)")
     if port == 0:
         return
     try:

@@ -61,6 +61,7 @@ async def test_two_web_processes_share_a_port_and_take_over_each_others_clients(
     counts = [accepted(web) for web in webs]
     assert sum(counts) == CONNECTIONS, f"expected {CONNECTIONS} accepted, seen {counts}"
     assert min(counts) >= 0.3 * CONNECTIONS, f"expected each to take >= 30 %, seen {counts}"
+    print(f"connections per process: {counts}")
 
     events = Injector(fake_binance)
     await events.inject(10, pause=0.01)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -162,6 +163,7 @@ async def test_ingest_and_web_carry_on_after_the_master_is_killed(
     await settle(hub, web, client, len(events.times))
 
     await asyncio.to_thread(deployment.master.kill)
+    killed = time.monotonic()
 
     async def failed_over() -> bool:
         return await deployment.master_port() == deployment.replica.port
@@ -173,6 +175,7 @@ async def test_ingest_and_web_carry_on_after_the_master_is_killed(
         return bool(response.json()["data"]["status"] == "ok")
 
     await eventually(healthy, within=60)
+    print(f"web healthy again {time.monotonic() - killed:.2f} s after the master was killed")
     published_before = len(client.liquidations)
     await events.inject(10, pause=0.02)
     await eventually(lambda: len(client.liquidations) >= published_before + 10, within=30)

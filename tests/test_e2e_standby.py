@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 
 import pytest
 
@@ -63,7 +64,9 @@ async def test_the_standby_takes_over_when_the_primary_dies(
     assert "lease: taken" not in log_of(standby)
 
     await cluster.kill(primary)
+    killed = time.monotonic()
     await eventually(lambda: upstream_again(cluster, upstream), within=30)
+    print(f"standby upstream {time.monotonic() - killed:.2f} s after the primary was killed")
     assert "lease: taken" in log_of(standby)
     await events.inject(10, pause=0.01)
 
