@@ -9,7 +9,8 @@ snapshot arrives the channel's clients get nothing on it rather than a silent ga
 With a `Liveness`, ingest's heartbeat is watched too (hub.service.heartbeat): silent too
 long, every subscriber is told ingest is down and the broker re-subscribes (a lost
 subscription looks the same as a dead ingest from here); heard again, they are told it
-is up. A heartbeat's positions ahead of a replica make that channel stale, as a gap does.
+is up. A heartbeat's position other than a replica's makes that channel stale, as a gap
+does (a replica ahead of it is forgotten first: ingest went back, see `_heartbeat`).
 """
 
 from __future__ import annotations
@@ -135,7 +136,11 @@ class Relay:
             state = self.fanout.channels.get(name)
             if state is None or state.replica is None or name in self.fanout.stale:
                 continue  # never started here, or already waiting for a snapshot
-            if state.epoch != epoch or state.seq < seq:
+            if state.epoch == epoch and state.seq > seq:
+                # Ahead of ingest: it resumed from an older checkpoint, so what this process
+                # holds past `seq` was never the stream's; the same seqs will carry other data.
+                state.forget()
+            if state.epoch != epoch or state.seq != seq:
                 behind.append(name)
         if behind:
             self.fanout.stale.update(behind)
