@@ -129,3 +129,7 @@ async def test_a_deposed_holder_writes_nothing_to_the_event_log(redis: Redis) ->
     with pytest.raises(Fenced):
         await log.write_pending()
     assert await redis.xlen(stream_key("BTCUSDT")) == 1, "expected the deposed write refused"
+    await redis.delete("hub:instance")  # as if Redis lost the data: the log would rewrite
+    with pytest.raises(Fenced):
+        await log.write_pending()
+    assert await redis.xlen(stream_key("BTCUSDT")) == 1, "expected no rewrite by the deposed"

@@ -40,7 +40,7 @@ from hub.analytics.rows import Named, events_of, merge, rows_of
 from hub.errors import Fenced
 from hub.models import LiquidationEvent
 from hub.storage.batch import decode_batch, encode_batch
-from hub.storage.fence import Fence, check_fence
+from hub.storage.fence import FENCE_KEY, Fence, check_fence
 from hub.storage.outage import Outage
 
 log = logging.getLogger("hub.storage")
@@ -186,9 +186,18 @@ class RedisEventLog:
         self.status.written += len(taken)
         self.status.buffered = len(self._pending)
 
-    async def _add(self, batches: list[tuple[str, Named]]) -> None:
-        """One entry per batch, pipelined; an entry Redis already holds counts as written."""
-        async with self.redis.pipeline(transaction=False) as pipe:
+    async def _add(self, batches: list[tuple[str, Named]], replace: str | None = None) -> None:
+        """One entry per batch, pipelined; an entry Redis already holds counts as written.
+        `replace`: a symbol whose stream is deleted first. With a fence, all of it is one
+        transaction that Redis drops if the token moved on since it was checked (WATCH)."""
+        fence = self.fence
+        async with self.redis.pipeline(transaction=fence is not None) as pipe:
+            if fence is not None:
+                await pipe.watch(FENCE_KEY)
+                await check_fence(pipe, fence)
+                pipe.multi()
+            if replace is not None:
+                pipe.delete(stream_key(replace))
             for symbol, named in batches:
                 pipe.xadd(
                     stream_key(symbol), {"b": encode_batch(named)}, id=self._id(symbol, named)
@@ -215,11 +224,9 @@ class RedisEventLog:
                 (symbol, Named(rows.take(order[i : i + REWRITE_CHUNK]), named.exchanges))
                 for i in range(0, len(order), REWRITE_CHUNK)
             ]
-            await check_fence(self.redis, self.fence)  # before each destructive step
-            await self.redis.delete(stream_key(symbol))
             self._last_ms.pop(symbol, None)
-            for start in range(0, len(chunks), 20):
-                await self._add(chunks[start : start + 20])
+            for start in range(0, max(len(chunks), 1), 20):  # an empty holding: deleted
+                await self._add(chunks[start : start + 20], symbol if start == 0 else None)
             self.status.written += len(rows)
         await self.redis.set(MARKER_KEY, self._marker)
         self._rewrite = False

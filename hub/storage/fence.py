@@ -4,7 +4,8 @@ Each `ingest` that takes the lease (hub.service.leadership) gets a token from IN
 FENCE_KEY, which then holds the token of the latest holder. A write that must never come
 from a deposed holder carries its token and is refused unless FENCE_KEY still holds it:
 atomically, inside a script, for publishes and the checkpoint (hub.fanout.broker_redis);
-by a check before each write cycle for the event log. A paused or cut-off process that
+in a transaction watching FENCE_KEY for the event log's appends and rewrites
+(hub.storage.event_log). A paused or cut-off process that
 wakes up after another took over therefore cannot publish conflicting seqs, move the
 checkpoint, or rewrite the log.
 """
