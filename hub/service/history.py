@@ -191,7 +191,7 @@ class RedisHistory(History):
         self.log = RedisEventLog(redis, holdings)
         self._saved: dict[str, bytes] = {}  # fields as last stored
         self._positions: dict[bytes, bytes] = {}
-        self._rewrites_seen = 0
+        self._losses_seen = (0, 0)
 
     def append(self, arrival: int, event: LiquidationEvent) -> None:
         self.log.append(arrival, event)
@@ -237,9 +237,11 @@ class RedisHistory(History):
         except (RedisError, OSError, Fenced) as error:
             log_.failed(error)
             return None
-        if log_.status.rewrites != self._rewrites_seen:
-            self._rewrites_seen = log_.status.rewrites
-            self._saved.clear()  # Redis lost everything, checkpoints included
+        losses = (log_.status.rewrites, log_.status.repaired)
+        if losses != self._losses_seen:
+            self._losses_seen = losses
+            # Redis lost everything, or a failover lost the last writes: checkpoints too.
+            self._saved.clear()
         fields = checkpoint.positions(processor)
         meta = self.meta(processor, now)
         fields[COVERAGE_FIELD] = msgspec.json.encode(meta.coverage)
