@@ -14,8 +14,10 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from hub.analytics.processor import LiquidationProcessor, ProcessorConfig
 from hub.analytics.rows import Named, rows_of
 from hub.models import LiquidationEvent
+from hub.service.history import ALIVE_FIELD, RedisHistory
 from hub.storage.event_log import RedisEventLog, read_all, stream_key
 from hub.tasks import cancel_and_wait
 from tests.conftest import eventually
@@ -76,3 +78,42 @@ async def test_liquidations_redis_lost_in_a_failover_are_written_again(
         assert log.status.repaired == 2, f"expected 2 written again, seen {log.status.repaired}"
     finally:
         await cancel_and_wait([writer])
+
+
+async def test_the_whole_checkpoint_is_written_again_after_an_outage(redis: Redis) -> None:
+    """What the checkpoint stored before an outage may be gone with a failover: the
+    next checkpoint carries every field, not only those that changed since."""
+    processor = LiquidationProcessor(ProcessorConfig(), epoch="e1")
+    now = FIRST.time + 1_000
+    processor.track(SYMBOL, FIRST.time)
+    history = RedisHistory(redis, 86_400_000, dict)
+    await history.start()
+    for n in range(3):
+        accepted, _, arrival = processor.apply(event(n), now)
+        assert accepted is not None
+        history.append(arrival, accepted)
+    first = await history.checkpoint(processor, now)
+    assert first, "expected a first checkpoint"
+    history.stored(first)
+    unchanged = await history.checkpoint(processor, now)
+    assert unchanged == {}, f"expected nothing new, seen {sorted(unchanged or {})}"
+
+    history.log.failed(ConnectionError("a failover"))  # as the writer records an outage
+    again = await eventually_checkpoint(history, processor, now)
+    expected = set(first) - {ALIVE_FIELD}  # written on its own schedule
+    assert expected <= set(again), f"expected {sorted(expected)} again, seen {sorted(again)}"
+
+
+async def eventually_checkpoint(
+    history: RedisHistory, processor: LiquidationProcessor, now: int
+) -> dict[str, bytes]:
+    """The next checkpoint once the outage's backoff lets it be tried."""
+    found: dict[str, bytes] = {}
+
+    async def taken() -> bool:
+        fields = await history.checkpoint(processor, now)
+        found.update(fields or {})
+        return bool(fields)
+
+    await eventually(taken, within=10)
+    return found

@@ -237,10 +237,11 @@ class RedisHistory(History):
         except (RedisError, OSError, Fenced) as error:
             log_.failed(error)
             return None
-        losses = (log_.status.rewrites, log_.status.repaired)
+        losses = (log_.status.rewrites, log_.failures)
         if losses != self._losses_seen:
             self._losses_seen = losses
-            # Redis lost everything, or a failover lost the last writes: checkpoints too.
+            # Redis lost everything, or was away (a failover may have lost the last
+            # writes): whatever the checkpoint held may be gone too.
             self._saved.clear()
         fields = checkpoint.positions(processor)
         meta = self.meta(processor, now)

@@ -89,6 +89,7 @@ class RedisEventLog:
         self._last_ms: dict[str, int] = {}  # per stream, the ms of the last id written
         self._written: dict[str, int] = {}  # per stream, the arrival of the last row written
         self._verify_tails = False  # after an outage: did Redis keep what it acknowledged?
+        self.failures = 0  # failed attempts ever: each may have lost what was acknowledged
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -156,6 +157,7 @@ class RedisEventLog:
         delay = self.outage.failed(error)
         self.status.last_error = self.outage.last_error
         self._verify_tails = True
+        self.failures += 1
         return delay
 
     async def write_pending(self) -> None:
