@@ -77,6 +77,8 @@ async def test_clients_are_told_while_ingest_is_away(
     await events.inject(10, pause=0.01)
     await settle(cluster, web, client, len(events.times))
     assert client.statuses == [], "ingest was never away"
+    steady = web.log_path.read_text(errors="replace")
+    assert "out of step" not in steady, "a heartbeat disagreed with a steady stream"
 
     await cluster.kill(ingest)
     killed = time.monotonic()

@@ -280,21 +280,17 @@ class Ingest:
             await self._publish_outbox()
 
     async def _publish_outbox(self) -> None:
-        if self.beats is not None:
-            # Dropped or not: a relay holding less than this position must resynchronise.
-            self.beats.record(self._outbox)
         if self.redis is not None and not self.redis_state.due():
             # Redis is down and the next attempt is not due: what would be published is
             # dropped as a failed publish would be; web processes resync once it is back.
-            self.unpublished += len(self._outbox)
-            self._outbox = []
+            self.unpublished += len(self._take_outbox())
             return
         failure: Exception | None = None
         tried = self._symbols_changed
         if tried:
             failure = await self._announce_symbols()
         state = await self._checkpoint()
-        outbox, self._outbox = self._outbox, []
+        outbox = self._take_outbox()
         messages = [(topic_for(m.ch), encode_message(m)) for m in outbox]
         if self.beats is not None and self.beats.due(time.monotonic()):
             # Last in the pipeline: every position it carries was published before it.
@@ -314,6 +310,15 @@ class Ingest:
             self.redis_state.failed(failure)
         else:
             self.redis_state.succeeded()
+
+    def _take_outbox(self) -> list[ChannelMessage]:
+        """The messages to publish now, their positions recorded for the heartbeat first:
+        published or dropped, a relay holding another position must resynchronise. (Taken
+        after the awaits before publishing, so the beat never lags what goes out.)"""
+        outbox, self._outbox = self._outbox, []
+        if self.beats is not None:
+            self.beats.record(outbox)
+        return outbox
 
     async def _checkpoint(self) -> Mapping[str, bytes] | None:
         """What the history stores with this flush's messages (a checkpoint)."""

@@ -143,6 +143,7 @@ class Relay:
             if state.epoch != epoch or state.seq != seq:
                 behind.append(name)
         if behind:
+            log.info("relay: %d channels out of step with ingest's heartbeat", len(behind))
             self.fanout.stale.update(behind)
             await self._ask(behind)
 
