@@ -188,8 +188,9 @@ class RedisBroker(Broker):
                     await self._send_subscribe(self._pubsub, new)
 
     async def resubscribe(self) -> None:
-        """Reconnect the pub/sub link and subscribe afresh, within a second."""
-        self._renew = True
+        """Reconnect the pub/sub link and subscribe afresh, within a second (while it is
+        down, the reconnect under way does that anyway)."""
+        self._renew = self._pubsub is not None
 
     async def messages(self) -> AsyncIterator[tuple[str, bytes]]:
         """(topic, payload) for subscribed topics; one consumer at a time; ends on close()."""
