@@ -253,6 +253,7 @@ class RedisBroker(Broker):
                 # Replies come in order: this PING's pong proves the subscriptions are live.
                 await pubsub.ping()
                 self._pubsub = pubsub
+                self._renew = False  # a new link's subscriptions are fresh
         except BaseException:
             await pubsub.aclose()
             raise
