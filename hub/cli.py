@@ -105,10 +105,12 @@ _COMMANDS = {
     "ingest": (
         "run the feed and analytics, publishing to Redis",
         "Run the exchange feed (or a replay) and the analytics, and publish every message "
-        "to Redis for `web` processes to serve. Serves no clients itself; needs Redis.",
+        "to Redis for `web` processes to serve. Serves no clients itself; needs Redis. "
+        "One publishes at a time: a second waits as a warm standby and takes over.",
         [
             ("heatmap-hub ingest --redis-url redis://127.0.0.1:6379/0", "live exchange data"),
             ("REDIS_URL=redis://127.0.0.1:6379/0 heatmap-hub ingest --demo", "no network"),
+            ("heatmap-hub ingest --standby", "on a second machine, with REDIS_URL set"),
         ],
     ),
     "web": (
@@ -118,6 +120,7 @@ _COMMANDS = {
         [
             ("heatmap-hub web --redis-url redis://127.0.0.1:6379/0 --port 5001", ""),
             ("heatmap-hub web --host 0.0.0.0 --port 8080", "with REDIS_URL set"),
+            ("heatmap-hub web --port 8080 --reuse-port", "one of several on one port"),
         ],
     ),
     "keys": (
@@ -250,11 +253,23 @@ def _parser() -> argparse.ArgumentParser:
     ingest = _command(commands, "ingest")
     _add_sources(ingest)
     _setting_flag(ingest, "redis_url", "unset, and ingest needs one")
+    ingest.add_argument(
+        "--standby",
+        action="store_true",
+        help="start as the warm standby: let the primary take the lease first, and take "
+        "over when it lapses (any second ingest waits the same way; default: off)",
+    )
 
     web = _command(commands, "web")
     _setting_flag(web, "host")
     _setting_flag(web, "port")
     _setting_flag(web, "redis_url", "unset, and web needs one")
+    web.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="listen with SO_REUSEPORT, so several web processes share one port and the "
+        "kernel spreads connections over them (default: off)",
+    )
 
     keys = _command(commands, "keys")
     _setting_flag(keys, "api_keys_file")
@@ -318,10 +333,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
 
 
-def check_listen_address(host: str, port: int) -> None:
+def check_listen_address(host: str, port: int, reuse_port: bool = False) -> None:
     """Bind (host, port) once before anything starts, so an address in use is a
     configuration error (exit 2, one line) instead of a failure after start-up. The same
-    SO_REUSEADDR as uvicorn: a port left in TIME_WAIT is free, a listening one is not."""
+    SO_REUSEADDR as uvicorn: a port left in TIME_WAIT is free, a listening one is not
+    (unless it and this one both ask for SO_REUSEPORT)."""
+    if reuse_port and not hasattr(socket, "SO_REUSEPORT"):
+        raise ConfigError("--reuse-port", "this system has no SO_REUSEPORT (Linux and BSDs do)")
     if port == 0:
         return
     try:
@@ -331,6 +349,8 @@ def check_listen_address(host: str, port: int) -> None:
     family, kind, proto, _, address = infos[0]
     with socket.socket(family, kind, proto) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         try:
             probe.bind(address)
         except OSError as error:
@@ -365,6 +385,7 @@ def _run_app(hub: HubView, settings: Settings, args: argparse.Namespace) -> int:
         args.log_level,
         lambda: say_goodbye(app),
         settings.ws_ping_interval,
+        reuse_port=getattr(args, "reuse_port", False),
         ssl_certfile=settings.tls_certfile,
         ssl_keyfile=settings.tls_keyfile,
     )
@@ -385,7 +406,8 @@ def _web(settings: Settings, args: argparse.Namespace) -> int:
 
     hub = WebHub(settings)  # checks REDIS_URL; connects nowhere until started
     check_tls(settings)
-    check_listen_address(settings.host, settings.port)  # last: a busy port hides nothing
+    # last: a busy port hides nothing
+    check_listen_address(settings.host, settings.port, args.reuse_port)
     return _run_app(hub, settings, args)
 
 
@@ -403,7 +425,7 @@ def _until_signalled(run: Callable[[asyncio.Event], Awaitable[None]]) -> None:
 def _ingest(settings: Settings, args: argparse.Namespace) -> int:
     from hub.service.hubs import IngestOnly
 
-    _until_signalled(IngestOnly(settings, _source(args)).run)
+    _until_signalled(IngestOnly(settings, _source(args), args.standby).run)
     return 0
 
 

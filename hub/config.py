@@ -19,6 +19,9 @@ from hub.analytics.predicted import PredictedConfig
 from hub.errors import ConfigError, echo
 from hub.fanout.channel_state import HISTORY_BYTES
 from hub.fanout.protocol import Limits
+from hub.fanout.redis_connect import parse_host_port, sentinel_url
+from hub.service.heartbeat import HEARTBEAT_MS, INGEST_SILENT_MS
+from hub.service.leadership import LEASE_MS
 
 _LIMITS = Limits()
 _PREDICTED = PredictedConfig()
@@ -53,7 +56,12 @@ class Settings:
     kde_bandwidth_pct: float = 0.3
     price_range_pct: float = 15.0
     flush_ms: int = 50
-    redis_url: str | None = None
+    heartbeat_ms: int = HEARTBEAT_MS  # how often ingest tells web processes it is alive
+    ingest_silent_ms: int = INGEST_SILENT_MS  # a web process's bound on that silence
+    ingest_lease_ms: int = LEASE_MS  # how long a dead ingest holds the lease (a standby waits)
+    redis_url: str | None = None  # with REDIS_SENTINELS: a redis+sentinel:// URL of the master
+    redis_sentinels: tuple[tuple[str, int], ...] = ()
+    redis_master_name: str = "mymaster"
     exchanges: tuple[str, ...] = DEFAULT_EXCHANGES
     bybit_ws_url: str = "wss://stream.bybit.com/v5/public/linear"
     bybit_rest_url: str = "https://api.bybit.com"
@@ -137,6 +145,15 @@ def _redis_url(name: str, raw: str) -> str | None:
     if urlsplit(raw).scheme not in ("redis", "rediss", "unix"):
         raise ConfigError(name, f"must be a redis://, rediss:// or unix:// URL, got {echo(raw)}")
     return raw
+
+
+def _sentinels(name: str, raw: str) -> tuple[tuple[str, int], ...]:
+    try:
+        return tuple(parse_host_port(item) for item in raw.split(",") if item.strip())
+    except ValueError as error:
+        raise ConfigError(
+            name, f"must be host:port,host:port,... (sentinels), got {echo(str(error))}"
+        ) from None
 
 
 def _symbols(name: str, raw: str) -> tuple[str, ...]:
@@ -246,6 +263,12 @@ def _data_dir(name: str, raw: str) -> str | None:
     return value
 
 
+def _master_name(name: str, raw: str) -> str:
+    if not raw or any(c.isspace() for c in raw):
+        raise ConfigError(name, f"must be the name the sentinels monitor, got {echo(raw)}")
+    return raw
+
+
 def _host(name: str, raw: str) -> str:
     if not raw or any(c.isspace() for c in raw):
         raise ConfigError(name, f"must be a host name or address, got {echo(raw)}")
@@ -267,7 +290,12 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "HEATMAP_KDE_BANDWIDTH": ("kde_bandwidth_pct", _number(float, 0.01, 10)),
     "HEATMAP_PRICE_RANGE": ("price_range_pct", _number(float, 0.5, 90)),
     "HEATMAP_FLUSH_MS": ("flush_ms", _number(int, 0, 10_000)),
+    "HEATMAP_HEARTBEAT_MS": ("heartbeat_ms", _number(int, 50, 60_000)),
+    "HEATMAP_INGEST_SILENT_MS": ("ingest_silent_ms", _number(int, 100, 600_000)),
+    "HEATMAP_INGEST_LEASE_MS": ("ingest_lease_ms", _number(int, 300, 600_000)),
     "REDIS_URL": ("redis_url", _redis_url),
+    "REDIS_SENTINELS": ("redis_sentinels", _sentinels),
+    "REDIS_MASTER_NAME": ("redis_master_name", _master_name),
     "HEATMAP_EXCHANGES": ("exchanges", _exchanges),
     "BYBIT_WS_URL": ("bybit_ws_url", _ws_url),
     "BYBIT_REST_URL": ("bybit_rest_url", _http_url),
@@ -333,6 +361,11 @@ def load_settings(
     if values.get("alerts_config"):
         values["alerts"] = load_alerts_config(values["alerts_config"], environ)
     settings = Settings(**values)
+    if settings.redis_sentinels:
+        if settings.redis_url and urlsplit(settings.redis_url).scheme == "unix":
+            raise ConfigError("REDIS_URL", "with REDIS_SENTINELS it must be redis:// or rediss://")
+        url = sentinel_url(settings.redis_sentinels, settings.redis_master_name, settings.redis_url)
+        settings = dataclasses.replace(settings, redis_url=url)
     if (settings.tls_certfile is None) != (settings.tls_keyfile is None):
         missing = "HUB_TLS_KEYFILE" if settings.tls_keyfile is None else "HUB_TLS_CERTFILE"
         raise ConfigError(missing, "TLS needs both HUB_TLS_CERTFILE and HUB_TLS_KEYFILE")

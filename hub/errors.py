@@ -61,6 +61,11 @@ class BrokerUnavailable(UpstreamError):
     """The broker (Redis) cannot take a message right now; the caller keeps it and retries."""
 
 
+class Fenced(BrokerUnavailable):
+    """Redis refused a write of this `ingest`: another one took the lease since
+    (hub.service.leadership). It never succeeds again; the lease's holder ends the term."""
+
+
 ECHO_LIMIT = 64
 
 

@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Coroutine, Iterable
 from typing import Any
+
+RECANCEL_S = 1.0
 
 
 async def cancel_and_wait(tasks: Iterable[asyncio.Task[None]]) -> None:
     """Cancel every task, then await each, ignoring how it ends: a task stopped on purpose
-    has nothing left to report, and one failure must not keep the others running."""
-    pending = list(tasks)
-    for task in pending:
-        task.cancel()
-    for task in pending:
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+    has nothing left to report, and one failure must not keep the others running. A task
+    still running RECANCEL_S after its cancel is cancelled again, until it ends: redis-py
+    can swallow a cancel that arrives in the middle of a command, and a retry loop around
+    it would then run on for ever."""
+    tasks = list(tasks)
+    pending = set(tasks)
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=RECANCEL_S)
+    for task in tasks:
+        if task.done() and not task.cancelled():
+            task.exception()  # retrieved: an ending on purpose has nothing to report
 
 
 async def run_together(*coroutines: Coroutine[Any, Any, None]) -> None:

@@ -35,7 +35,8 @@ def _answers_ping(port: int) -> bool:
 
 
 class RedisServer:
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, replica_of: int | None = None) -> None:
+        """`replica_of`: the port of a master on loopback to replicate."""
         # REDIS_SERVER lets a developer point at another build; CI installs the package.
         binary = os.environ.get("REDIS_SERVER") or shutil.which("redis-server")
         if binary is None:
@@ -48,6 +49,7 @@ class RedisServer:
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self._dir = Path(tempfile.mkdtemp(prefix="hub-redis-"))
         self._process: subprocess.Popen[bytes] | None = None
+        self._replica_of = replica_of
 
     @property
     def running(self) -> bool:
@@ -95,21 +97,26 @@ class RedisServer:
         self._terminate()
         shutil.rmtree(self._dir, ignore_errors=True)
 
+    def _arguments(self) -> list[str]:
+        arguments = [
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", str(self._dir),
+            "--logfile", str(self._dir / "redis.log"),
+        ]  # fmt: skip
+        if self._replica_of is not None:
+            arguments += ["--replicaof", "127.0.0.1", str(self._replica_of)]
+        return [self.binary, *arguments]
+
     def _spawn(self) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
-            [
-                self.binary,
-                "--port", str(self.port),
-                "--bind", "127.0.0.1",
-                "--save", "",
-                "--appendonly", "no",
-                "--dir", str(self._dir),
-                "--logfile", str(self._dir / "redis.log"),
-            ],
+            self._arguments(),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        )
 
     def _terminate(self) -> None:
         if self._process is None or self._process.poll() is not None:
@@ -134,3 +141,31 @@ class RedisServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+class SentinelServer(RedisServer):
+    """A Redis Sentinel on a free loopback port, monitoring `master` (a port on loopback)
+    as MASTER_NAME, quick to act: down after 1 s, a failover retried after 5 s."""
+
+    MASTER_NAME = "hubmaster"
+
+    def __init__(self, master: int, quorum: int = 2) -> None:
+        super().__init__()
+        self.master = master
+        self.quorum = quorum
+
+    def _arguments(self) -> list[str]:
+        config = self._dir / "sentinel.conf"  # Sentinel rewrites its file: one of its own
+        if not config.exists():
+            name = self.MASTER_NAME
+            config.write_text(
+                f"port {self.port}\n"
+                "bind 127.0.0.1\n"
+                f"dir {self._dir}\n"
+                f"logfile {self._dir / 'redis.log'}\n"
+                f"sentinel monitor {name} 127.0.0.1 {self.master} {self.quorum}\n"
+                f"sentinel down-after-milliseconds {name} 1000\n"
+                f"sentinel failover-timeout {name} 5000\n"
+                f"sentinel parallel-syncs {name} 1\n"
+            )
+        return [self.binary, str(config), "--sentinel"]

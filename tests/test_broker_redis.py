@@ -162,6 +162,27 @@ async def test_topics_subscribed_later_receive_later_messages(
     await collector.stop()
 
 
+async def test_resubscribe_renews_the_link_and_says_resync(
+    make_broker: BrokerFactory, observer: Redis
+) -> None:
+    publisher, subscriber = make_broker(), make_broker()
+    await subscriber.subscribe(["hub:BTCUSDT"])
+    collector = Collector(subscriber)
+    await eventually(subscribed(observer, "hub:BTCUSDT"))
+    before = await observer.client_list(_type="pubsub")
+    assert len(before) == 1, before
+
+    await subscriber.resubscribe()
+    assert await collector.next() == (RESYNC_TOPIC, b"")
+    after = await observer.client_list(_type="pubsub")
+    assert {c["id"] for c in after}.isdisjoint({c["id"] for c in before}), (
+        f"expected a new pub/sub connection, seen {before} then {after}"
+    )
+    await publisher.publish("hub:BTCUSDT", b"still here")
+    assert await collector.next() == ("hub:BTCUSDT", b"still here")
+    await collector.stop()
+
+
 async def test_redis7_uses_sharded_pubsub(make_broker: BrokerFactory, observer: Redis) -> None:
     publisher, subscriber = make_broker(), make_broker()
     await subscriber.subscribe(["hub:BNBUSDT"])

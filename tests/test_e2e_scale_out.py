@@ -237,6 +237,7 @@ class Client:
     heatmap_messages: list[dict[str, Any]] = field(default_factory=list)
     liquidations: list[dict[str, Any]] = field(default_factory=list)
     replies: list[dict[str, Any]] = field(default_factory=list)
+    statuses: list[dict[str, Any]] = field(default_factory=list)  # ingest down or up
     error: BaseException | None = None
     closed: asyncio.Event = field(default_factory=asyncio.Event)
     ws: ClientConnection | None = None
@@ -265,6 +266,8 @@ class Client:
                 message = json.loads(raw)
                 if "op" in message:
                     self.replies.append(message)
+                elif message["type"] == "status":
+                    self.statuses.append(message)
                 elif message["ch"] == HEATMAP:
                     self.heatmap_messages.append(message)
                     self.heatmap.take(message)
@@ -326,8 +329,11 @@ async def open_client(opened: list[Client], name: str, web: Proc) -> Client:
 class Injector:
     """Liquidations pushed through the Binance look-alike, each with its own trade time."""
 
-    def __init__(self, fake: FakeBinance) -> None:
+    def __init__(self, fake: FakeBinance, exactly_one: bool = True) -> None:
+        """`exactly_one`: each event must reach one ingest connection upstream, not more
+        (else at least one)."""
         self.fake = fake
+        self.exactly_one = exactly_one
         self.base = int(time.time() * 1000) - 120_000
         self.times: list[int] = []
 
@@ -339,7 +345,9 @@ class Injector:
             trade_time = self.base + i * 97
             payload = force_order("BTCUSDT", side, price, f"{0.01 + (i % 40) / 1000:.3f}",
                                   trade_time=trade_time)  # fmt: skip
-            assert await self.fake.push(payload) == 1, "ingest is not subscribed upstream"
+            sent = await self.fake.push(payload)
+            assert sent >= 1, "ingest is not subscribed upstream"
+            assert sent == 1 or not self.exactly_one, f"expected one ingest upstream, seen {sent}"
             self.times.append(trade_time)
             if pause:
                 await asyncio.sleep(pause)

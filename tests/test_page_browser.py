@@ -28,6 +28,7 @@ from tests.browser import Browser, decode_png, find_chromium
 from tests.conftest import BINANCE, HubFactory, RunningHub, eventually
 from tests.fakes.binance_server import FakeBinance, force_order
 from tests.keys_kit import add_key
+from tests.redis_server import RedisServer
 from tests.test_e2e_websocket import DEMO_BACKFILL_S, DEMO_TEST_TIMEOUT_S, quiet
 
 CHROMIUM = find_chromium()
@@ -368,6 +369,32 @@ async def test_a_restarted_hub_leaves_no_markers_of_its_previous_run(
         await browser.wait_for(f"{LIVE} && events.some((e) => e.price === 61000)")
         prices = await browser.evaluate("JSON.stringify(events.map((e) => e.price))")
         assert prices == "[61000]", f"expected the new run's liquidation only, seen {prices}"
+
+
+async def test_the_page_says_ingest_is_down_when_the_hub_says_so(
+    start_hub: HubFactory, fake_binance: FakeBinance, redis_server: RedisServer
+) -> None:
+    running = await start_hub(
+        Settings(
+            binance_ws_url=fake_binance.base_url,
+            symbols=("BTCUSDT",),
+            exchanges=BINANCE,
+            redis_url=redis_server.url,
+            ingest_silent_ms=500,
+        )
+    )
+    await fake_binance.wait_for_subscription("btcusdt@forceOrder")
+    assert CHROMIUM is not None
+    async with Browser(CHROMIUM) as browser:
+        await browser.goto(f"{running.http}/")
+        await browser.wait_for("document.getElementById('health').innerText.includes('binance')")
+        await running.hub.ingest.stop()  # its heartbeats stop: subscribers are told
+        header = await browser.wait_for(
+            "document.body.dataset.health === 'down' && "
+            "document.getElementById('health').innerText.includes('ingest down') && "
+            "document.getElementById('health').innerText"
+        )
+        assert "data paused" in header, header
 
 
 async def test_live_liquidations_are_added_to_the_matrix_as_they_arrive(

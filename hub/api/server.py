@@ -90,6 +90,24 @@ def server_config(app: Starlette, host: str, port: int, **options: Any) -> uvico
     return config
 
 
+def reuse_port_socket(host: str, port: int) -> socket.socket:
+    """A socket bound with SO_REUSEPORT: every process that binds (host, port) this way
+    gets its own listening socket, and the kernel spreads new connections over them (by
+    a hash of each connection's addresses), with no process in between."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 def run(
     app: Starlette,
     host: str,
@@ -97,9 +115,11 @@ def run(
     log_level: str,
     before_shutdown: Callable[[], Awaitable[None]],
     ws_ping_interval: float = 20.0,
+    reuse_port: bool = False,
     **tls: str | None,
 ) -> None:
-    """`tls`: uvicorn's `ssl_certfile` and `ssl_keyfile` (HUB_TLS_*), or None each."""
+    """`tls`: uvicorn's `ssl_certfile` and `ssl_keyfile` (HUB_TLS_*), or None each.
+    `reuse_port`: listen on a socket of its own beside other processes' (`web --reuse-port`)."""
     config = server_config(
         app,
         host,
@@ -109,4 +129,7 @@ def run(
         ws_ping_timeout=ws_ping_interval,
         **tls,
     )
-    GracefulServer(config, before_shutdown).run()
+    sockets = [reuse_port_socket(host, port)] if reuse_port else None
+    if sockets:
+        log.info("listening on %s:%d beside other processes (SO_REUSEPORT)", host, port)
+    GracefulServer(config, before_shutdown).run(sockets)

@@ -48,6 +48,11 @@ class Broker(abc.ABC):
         """Receive these topics too (a backend that delivers every topic ignores this)."""
         return None
 
+    async def resubscribe(self) -> None:
+        """Renew the subscriptions (a backend that cannot lose them ignores this); the
+        messages then carry RESYNC_TOPIC, as after a reconnect."""
+        return None
+
     @abc.abstractmethod
     def messages(self) -> AsyncIterator[tuple[str, bytes]]:
         """Every message published on any topic, in publish order per topic."""

@@ -9,6 +9,12 @@ topic is carried by one shard instead of being broadcast to every node, and the 
 spreads by symbol. On a single server it behaves like plain pub/sub. Older servers get
 PUBLISH/SUBSCRIBE; both ends read the version from the same server, so they agree.
 
+`url` may name the master of a Sentinel deployment (hub.fanout.redis_connect): each new
+connection then goes to the master the sentinels name, so the reconnect after a failover
+reaches the new one. While `fence` is set (this process holds the ingest lease), a flush
+is one script that checks the fencing token before it stores the checkpoint and publishes
+(hub.storage.fence): a deposed ingest's flush is refused whole, as `Fenced`.
+
 On disconnect: redis-py's own retries are off, so no reconnect happens behind our back
 and hides a gap. `publish` raises `BrokerUnavailable` at once and buffers nothing (the
 caller owns what must not be lost). `messages()` never ends: it reconnects with full-jitter
@@ -33,14 +39,32 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.maint_notifications import MaintNotificationsConfig
 
-from hub.errors import BrokerUnavailable
+from hub.errors import BrokerUnavailable, Fenced
 from hub.fanout.broker import RESYNC_TOPIC, STATE_KEY, Broker, BrokerStatus
+from hub.fanout.redis_connect import connect
 from hub.feeds.backoff import Backoff
+from hub.storage.fence import FENCE_KEY, FENCED_REPLY, Fence
 
 __all__ = ["RESYNC_TOPIC", "RedisBroker"]
 
 
 _FAILURES = (RedisError, OSError)
+# A fenced flush: the token checked, the checkpoint's fields set, the messages published,
+# all or nothing (KEYS: the fence, the state; ARGV: token, command, fields, then pairs).
+_FENCED_PUBLISH = f"""
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return redis.error_reply('{FENCED_REPLY} another ingest holds the lease')
+end
+local i = 4
+for _ = 1, tonumber(ARGV[3]) do
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+for j = i, #ARGV, 2 do
+  redis.call(ARGV[2], ARGV[j], ARGV[j + 1])
+end
+return 1
+"""
 
 
 class RedisBroker(Broker):
@@ -57,7 +81,7 @@ class RedisBroker(Broker):
         # Retry(…, 0): every failure reaches us at once; reconnecting is this class's job.
         # Maintenance notifications (on by default, "auto") make redis-py 8 skip its check
         # of pooled connections, so the first command after a Redis restart would fail.
-        self.redis: Redis = Redis.from_url(
+        self._connection = connect(
             url,
             socket_connect_timeout=connect_timeout,
             socket_timeout=command_timeout,
@@ -67,6 +91,7 @@ class RedisBroker(Broker):
             # (redis/redis-py#4230), about 50 us per 14 KB message whatever the log level.
             protocol=2,
         )
+        self.redis: Redis = self._connection.redis
         self._backoff = backoff or Backoff(base=0.2, cap=10.0, healthy_after=30.0)
         self._ping_interval = ping_interval
         self._pong_timeout = pong_timeout
@@ -75,7 +100,11 @@ class RedisBroker(Broker):
         self._subscribe_lock = asyncio.Lock()  # a topic added mid-reconnect is not lost
         self._sharded: bool | None = None
         self._closed = asyncio.Event()
+        self._renew = False
         self._status = BrokerStatus(kind="redis", connected=False)
+        # Set while this process holds the ingest lease: its publishes carry the token.
+        self.fence: Fence | None = None
+        self._fenced_publish = self.redis.register_script(_FENCED_PUBLISH)
 
     @property
     def sharded(self) -> bool | None:
@@ -83,6 +112,9 @@ class RedisBroker(Broker):
         return self._sharded
 
     async def publish(self, topic: str, payload: bytes) -> None:
+        if self.fence is not None:
+            await self.publish_many([(topic, payload)])
+            return
         loop = asyncio.get_running_loop()
         try:
             command = "SPUBLISH" if await self._use_sharded() else "PUBLISH"
@@ -106,12 +138,22 @@ class RedisBroker(Broker):
         try:
             command = "SPUBLISH" if await self._use_sharded() else "PUBLISH"
             started = loop.time()
-            async with self.redis.pipeline(transaction=False) as pipe:
-                if state:
-                    pipe.hset(STATE_KEY, mapping=dict(state))
-                for topic, payload in messages:
-                    pipe.execute_command(command, topic, payload)
-                await pipe.execute()
+            if self.fence is not None:
+                await self._publish_fenced(self.fence, command, messages, state or {})
+            else:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    if state:
+                        pipe.hset(STATE_KEY, mapping=dict(state))
+                    for topic, payload in messages:
+                        pipe.execute_command(command, topic, payload)
+                    await pipe.execute()
+        except ResponseError as error:
+            if str(error).startswith(FENCED_REPLY):
+                raise Fenced(f"{len(messages)} messages refused: {error}") from error
+            self._status.connected = False
+            raise BrokerUnavailable(
+                f"Redis unavailable, {len(messages)} messages not published: {error}"
+            ) from error
         except _FAILURES as error:
             self._status.connected = False
             raise BrokerUnavailable(
@@ -120,6 +162,20 @@ class RedisBroker(Broker):
         self._status.connected = True
         self._status.lag_ms = (loop.time() - started) * 1000
         self._status.published += len(messages)
+
+    async def _publish_fenced(
+        self,
+        fence: Fence,
+        command: str,
+        messages: Sequence[tuple[str, bytes]],
+        state: Mapping[str, bytes],
+    ) -> None:
+        args: list[str | bytes | int] = [fence.token, command, len(state)]
+        for field, value in state.items():
+            args += [field, value]
+        for topic, payload in messages:
+            args += [topic, payload]
+        await self._fenced_publish(keys=[FENCE_KEY, STATE_KEY], args=args)
 
     async def subscribe(self, topics: Iterable[str]) -> None:
         """Add topics, at any time; while Redis is down they are subscribed on reconnect."""
@@ -130,6 +186,11 @@ class RedisBroker(Broker):
                 # On failure the reader sees the same broken connection and re-subscribes all.
                 with contextlib.suppress(*_FAILURES):
                     await self._send_subscribe(self._pubsub, new)
+
+    async def resubscribe(self) -> None:
+        """Reconnect the pub/sub link and subscribe afresh, within a second (while it is
+        down, the reconnect under way does that anyway)."""
+        self._renew = self._pubsub is not None
 
     async def messages(self) -> AsyncIterator[tuple[str, bytes]]:
         """(topic, payload) for subscribed topics; one consumer at a time; ends on close()."""
@@ -162,6 +223,8 @@ class RedisBroker(Broker):
         if self._pubsub is not None:
             await self._pubsub.aclose()
         await self.redis.aclose()
+        if self._connection.sentinel is not None:
+            await self._connection.sentinel.aclose()
 
     async def _use_sharded(self) -> bool:
         if self._sharded is None:
@@ -190,6 +253,7 @@ class RedisBroker(Broker):
                 # Replies come in order: this PING's pong proves the subscriptions are live.
                 await pubsub.ping()
                 self._pubsub = pubsub
+                self._renew = False  # a new link's subscriptions are fresh
         except BaseException:
             await pubsub.aclose()
             raise
@@ -207,12 +271,15 @@ class RedisBroker(Broker):
         ping_sent: float | None = loop.time()  # the one sent by _open_pubsub
         next_ping = 0.0
         while not self._closed.is_set():
+            if self._renew:
+                self._renew = False
+                raise RedisConnectionError("renewing the subscriptions")
             if ping_sent is None and loop.time() >= next_ping:
                 await pubsub.ping()
                 ping_sent = loop.time()
             deadline = next_ping if ping_sent is None else ping_sent + self._pong_timeout
             # Never 0: a zero timeout can give up before reading what is already buffered.
-            wait = max(deadline - loop.time(), 0.1)
+            wait = min(max(deadline - loop.time(), 0.1), 1.0)  # 1.0: a renewal is noticed
             message = await pubsub.get_message(timeout=wait)
             if message is None:
                 # Only silence counts: time spent suspended at a yield is not Redis's fault.

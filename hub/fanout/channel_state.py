@@ -254,6 +254,15 @@ class ChannelState:
         self.budget.held -= held_bytes(message)
         self.budget.head_changed(self)
 
+    def forget(self) -> None:
+        """Hold nothing, as before the first message: the stream this process followed is
+        not the processor's any more (it went back), so only a snapshot starts it again."""
+        self._clear()
+        self.replica = None
+        self.epoch = None
+        self.seq = 0
+        self.snapshot_cache = None
+
     def _clear(self) -> None:
         while self.history:
             self.drop_oldest()

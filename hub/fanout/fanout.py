@@ -15,7 +15,7 @@ import msgspec
 from hub.channels import ANY_SYMBOL, Channel
 from hub.errors import ProtocolError
 from hub.fanout.channel_state import HISTORY_BYTES, ChannelState, HistoryBudget, Outcome
-from hub.fanout.codec import EncodedMessage, encode_message
+from hub.fanout.codec import FORMATS, EncodedMessage, Format, encode, encode_message
 from hub.fanout.protocol import Position, Session
 from hub.models import ChannelMessage, HeatmapSnapshot, PredictedSnapshot
 
@@ -42,6 +42,7 @@ class Fanout:
         self.symbols: set[str] = set()
         self.sessions: set[Session] = set()
         self.stale: set[str] = set()  # replicated channels waiting for a snapshot after a gap
+        self.ingest: str | None = None  # "down" while the relay hears nothing from ingest
         self.stats = FanoutStats()
 
     # -- from the broker ----------------------------------------------------------------
@@ -74,6 +75,19 @@ class Fanout:
             for session in subscribers:
                 delivered += session.deliver(name, message, now)
             self.stats.deliveries += delivered
+
+    def ingest_changed(self, state: str) -> None:
+        """Tell every subscriber of every channel that ingest is `down` or `up` again:
+        every channel comes from it. A subscriber that joins while it is down is told then."""
+        self.ingest = state if state == "down" else None
+        now = self.clock()
+        for name, subscribers in self.subscribers.items():
+            notice = _status_notice(name, state)
+            for session in list(subscribers):
+                session.notify(name, notice, now)
+
+    def notice(self, channel: str) -> dict[Format, bytes] | None:
+        return None if self.ingest is None else _status_notice(channel, self.ingest)
 
     def publish_message(self, message: ChannelMessage) -> None:
         self.publish(encode_message(message))
@@ -143,3 +157,8 @@ class Fanout:
         state = self.channels.get(channel)
         snapshot = state.replica.snapshot() if state and state.replica else None
         return snapshot if isinstance(snapshot, PredictedSnapshot) else None
+
+
+def _status_notice(channel: str, ingest: str) -> dict[Format, bytes]:
+    body = {"ch": channel, "type": "status", "data": {"ingest": ingest}}
+    return {fmt: encode(body, fmt) for fmt in FORMATS}

@@ -23,7 +23,7 @@ Decisions:
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal, NamedTuple, Protocol
 
 import msgspec
@@ -99,6 +99,9 @@ class Directory(Protocol):
     def leave(self, session: Session, channel: str) -> None: ...
 
     def fresh_snapshot(self, channel: str) -> EncodedMessage | None: ...
+
+    def notice(self, channel: str) -> Mapping[Format, bytes] | None:
+        """The channel's standing status message (ingest down), encoded per format."""
 
 
 class _Resync(NamedTuple):
@@ -289,6 +292,9 @@ class Session:
             if name in new or name in since:
                 catch_up = self.directory.join(self, name, since.get(name))
                 self._catch_up(channel, catch_up, replace=name not in new)
+                notice = self.directory.notice(name)
+                if notice is not None:
+                    self.notify(name, notice, now)
 
     def _catch_up(self, channel: Channel, messages: list[EncodedMessage], replace: bool) -> None:
         """Queue what `join` returned, within the queue limit. A catch-up reaches the
@@ -319,6 +325,13 @@ class Session:
             return
         self._outbox.append(encode(body, self.format))
         self.on_ready()
+
+    def notify(self, channel: str, notice: Mapping[Format, bytes], now: int) -> None:
+        """Queue a status message of a subscribed channel. It has no seq, so like a reply
+        it is never dropped for room; there is one per change of ingest's state."""
+        if channel in self.subscriptions and self._make_room(now):
+            self._outbox.append(notice[self.format])
+            self.on_ready()
 
     def deliver(self, channel: str, message: EncodedMessage, now: int) -> bool:
         """Queue a channel message; False when the session is not subscribed or filters it."""

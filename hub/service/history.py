@@ -34,12 +34,14 @@ from hub.analytics.processor import LiquidationProcessor
 from hub.analytics.rows import EMPTY_ROWS, Named
 from hub.analytics.rows import merge as merged
 from hub.config import Settings
+from hub.errors import Fenced
 from hub.fanout.broker import STATE_KEY
 from hub.models import ChannelMessage, LiquidationEvent
 from hub.service.control import SYMBOLS_KEY
 from hub.service.sources import Source, wall_clock_ms
 from hub.storage.disk_log import DiskEventLog, SkippedFile
 from hub.storage.event_log import CLOCK_SLACK_MS, RedisEventLog, read_all
+from hub.storage.fence import Fence
 
 log = logging.getLogger("hub.history")
 ALIVE_FIELD = "~alive"
@@ -170,6 +172,10 @@ class History(abc.ABC):
         """Taken over: from here on this process writes the history."""
         return None
 
+    def fenced_by(self, fence: Fence) -> None:
+        """Writes carry this lease's token from now on (a history in Redis)."""
+        return None
+
     async def close(self, processor: LiquidationProcessor, now: int) -> None:
         return None
 
@@ -187,7 +193,7 @@ class RedisHistory(History):
         self._saved: dict[str, bytes] = {}  # fields as last stored
         self._positions: dict[bytes, bytes] = {}
         self._encode_positions = checkpoint.Positions()
-        self._rewrites_seen = 0
+        self._losses_seen = (0, 0)
 
     def append(self, arrival: int, event: LiquidationEvent) -> None:
         self.log.append(arrival, event)
@@ -216,6 +222,9 @@ class RedisHistory(History):
     async def start(self) -> None:
         await self.log.claim()
 
+    def fenced_by(self, fence: Fence) -> None:
+        self.log.fence = fence
+
     async def checkpoint(
         self, processor: LiquidationProcessor, now: int
     ) -> Mapping[str, bytes] | None:
@@ -227,12 +236,15 @@ class RedisHistory(History):
             return None
         try:
             await log_.write_pending()
-        except (RedisError, OSError) as error:
+        except (RedisError, OSError, Fenced) as error:
             log_.failed(error)
             return None
-        if log_.status.rewrites != self._rewrites_seen:
-            self._rewrites_seen = log_.status.rewrites
-            self._saved.clear()  # Redis lost everything, checkpoints included
+        losses = (log_.status.rewrites, log_.failures)
+        if losses != self._losses_seen:
+            self._losses_seen = losses
+            # Redis lost everything, or was away (a failover may have lost the last
+            # writes): whatever the checkpoint held may be gone too.
+            self._saved.clear()
         fields = self._encode_positions(processor)
         meta = self.meta(processor, now)
         fields[COVERAGE_FIELD] = msgspec.json.encode(meta.coverage)
@@ -248,7 +260,7 @@ class RedisHistory(History):
             self._alive_saved = int(fields[ALIVE_FIELD])
 
     async def sweep(self, symbols: set[str], now: int) -> None:
-        with contextlib.suppress(RedisError, OSError):
+        with contextlib.suppress(RedisError, OSError, Fenced):
             await self.log.trim(symbols, now - self.retention_ms - CLOCK_SLACK_MS)
             await self.log.compact(symbols, now)
 

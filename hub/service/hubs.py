@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import os
 import time
 from collections.abc import AsyncIterator
@@ -37,13 +38,17 @@ from hub.models import Alert, LiquidationEvent
 from hub.service import control
 from hub.service.control import ControlRequest
 from hub.service.health import verdict
+from hub.service.heartbeat import Liveness
 from hub.service.ingest import Ingest
+from hub.service.leadership import Lease
 from hub.service.relay import Relay
 from hub.service.sources import Source, wall_clock_ms
 from hub.storage.candles import read_ring
 from hub.storage.event_log import entries_from, read_window
+from hub.storage.fence import Fence
 from hub.tasks import cancel_and_wait
 
+log = logging.getLogger("hub.ingest")
 LIVE = Source()
 ROWS_CHUNK = 20_000  # rows of a stream (an export) read at a time
 INGEST_SILENT = "ingest: silent (no status in Redis for 10 s)"
@@ -122,10 +127,21 @@ def _process_status(
     }
 
 
-def _process_reasons(broker: Broker, access: AccessGate) -> list[str]:
-    status = broker.status()
-    broker_reasons = [] if status.connected else [f"{status.kind}: broker unreachable"]
-    return broker_reasons + access.health_reasons()
+def _liveness(settings: Settings) -> Liveness | None:
+    """Ingest's heartbeat is watched wherever it crosses Redis."""
+    if not settings.redis_url:
+        return None
+    return Liveness(settings.ingest_silent_ms)
+
+
+def _process_reasons(relay: Relay, access: AccessGate) -> list[str]:
+    status = relay.broker.status()
+    reasons = [] if status.connected else [f"{status.kind}: broker unreachable"]
+    liveness = relay.liveness
+    silent = None if liveness is None else liveness.silent_for(asyncio.get_running_loop().time())
+    if silent is not None:
+        reasons.append(f"ingest: no heartbeat for {silent:.1f} s")
+    return reasons + access.health_reasons()
 
 
 def _rss_bytes() -> int:
@@ -154,7 +170,9 @@ class ServeHub:
         # Sessions' limits and timers run on the wall clock: a replay's clock may be frozen
         # or twenty times fast, which would make rate limits and slow-client grace absurd.
         self.fanout = Fanout(wall_clock_ms, settings.history_bytes)
-        self.relay = Relay(self.inbound, self.fanout, self.ingest.handle)
+        self.relay = Relay(
+            self.inbound, self.fanout, self.ingest.handle, liveness=_liveness(settings)
+        )
         self._tasks = _Tasks()
 
     @property
@@ -199,7 +217,7 @@ class ServeHub:
         }
 
     async def health(self) -> dict[str, Any]:
-        return verdict(self.ingest.health_reasons() + _process_reasons(self.inbound, self.access))
+        return verdict(self.ingest.health_reasons() + _process_reasons(self.relay, self.access))
 
     async def add_symbols(self, symbols: set[str]) -> None:
         await self.ingest.add_symbols(symbols)
@@ -239,7 +257,13 @@ class WebHub:
         self.redis = self.broker.redis
         self.access = AccessGate(settings, self.redis)
         self.fanout = Fanout(self.clock, settings.history_bytes)
-        self.relay = Relay(self.broker, self.fanout, self._request, self._load_symbols)
+        self.relay = Relay(
+            self.broker,
+            self.fanout,
+            self._request,
+            self._load_symbols,
+            liveness=_liveness(settings),
+        )
         self._tasks = _Tasks()
 
     async def _request(self, request: ControlRequest) -> None:
@@ -292,7 +316,7 @@ class WebHub:
     async def health(self) -> dict[str, Any]:
         ingest = await self._ingest_status()
         reasons = list(ingest.get("reasons", [])) if ingest else [INGEST_SILENT]
-        return verdict(reasons + _process_reasons(self.broker, self.access))
+        return verdict(reasons + _process_reasons(self.relay, self.access))
 
     async def status(self) -> dict[str, Any]:
         ingest = await self._ingest_status()
@@ -305,6 +329,7 @@ class WebHub:
             "history": ingest.get("history"),
             "alerts": ingest.get("alerts"),
             "ingest": "reporting" if ingest else INGEST_SILENT,
+            "ingest_heartbeat": None if self.relay.liveness is None else self.relay.liveness.state,
             **_process_status(self.fanout, self.broker, self.access, self.started_at),
         }
 
@@ -332,18 +357,48 @@ class WebHub:
 
 
 class IngestOnly:
-    """`heatmap-hub ingest`: runs until cancelled."""
+    """`heatmap-hub ingest`: runs until cancelled, publishing only while it holds the
+    lease (hub.service.leadership); until then, and after losing it, a warm standby. Each
+    term builds its processor afresh from the history, which the previous holder kept."""
 
-    def __init__(self, settings: Settings, source: Source = LIVE) -> None:
+    def __init__(self, settings: Settings, source: Source = LIVE, standby: bool = False) -> None:
         if not settings.redis_url:
             raise ConfigError("REDIS_URL", "`ingest` publishes to Redis: set REDIS_URL")
+        self.settings = settings
+        self.source = source
+        self.standby = standby
         self.broker = RedisBroker(settings.redis_url)
-        self.ingest = Ingest(settings, source, self.broker, self.broker.redis)
+        self.lease = Lease(self.broker.redis, settings.ingest_lease_ms)
 
     async def run(self, stop: asyncio.Event) -> None:
-        await self.ingest.start(control_messages=True)
         try:
-            await stop.wait()
+            while (fence := await self.lease.wait_for(stop, self.standby)) is not None:
+                if not await self._term(fence, stop):
+                    return
+                self.standby = False  # deposed: any later turn comes as soon as it lapses
         finally:
-            await self.ingest.stop()
             await self.broker.close()
+
+    async def _term(self, fence: Fence, stop: asyncio.Event) -> bool:
+        """Publish until stopped (False) or deposed (True)."""
+        self.broker.fence = fence
+        ingest = Ingest(self.settings, self.source, self.broker, self.broker.redis)
+        assert ingest.history is not None
+        ingest.history.fenced_by(fence)
+        holding = asyncio.create_task(self.lease.hold())
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            await ingest.start(control_messages=True)
+            await asyncio.wait({holding, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            deposed = holding.done() and not stopping.done()
+            await cancel_and_wait([holding, stopping])
+            if deposed:
+                log.warning("ingest: stepping down; what it holds is another ingest's now")
+                await ingest.abandon()
+                log.info("ingest: stepped down")
+            else:
+                await ingest.stop()
+                await self.lease.give_back()
+            self.broker.fence = None
+        return deposed

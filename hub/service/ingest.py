@@ -56,6 +56,7 @@ from hub.service import control
 from hub.service.coinglass import CoinGlassValidation, disabled_status
 from hub.service.control import ControlRequest, SymbolsAnnouncement
 from hub.service.health import source_entry, source_reasons
+from hub.service.heartbeat import HEARTBEAT_TOPIC, Beats
 from hub.service.history import History, build_history, data_directory
 from hub.service.liquidity import build_liquidity
 from hub.service.sources import (
@@ -145,6 +146,9 @@ class Ingest:
         self.alerting = Alerting(settings, directory, redis, wall_clock_ms())
         self.restored = False  # the history was read back (or there is none)
         self.unpublished = 0
+        # Only web processes across Redis need telling that this one is alive.
+        self.beats = Beats(settings.heartbeat_ms) if redis is not None else None
+        self._publishing = asyncio.Lock()  # one flush's messages (and beat) at a time, in order
         self._covers_from = self.clock()  # what a newly tracked symbol's coverage starts at
         self._outbox: list[ChannelMessage] = []
         self._wake = asyncio.Event()
@@ -236,6 +240,8 @@ class Ingest:
         for symbol in symbols:
             self.processor.untrack(symbol)
             self.predicted.untrack(symbol)
+        if self.beats is not None:
+            self.beats.forget(symbols)
         self._symbols_changed = True
         self._wake.set()
 
@@ -268,7 +274,8 @@ class Ingest:
         next_flush = time.monotonic()
         published = -math.inf
         while True:
-            timeout = max(0.0, next_flush - time.monotonic())
+            wake_at = next_flush if self.beats is None else min(next_flush, self.beats.next_at)
+            timeout = max(0.0, wake_at - time.monotonic())
             with contextlib.suppress(TimeoutError):
                 # not wait_for: on 3.11 it can swallow a cancel racing a wake (gh-86296)
                 async with asyncio.timeout(timeout):
@@ -284,25 +291,30 @@ class Ingest:
             published = time.monotonic()
 
     async def _publish_pending(self) -> None:
+        async with self._publishing:
+            await self._publish_outbox()
+
+    async def _publish_outbox(self) -> None:
         self.alerting.take(self._outbox)
         if self.redis is not None and not self.redis_state.due():
             # Redis is down and the next attempt is not due: what would be published is
             # dropped as a failed publish would be; web processes resync once it is back.
-            self.unpublished += len(self._outbox)
-            self._outbox = []
+            self.unpublished += len(self._take_outbox())
             return
         failure: Exception | None = None
         tried = self._symbols_changed
         if tried:
             failure = await self._announce_symbols()
         state = await self._checkpoint()
-        outbox, self._outbox = self._outbox, []
-        if outbox or state:
+        outbox = self._take_outbox()
+        messages = [(topic_for(m.ch), encode_message(m)) for m in outbox]
+        if self.beats is not None and self.beats.due(time.monotonic()):
+            # Last in the pipeline: every position it carries was published before it.
+            messages.append((HEARTBEAT_TOPIC, self.beats.beat(time.monotonic())))
+        if messages or state:
             tried = True
             try:
-                await self.broker.publish_many(
-                    [(topic_for(m.ch), encode_message(m)) for m in outbox], state
-                )
+                await self.broker.publish_many(messages, state)
                 if state and self.history is not None:
                     self.history.stored(state)
             except BrokerUnavailable as error:
@@ -314,6 +326,15 @@ class Ingest:
             self.redis_state.failed(failure)
         else:
             self.redis_state.succeeded()
+
+    def _take_outbox(self) -> list[ChannelMessage]:
+        """The messages to publish now, their positions recorded for the heartbeat first:
+        published or dropped, a relay holding another position must resynchronise. (Taken
+        after the awaits before publishing, so the beat never lags what goes out.)"""
+        outbox, self._outbox = self._outbox, []
+        if self.beats is not None:
+            self.beats.record(outbox)
+        return outbox
 
     async def _checkpoint(self) -> Mapping[str, bytes] | None:
         """What the history stores with this flush's messages (a checkpoint)."""
@@ -536,6 +557,12 @@ class Ingest:
             log.info("ingest: history read back")
             self._wake.set()
             return
+
+    async def abandon(self) -> None:
+        """Stop at once, writing nothing more: another ingest has taken over (the lease),
+        and what this one holds is no longer the deployment's."""
+        await cancel_and_wait(self._tasks)
+        self._tasks.clear()
 
     async def stop(self) -> None:
         # The feeds first: an event taken after the history closed would be lost to it.

@@ -5,6 +5,12 @@ have lost messages, a process that just started) asks the processor for fresh
 snapshots, and asks again every `retry_s` while it is still stale (with backoff while
 the broker is down, logged once when it is lost and once when it is back). Until the
 snapshot arrives the channel's clients get nothing on it rather than a silent gap.
+
+With a `Liveness`, ingest's heartbeat is watched too (hub.service.heartbeat): silent too
+long, every subscriber is told ingest is down and the broker re-subscribes (a lost
+subscription looks the same as a dead ingest from here); heard again, they are told it
+is up. A heartbeat's position other than a replica's makes that channel stale, as a gap
+does (a replica ahead of it is forgotten first: ingest went back, see `_heartbeat`).
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from hub.service.control import (
     ControlRequest,
     decode_symbols,
 )
+from hub.service.heartbeat import HEARTBEAT_TOPIC, Liveness
+from hub.service.heartbeat import decode as decode_heartbeat
 from hub.storage.outage import Outage
 
 log = logging.getLogger("hub.relay")
@@ -49,6 +57,7 @@ class Relay:
         request: Requester,
         load_symbols: Callable[[], Awaitable[set[str]]] | None = None,
         retry_s: float = 2.0,
+        liveness: Liveness | None = None,
     ) -> None:
         self.broker = broker
         self.fanout = fanout
@@ -57,6 +66,7 @@ class Relay:
         self.retry_s = retry_s
         self.resyncs = 0
         self.broker_state = Outage("relay", log)
+        self.liveness = liveness
 
     async def start(self) -> None:
         """Learn the symbols (web) and subscribe to their topics before the first message."""
@@ -69,7 +79,11 @@ class Relay:
             self.fanout.symbols = set(symbols)
         else:
             self.fanout.symbols |= symbols
-        topics = {topic_for(f"x:{s}") for s in symbols} | {topic_for("x:*"), SYMBOLS_TOPIC}
+        topics = {topic_for(f"x:{s}") for s in symbols} | {
+            topic_for("x:*"),
+            SYMBOLS_TOPIC,
+            HEARTBEAT_TOPIC,
+        }
         await self.broker.subscribe(topics)
         if new:
             # Stale until the snapshot arrives, so `_retry_stale` asks again: the answer to
@@ -80,7 +94,9 @@ class Relay:
             await self._ask(channels)
 
     async def run(self) -> None:
-        retry = asyncio.create_task(self._retry_stale())
+        helpers = [asyncio.create_task(self._retry_stale())]
+        if self.liveness is not None:
+            helpers.append(asyncio.create_task(self._watch_ingest(self.liveness)))
         try:
             async for topic, payload in self.broker.messages():
                 try:
@@ -88,7 +104,8 @@ class Relay:
                 except Exception:  # one bad message must not stop the relay
                     log.exception("relay: failed on a message of %s", topic)
         finally:
-            retry.cancel()
+            for helper in helpers:
+                helper.cancel()
 
     async def _take(self, topic: str, payload: bytes) -> None:
         if topic == RESYNC_TOPIC:
@@ -98,6 +115,8 @@ class Relay:
             channels = replicated_channels(self.fanout.symbols)
             self.fanout.stale.update(channels)
             await self._ask(channels)
+        elif topic == HEARTBEAT_TOPIC:
+            await self._heartbeat(payload)
         elif topic == SYMBOLS_TOPIC:
             await self.track(set(decode_symbols(payload).symbols), replace=True)
         elif topic != CONTROL_TOPIC:
@@ -105,6 +124,37 @@ class Relay:
             self.fanout.publish(payload)
             if len(self.fanout.stale) > stale:
                 await self._ask(sorted(self.fanout.stale))
+
+    async def _heartbeat(self, payload: bytes) -> None:
+        if self.liveness is None:
+            return
+        if self.liveness.heard(asyncio.get_running_loop().time()):
+            log.info("relay: ingest is heard again")
+            self.fanout.ingest_changed("up")
+        behind = []
+        for name, (epoch, seq) in decode_heartbeat(payload).positions.items():
+            state = self.fanout.channels.get(name)
+            if state is None or state.replica is None or name in self.fanout.stale:
+                continue  # never started here, or already waiting for a snapshot
+            if state.epoch == epoch and state.seq > seq:
+                # Ahead of ingest: it resumed from an older checkpoint, so what this process
+                # holds past `seq` was never the stream's; the same seqs will carry other data.
+                state.forget()
+            if state.epoch != epoch or state.seq != seq:
+                behind.append(name)
+        if behind:
+            log.info("relay: %d channels out of step with ingest's heartbeat", len(behind))
+            self.fanout.stale.update(behind)
+            await self._ask(behind)
+
+    async def _watch_ingest(self, liveness: Liveness) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(min(0.1, liveness.silent_s / 10))
+            if liveness.check(loop.time()):
+                log.warning("relay: no heartbeat from ingest for %.1f s", liveness.silent_s)
+                self.fanout.ingest_changed("down")
+                await self.broker.resubscribe()
 
     async def _ask(self, channels: list[str]) -> None:
         if channels:

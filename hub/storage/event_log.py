@@ -27,7 +27,10 @@ bound) and the task retries with backoff (`Outage`: the loss and the return are 
 once each, and the checkpoint's writes wait for the same backoff); once Redis answers
 again it writes the buffer in order. If the buffer overflowed, or Redis came back empty
 (a restart without persistence: the instance marker is gone), the log is rewritten from
-what the processor holds, so nothing already accepted is lost.
+what the processor holds, so nothing already accepted is lost. After any outage it also
+checks that each stream it wrote still ends where it left it: a failover to a replica
+that had not yet received the last writes loses them (replication is asynchronous), and
+they are written again from what the processor holds (the log is repairable).
 """
 
 from __future__ import annotations
@@ -45,8 +48,10 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from hub.analytics.rows import Named, events_of, merge, rows_of
+from hub.errors import Fenced
 from hub.models import LiquidationEvent
 from hub.storage.batch import decode_batch, encode_batch
+from hub.storage.fence import FENCE_KEY, Fence, check_fence
 from hub.storage.outage import Outage
 
 log = logging.getLogger("hub.storage")
@@ -58,7 +63,8 @@ READ_PAGE = 500  # entries per read
 CLOCK_SLACK_MS = 60_000  # entries of the old per-event format are ids of their write time
 COMPACT_AFTER_MS = 6 * 3_600_000  # a stream's oldest unarchived entry this old: archive it
 ARCHIVE_ROWS = 20_000  # at most per archive entry (a few hundred kB)
-_FAILURES = (RedisError, OSError)
+# Fenced: retried like an outage, harmlessly, until the lease's holder ends the term.
+_FAILURES = (RedisError, OSError, Fenced)
 _legacy_decoder = msgspec.json.Decoder(LiquidationEvent)
 
 
@@ -76,6 +82,7 @@ class EventLogStatus(msgspec.Struct):
     buffered: int = 0
     dropped_from_buffer: int = 0
     rewrites: int = 0
+    repaired: int = 0  # liquidations written again after Redis lost them (a failover)
     last_error: str | None = None
 
 
@@ -94,6 +101,9 @@ class RedisEventLog:
         self.status = EventLogStatus()
         self._pending: deque[tuple[int, LiquidationEvent]] = deque()
         self._last_ms: dict[str, int] = {}  # per stream, the ms of the last id written
+        self._written: dict[str, int] = {}  # per stream, the arrival of the last row written
+        self._verify_tails = False  # after an outage: did Redis keep what it acknowledged?
+        self.failures = 0  # failed attempts ever: each may have lost what was acknowledged
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -103,6 +113,7 @@ class RedisEventLog:
         # Nothing is written before the log was read back and taken over (`claim`): the
         # buffer keeps what comes meanwhile, and a log not yet read is never rewritten.
         self.claimed = asyncio.Event()
+        self.fence: Fence | None = None  # set while this process holds the ingest lease
 
     # -- writing ------------------------------------------------------------------------
 
@@ -159,6 +170,8 @@ class RedisEventLog:
         self.status.connected = False
         delay = self.outage.failed(error)
         self.status.last_error = self.outage.last_error
+        self._verify_tails = True
+        self.failures += 1
         return delay
 
     async def write_pending(self) -> None:
@@ -175,6 +188,7 @@ class RedisEventLog:
             self._idle.set()
 
     async def _write_some(self) -> None:
+        await check_fence(self.redis, self.fence)  # a deposed ingest writes nothing more
         if await self.redis.get(MARKER_KEY) != self._marker.encode():
             if self.status.written:
                 log.warning("event log: Redis lost our data (restarted?); rewriting it")
@@ -182,6 +196,9 @@ class RedisEventLog:
         if self._rewrite:
             await self._rewrite_all()
             return
+        if self._verify_tails:
+            await self._repair_tails()
+            self._verify_tails = False
         if not self._pending:
             return
         taken = [self._pending[i] for i in range(min(WRITE_BATCH, len(self._pending)))]
@@ -195,9 +212,18 @@ class RedisEventLog:
         self.status.written += len(taken)
         self.status.buffered = len(self._pending)
 
-    async def _add(self, batches: list[tuple[str, Named]]) -> None:
-        """One entry per batch, pipelined; an entry Redis already holds counts as written."""
-        async with self.redis.pipeline(transaction=False) as pipe:
+    async def _add(self, batches: list[tuple[str, Named]], replace: str | None = None) -> None:
+        """One entry per batch, pipelined; an entry Redis already holds counts as written.
+        `replace`: a symbol whose stream is deleted first. With a fence, all of it is one
+        transaction that Redis drops if the token moved on since it was checked (WATCH)."""
+        fence = self.fence
+        async with self.redis.pipeline(transaction=fence is not None) as pipe:
+            if fence is not None:
+                await pipe.watch(FENCE_KEY)
+                await check_fence(pipe, fence)
+                pipe.multi()
+            if replace is not None:
+                pipe.delete(stream_key(replace), archive_key(replace))
             for symbol, named in batches:
                 pipe.xadd(
                     stream_key(symbol), {"b": encode_batch(named)}, id=self._id(symbol, named)
@@ -211,23 +237,63 @@ class RedisEventLog:
 
     def _id(self, symbol: str, named: Named) -> str:
         ms = max(self._last_ms.get(symbol, 0), int(named.rows.time.max()))
+        arrival = int(named.rows.arrival.max())
         self._last_ms[symbol] = ms
-        return f"{ms}-{int(named.rows.arrival.max())}"
+        self._written[symbol] = max(self._written.get(symbol, 0), arrival)
+        return f"{ms}-{arrival}"
+
+    async def _repair_tails(self) -> None:
+        """Write again what Redis acknowledged and then lost: after a failover to a replica
+        that had not yet received the last writes (replication is asynchronous), a stream
+        ends before what this process wrote. An entry's id names its last row's arrival,
+        so the rows missing are those held with a later arrival, up to the last written."""
+        symbols = list(self._written)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for symbol in symbols:
+                pipe.xrevrange(stream_key(symbol), count=1)
+            tails = await pipe.execute()
+        holdings: Mapping[str, Named] | None = None
+        for symbol, tail in zip(symbols, tails, strict=True):
+            kept = int(tail[0][0].decode().partition("-")[2]) if tail else 0
+            if kept >= self._written[symbol]:
+                continue
+            holdings = self.holdings() if holdings is None else holdings
+            named = holdings.get(symbol)
+            if named is None:
+                continue
+            rows = named.rows
+            lost = np.flatnonzero((rows.arrival > kept) & (rows.arrival <= self._written[symbol]))
+            order = lost[np.argsort(rows.arrival[lost], kind="stable")]
+            await self._add_chunked(symbol, named, order)
+            self.status.repaired += len(order)
+            log.warning(
+                "event log: Redis lost the last %d liquidations of %s (a failover?); written again",
+                len(order),
+                symbol,
+            )
+
+    async def _add_chunked(
+        self, symbol: str, named: Named, order: np.ndarray, replace: bool = False
+    ) -> None:
+        """The rows of `named` at `order`, REWRITE_CHUNK to an entry, 20 entries a trip;
+        `replace`: the stream is deleted first (even with no rows)."""
+        chunks = [
+            (symbol, Named(named.rows.take(order[i : i + REWRITE_CHUNK]), named.exchanges))
+            for i in range(0, len(order), REWRITE_CHUNK)
+        ]
+        for start in range(0, max(len(chunks), 1) if replace else len(chunks), 20):
+            await self._add(chunks[start : start + 20], symbol if replace and start == 0 else None)
 
     async def _rewrite_all(self) -> None:
         holdings = self.holdings()
         self._pending.clear()  # every pending event still held is in `holdings`
         for symbol, named in holdings.items():
             rows = named.rows
-            order = np.argsort(rows.arrival, kind="stable")
-            chunks = [
-                (symbol, Named(rows.take(order[i : i + REWRITE_CHUNK]), named.exchanges))
-                for i in range(0, len(order), REWRITE_CHUNK)
-            ]
-            await self.redis.delete(stream_key(symbol), archive_key(symbol))
             self._last_ms.pop(symbol, None)
-            for start in range(0, len(chunks), 20):
-                await self._add(chunks[start : start + 20])
+            self._written.pop(symbol, None)
+            await self._add_chunked(
+                symbol, named, np.argsort(rows.arrival, kind="stable"), replace=True
+            )
             self.status.written += len(rows)
         await self.redis.set(MARKER_KEY, self._marker)
         self._rewrite = False
@@ -275,6 +341,10 @@ class RedisEventLog:
         if parts:
             chunks.append((last, merge(parts)))
         async with self.redis.pipeline(transaction=True) as pipe:
+            if self.fence is not None:  # a deposed ingest archives nothing (see `_add`)
+                await pipe.watch(FENCE_KEY)
+                await check_fence(pipe, self.fence)
+                pipe.multi()
             for entry_id, named in chunks:
                 pipe.xadd(archive_key(symbol), {"b": encode_batch(named)}, id=entry_id)
             if mark is not None:

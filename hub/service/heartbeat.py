@@ -1,0 +1,102 @@
+"""End-to-end liveness of `ingest`: its heartbeat, and how a relay judges it.
+
+`ingest` publishes a `Heartbeat` on HEARTBEAT_TOPIC every HEATMAP_HEARTBEAT_MS, in the
+same pipeline as (after) that flush's messages, carrying the position (epoch, seq) of
+every snapshot + diff channel it has emitted, published or dropped. A relay that holds a
+channel behind that position lost a message (or the last one, which no later diff would
+reveal) and asks for a snapshot.
+
+One heartbeat per process, not one per topic: a relay reads every topic through one
+pub/sub connection, so one message proves the whole path (ingest, Redis, that
+connection), and the positions it carries show a loss on any topic; per-topic beats would
+cost a message per symbol and second for no more proof. (A Redis Cluster, whose shards
+would carry topics on separate connections, would need one per shard.)
+
+`Liveness` is the relay's judgement, pure (time is given): nothing heard for
+HEATMAP_INGEST_SILENT_MS is `down`, hearing again is `up`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Literal
+
+import msgspec
+
+from hub.models import ChannelMessage
+
+HEARTBEAT_TOPIC = "hub:~heartbeat"
+HEARTBEAT_MS = 1_000
+# 2.5 beats: one late beat is not an outage, and /health says so within 3 s of the last.
+INGEST_SILENT_MS = 2_500
+
+IngestState = Literal["up", "down"]
+
+
+class Heartbeat(msgspec.Struct, frozen=True):
+    positions: dict[str, tuple[str, int]]  # channel -> (epoch, seq)
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(Heartbeat)
+
+
+def decode(payload: bytes) -> Heartbeat:
+    return _decoder.decode(payload)
+
+
+class Beats:
+    """Ingest's side: the positions emitted so far, and when the next beat is due."""
+
+    def __init__(self, interval_ms: int = HEARTBEAT_MS) -> None:
+        self.interval_ms = interval_ms
+        self.positions: dict[str, tuple[str, int]] = {}
+        self.next_at = 0.0  # time.monotonic() of the next beat
+
+    def record(self, messages: Iterable[ChannelMessage]) -> None:
+        for message in messages:
+            if message.type in ("snapshot", "diff"):
+                self.positions[message.ch] = (message.epoch, message.seq)
+
+    def forget(self, symbols: Iterable[str]) -> None:
+        gone = set(symbols)
+        self.positions = {
+            ch: pos for ch, pos in self.positions.items() if ch.split(":")[1] not in gone
+        }
+
+    def due(self, now_s: float) -> bool:
+        return now_s >= self.next_at
+
+    def beat(self, now_s: float) -> bytes:
+        self.next_at = now_s + self.interval_ms / 1000
+        return _encoder.encode(Heartbeat(self.positions))
+
+
+class Liveness:
+    """A relay's view of ingest: unknown until heard or silent too long, then up or down."""
+
+    def __init__(self, silent_ms: int = INGEST_SILENT_MS) -> None:
+        self.silent_s = silent_ms / 1000
+        self.state: IngestState | None = None
+        self.last_heard: float | None = None  # the first check starts the count of silence
+
+    def heard(self, now_s: float) -> bool:
+        """A heartbeat; True when this ends an outage."""
+        self.last_heard = now_s
+        was, self.state = self.state, "up"
+        return was == "down"
+
+    def check(self, now_s: float) -> bool:
+        """True when ingest has just gone silent for too long."""
+        if self.last_heard is None:
+            self.last_heard = now_s
+        if self.state != "down" and now_s - self.last_heard >= self.silent_s:
+            self.state = "down"
+            return True
+        return False
+
+    def silent_for(self, now_s: float) -> float | None:
+        """How long ingest has been silent, while it is down."""
+        if self.state != "down" or self.last_heard is None:
+            return None
+        return now_s - self.last_heard
