@@ -645,3 +645,32 @@ async def test_the_page_takes_a_key_from_its_fragment(
         await browser.wait_for(f"{LIVE} && +document.body.dataset.cells > 0")
     stats = running.hub.access.stats
     assert stats.unauthorized_rest == 0 and stats.unauthorized_ws == 0
+
+
+async def test_the_page_says_how_much_of_its_window_the_hub_covers(
+    start_hub: HubFactory, fake_binance: FakeBinance
+) -> None:
+    """A hub up for minutes shows a 24h window that covers minutes: the page says so, from
+    the snapshot's coverage, instead of calling it 24 h."""
+    running = await start_hub(
+        Settings(binance_ws_url=fake_binance.base_url, symbols=("BTCUSDT",), exchanges=BINANCE)
+    )
+    await fake_binance.wait_for_subscription("btcusdt@forceOrder")
+    now = running.hub.clock()
+    await fake_binance.push(force_order(side="SELL", price="60000", qty="2", trade_time=now))
+    await eventually(lambda: len(running.hub.processor.books["BTCUSDT"].store) == 1)
+    rest = (
+        await running.get("/api/heatmap/liquidations/BTCUSDT/heatmap", timeWindow="24h")
+    ).json()["data"]
+    assert rest["coverage"]["complete"] is False, rest["coverage"]
+    assert CHROMIUM is not None
+    async with Browser(CHROMIUM) as browser:
+        await browser.goto(f"{running.http}/?symbol=BTCUSDT&window=24h")
+        await browser.wait_for(f"{LIVE} && document.body.dataset.coverage !== ''")
+        shown = await browser.evaluate("document.body.dataset.coverage")
+        # The hub started moments ago: well under an hour of the day is covered.
+        assert shown.startswith("covers ") and shown.endswith(" min of 24h"), (
+            f"expected 'covers N min of 24h', seen {shown!r}"
+        )
+        warned = await browser.evaluate("document.querySelector('#stats .warn') !== null")
+        assert warned, "an incomplete window's coverage is marked as a warning"
