@@ -33,7 +33,15 @@ from hub.analytics.grid import PriceGrid
 from hub.analytics.leverage import MARGIN_RULES, LeverageEstimator, tier_of
 from hub.analytics.rows import Rows
 from hub.analytics.store import EventStore
-from hub.analytics.sums import EMPTY_STATISTICS, MICROS, Placed, place, place_rows
+from hub.analytics.sums import (
+    EMPTY_STATISTICS,
+    MICROS,
+    ROW_BY_ROW,
+    Placed,
+    RowSums,
+    place,
+    place_rows,
+)
 from hub.analytics.window import HeatmapWindow, refresh_ms
 from hub.channels import ANY_SYMBOL, WINDOWS, heatmap_channel
 from hub.models import (
@@ -252,8 +260,10 @@ class SymbolBook:
                 self.grid,
                 self.kde,
             )
+        # A few rows are summed once for the windows that take them all (most do).
+        summed = RowSums(arrived) if arrived is not None and len(arrived) <= ROW_BY_ROW else None
         for window in self.windows.values():
-            window.drain(arrived, now)
+            window.drain(arrived, now, summed)
         self.settle()
 
     def settle(self) -> None:

@@ -32,6 +32,7 @@ from hub.analytics.store import EventStore
 from hub.analytics.sums import (
     EMPTY_STATISTICS,
     Placed,
+    RowSums,
     WindowSums,
     bin_rows,
     place_rows,
@@ -124,16 +125,20 @@ class HeatmapWindow:
             return []
         return self.store.events(self.store.since(self.cutoff))
 
-    def drain(self, arrived: Placed | None, now: int) -> None:
+    def drain(self, arrived: Placed | None, now: int, summed: RowSums | None = None) -> None:
         """Bring the sums to `now`: `arrived` (rows the store took since the last drain,
-        placed on this window's grid) enter when recent enough; the rows that aged out
-        leave. The store holds both."""
+        placed on this window's grid; `summed`: the same, when few) enter when recent
+        enough; the rows that aged out leave. The store holds both."""
         if self.cutoff is None:
             return
         store = self.store
         old = self.cutoff
         new = max(old, now - self.span_ms)
-        if arrived is not None and len(arrived):
+        if summed is not None and summed.first >= old:  # all of them enter
+            self.sums.add_summed(summed, 1)
+            self._next_leave = min(self._next_leave, summed.first)
+            self._changed = True
+        elif arrived is not None and len(arrived):
             entering = arrived.take(arrived.time >= old)
             if len(entering):
                 self.sums.add(entering, 1)
