@@ -416,6 +416,18 @@ class WindowSums:
             width,
         )
 
+    def bins_now(self, indices: list[int], grid: PriceGrid) -> list[Bin]:
+        """Bins `indices` as they are now, as sent: what `bin_rows` gives, built one by
+        one (a diff's few bins cost less so than through its arrays). A float of an int64
+        divided by MICROS is numpy's division of the same two doubles."""
+        width, decimals = grid.bin_width, grid.decimals
+        rows: list[Bin] = []
+        for index in indices:
+            long, short, count = self.bin(index)
+            low = round(index * width, decimals)
+            rows.append((low, float(long) / MICROS, float(short) / MICROS, count))
+        return rows
+
     def take_changes(self) -> dict[int, tuple[int, int, int]]:
         """The bins changed since the last call, with the values they had then."""
         touched, self._touched = self._touched, {}

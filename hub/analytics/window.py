@@ -403,17 +403,7 @@ class HeatmapWindow:
         ]
 
     def _bin_changes(self, changes: dict[int, tuple[int, int, int]]) -> list[Bin]:
-        if not changes:
-            return []
-        index = np.array(sorted(changes), np.int64)
-        now = [self.sums.bin(i) for i in index.tolist()]
-        return bin_rows(
-            self.grid,
-            index,
-            np.array([v[0] for v in now], np.int64),
-            np.array([v[1] for v in now], np.int64),
-            np.array([v[2] for v in now], np.int64),
-        )
+        return self.sums.bins_now(sorted(changes), self.grid)
 
 
 def _first_time(store: EventStore, start: int) -> float:
