@@ -394,13 +394,18 @@ class HeatmapWindow:
             self._wire[first : last + 1] = part
         if not len(changed):
             return []
+        # Split in Python: a patch's hundred-odd points cost less so than numpy's calls.
         wire = self._wire
-        breaks = np.flatnonzero(np.diff(changed) > _RUN_JOIN)
-        starts = np.concatenate(([changed[0]], changed[breaks + 1])).tolist()
-        ends = np.concatenate((changed[breaks], [changed[-1]])).tolist()
-        return [
-            (start, wire[start : end + 1].tolist()) for start, end in zip(starts, ends, strict=True)
-        ]
+        points = changed.tolist()
+        runs: list[DensityRun] = []
+        start = end = points[0]
+        for point in points[1:]:
+            if point - end > _RUN_JOIN:
+                runs.append((start, wire[start : end + 1].tolist()))
+                start = point
+            end = point
+        runs.append((start, wire[start : end + 1].tolist()))
+        return runs
 
     def _bin_changes(self, changes: dict[int, tuple[int, int, int]]) -> list[Bin]:
         return self.sums.bins_now(sorted(changes), self.grid)
