@@ -6,7 +6,7 @@ import numpy as np
 
 from hub.analytics.density import KernelDensity
 from hub.analytics.grid import PriceGrid
-from hub.analytics.sums import ROW_BY_ROW, Placed, RowSums, WindowSums, place
+from hub.analytics.sums import ROW_BY_ROW, Arrivals, Placed, RowSums, WindowSums, place
 
 GRID = PriceGrid.around(60_000.0, 15.0, "BTCUSDT.0")
 # The axis every window of the book shares (bandwidth 0.3 % of the price).
@@ -84,3 +84,19 @@ def test_rows_summed_once_leave_nothing_behind_when_taken_out() -> None:
     assert len(sums.occupied()[0]) == 0, f"expected no bins, saw {sums.occupied()[0]}"
     assert sums.lattice is not None and not sums.lattice.any(), "lattice not back to zero"
     assert np.abs(sums.density()).max() < 1e-6, "density not back to (round-off) zero"
+
+
+def test_many_arrivals_shared_by_windows_end_where_each_adding_them_does() -> None:
+    placed = rows(100, seed=7)  # 200 lattice nodes: the density is kept by adding terms
+    arrivals = Arrivals(placed)
+    assert arrivals.summed is None, "expected many rows to take the vectorised path"
+    shared = [fresh(), fresh()]
+    for sums in shared:
+        sums.take(arrivals)
+    alone = fresh()
+    alone.add(placed, 1)
+    for sums in shared:
+        assert state(sums) == state(alone), "shared sums differ from sums adding alone"
+        assert sums.density().tolist() == alone.density().tolist(), (
+            "shared density differs from the one adding alone"
+        )

@@ -36,9 +36,7 @@ from hub.analytics.store import EventStore
 from hub.analytics.sums import (
     EMPTY_STATISTICS,
     MICROS,
-    ROW_BY_ROW,
-    Placed,
-    RowSums,
+    Arrivals,
     place,
     place_rows,
 )
@@ -246,24 +244,25 @@ class SymbolBook:
 
     def drain(self, now: int) -> None:
         """Every window's sums brought to `now` (arrivals in, aged rows out)."""
-        arrived: Placed | None = None
+        arrived: Arrivals | None = None
         if self._arrived and self.grid is not None:
             values = np.frombuffer(self._arrived, np.float64).reshape(-1, _ARRIVED_FIELDS).T
             time, price, notional, short, exchange = values[:5].astype(np.float64, copy=True)
             del values  # a view of the buffer: it must go before the buffer may shrink
-            arrived = place(
-                time.astype(np.int64),
-                price,
-                notional,
-                short != 0.0,
-                exchange.astype(np.uint8),
-                self.grid,
-                self.kde,
+            # What the windows that take them all (most do) share is made once.
+            arrived = Arrivals(
+                place(
+                    time.astype(np.int64),
+                    price,
+                    notional,
+                    short != 0.0,
+                    exchange.astype(np.uint8),
+                    self.grid,
+                    self.kde,
+                )
             )
-        # A few rows are summed once for the windows that take them all (most do).
-        summed = RowSums(arrived) if arrived is not None and len(arrived) <= ROW_BY_ROW else None
         for window in self.windows.values():
-            window.drain(arrived, now, summed)
+            window.drain(arrived, now)
         self.settle()
 
     def settle(self) -> None:

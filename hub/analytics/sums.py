@@ -116,6 +116,14 @@ class LatticeChange:
         self.weights = weights
         self._terms: tuple[KernelDensity, DensityTerms] | None = None
 
+    @classmethod
+    def of(cls, rows: Placed) -> LatticeChange:
+        """Of many rows, as numpy gives them: every left node, then every right one."""
+        on = rows.node >= 0
+        node, right = rows.node[on], rows.right[on]
+        left = rows.micros[on] - right
+        return cls([*node.tolist(), *(node + 1).tolist()], [*left.tolist(), *right.tolist()])
+
     def terms(self, kde: KernelDensity) -> DensityTerms:
         if self._terms is None or self._terms[0] is not kde:
             self._terms = (kde, kde.terms(self.nodes, [w / MICROS for w in self.weights]))
@@ -130,7 +138,6 @@ class RowSums:
     window ends bit for bit where taking the rows one by one leaves it."""
 
     def __init__(self, rows: Placed) -> None:
-        self.first = int(rows.time.min())  # the oldest time
         self.count = len(rows)
         self.long = self.short = self.squares = 0
         self.exchanges: dict[int, list[int]] = {}  # code -> [count, long, short]
@@ -169,6 +176,18 @@ class RowSums:
         self.spread = LatticeChange(nodes, weights)
 
 
+class Arrivals:
+    """A book's rows arrived since its windows last drained, with what every window that
+    takes them all shares: their sums when few (`RowSums`), their density terms when
+    many (`LatticeChange`)."""
+
+    def __init__(self, rows: Placed) -> None:
+        self.rows = rows
+        self.first = int(rows.time.min())  # the oldest time
+        self.summed = RowSums(rows) if len(rows) <= ROW_BY_ROW else None
+        self.spread = LatticeChange.of(rows) if self.summed is None else None
+
+
 class WindowSums:
     def __init__(self) -> None:
         self.count = 0
@@ -196,8 +215,16 @@ class WindowSums:
 
     # -- changes ----------------------------------------------------------------------
 
-    def add(self, rows: Placed, sign: int) -> None:
-        """Count `rows` in (sign 1) or out (sign -1)."""
+    def take(self, arrivals: Arrivals) -> None:
+        """Count all of `arrivals` in."""
+        if arrivals.summed is not None:
+            self.add_summed(arrivals.summed, 1)
+        else:
+            self.add(arrivals.rows, 1, arrivals.spread)
+
+    def add(self, rows: Placed, sign: int, spread: LatticeChange | None = None) -> None:
+        """Count `rows` in (sign 1) or out (sign -1); `spread`: their lattice change, when
+        already made."""
         if not len(rows):
             return
         if len(rows) <= ROW_BY_ROW:
@@ -225,12 +252,7 @@ class WindowSums:
             left = amounts[on] * sign - right
             np.add.at(self.lattice, node, left)
             np.add.at(self.lattice, node + 1, right)
-            self._spread(
-                LatticeChange(
-                    [*node.tolist(), *(node + 1).tolist()], [*left.tolist(), *right.tolist()]
-                ),
-                1,
-            )
+            self._spread(spread or LatticeChange.of(rows), sign)
         bins = rows.bin
         self._remember(np.unique(bins).tolist())
         if not all(self._fit(int(bins.min()), int(bins.max()))):

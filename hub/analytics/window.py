@@ -31,8 +31,8 @@ from hub.analytics.grid import PriceGrid
 from hub.analytics.store import EventStore
 from hub.analytics.sums import (
     EMPTY_STATISTICS,
+    Arrivals,
     Placed,
-    RowSums,
     WindowSums,
     bin_rows,
     place_rows,
@@ -125,21 +125,21 @@ class HeatmapWindow:
             return []
         return self.store.events(self.store.since(self.cutoff))
 
-    def drain(self, arrived: Placed | None, now: int, summed: RowSums | None = None) -> None:
+    def drain(self, arrived: Arrivals | None, now: int) -> None:
         """Bring the sums to `now`: `arrived` (rows the store took since the last drain,
-        placed on this window's grid; `summed`: the same, when few) enter when recent
-        enough; the rows that aged out leave. The store holds both."""
+        placed on this window's grid) enter when recent enough; the rows that aged out
+        leave. The store holds both."""
         if self.cutoff is None:
             return
         store = self.store
         old = self.cutoff
         new = max(old, now - self.span_ms)
-        if summed is not None and summed.first >= old:  # all of them enter
-            self.sums.add_summed(summed, 1)
-            self._next_leave = min(self._next_leave, summed.first)
+        if arrived is not None and arrived.first >= old:  # all of them enter
+            self.sums.take(arrived)
+            self._next_leave = min(self._next_leave, arrived.first)
             self._changed = True
-        elif arrived is not None and len(arrived):
-            entering = arrived.take(arrived.time >= old)
+        elif arrived is not None:
+            entering = arrived.rows.take(arrived.rows.time >= old)
             if len(entering):
                 self.sums.add(entering, 1)
                 self._next_leave = min(self._next_leave, int(entering.time.min()))
