@@ -34,7 +34,7 @@ from hub.analytics.processor import (
     SymbolBook,
 )
 from hub.analytics.rows import Named, events_of, in_log_order
-from hub.analytics.sums import place_rows
+from hub.analytics.sums import Arrivals, place_rows
 from hub.channels import WINDOWS
 from hub.models import ChannelMessage
 
@@ -184,7 +184,8 @@ def _resume(book: SymbolBook, position: BookPosition) -> None:
         clusters = window.resume(saved.seq, saved.published_at, placed.take(baseline))
         window.watermark = saved.watermark
         # From its publish to the flush: what arrived after its own watermark.
-        window.drain(placed.take(held.arrival > saved.watermark), position.flushed_at)
+        after = placed.take(held.arrival > saved.watermark)
+        window.drain(Arrivals(after) if len(after) else None, position.flushed_at)
         if name == ALERT_WINDOW:
             # The process before the restart alerted these: the engine takes them as it
             # did, and what it would alert is not sent again. Only what changes from here

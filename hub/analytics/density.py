@@ -35,11 +35,20 @@ Decisions:
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 from scipy import fft
 
 _TRUNCATE_SIGMAS = 5.0
+
+
+class DensityTerms(NamedTuple):
+    """Contributions to a density: (first point, end point, values) per fine node, and
+    the first and last point touched (None: none)."""
+
+    slices: list[tuple[int, int, np.ndarray]]
+    touched: tuple[int, int] | None
 
 
 class KernelDensity:
@@ -127,19 +136,16 @@ class KernelDensity:
     def fine_size(self) -> int:
         return self._fine_size
 
-    def accumulate(
-        self, values: np.ndarray, nodes: list[int], weights: list[float]
-    ) -> tuple[int, int] | None:
-        """Add what weights on fine nodes `nodes` contribute to the density `values` (one
-        per grid point, in place): the same terms `smooth` sums, so a density kept by
-        adding and removing points this way stays `smooth` of the same fine array, up to
-        float round-off (and before `smooth`'s clamp of negatives). Returns the first and
-        last grid point touched, or None. For a few nodes: each costs one slice."""
+    def terms(self, nodes: list[int], weights: list[float]) -> DensityTerms:
+        """What weights on fine nodes `nodes` contribute to a density on this axis: the
+        same terms `smooth` sums, one slice of grid points per node, for `accumulate`. For
+        a few nodes: each costs one slice."""
         taps = len(self._kernel)
         over = self.oversample
         phases = self._phases
         size = self.size
         low, high = size, -1
+        slices: list[tuple[int, int, np.ndarray]] = []
         for node, weight in zip(nodes, weights, strict=True):
             # Grid point i gets kernel[taps - 1 + over * i - node]: from the first i where
             # that index is in the kernel, every over-th tap.
@@ -149,9 +155,22 @@ class KernelDensity:
             begin, end = max(first, 0), min(first + len(taken), size)
             if begin >= end:
                 continue
-            values[begin:end] += weight * taken[begin - first : end - first]
+            slices.append((begin, end, weight * taken[begin - first : end - first]))
             low, high = min(low, begin), max(high, end - 1)
-        return None if high < 0 else (low, high)
+        return DensityTerms(slices, None if high < 0 else (low, high))
+
+    @staticmethod
+    def accumulate(values: np.ndarray, terms: DensityTerms, sign: int = 1) -> None:
+        """Add `terms` (sign 1) to the density `values` (one per grid point, in place), or
+        take them out (-1): a density kept by adding and removing points this way stays
+        `smooth` of the same fine array, up to float round-off (and before `smooth`'s
+        clamp of negatives). Taking out a term is adding its negation, bit for bit."""
+        if sign > 0:
+            for begin, end, term in terms.slices:
+                values[begin:end] += term
+        else:
+            for begin, end, term in terms.slices:
+                values[begin:end] -= term
 
     def split(self, prices: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Linear binning in whole units: per point the left fine node (-1 when the point is

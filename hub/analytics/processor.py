@@ -33,7 +33,13 @@ from hub.analytics.grid import PriceGrid
 from hub.analytics.leverage import MARGIN_RULES, LeverageEstimator, tier_of
 from hub.analytics.rows import Rows
 from hub.analytics.store import EventStore
-from hub.analytics.sums import EMPTY_STATISTICS, MICROS, Placed, place, place_rows
+from hub.analytics.sums import (
+    EMPTY_STATISTICS,
+    MICROS,
+    Arrivals,
+    place,
+    place_rows,
+)
 from hub.analytics.window import HeatmapWindow, refresh_ms
 from hub.channels import ANY_SYMBOL, WINDOWS, heatmap_channel
 from hub.models import (
@@ -238,19 +244,22 @@ class SymbolBook:
 
     def drain(self, now: int) -> None:
         """Every window's sums brought to `now` (arrivals in, aged rows out)."""
-        arrived: Placed | None = None
+        arrived: Arrivals | None = None
         if self._arrived and self.grid is not None:
             values = np.frombuffer(self._arrived, np.float64).reshape(-1, _ARRIVED_FIELDS).T
             time, price, notional, short, exchange = values[:5].astype(np.float64, copy=True)
             del values  # a view of the buffer: it must go before the buffer may shrink
-            arrived = place(
-                time.astype(np.int64),
-                price,
-                notional,
-                short != 0.0,
-                exchange.astype(np.uint8),
-                self.grid,
-                self.kde,
+            # What the windows that take them all (most do) share is made once.
+            arrived = Arrivals(
+                place(
+                    time.astype(np.int64),
+                    price,
+                    notional,
+                    short != 0.0,
+                    exchange.astype(np.uint8),
+                    self.grid,
+                    self.kde,
+                )
             )
         for window in self.windows.values():
             window.drain(arrived, now)

@@ -24,7 +24,7 @@ from typing import NamedTuple
 import numpy as np
 
 from hub.analytics.clusters import ClusterShape, find_clusters
-from hub.analytics.density import KernelDensity
+from hub.analytics.density import DensityTerms, KernelDensity
 from hub.analytics.grid import PriceGrid
 from hub.analytics.rows import Rows
 from hub.models import Bin, ExchangeTotals, Statistics, round_notional, round_significant
@@ -106,6 +106,88 @@ def square_sum(values: np.ndarray) -> int:
     return (sum(highs) << 52) + (sum(crosses) << 27) + sum(lows)
 
 
+class LatticeChange:
+    """Weights (micros) added to density lattice nodes, with what they add to a density,
+    worked out once per axis: every window of a book shares one axis, so the nine windows
+    an arrival enters add the same terms."""
+
+    def __init__(self, nodes: list[int], weights: list[int]) -> None:
+        self.nodes = nodes
+        self.weights = weights
+        self._terms: tuple[KernelDensity, DensityTerms] | None = None
+
+    @classmethod
+    def of(cls, rows: Placed) -> LatticeChange:
+        """Of many rows, as numpy gives them: every left node, then every right one."""
+        on = rows.node >= 0
+        node, right = rows.node[on], rows.right[on]
+        left = rows.micros[on] - right
+        return cls([*node.tolist(), *(node + 1).tolist()], [*left.tolist(), *right.tolist()])
+
+    def terms(self, kde: KernelDensity) -> DensityTerms:
+        if self._terms is None or self._terms[0] is not kde:
+            self._terms = (kde, kde.terms(self.nodes, [w / MICROS for w in self.weights]))
+        return self._terms[1]
+
+
+class RowSums:
+    """A few rows (at most ROW_BY_ROW) summed once for every window that takes them all:
+    a book's arrivals enter up to nine windows' sums, which then each add a handful of
+    totals instead of walking the rows again. Integer sums do not depend on the order they
+    are added in, and the density terms are the same floats added in the same order, so a
+    window ends bit for bit where taking the rows one by one leaves it."""
+
+    def __init__(self, rows: Placed) -> None:
+        self.count = len(rows)
+        self.long = self.short = self.squares = 0
+        self.exchanges: dict[int, list[int]] = {}  # code -> [count, long, short]
+        self.bins: dict[int, list[int]] = {}  # index -> [long, short, count]
+        self.lattice: dict[int, int] = {}  # node -> micros
+        nodes: list[int] = []
+        weights: list[int] = []
+        for index, amount, short, exchange, node, right in zip(
+            rows.bin.tolist(),
+            rows.micros.tolist(),
+            rows.short.tolist(),
+            rows.exchange.tolist(),
+            rows.node.tolist(),
+            rows.right.tolist(),
+            strict=True,
+        ):
+            held = self.exchanges.setdefault(exchange, [0, 0, 0])
+            held[0] += 1
+            bin_ = self.bins.setdefault(index, [0, 0, 0])
+            bin_[2] += 1
+            if short:
+                self.short += amount
+                held[2] += amount
+                bin_[1] += amount
+            else:
+                self.long += amount
+                held[1] += amount
+                bin_[0] += amount
+            self.squares += amount * amount
+            if node >= 0:
+                lattice = self.lattice
+                lattice[node] = lattice.get(node, 0) + amount - right
+                lattice[node + 1] = lattice.get(node + 1, 0) + right
+                nodes += (node, node + 1)
+                weights += (amount - right, right)
+        self.spread = LatticeChange(nodes, weights)
+
+
+class Arrivals:
+    """A book's rows arrived since its windows last drained, with what every window that
+    takes them all shares: their sums when few (`RowSums`), their density terms when
+    many (`LatticeChange`)."""
+
+    def __init__(self, rows: Placed) -> None:
+        self.rows = rows
+        self.first = int(rows.time.min())  # the oldest time
+        self.summed = RowSums(rows) if len(rows) <= ROW_BY_ROW else None
+        self.spread = LatticeChange.of(rows) if self.summed is None else None
+
+
 class WindowSums:
     def __init__(self) -> None:
         self.count = 0
@@ -133,12 +215,20 @@ class WindowSums:
 
     # -- changes ----------------------------------------------------------------------
 
-    def add(self, rows: Placed, sign: int) -> None:
-        """Count `rows` in (sign 1) or out (sign -1)."""
+    def take(self, arrivals: Arrivals) -> None:
+        """Count all of `arrivals` in."""
+        if arrivals.summed is not None:
+            self.add_summed(arrivals.summed, 1)
+        else:
+            self.add(arrivals.rows, 1, arrivals.spread)
+
+    def add(self, rows: Placed, sign: int, spread: LatticeChange | None = None) -> None:
+        """Count `rows` in (sign 1) or out (sign -1); `spread`: their lattice change, when
+        already made."""
         if not len(rows):
             return
         if len(rows) <= ROW_BY_ROW:
-            self._add_rows(rows, sign)
+            self.add_summed(RowSums(rows), sign)
             return
         amounts = rows.micros
         short = rows.short
@@ -162,7 +252,7 @@ class WindowSums:
             left = amounts[on] * sign - right
             np.add.at(self.lattice, node, left)
             np.add.at(self.lattice, node + 1, right)
-            self._spread([*node.tolist(), *(node + 1).tolist()], [*left.tolist(), *right.tolist()])
+            self._spread(spread or LatticeChange.of(rows), sign)
         bins = rows.bin
         self._remember(np.unique(bins).tolist())
         if not all(self._fit(int(bins.min()), int(bins.max()))):
@@ -176,45 +266,33 @@ class WindowSums:
         np.add.at(self._short, slots[short], signed[short])
         np.add.at(self._count, slots, sign)
 
-    def _add_rows(self, rows: Placed, sign: int) -> None:
-        lattice = self.lattice
-        nodes: list[int] = []
-        weights: list[int] = []
-        for index, amount, short, exchange, node, right in zip(
-            rows.bin.tolist(),
-            rows.micros.tolist(),
-            rows.short.tolist(),
-            rows.exchange.tolist(),
-            rows.node.tolist(),
-            rows.right.tolist(),
-            strict=True,
-        ):
-            self.count += sign
-            if short:
-                self.short += sign * amount
-                self._count_exchange(exchange, sign, 0, sign * amount)
-            else:
-                self.long += sign * amount
-                self._count_exchange(exchange, sign, sign * amount, 0)
-            self.squares += sign * amount * amount
-            self._remember((index,))
+    def add_summed(self, rows: RowSums, sign: int) -> None:
+        """Count rows summed by `RowSums` in (sign 1) or out (sign -1)."""
+        self.count += sign * rows.count
+        self.long += sign * rows.long
+        self.short += sign * rows.short
+        self.squares += sign * rows.squares
+        for code, (count, long, short) in rows.exchanges.items():
+            self._count_exchange(code, sign * count, sign * long, sign * short)
+        touched = self._touched
+        for index, (long, short, count) in rows.bins.items():
+            if index not in touched:
+                touched[index] = self.bin(index)
             slot = index - self._lo
             if not 0 <= slot < len(self._count) and not self._fit(index, index)[0]:
-                self._add_far_row(index, amount, short, sign)
+                self._add_far_bin(index, sign * long, sign * short, sign * count)
             else:
                 slot = index - self._lo
+                if long:
+                    self._long[slot] += sign * long
                 if short:
-                    self._short[slot] += sign * amount
-                else:
-                    self._long[slot] += sign * amount
-                self._count[slot] += sign
-            if lattice is not None and node >= 0:
-                lattice[node] += sign * (amount - right)
-                lattice[node + 1] += sign * right
-                nodes += (node, node + 1)
-                weights += (sign * (amount - right), sign * right)
-        if nodes:
-            self._spread(nodes, weights)
+                    self._short[slot] += sign * short
+                self._count[slot] += sign * count
+        lattice = self.lattice
+        if lattice is not None and rows.lattice:
+            for node, weight in rows.lattice.items():
+                lattice[node] += sign * weight
+            self._spread(rows.spread, sign)
 
     # -- the density ------------------------------------------------------------------
 
@@ -224,14 +302,16 @@ class WindowSums:
         self.lattice = None if kde is None else np.zeros(kde.fine_size, np.int64)
         self._density = None
 
-    def _spread(self, nodes: list[int], weights: list[int]) -> None:
+    def _spread(self, change: LatticeChange, sign: int) -> None:
         density = self._density
         if density is None or self.kde is None:
             return
-        if len(nodes) > DENSITY_SPREAD_MOST:  # cheaper made again from the lattice
+        if len(change.nodes) > DENSITY_SPREAD_MOST:  # cheaper made again from the lattice
             self._density = None
             return
-        touched = self.kde.accumulate(density, nodes, [w / MICROS for w in weights])
+        terms = change.terms(self.kde)
+        self.kde.accumulate(density, terms, sign)
+        touched = terms.touched
         if touched is not None:
             self._spreads += 1
             held = self.density_range
@@ -269,12 +349,14 @@ class WindowSums:
         for index, amount, short in zip(
             rows.bin.tolist(), rows.micros.tolist(), rows.short.tolist(), strict=True
         ):
-            self._add_far_row(index, amount, short, sign)
+            signed = sign * amount
+            self._add_far_bin(index, 0 if short else signed, signed if short else 0, sign)
 
-    def _add_far_row(self, index: int, amount: int, short: bool, sign: int) -> None:
+    def _add_far_bin(self, index: int, long: int, short: int, count: int) -> None:
         far = self._far.setdefault(index, [0, 0, 0])
-        far[1 if short else 0] += sign * amount
-        far[2] += sign
+        far[0] += long
+        far[1] += short
+        far[2] += count
         if far[2] == 0:
             del self._far[index]
 
@@ -355,6 +437,18 @@ class WindowSums:
             count,
             width,
         )
+
+    def bins_now(self, indices: list[int], grid: PriceGrid) -> list[Bin]:
+        """Bins `indices` as they are now, as sent: what `bin_rows` gives, built one by
+        one (a diff's few bins cost less so than through its arrays). A float of an int64
+        divided by MICROS is numpy's division of the same two doubles."""
+        width, decimals = grid.bin_width, grid.decimals
+        rows: list[Bin] = []
+        for index in indices:
+            long, short, count = self.bin(index)
+            low = round(index * width, decimals)
+            rows.append((low, float(long) / MICROS, float(short) / MICROS, count))
+        return rows
 
     def take_changes(self) -> dict[int, tuple[int, int, int]]:
         """The bins changed since the last call, with the values they had then."""

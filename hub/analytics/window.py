@@ -31,6 +31,7 @@ from hub.analytics.grid import PriceGrid
 from hub.analytics.store import EventStore
 from hub.analytics.sums import (
     EMPTY_STATISTICS,
+    Arrivals,
     Placed,
     WindowSums,
     bin_rows,
@@ -124,7 +125,7 @@ class HeatmapWindow:
             return []
         return self.store.events(self.store.since(self.cutoff))
 
-    def drain(self, arrived: Placed | None, now: int) -> None:
+    def drain(self, arrived: Arrivals | None, now: int) -> None:
         """Bring the sums to `now`: `arrived` (rows the store took since the last drain,
         placed on this window's grid) enter when recent enough; the rows that aged out
         leave. The store holds both."""
@@ -133,8 +134,12 @@ class HeatmapWindow:
         store = self.store
         old = self.cutoff
         new = max(old, now - self.span_ms)
-        if arrived is not None and len(arrived):
-            entering = arrived.take(arrived.time >= old)
+        if arrived is not None and arrived.first >= old:  # all of them enter
+            self.sums.take(arrived)
+            self._next_leave = min(self._next_leave, arrived.first)
+            self._changed = True
+        elif arrived is not None:
+            entering = arrived.rows.take(arrived.rows.time >= old)
             if len(entering):
                 self.sums.add(entering, 1)
                 self._next_leave = min(self._next_leave, int(entering.time.min()))
@@ -389,26 +394,21 @@ class HeatmapWindow:
             self._wire[first : last + 1] = part
         if not len(changed):
             return []
+        # Split in Python: a patch's hundred-odd points cost less so than numpy's calls.
         wire = self._wire
-        breaks = np.flatnonzero(np.diff(changed) > _RUN_JOIN)
-        starts = np.concatenate(([changed[0]], changed[breaks + 1])).tolist()
-        ends = np.concatenate((changed[breaks], [changed[-1]])).tolist()
-        return [
-            (start, wire[start : end + 1].tolist()) for start, end in zip(starts, ends, strict=True)
-        ]
+        points = changed.tolist()
+        runs: list[DensityRun] = []
+        start = end = points[0]
+        for point in points[1:]:
+            if point - end > _RUN_JOIN:
+                runs.append((start, wire[start : end + 1].tolist()))
+                start = point
+            end = point
+        runs.append((start, wire[start : end + 1].tolist()))
+        return runs
 
     def _bin_changes(self, changes: dict[int, tuple[int, int, int]]) -> list[Bin]:
-        if not changes:
-            return []
-        index = np.array(sorted(changes), np.int64)
-        now = [self.sums.bin(i) for i in index.tolist()]
-        return bin_rows(
-            self.grid,
-            index,
-            np.array([v[0] for v in now], np.int64),
-            np.array([v[1] for v in now], np.int64),
-            np.array([v[2] for v in now], np.int64),
-        )
+        return self.sums.bins_now(sorted(changes), self.grid)
 
 
 def _first_time(store: EventStore, start: int) -> float:
