@@ -106,13 +106,17 @@ async def fault(
             return promoted[-1] not in (None, master.port)
 
         await eventually(failed_over, within=60, seen=lambda: promoted[-3:])
+        promoted_after = time.monotonic() - started
         await eventually(
             lambda: all(c.liquidation_times()[-1] > last for c in clients),
             within=60,
             seen=lambda: [(last, c.liquidation_times()[-1]) for c in clients],
         )
         paused = "" if resumed is None else f", master still paused: {not resumed.done()}"
-        print(f"{label}: published again {time.monotonic() - started:.2f} s after it{paused}")
+        print(
+            f"{label}: a sentinel named the new master {promoted_after:.2f} s after it, "
+            f"published again {time.monotonic() - started:.2f} s after it{paused}"
+        )
         for client in clients:
             check_channels(client)
     finally:
