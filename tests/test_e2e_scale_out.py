@@ -28,6 +28,7 @@ from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from hub.analytics.rows import Rows
 from hub.storage.event_log import read_all
 from tests.conftest import eventually, free_port, http_client
 from tests.fakes.binance_server import FakeBinance, force_order
@@ -178,14 +179,18 @@ class Cluster:
         assert response.status_code == 200, response.text
         return [row["time"] for row in response.json()["data"]]
 
-    async def log_event_times(self) -> list[int]:
-        """The trade times of every event in BTCUSDT's log, entry by entry."""
+    async def log_rows(self) -> Rows:
+        """Every event in BTCUSDT's log (archive and stream), entry by entry."""
         redis = Redis.from_url(self.redis_server.url)
         try:
             logged = await read_all(redis, "BTCUSDT")
         finally:
             await redis.aclose()
-        return logged.rows.time.tolist()
+        return logged.rows
+
+    async def log_event_times(self) -> list[int]:
+        """The trade times of every event in BTCUSDT's log, entry by entry."""
+        return (await self.log_rows()).time.tolist()
 
 
 @pytest.fixture
