@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Mapping
 from typing import Literal, NamedTuple
 
 import msgspec
@@ -327,23 +328,17 @@ class AlertEngine:
         limits = self.thresholds
         counts = {x: t.count for x, t in cascade.tallies.items() if t.count}
         price = cascade.price_notional / cascade.notional if cascade.notional > 0 else event.price
-        return Alert(
-            id=f"{self.symbol}:cascade:{window}:{event.side}:{event.time}",
-            kind="cascade",
-            symbol=self.symbol,
-            price=_round(price),
-            notional=round_notional(cascade.notional),
-            z_score=_round(z),
-            risk=risk_level(z),
-            window=window,
-            time=event.time,
-            side=event.side,
-            detail=(
-                f"{len(cascade.hits)} {event.side} liquidations{_per_exchange(counts, event)} "
-                f"worth {usd(cascade.notional)} within {limits.cascade_seconds:g} s, around "
-                f"{price_text(price)} (z {z:.1f})"
-            ),
-            exchanges=tuple(sorted(counts)),
+        return self._cascade_alert(
+            f"{event.time}",
+            event,
+            window,
+            price,
+            cascade.notional,
+            z,
+            f"{len(cascade.hits)} {event.side} liquidations{_per_exchange(counts, event)} "
+            f"worth {usd(cascade.notional)} within {limits.cascade_seconds:g} s, around "
+            f"{price_text(price)} (z {z:.1f})",
+            counts,
         )
 
     def _cascade_update(
@@ -352,23 +347,44 @@ class AlertEngine:
         span_ms = max(self.thresholds.cascade_seconds * 1000.0, event.time - episode.first)
         z = background.flow_z(episode.notional, span_ms)
         price = episode.price or event.price
+        return self._cascade_alert(
+            f"{episode.opened}:{episode.updates}",
+            event,
+            window,
+            price,
+            episode.notional,
+            z,
+            f"{event.side.capitalize()} cascade grew to {episode.count} liquidations"
+            f"{_per_exchange(episode.tallies, event)} worth {usd(episode.notional)} within "
+            f"{span_ms / 1000:.0f} s, around {price_text(price)} (z {z:.1f})",
+            episode.tallies,
+        )
+
+    def _cascade_alert(
+        self,
+        key: str,
+        event: LiquidationEvent,
+        window: str,
+        price: float,
+        notional: float,
+        z: float,
+        detail: str,
+        exchanges: Mapping[str, object],
+    ) -> Alert:
+        """A cascade alert (`key`: what tells it from the cascade's other alerts)."""
         return Alert(
-            id=f"{self.symbol}:cascade:{window}:{event.side}:{episode.opened}:{episode.updates}",
+            id=f"{self.symbol}:cascade:{window}:{event.side}:{key}",
             kind="cascade",
             symbol=self.symbol,
             price=_round(price),
-            notional=round_notional(episode.notional),
+            notional=round_notional(notional),
             z_score=_round(z),
             risk=risk_level(z),
             window=window,
             time=event.time,
             side=event.side,
-            detail=(
-                f"{event.side.capitalize()} cascade grew to {episode.count} liquidations"
-                f"{_per_exchange(episode.tallies, event)} worth {usd(episode.notional)} within "
-                f"{span_ms / 1000:.0f} s, around {price_text(price)} (z {z:.1f})"
-            ),
-            exchanges=tuple(sorted(episode.tallies)),
+            detail=detail,
+            exchanges=tuple(sorted(exchanges)),
         )
 
     def _cluster_new(self, cluster: Cluster, window: str, time: int) -> Alert:
