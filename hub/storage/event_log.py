@@ -248,13 +248,10 @@ class RedisEventLog:
         ends before what this process wrote. An entry's id names its last row's arrival,
         so the rows missing are those held with a later arrival, up to the last written."""
         symbols = list(self._written)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for symbol in symbols:
-                pipe.xrevrange(stream_key(symbol), count=1)
-            tails = await pipe.execute()
+        tails = await _newest_ids(self.redis, [stream_key(symbol) for symbol in symbols])
         holdings: Mapping[str, Named] | None = None
         for symbol, tail in zip(symbols, tails, strict=True):
-            kept = int(tail[0][0].decode().partition("-")[2]) if tail else 0
+            kept = int(tail.partition(b"-")[2]) if tail is not None else 0
             if kept >= self._written[symbol]:
                 continue
             holdings = self.holdings() if holdings is None else holdings
@@ -391,11 +388,17 @@ async def _entries(
 
 async def _marks(redis: Redis, symbols: list[str]) -> dict[str, bytes | None]:
     """Each symbol's archive mark: the id of the last stream entry archived."""
+    tips = await _newest_ids(redis, [archive_key(symbol) for symbol in symbols])
+    return dict(zip(symbols, tips, strict=True))
+
+
+async def _newest_ids(redis: Redis, keys: list[str]) -> list[bytes | None]:
+    """The id of each stream's newest entry (None: empty or absent), in one round trip."""
     async with redis.pipeline(transaction=False) as pipe:
-        for symbol in symbols:
-            pipe.xrevrange(archive_key(symbol), count=1)
-        tips = await pipe.execute()
-    return {s: tip[0][0] if tip else None for s, tip in zip(symbols, tips, strict=True)}
+        for key in keys:
+            pipe.xrevrange(key, count=1)
+        newest = await pipe.execute()
+    return [entries[0][0] if entries else None for entries in newest]
 
 
 def _after(mark: bytes | None) -> str:
