@@ -329,12 +329,14 @@ class RedisEventLog:
         key = stream_key(symbol)
         chunks: list[tuple[bytes, Named]] = []
         parts: list[Named] = []
+        held = 0
         last = b""
         async for last, named in _entries(self.redis, key, _after(mark)):
             parts.append(named)
-            if sum(len(part.rows) for part in parts) >= ARCHIVE_ROWS:
+            held += len(named.rows)
+            if held >= ARCHIVE_ROWS:
                 chunks.append((last, merge(parts)))
-                parts = []
+                parts, held = [], 0
         if parts:
             chunks.append((last, merge(parts)))
         async with self.redis.pipeline(transaction=True) as pipe:
