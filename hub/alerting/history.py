@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from hub.models import Alert
+from hub.storage.outage import Outage
 
 log = logging.getLogger("hub.alerts")
 KEPT = 20_000
@@ -116,10 +117,11 @@ class RedisAlertHistory(AlertHistory):
     def __init__(self, redis: Redis) -> None:
         super().__init__()
         self.redis = redis
+        self.outage = Outage("alerts", log)  # lost and back said once each, with backoff
 
     async def store(self, oldest_ms: int) -> None:
         pending = self._pending
-        if not pending:
+        if not pending or not self.outage.due():
             return
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
@@ -129,8 +131,9 @@ class RedisAlertHistory(AlertHistory):
                     )
                 await pipe.execute()
         except (RedisError, OSError) as error:
-            log.warning("alerts: cannot store %d alerts in Redis: %s", len(pending), error)
-            return  # kept pending: the next call tries again
+            self.outage.failed(error)
+            return  # kept pending: the next call due tries again
+        self.outage.succeeded()
         self._pending = []
 
     async def read(

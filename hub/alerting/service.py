@@ -52,11 +52,14 @@ class Alerting:
                 self.history.append(alert)
                 self.delivery.offer(alert)
 
-    async def run(self, clock_ms: Callable[[], int]) -> None:
+    async def run(self, clock_ms: Callable[[], int], restored: Callable[[], bool]) -> None:
+        """Deliver from the start; write the history once the process's history is read
+        back (`restored`), as the event log does: alerts wait in memory until then."""
         self.delivery.start()
         try:
             while True:
-                await self.history.store(clock_ms() - self.settings.retention_ms)
+                if restored():
+                    await self.history.store(clock_ms() - self.settings.retention_ms)
                 await asyncio.sleep(STORE_EVERY)
         finally:
             await self.delivery.close()

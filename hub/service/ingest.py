@@ -412,7 +412,7 @@ class Ingest:
                 log.warning("ingest: ignored a malformed control message")
 
     async def _alerting_loop(self) -> None:
-        await self.alerting.run(wall_clock_ms)
+        await self.alerting.run(wall_clock_ms, lambda: self.restored)
 
     async def _sweep_loop(self) -> None:
         while True:
