@@ -171,24 +171,29 @@ def assert_same_snapshot(replica: object, held: object, what: str) -> None:
 # -- brute force --------------------------------------------------------------------------
 
 
+def millionths(notional: float) -> float:
+    """A notional as the sums hold it: whole micro-units, half to even (`sums.micros`)."""
+    return round(notional * 1_000_000) / 1_000_000
+
+
 def brute_force(events: list[LiquidationEvent], grid: Any) -> tuple[tuple[float, ...], list]:
     """Statistics (total, long, short, mean, std) and bins of `events`, recomputed over
     the notionals as rounded to a millionth (what the sums are exact over, docs/analytics.md:
     n raw notionals may differ from them by n/2 millionths)."""
     if events:
-        notionals = [round(e.notional, 6) for e in events]
+        notionals = [millionths(e.notional) for e in events]
         total = math.fsum(notionals)
         mean = total / len(events)
         std = math.sqrt(math.fsum((x - mean) ** 2 for x in notionals) / len(events))
-        long_ = math.fsum(round(e.notional, 6) for e in events if e.side == "long")
-        short = math.fsum(round(e.notional, 6) for e in events if e.side == "short")
+        long_ = math.fsum(millionths(e.notional) for e in events if e.side == "long")
+        short = math.fsum(millionths(e.notional) for e in events if e.side == "short")
         expected = (total, long_, short, mean, std)
     else:
         expected = (0.0, 0.0, 0.0, 0.0, 0.0)
     bins: dict[int, list[float]] = {}
     for e in events:
         row = bins.setdefault(grid.bin_index(e.price), [0.0, 0.0, 0])
-        row[0 if e.side == "long" else 1] += round(e.notional, 6)
+        row[0 if e.side == "long" else 1] += millionths(e.notional)
         row[2] += 1
     return expected, [(grid.bin_low(i), *bins[i]) for i in sorted(bins)]
 
