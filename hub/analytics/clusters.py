@@ -27,6 +27,7 @@ Decisions:
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -86,17 +87,20 @@ def find_clusters(
         return []
 
     noise = _NOISE * top
-    points = density.tolist()  # walked point by point: a walk is a few bandwidths long
+    floor = min_relative_height * top
+    point = density.item  # walked point by point: a walk is a few bandwidths long
     # (position in grid units, height, low, high), positions may be fractional.
     peaks: list[list[float]] = []
-    for first, last in _peak_runs(density, min_relative_height * top, noise):
-        height = max(points[first : last + 1])
+    for first, last in _peak_runs(density, noise):
+        height = max(point(i) for i in range(first, last + 1))
+        if height < floor:
+            continue
         peaks.append(
             [
                 (first + last) / 2.0,
                 height,
-                first - _half_height_reach(points, first, -1, height, noise),
-                last + _half_height_reach(points, last, 1, height, noise),
+                first - _half_height_reach(density, first, -1, height, noise),
+                last + _half_height_reach(density, last, 1, height, noise),
             ]
         )
 
@@ -111,22 +115,27 @@ def find_clusters(
         else:
             merged.append(peak)
 
-    mean = float(density.mean())
-    std = float(density.std())
+    # Population std, two passes as numpy's; spelled out: np.std's wrapping cost as much as
+    # finding the peaks.
+    mean = float(density.sum()) / density.size
+    deviations = density - mean
+    std = math.sqrt(float(deviations @ deviations) / density.size)
     # Bins are sorted by price: a cluster's bins are one slice, summed from running sums.
     centres = np.asarray(bin_low, dtype=np.float64) + bin_width / 2.0
-    sums_long = np.concatenate(([0.0], np.cumsum(np.asarray(bin_long, dtype=np.float64))))
-    sums_short = np.concatenate(([0.0], np.cumsum(np.asarray(bin_short, dtype=np.float64))))
-    sums_count = np.concatenate(([0], np.cumsum(np.asarray(bin_count))))
+    lows = [start + peak[2] * step for peak in merged]
+    highs = [start + peak[3] * step for peak in merged]
+    firsts = centres.searchsorted(lows, side="left").tolist()
+    lasts = centres.searchsorted(highs, side="right").tolist()
+    sums_long = [0.0, *np.asarray(bin_long, dtype=np.float64).cumsum().tolist()]
+    sums_short = [0.0, *np.asarray(bin_short, dtype=np.float64).cumsum().tolist()]
+    sums_count = [0, *np.asarray(bin_count, dtype=np.int64).cumsum().tolist()]
 
     shapes = []
-    for position, height, low_pos, high_pos in merged:
-        low = start + low_pos * step
-        high = start + high_pos * step
-        first = int(np.searchsorted(centres, low, side="left"))
-        last = int(np.searchsorted(centres, high, side="right"))
-        long_notional = float(sums_long[last] - sums_long[first])
-        short_notional = float(sums_short[last] - sums_short[first])
+    for (position, height, _, _), low, high, first, last in zip(
+        merged, lows, highs, firsts, lasts, strict=True
+    ):
+        long_notional = sums_long[last] - sums_long[first]
+        short_notional = sums_short[last] - sums_short[first]
         notional = long_notional + short_notional
         z = (height - mean) / std if std > 0.0 else 0.0
         shapes.append(
@@ -136,7 +145,7 @@ def find_clusters(
                 high=high,
                 peak_density=height,
                 notional=notional,
-                count=int(sums_count[last] - sums_count[first]),
+                count=sums_count[last] - sums_count[first],
                 long_share=long_notional / notional if notional > 0.0 else 0.0,
                 z_score=z,
                 risk=risk_level(z),
@@ -202,30 +211,37 @@ class ClusterTracker:
         return clusters
 
 
-def _peak_runs(density: np.ndarray, floor: float, noise: float) -> list[tuple[int, int]]:
+def _peak_runs(density: np.ndarray, noise: float) -> list[tuple[int, int]]:
     """(first, last) index of every run of equal values higher than both neighbouring runs."""
-    steps = np.diff(density)
-    changes = np.flatnonzero(np.abs(steps) > noise)
-    firsts = np.concatenate(([0], changes + 1))
-    lasts = np.concatenate((changes, [density.size - 1]))
-    rises_into = np.concatenate(([True], steps[changes] > 0.0))
-    falls_after = np.concatenate((steps[changes] < 0.0, [True]))
-    chosen = rises_into & falls_after & (np.maximum.reduceat(density, firsts) >= floor)
-    return list(zip(firsts[chosen].tolist(), lasts[chosen].tolist(), strict=True))
+    steps = density[1:] - density[:-1]
+    rises = steps > noise
+    moves = (rises | (steps < -noise)).nonzero()[0]  # step k: from point k to k + 1
+    if not len(moves):
+        return [(0, density.size - 1)]
+    up = rises[moves]
+    # A run between two moves is a peak when the first rises into it and the second falls.
+    inner = (up[:-1] & ~up[1:]).nonzero()[0]
+    runs = list(zip((moves[inner] + 1).tolist(), moves[inner + 1].tolist(), strict=True))
+    if not up[0]:  # the grid's start falls away: the first run is a peak
+        runs.append((0, int(moves[0])))
+    if up[-1]:  # and its end, rising into it
+        runs.append((int(moves[-1]) + 1, density.size - 1))
+    return runs
 
 
 def _half_height_reach(
-    points: list[float], edge: int, direction: int, height: float, noise: float
+    density: np.ndarray, edge: int, direction: int, height: float, noise: float
 ) -> float:
-    """Grid steps from points[edge] (the peak's edge) to half `height`, walking in
+    """Grid steps from density[edge] (the peak's edge) to half `height`, walking in
     `direction` (1 or -1). Stops early at the first valley (a rise of more than `noise`),
-    and at the end of `points` if neither comes."""
+    and at the end of `density` if neither comes."""
     half = height / 2.0
-    end = len(points) if direction > 0 else -1
+    point = density.item
+    end = density.size if direction > 0 else -1
     steps = 0
-    previous = points[edge]
+    previous = point(edge)
     for index in range(edge + direction, end, direction):
-        value = points[index]
+        value = point(index)
         steps += 1
         if value < half:
             return steps - 1 + (previous - half) / (previous - value)
