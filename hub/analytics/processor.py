@@ -225,6 +225,7 @@ class SymbolBook:
         if self.grid is not None and drained.any():
             placed = place_rows(evicted.take(drained), self.grid, self.kde)
             for window in self.windows.values():
+                window.catch_up()
                 window.forget(placed)
         if not drained.all():
             self._unarrive(set(evicted.arrival[~drained].tolist()))
@@ -242,8 +243,9 @@ class SymbolBook:
         del values
         self._arrived = array("d", kept)
 
-    def drain(self, now: int) -> None:
-        """Every window's sums brought to `now` (arrivals in, aged rows out)."""
+    def drain(self, now: int, every: bool = False) -> None:
+        """The windows' sums brought to `now` (arrivals in, aged rows out): those that are
+        due, or `every` one; the others keep the arrivals for when they are."""
         arrived: Arrivals | None = None
         if self._arrived and self.grid is not None:
             values = np.frombuffer(self._arrived, np.float64).reshape(-1, _ARRIVED_FIELDS).T
@@ -262,7 +264,10 @@ class SymbolBook:
                 )
             )
         for window in self.windows.values():
-            window.drain(arrived, now)
+            if every or window.due(now):
+                window.drain(arrived, now)
+            else:
+                window.defer(arrived)
         self.settle()
 
     def settle(self) -> None:
@@ -327,6 +332,7 @@ class LiquidationProcessor:
         self.books: dict[str, SymbolBook] = {}
         self._seq: dict[str, int] = {}
         self._flushed_seq: dict[str, int] = {}
+        self._flushes = 0
         self.rejected = 0
 
     def track(self, symbol: str, covered_since: int) -> SymbolBook:
@@ -343,6 +349,11 @@ class LiquidationProcessor:
         """The liquidations/alerts channels' seqs as of the last flush (for a checkpoint,
         whose watermarks are taken at the same moment)."""
         return dict(self._flushed_seq)
+
+    @property
+    def flushes(self) -> int:
+        """How many flushes took seqs: `seqs` changes only with this."""
+        return self._flushes
 
     def restore_seqs(self, seqs: dict[str, int]) -> None:
         self._seq.update(seqs)
@@ -379,6 +390,7 @@ class LiquidationProcessor:
         cluster alerts."""
         messages: list[ChannelMessage] = []
         self._flushed_seq = dict(self._seq)
+        self._flushes += 1
         for book in self.books.values():
             if book.quiet and now < book.quiet_until:
                 continue
@@ -416,7 +428,7 @@ class LiquidationProcessor:
     def sweep(self, now: int) -> None:
         """Retention: drop events older than the configured age from every book."""
         for book in self.books.values():
-            book.drain(now)
+            book.drain(now, every=True)
             evicted = book.store.sweep(now)
             if len(evicted):
                 book.drop(evicted)

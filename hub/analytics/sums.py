@@ -66,6 +66,12 @@ class Placed(NamedTuple):
     def take(self, which: np.ndarray | slice) -> Placed:
         return Placed(*(column[which] for column in self))
 
+    @staticmethod
+    def joined(parts: list[Placed]) -> Placed:
+        if len(parts) == 1:
+            return parts[0]
+        return Placed(*(np.concatenate(column) for column in zip(*parts, strict=True)))
+
 
 def place(
     time: np.ndarray,

@@ -9,8 +9,12 @@ many events the window holds: a 30-day window of a million events costs what an 
 What clients see moves at the window's own pace (`refresh_ms`): the hub's flush interval
 for windows up to an hour, and span / 86,400 beyond (a day-long window once a second, a
 30-day one every 30 s): a long window barely moves in a second, and redrawing it as
-often as a 5-minute one would cost every client the same bytes for nothing. Its sums
-follow every flush all the same, so a publish is always of the present.
+often as a 5-minute one would cost every client the same bytes for nothing. Between two
+publishes such a window keeps what arrives (`defer`) and takes it all when it is due, in
+one batch: a publish is always of the present, and the sums are the same integers.
+Rows that only age out are published with the next arrival, or after at most
+DEPARTURE_PACE_MS (the window's pace when longer): what a window published is exact as
+of its `time`, and at most a second older than the present while nothing arrives.
 
 A publish (`flush`) turns what differs from what was published last into a
 `HeatmapDiff`, advancing `seq` by one: the bins that changed (count 0: gone), statistics,
@@ -50,7 +54,7 @@ from hub.models import (
     WindowCoverage,
 )
 
-__all__ = ["EMPTY_STATISTICS", "HeatmapWindow", "refresh_ms", "wire_values"]
+__all__ = ["DEPARTURE_PACE_MS", "EMPTY_STATISTICS", "HeatmapWindow", "refresh_ms", "wire_values"]
 
 # Equal to nothing a flush computes (NaN != NaN, no cluster has id -1): forces a re-send.
 _UNSENT_STATISTICS = Statistics(-1, math.nan, math.nan, math.nan, math.nan, math.nan)
@@ -58,6 +62,7 @@ _UNSENT_CLUSTERS = [Cluster(-1, math.nan, math.nan, math.nan, 0.0, 0, 0.0, 0.0, 
 _UNSENT_COVERAGE = WindowCoverage(-1, False)
 REFRESH_FRACTION = 86_400  # of the span: a long window's pace
 CLUSTER_PACE_MS = 1_000
+DEPARTURE_PACE_MS = 1_000  # rows that only leave are published at most this often
 CLUSTER_FRACTION = 14_400  # of the span: a long window's clusters' pace
 # Changed density values closer than this are sent as one run: a run costs its offset.
 _RUN_JOIN = 4
@@ -116,6 +121,7 @@ class HeatmapWindow:
         self.cluster_pace_ms = max(refresh, cluster_pace_ms(span_ms))
         self._clusters_at = -math.inf
         self._clusters_stale = False
+        self._waiting: list[Placed] = []  # arrivals kept until the window is due (`defer`)
 
     # -- what the window holds --------------------------------------------------------
 
@@ -131,6 +137,10 @@ class HeatmapWindow:
         leave. The store holds both."""
         if self.cutoff is None:
             return
+        if self._waiting:
+            rows = self._waiting if arrived is None else [*self._waiting, arrived.rows]
+            self._waiting = []
+            arrived = Arrivals(Placed.joined(rows))
         store = self.store
         old = self.cutoff
         new = max(old, now - self.span_ms)
@@ -152,6 +162,19 @@ class HeatmapWindow:
         self.cutoff = new
         if self.sums.lattice is None:
             self._build_lattice()
+
+    def defer(self, arrived: Arrivals | None) -> None:
+        """Keep `arrived` for the drain when the window is due (a window with a pace of
+        its own, not due yet): it then takes everything kept, in one batch."""
+        if arrived is not None and self.cutoff is not None:
+            self._waiting.append(arrived.rows)
+            self._changed = True
+
+    def catch_up(self) -> None:
+        """Take the kept arrivals now, the window's time unmoved: the sums must hold every
+        row drained before the store may drop rows (`forget`)."""
+        if self._waiting and self.cutoff is not None:
+            self.drain(None, self.cutoff + self.span_ms)
 
     def forget(self, evicted: Placed) -> None:
         """The store dropped these rows (past retention, or the cap), all of them rows the
@@ -190,6 +213,7 @@ class HeatmapWindow:
         then gives the new epoch's first state, as of `now`."""
         self.grid, self.kde = grid, kde
         self._clusters.start_over(kde.bandwidth)
+        self._waiting = []  # in the store, which the sums are made from
         self.cutoff = now - self.span_ms
         self.sums = WindowSums()
         self.sums.set_axis(kde)
@@ -215,6 +239,7 @@ class HeatmapWindow:
         again by the next diff. Returns the clusters as of that publish, tracked: the next
         publish keeps their ids. The caller then drains what came after."""
         self.cutoff = published_at - self.span_ms
+        self._waiting = []
         self.sums = WindowSums()
         self.sums.set_axis(self.kde)
         self.sums.add(held, 1)
@@ -261,7 +286,11 @@ class HeatmapWindow:
         what is pending, let its oldest row go, or turn complete."""
         if self.cutoff is None:
             return math.inf
-        wake = self._next_leave + self.span_ms
+        # Rows that only leave wake the window at most once a pace (an arrival publishes
+        # their leaving with it): at 2,000 liquidations/s over 300 symbols, leavings alone
+        # woke the short windows four times as often as arrivals.
+        pace = max(self.refresh_ms, DEPARTURE_PACE_MS)
+        wake = max(self._next_leave + self.span_ms, self._time + pace)
         if self._changed:
             wake = min(wake, self._time + self.refresh_ms)
         if self._clusters_stale:
