@@ -78,11 +78,16 @@ class Positions:
 
     def __init__(self) -> None:
         self._encoded: dict[str, tuple[object, object, bytes]] = {}
+        # The channels' seqs change only at a flush, and there are a few publishes per
+        # flush: (flushes, epoch, encoded).
+        self._channels: tuple[int, str, bytes] = (-1, "", b"")
 
     def __call__(self, processor: LiquidationProcessor) -> dict[str, bytes]:
-        saved: dict[str, bytes] = {
-            CHANNELS_FIELD: _encoder.encode(ChannelPositions(processor.epoch, processor.seqs()))
-        }
+        flushes, epoch, channels = self._channels
+        if flushes != processor.flushes or epoch != processor.epoch:
+            channels = _encoder.encode(ChannelPositions(processor.epoch, processor.seqs()))
+            self._channels = (processor.flushes, processor.epoch, channels)
+        saved: dict[str, bytes] = {CHANNELS_FIELD: channels}
         held = self._encoded
         for symbol in [s for s in held if s not in processor.books]:
             del held[symbol]

@@ -38,6 +38,7 @@ class Coverage:
     def __init__(self, since: int) -> None:
         self.since = since
         self.gaps: list[Gap] = []
+        self.revision = 0  # counts changes: what was saved of it is still right while equal
 
     @classmethod
     def restored(cls, state: CoverageState) -> Coverage:
@@ -54,6 +55,7 @@ class Coverage:
             return False
         self.since = time
         self.gaps = [gap for gap in self.gaps if gap.end > time]
+        self.revision += 1
         return True
 
     def add_gap(self, start: int, end: int, tolerance: int = GAP_TOLERANCE_MS) -> None:
@@ -61,6 +63,7 @@ class Coverage:
         hole, if it is longer than `tolerance`."""
         if end - start >= tolerance and end > self.since:
             self.gaps = [*self.gaps, Gap(max(start, self.since), end)][-MAX_GAPS:]
+            self.revision += 1
 
     def complete_from(self, span_ms: int) -> int:
         """The first time a window of `span_ms` ending then is complete (no new gap)."""
