@@ -998,6 +998,11 @@ def main() -> None:
         "--days", type=float, help="history of parts 1 and 2 (default 30; smoke 0.2)"
     )
     parser.add_argument("--baseline", default=BASELINE, help="git revision; '' for none")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        help="liquidations/s of parts 2 and 5 (default 2,000): where a machine saturates",
+    )
     args = parser.parse_args()
     parts = {p.strip() for p in args.parts.split(",") if p.strip()}
     unknown = parts - set(PARTS)
@@ -1006,6 +1011,8 @@ def main() -> None:
     scale = SMOKE if args.smoke else FULL
     if args.days is not None:
         scale = scale._replace(days=args.days)
+    if args.rate is not None:
+        scale = scale._replace(live_rate=args.rate)
     demo_minutes = 0.5 if args.smoke else args.demo_minutes
     print(f"bench_history{' --smoke' if args.smoke else ''}: {', '.join(sorted(parts))}")
     figures: list[Figure] = []
