@@ -92,7 +92,9 @@ class RedisBroker(Broker):
             protocol=2,
         )
         self.redis: Redis = self._connection.redis
-        self._backoff = backoff or Backoff(base=0.2, cap=10.0, healthy_after=30.0)
+        # A subscriber retries at least every 2 s: after a failover its clients wait for
+        # it, and one connection attempt every 2 s while Redis is away costs nothing.
+        self._backoff = backoff or Backoff(base=0.2, cap=2.0, healthy_after=30.0)
         self._ping_interval = ping_interval
         self._pong_timeout = pong_timeout
         self._topics: set[str] = set()

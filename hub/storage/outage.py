@@ -29,7 +29,10 @@ class Outage:
         """`what` names the user of Redis in the log lines (e.g. "ingest")."""
         self.what = what
         self.log = log
-        self.backoff = backoff or Backoff(base=0.2, cap=5.0, healthy_after=0.0)
+        # Capped at a second: a failover is over in a few seconds, and a retry a second
+        # wasted while Redis is away costs nothing; a 5 s cap held publishing back for up
+        # to 4 s after Sentinel had named the new master.
+        self.backoff = backoff or Backoff(base=0.2, cap=1.0, healthy_after=0.0)
         self.clock = clock
         self.down_since: float | None = None
         self.failures = 0  # attempts failed in the current outage
