@@ -144,16 +144,8 @@ class HeatmapWindow:
         store = self.store
         old = self.cutoff
         new = max(old, now - self.span_ms)
-        if arrived is not None and arrived.first >= old:  # all of them enter
-            self.sums.take(arrived)
-            self._next_leave = min(self._next_leave, arrived.first)
-            self._changed = True
-        elif arrived is not None:
-            entering = arrived.rows.take(arrived.rows.time >= old)
-            if len(entering):
-                self.sums.add(entering, 1)
-                self._next_leave = min(self._next_leave, int(entering.time.min()))
-                self._changed = True
+        if arrived is not None:
+            self._enter(arrived)
         if self._next_leave < new:
             # [old, new) of the store: what was held there, and what just arrived there.
             self.sums.add(place_rows(store.between(old, new), self.grid, self.kde), -1)
@@ -172,9 +164,26 @@ class HeatmapWindow:
 
     def catch_up(self) -> None:
         """Take the kept arrivals now, the window's time unmoved: the sums must hold every
-        row drained before the store may drop rows (`forget`)."""
+        row drained before the store may drop rows (`forget`). A lattice to be made again
+        waits for the next drain: the store may already hold rows that no window took
+        yet, which making it from the store now would count twice."""
         if self._waiting and self.cutoff is not None:
-            self.drain(None, self.cutoff + self.span_ms)
+            waiting, self._waiting = self._waiting, []
+            self._enter(Arrivals(Placed.joined(waiting)))
+
+    def _enter(self, arrived: Arrivals) -> None:
+        """The rows of `arrived` recent enough for the window enter its sums."""
+        assert self.cutoff is not None
+        if arrived.first >= self.cutoff:  # all of them
+            self.sums.take(arrived)
+            self._next_leave = min(self._next_leave, arrived.first)
+            self._changed = True
+            return
+        entering = arrived.rows.take(arrived.rows.time >= self.cutoff)
+        if len(entering):
+            self.sums.add(entering, 1)
+            self._next_leave = min(self._next_leave, int(entering.time.min()))
+            self._changed = True
 
     def forget(self, evicted: Placed) -> None:
         """The store dropped these rows (past retention, or the cap), all of them rows the
