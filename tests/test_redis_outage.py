@@ -50,6 +50,30 @@ def test_outage_backs_off_and_logs_each_change_once(caplog: pytest.LogCaptureFix
     ], lines
 
 
+def test_a_failure_older_than_a_success_changes_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    """Two loops share one state: one's attempt began while Redis was away and failed after
+    the other's succeeded. Redis is back: that failure is stale."""
+    clock = FakeClock()
+    outage = Outage("tester", logging.getLogger("hub.test"), clock=clock)
+    caplog.set_level(logging.INFO, logger="hub.test")
+    outage.failed(ConnectionError("refused"))
+    began = clock.now
+    clock.now += 1.0
+    outage.succeeded()
+    clock.now += 0.1
+    assert outage.failed(ConnectionError("refused, long ago"), began) == 0.0
+    assert outage.up and outage.due() and outage.failures == 0
+    outage.failed(ConnectionError("refused, now"), clock.now)
+    assert not outage.up, "a failure that began after the success counts"
+    lines = [r.getMessage().split(" (")[0] for r in caplog.records]
+    expected = [
+        "tester: Redis unreachable",
+        "tester: Redis is back after 1.0 s",
+        "tester: Redis unreachable",
+    ]
+    assert lines == expected, f"expected {expected}, saw {lines}"
+
+
 def said(caplog: pytest.LogCaptureFixture, words: str) -> Counter[str]:
     """How many lines with `words` each user of Redis ("ingest", "event log") logged."""
     lines = [r.getMessage() for r in caplog.records if r.name.startswith("hub")]

@@ -302,6 +302,7 @@ class Ingest:
             self.unpublished += len(self._take_outbox())
             return
         failure: Exception | None = None
+        began = self.redis_state.clock()
         tried = self._symbols_changed
         if tried:
             failure = await self._announce_symbols()
@@ -323,7 +324,7 @@ class Ingest:
         if self.redis is None or not tried:
             return
         if failure is not None:
-            self.redis_state.failed(failure)
+            self.redis_state.failed(failure, began)
         else:
             self.redis_state.succeeded()
 
@@ -426,10 +427,11 @@ class Ingest:
         assert self.redis is not None
         while True:
             if self.redis_state.due():
+                began = self.redis_state.clock()
                 try:
                     await self.redis.set(control.STATUS_KEY, _encoder.encode(self.status()), ex=10)
                 except (RedisError, OSError) as error:
-                    self.redis_state.failed(error)
+                    self.redis_state.failed(error, began)
                 else:
                     self.redis_state.succeeded()
             await asyncio.sleep(1.0)

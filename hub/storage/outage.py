@@ -11,6 +11,7 @@ once per attempt. The error of the latest attempt stays on status.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 
@@ -38,6 +39,7 @@ class Outage:
         self.failures = 0  # attempts failed in the current outage
         self.last_error: str | None = None
         self._next_attempt = 0.0
+        self._succeeded_at = -math.inf
 
     @property
     def up(self) -> bool:
@@ -47,9 +49,14 @@ class Outage:
         """Whether to try Redis now: always while up, after the backoff delay while down."""
         return self.down_since is None or self.clock() >= self._next_attempt
 
-    def failed(self, error: BaseException) -> float:
-        """Record a failed attempt; returns the delay before the next one is due."""
+    def failed(self, error: BaseException, began: float | None = None) -> float:
+        """Record a failed attempt; returns the delay before the next one is due. `began`
+        (this clock's time the attempt started): when another attempt succeeded since,
+        Redis was back before this one failed (several loops share one state), and the
+        failure is stale: it changes nothing."""
         now = self.clock()
+        if began is not None and self.down_since is None and began <= self._succeeded_at:
+            return 0.0
         self.failures += 1
         self.last_error = f"{type(error).__name__}: {clip(str(error), 200)}"
         if self.down_since is None:
@@ -64,6 +71,7 @@ class Outage:
         return delay
 
     def succeeded(self) -> None:
+        self._succeeded_at = self.clock()
         if self.down_since is not None:
             self.log.info(
                 "%s: Redis is back after %.1f s (%d failed attempts)",
