@@ -454,9 +454,7 @@ _KEPT_THEN_PUSHED_OUT = [
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@example(
-    ops=_KEPT_THEN_PUSHED_OUT, symbols=("BTCUSDT",), max_events=2, retention_ms=90 * MINUTE
-)
+@example(ops=_KEPT_THEN_PUSHED_OUT, symbols=("BTCUSDT",), max_events=2, retention_ms=90 * MINUTE)
 @given(
     ops=ops_strategy,
     symbols=st.sampled_from([("BTCUSDT",), ("ADAUSDT",), ("BTCUSDT", "ADAUSDT")]),
