@@ -559,6 +559,36 @@ def test_untracked_symbol_and_duplicate_are_rejected() -> None:
     assert processor.books["BTCUSDT"].windows["1h"].statistics().event_count == 1
 
 
+def test_a_late_liquidation_changes_only_the_windows_it_falls_in() -> None:
+    """Long windows keep arrivals until they are due; one older than a window never
+    enters it, and is no reason to send that window a diff: its stream is the same as
+    without the late one."""
+
+    def run(late: bool) -> LiquidationProcessor:
+        processor = LiquidationProcessor(ProcessorConfig(), epoch="e1")
+        processor.track("BTCUSDT", START - 31 * DAY)
+        now = START
+        processor.apply(make_event("BTCUSDT", "long", 60_000.0, 5_000, now), now)
+        processor.flush(now)
+        now += 30_000  # the `30d` window's pace: every window has published it
+        processor.flush(now)
+        now += 10  # the windows with a pace of their own published just now: not due
+        if late:
+            event = make_event("BTCUSDT", "short", 60_010.0, 7_000, now - 5 * HOUR)
+            processor.apply(event, now)
+        processor.flush(now)
+        processor.flush(now + 30 * MINUTE)  # every window due again
+        return processor
+
+    with_late, without = (run(late).books["BTCUSDT"].windows for late in (True, False))
+    seqs = {name: (with_late[name].seq, without[name].seq) for name in WINDOWS}
+    for name in ("5m", "15m", "1h", "4h"):
+        assert seqs[name][0] == seqs[name][1], f"{name}: expected the same seqs, saw {seqs}"
+    for name in ("12h", "24h", "3d", "7d", "30d"):
+        counts = (with_late[name].statistics().event_count, without[name].statistics().event_count)
+        assert counts == (2, 1), f"{name}: expected the late one in, saw {counts}"
+
+
 def test_leverage_and_tier_filled_once_a_price_path_exists() -> None:
     processor = LiquidationProcessor(ProcessorConfig(), epoch="e1")
     processor.track("BTCUSDT", START)

@@ -190,6 +190,7 @@ class Arrivals:
     def __init__(self, rows: Placed) -> None:
         self.rows = rows
         self.first = int(rows.time.min())  # the oldest time
+        self.last = int(rows.time.max())  # the newest
         self.summed = RowSums(rows) if len(rows) <= ROW_BY_ROW else None
         self.spread = LatticeChange.of(rows) if self.summed is None else None
 

@@ -158,7 +158,9 @@ class HeatmapWindow:
     def defer(self, arrived: Arrivals | None) -> None:
         """Keep `arrived` for the drain when the window is due (a window with a pace of
         its own, not due yet): it then takes everything kept, in one batch."""
-        if arrived is not None and self.cutoff is not None:
+        # Rows older than the window never enter it (its cutoff only moves on): keeping
+        # them would make an empty diff.
+        if arrived is not None and self.cutoff is not None and arrived.last >= self.cutoff:
             self._waiting.append(arrived.rows)
             self._changed = True
 
