@@ -138,9 +138,7 @@ class HeatmapWindow:
         if self.cutoff is None:
             return
         if self._waiting:
-            rows = self._waiting if arrived is None else [*self._waiting, arrived.rows]
-            self._waiting = []
-            arrived = Arrivals(Placed.joined(rows))
+            arrived = self._kept(arrived)
         store = self.store
         old = self.cutoff
         new = max(old, now - self.span_ms)
@@ -170,8 +168,13 @@ class HeatmapWindow:
         waits for the next drain: the store may already hold rows that no window took
         yet, which making it from the store now would count twice."""
         if self._waiting and self.cutoff is not None:
-            waiting, self._waiting = self._waiting, []
-            self._enter(Arrivals(Placed.joined(waiting)))
+            self._enter(self._kept())
+
+    def _kept(self, arrived: Arrivals | None = None) -> Arrivals:
+        """What the window kept (and `arrived`), as one batch; nothing is kept after."""
+        rows = self._waiting if arrived is None else [*self._waiting, arrived.rows]
+        self._waiting = []
+        return Arrivals(Placed.joined(rows))
 
     def _enter(self, arrived: Arrivals) -> None:
         """The rows of `arrived` recent enough for the window enter its sums."""

@@ -247,14 +247,14 @@ class RedisHistory(History):
             # writes): whatever the checkpoint held may be gone too.
             self._saved.clear()
         fields = self._encode_positions(processor)
-        fields[COVERAGE_FIELD] = self._coverage(processor)
+        fields[COVERAGE_FIELD] = self._coverage(processor, now)
         if self.source_state:
             fields[SOURCE_FIELD] = self.source_state
         if now - self._alive_saved >= ALIVE_EVERY_MS:
             fields[ALIVE_FIELD] = str(now).encode()
         return {k: v for k, v in fields.items() if self._saved.get(k) != v}
 
-    def _coverage(self, processor: LiquidationProcessor) -> bytes:
+    def _coverage(self, processor: LiquidationProcessor, now: int) -> bytes:
         """Every book's coverage, encoded again only when one changed: a checkpoint goes
         with every publish, and encoding 300 of them each time cost 140 us."""
         # The objects themselves: a book may be given a new one (a restore), revision 0.
@@ -263,8 +263,8 @@ class RedisHistory(History):
             for symbol, book in processor.books.items()
         ]
         if revisions != self._coverage_saved[0]:
-            coverage = {symbol: book.coverage.state() for symbol, book in processor.books.items()}
-            self._coverage_saved = (revisions, msgspec.json.encode(coverage))
+            encoded = msgspec.json.encode(self.meta(processor, now).coverage)
+            self._coverage_saved = (revisions, encoded)
         return self._coverage_saved[1]
 
     def stored(self, fields: Mapping[str, bytes]) -> None:
