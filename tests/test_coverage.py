@@ -3,6 +3,8 @@ the past is not news (no alert for a liquidation older than the bound at arrival
 
 from __future__ import annotations
 
+import itertools
+
 from hub.analytics.coverage import Coverage
 from hub.analytics.processor import LiquidationProcessor, ProcessorConfig
 from hub.channels import WINDOWS
@@ -103,3 +105,35 @@ def test_every_window_has_a_pace_that_fits_its_length() -> None:
     assert paces["5m"] == paces["15m"] == paces["1h"] == 0, "every flush"
     assert paces["24h"] == 1_000 and paces["30d"] == WINDOWS["30d"] // 86_400 == 30_000
     assert sorted(paces.values()) == list(paces.values()), "longer windows never faster"
+
+
+def test_many_symbols_long_windows_spread_over_the_flushes() -> None:
+    """Each symbol's `7d` window sends once in each 7 s period, but the symbols' periods
+    start apart: restored together, 200 symbols would otherwise all send in one flush."""
+    symbols = [f"ALT{i:03d}USDT" for i in range(200)]
+    processor = LiquidationProcessor(ProcessorConfig(), epoch="e")
+    for symbol in symbols:
+        processor.track(symbol, START)
+    pace = WINDOWS["7d"] // 86_400
+    sends: dict[str, list[int]] = {symbol: [] for symbol in symbols}
+    per_flush: list[int] = []
+    for step in range(1, 3 * pace // 50 + 1):
+        now = START + step * 50
+        for number, symbol in enumerate(symbols):
+            event = LiquidationEvent("binance", symbol, "long", 5.0 + number, 10.0, 50.0, now)
+            processor.apply(event, now)
+        flushed = processor.flush(now)
+        sent = [m.ch.split(":")[1] for m in flushed if m.ch.endswith(":7d") and m.type == "diff"]
+        for symbol in sent:
+            sends[symbol].append(now)
+        per_flush.append(len(sent))
+    assert max(per_flush) <= len(symbols) // 10, (
+        f"expected the 7d sends spread over the flushes, saw up to {max(per_flush)} of "
+        f"{len(symbols)} symbols in one flush"
+    )
+    for symbol, times in sends.items():
+        gaps = [b - a for a, b in itertools.pairwise(times)]
+        # A busy symbol sends at the first flush of each period: a pace apart, to a flush.
+        assert len(times) >= 2 and all(pace - 50 <= gap <= pace + 50 for gap in gaps), (
+            f"{symbol}: expected one send per {pace} ms period, saw sends at {times}"
+        )
