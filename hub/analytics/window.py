@@ -101,10 +101,11 @@ class HeatmapWindow:
         self.name = name
         self.span_ms = span_ms
         self.refresh_ms = refresh
-        # Where the window's pace periods start: the same for a symbol's windows in every
-        # process, different across symbols, so 300 symbols' `7d` windows do not all
-        # publish in one flush (restored together, they would stay in step).
-        self._phase = zlib.crc32(self.symbol.encode()) % refresh if refresh else 0
+        # Where the window's pace periods (and its clusters') start: the same for a
+        # symbol's windows in every process, different across symbols, so 300 symbols'
+        # `7d` windows do not all publish in one flush, nor the busy symbols' short windows
+        # all find their clusters in one (restored together, they would stay in step).
+        self._phase = zlib.crc32(self.symbol.encode())
         self.seq = 0
         self.watermark = 0  # arrival number of the last event applied before the last publish
         self.sums = WindowSums()
@@ -124,11 +125,12 @@ class HeatmapWindow:
         self._published_axis = (grid.density_start, grid.bin_width)
         self._wire = np.zeros(0)  # the published density values, as sent
         self._decimals: int | None = None  # they were rounded to
-        # Clusters are found again at most every `cluster_pace_ms`: finding them costs more
-        # than the rest of a publish, and they move slowly; between two, a publish keeps
-        # the last (`_clusters_stale`: the sums changed since they were found).
+        # Clusters are found again at most once in each period of `cluster_pace_ms`
+        # (phased as the publishes are): finding them costs more than the rest of a
+        # publish, and they move slowly; between two, a publish keeps the last
+        # (`_clusters_stale`: the sums changed since they were found).
         self.cluster_pace_ms = max(refresh, cluster_pace_ms(span_ms))
-        self._clusters_at = -math.inf
+        self._clusters_due = -math.inf  # when they may be found again
         self._clusters_stale = False
         self._waiting: list[Placed] = []  # arrivals kept until the window is due (`defer`)
 
@@ -307,8 +309,11 @@ class HeatmapWindow:
     def _due_at(self) -> int:
         """The start of the pace period after the one of the last publish (the last
         publish itself for a window paced by the flushes)."""
-        pace, time = self.refresh_ms, self._time
-        return time - (time - self._phase) % pace + pace if pace else time
+        return self._next_period(self._time, self.refresh_ms) if self.refresh_ms else self._time
+
+    def _next_period(self, time: int, pace: int) -> int:
+        """The start of the period of `pace` after the one holding `time`."""
+        return time - (time - self._phase) % pace + pace
 
     def wake_at(self, coverage: Coverage) -> float:
         """The earliest time this window has something to do if nothing arrives: publish
@@ -323,7 +328,7 @@ class HeatmapWindow:
         if self._changed:
             wake = min(wake, due_at)
         if self._clusters_stale:
-            wake = min(wake, self._clusters_at + self.cluster_pace_ms)
+            wake = min(wake, self._clusters_due)
         if not self._published_coverage.complete:
             wake = min(wake, coverage.complete_from(self.span_ms))
         return wake
@@ -345,7 +350,7 @@ class HeatmapWindow:
         if self.cutoff is None or not self.due(now):
             return None
         covered = coverage.of(now - self.span_ms, now)
-        clusters_due = now - self._clusters_at >= self.cluster_pace_ms
+        clusters_due = now >= self._clusters_due
         if (
             not self._changed
             and covered.complete == self._published_coverage.complete
@@ -358,7 +363,7 @@ class HeatmapWindow:
         touched, self.sums.density_range = self.sums.density_range, None
         if clusters_due or self._axis_moved or self._published_clusters is _UNSENT_CLUSTERS:
             clusters = self._find_clusters(values)
-            self._clusters_at = now
+            self._clusters_due = self._next_period(now, self.cluster_pace_ms)
             self._clusters_stale = False
         else:  # at their own pace: they stand for the last second
             clusters = self._published_clusters
@@ -481,7 +486,7 @@ def wire_decimals(values: np.ndarray) -> int | None:
     (None: all zero). Most of the axis is zero or convolution noise (5e-11) that would
     otherwise be written in full; rounding makes a diff about three times smaller, and
     lets a diff send only what changed."""
-    peak = float(np.max(values)) if len(values) else 0.0
+    peak = values.max() if len(values) else 0.0  # the method: np.max's wrapper costs more
     return 5 - math.floor(math.log10(peak)) if peak > 0 else None
 
 
