@@ -43,7 +43,7 @@ printed as such. The machine's load average is printed with each part.
    CPU <= 70 %, p99 <= 250 ms.
 3. flush: in this process, a `LiquidationProcessor` whose BTCUSDT book holds 900,000
    events over 30 days (loaded as a restore without checkpoint does: `restore_book`).
-   Each step adds 5 new events, moves `now` on by 30 s (the 30d window's pace, so it is
+   Each step adds 5 new events, moves `now` on by 45 s (the 30d window's pace, so it is
    due every step) and flushes. Timed: `flush` of the book (all nine windows due), `flush`
    with the 30d window alone, and the REST snapshot body of the 30d channel
    (`SnapshotBodies.body` over a `Fanout` fed every message, as `web` serves it). Median

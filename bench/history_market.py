@@ -123,7 +123,7 @@ def live_order(
     return offsets, rng.choice(len(market), count, p=weights / weights.sum())
 
 
-FLUSH_STEP_MS = 30_000  # part 3: `now` moves on by the 30d window's pace each step
+FLUSH_STEP_MS = 45_000  # part 3: `now` moves on by the 30d window's pace each step
 HANDFUL = 5  # part 3: new events per step
 FLUSH_END = 1_795_176_000_000  # part 3's clock: the 30 days end here
 

@@ -103,7 +103,13 @@ def test_every_window_has_a_pace_that_fits_its_length() -> None:
     processor.apply(liquidation(START), START)
     paces = {name: w.refresh_ms for name, w in processor.books["BTCUSDT"].windows.items()}
     assert paces["5m"] == paces["15m"] == paces["1h"] == 0, "every flush"
-    assert paces["24h"] == 1_000 and paces["30d"] == WINDOWS["30d"] // 86_400 == 30_000
+    assert paces["24h"] == 1_500 and paces["30d"] == WINDOWS["30d"] // 57_600 == 45_000
+    # A quiet symbol's long windows fall due together: each pace is a multiple of every
+    # shorter one up to the day's.
+    longer = [pace for pace in paces.values() if pace]
+    assert all(b % a == 0 for a, b in itertools.combinations(longer, 2) if a <= paces["24h"]), (
+        f"expected each long window's pace a multiple of the shorter ones to 24h's, saw {longer}"
+    )
     assert sorted(paces.values()) == list(paces.values()), "longer windows never faster"
 
 
@@ -114,7 +120,7 @@ def test_many_symbols_long_windows_spread_over_the_flushes() -> None:
     processor = LiquidationProcessor(ProcessorConfig(), epoch="e")
     for symbol in symbols:
         processor.track(symbol, START)
-    pace = WINDOWS["7d"] // 86_400
+    pace = WINDOWS["7d"] // 57_600
     sends: dict[str, list[int]] = {symbol: [] for symbol in symbols}
     per_flush: list[int] = []
     for step in range(1, 3 * pace // 50 + 1):

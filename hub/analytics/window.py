@@ -7,15 +7,16 @@ rows that enter and leave (`drain`), so what a flush costs follows what changed,
 many events the window holds: a 30-day window of a million events costs what an hour does.
 
 What clients see moves at the window's own pace (`refresh_ms`): the hub's flush interval
-for windows up to an hour, and span / 86,400 beyond (a day-long window once a second, a
-30-day one every 30 s): a long window barely moves in a second, and redrawing it as
-often as a 5-minute one would cost every client the same bytes for nothing. Such a
-window publishes at most once in each period of its pace, the periods starting at a phase
-of its symbol's own, so that many symbols' long windows spread over the flushes instead
-of all publishing in one (which held up a whole flush for tenths of a second at 300
-symbols). Between two publishes such a window keeps what arrives (`defer`) and takes it
-all when it is due, in one batch: a publish is always of the present, and the sums are
-the same integers.
+for windows up to an hour, and span / 57,600 beyond (a day-long window every 1.5 s, a
+30-day one every 45 s; each pace a whole multiple of every shorter one up to the day's,
+so a symbol's long windows fall due together): a long window barely moves in a second,
+and redrawing it as often as a 5-minute one would cost every client the same bytes for
+nothing. Such a window publishes at most once in each period of its pace, the periods
+starting at a phase of its symbol's own, so that many symbols' long windows spread over
+the flushes instead of all publishing in one (which held up a whole flush for tenths of
+a second at 300 symbols). Between two publishes such a window keeps what arrives
+(`defer`) and takes it all when it is due, in one batch: a publish is always of the
+present, and the sums are the same integers.
 Rows that only age out are published with the next arrival, or after at most
 DEPARTURE_PACE_MS (the window's pace when longer): what a window published is exact as
 of its `time`, and at most a second older than the present while nothing arrives.
@@ -65,7 +66,7 @@ __all__ = ["DEPARTURE_PACE_MS", "EMPTY_STATISTICS", "HeatmapWindow", "refresh_ms
 _UNSENT_STATISTICS = Statistics(-1, math.nan, math.nan, math.nan, math.nan, math.nan)
 _UNSENT_CLUSTERS = [Cluster(-1, math.nan, math.nan, math.nan, 0.0, 0, 0.0, 0.0, "low")]
 _UNSENT_COVERAGE = WindowCoverage(-1, False)
-REFRESH_FRACTION = 86_400  # of the span: a long window's pace
+REFRESH_FRACTION = 57_600  # of the span: a long window's pace
 CLUSTER_PACE_MS = 1_000
 DEPARTURE_PACE_MS = 1_000  # rows that only leave are published at most this often
 CLUSTER_FRACTION = 14_400  # of the span: a long window's clusters' pace
