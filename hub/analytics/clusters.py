@@ -176,11 +176,12 @@ class ClusterTracker:
         self._previous = []
 
     def track(self, shapes: list[ClusterShape]) -> list[Cluster]:
+        bandwidth = self._bandwidth
         pairs = sorted(
-            (abs(shape.price - price), index, cluster_id)
+            (distance, index, cluster_id)
             for index, shape in enumerate(shapes)
             for cluster_id, price in self._previous
-            if abs(shape.price - price) <= self._bandwidth
+            if (distance := abs(shape.price - price)) <= bandwidth
         )
         ids: list[int | None] = [None] * len(shapes)
         taken: set[int] = set()
@@ -190,21 +191,22 @@ class ClusterTracker:
                 taken.add(cluster_id)
 
         clusters = []
+        significant = round_significant
         for shape, cluster_id in zip(shapes, ids, strict=True):
             if cluster_id is None:
                 cluster_id = self._next_id
                 self._next_id += 1
             clusters.append(
                 Cluster(
-                    id=cluster_id,
-                    price=round_significant(shape.price),
-                    low=round_significant(shape.low),
-                    high=round_significant(shape.high),
-                    notional=round_notional(shape.notional),
-                    count=shape.count,
-                    long_share=round_significant(shape.long_share),
-                    z_score=round_significant(shape.z_score),
-                    risk=shape.risk,
+                    cluster_id,
+                    significant(shape.price),
+                    significant(shape.low),
+                    significant(shape.high),
+                    round_notional(shape.notional),
+                    shape.count,
+                    significant(shape.long_share),
+                    significant(shape.z_score),
+                    shape.risk,
                 )
             )
         self._previous = [(cluster.id, cluster.price) for cluster in clusters]

@@ -188,12 +188,15 @@ class RedisEventLog:
             self._idle.set()
 
     async def _write_some(self) -> None:
-        await check_fence(self.redis, self.fence)  # a deposed ingest writes nothing more
+        # A deposed ingest writes nothing more: every append checks the fencing token in
+        # its own transaction (`_add`), so only a rewrite, which also sets the marker,
+        # checks it first (one round trip less on every write of a busy hub).
         if await self.redis.get(MARKER_KEY) != self._marker.encode():
             if self.status.written:
                 log.warning("event log: Redis lost our data (restarted?); rewriting it")
             self._rewrite = True
         if self._rewrite:
+            await check_fence(self.redis, self.fence)
             await self._rewrite_all()
             return
         if self._verify_tails:
