@@ -18,6 +18,7 @@ CONTROL_TOPIC = "hub:~control"
 SYMBOLS_TOPIC = "hub:~symbols"
 SYMBOLS_KEY = "hub:symbols"
 STATUS_KEY = "hub:ingest-status"
+STATUS_TTL_S = 10  # written every second: gone 10 s after ingest stopped writing it
 
 
 class ControlRequest(msgspec.Struct, frozen=True):

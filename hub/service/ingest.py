@@ -434,7 +434,11 @@ class Ingest:
             if self.redis_state.due():
                 began = self.redis_state.clock()
                 try:
-                    await self.redis.set(control.STATUS_KEY, _encoder.encode(self.status()), ex=10)
+                    await self.redis.set(
+                        control.STATUS_KEY,
+                        _encoder.encode(self.status()),
+                        ex=control.STATUS_TTL_S,
+                    )
                 except (RedisError, OSError) as error:
                     self.redis_state.failed(error, began)
                 else:
