@@ -211,17 +211,7 @@ def wall_ms() -> int:
 
 
 def rows_of(liquidations: Liquidations, first_arrival: int) -> Rows:
-    count = len(liquidations)
-    return Rows(
-        liquidations.time,
-        liquidations.price,
-        liquidations.quantity,
-        liquidations.notional,
-        np.full(count, np.nan),
-        liquidations.short,
-        liquidations.exchange,
-        first_arrival + np.arange(count, dtype=np.int64),
-    )
+    return Rows(*market_model.row_columns(liquidations, first_arrival))
 
 
 # -- 1. load ------------------------------------------------------------------------------

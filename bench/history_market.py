@@ -112,6 +112,22 @@ def _priced(
     return Liquidations(time.astype(np.int64), price, quantity, price * quantity, short, exchange)
 
 
+def row_columns(liquidations: Liquidations, first_arrival: int) -> tuple[np.ndarray, ...]:
+    """The columns of `hub.analytics.rows.Rows`, in its order (time, price, quantity,
+    notional, leverage unknown, short, exchange, arrival numbered from `first_arrival`)."""
+    count = len(liquidations)
+    return (
+        liquidations.time,
+        liquidations.price,
+        liquidations.quantity,
+        liquidations.notional,
+        np.full(count, np.nan),
+        liquidations.short,
+        liquidations.exchange,
+        first_arrival + np.arange(count, dtype=np.int64),
+    )
+
+
 def live_order(
     market: list[Symbol], rate: float, seconds: float, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -11,6 +11,8 @@ reports a figure. Only that something ran and arrived is checked, never how fast
   books as a restore does and runs a baseline revision's API, all of which a change could
   move; every part must print its figures, and the restored and live events must all be
   held.
+- `bench/processor_cascade.py --smoke`: it restores books and drives the processor
+  through the API a change could move; the run must apply and publish something.
 - `bench/bench_alert_sinks.py --smoke`: it runs the sinks' look-alikes and the delivery
   outside the test suite; every healthy sink must get every alert, with one down and not.
 """
@@ -66,6 +68,16 @@ def test_smoke_run_delivers_from_every_server_kind() -> None:
         assert len(rows) == 1, f"expected one row for {server!r} in the smoke table:\n{output}"
         delivered = int(rows[0][SERVER_COLUMN:].split()[1].replace(",", ""))
         assert delivered > 0, f"expected {server} to deliver something:\n{output}"
+
+
+@pytest.mark.timeout(120)
+def test_smoke_run_drives_the_processor_through_a_cascade() -> None:
+    stdout, output = smoke("processor_cascade.py", 100)
+    line = next((line for line in stdout.splitlines() if "this tree:" in line), "")
+    numbers = [int(n.replace(",", "")) for n in re.findall(r"([\d,]+) (?:events|messages)", line)]
+    assert len(numbers) == 2 and min(numbers) > 0, (
+        f"expected events and messages on the 'this tree' line:\n{output}"
+    )
 
 
 @pytest.mark.timeout(120)
