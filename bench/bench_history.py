@@ -475,10 +475,7 @@ def cascade(market: list[Symbol], loaded: Loaded, scale: Scale) -> Cascade:
     frames: list[tuple[str, str, str, str]] = [("", "", "", "")] * len(offsets)
     seen: set[tuple[str, int, str, str, str]] = set()
     sent: dict[str, int] = {}
-    for index in np.unique(which).tolist():
-        symbol = market[index]
-        at = np.flatnonzero(which == index)
-        walk = market_model.continued(symbol, offsets[at], loaded.last_price[symbol.name], rng)
+    for symbol, at, walk in market_model.walks(market, offsets, which, loaded.last_price, rng):
         lot = 0.001 if symbol.price >= 1.0 else 1.0
         for position, price, quantity, short in zip(
             at.tolist(),
@@ -911,13 +908,10 @@ def _simulated_cascade(market: list[Symbol], scale: Scale) -> list[LiquidationEv
     offsets, which = market_model.live_order(market, scale.live_rate, scale.channel_seconds, rng)
     times = FLUSH_END + offsets
     events: list[LiquidationEvent | None] = [None] * len(times)
-    for index in np.unique(which).tolist():
-        symbol = market[index]
-        at = np.flatnonzero(which == index)
-        walk = market_model.continued(symbol, times[at], symbol.price, rng)
-        rows = rows_of(walk, 1)
+    prices = {symbol.name: symbol.price for symbol in market}
+    for symbol, at, walk in market_model.walks(market, times, which, prices, rng):
         for position, event in zip(
-            at.tolist(), events_of(rows, EXCHANGES, symbol.name), strict=True
+            at.tolist(), events_of(rows_of(walk, 1), EXCHANGES, symbol.name), strict=True
         ):
             events[position] = event
     return [event for event in events if event is not None]

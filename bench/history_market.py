@@ -15,6 +15,7 @@ demo's proportions.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Mapping
 from typing import NamedTuple
 
 import numpy as np
@@ -137,6 +138,21 @@ def live_order(
     count = int(rate * seconds)
     offsets = (np.arange(count) * 1_000 / rate).astype(np.int64)
     return offsets, rng.choice(len(market), count, p=weights / weights.sum())
+
+
+def walks(
+    market: list[Symbol],
+    times: np.ndarray,
+    which: np.ndarray,
+    start_price: Mapping[str, float],
+    rng: np.random.Generator,
+) -> Iterator[tuple[Symbol, np.ndarray, Liquidations]]:
+    """Each symbol's share of a `live_order` stream at `times`: the symbol, its positions
+    in the stream, and its liquidations there, the price walk going on from `start_price`."""
+    for index in np.unique(which).tolist():
+        symbol = market[index]
+        at = np.flatnonzero(which == index)
+        yield symbol, at, continued(symbol, times[at], start_price[symbol.name], rng)
 
 
 FLUSH_STEP_MS = 45_000  # part 3: `now` moves on by the 30d window's pace each step

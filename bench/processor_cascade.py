@@ -70,10 +70,7 @@ def measure(tree: str, rate: float, seconds: float, days: float) -> dict[str, An
     offsets, which = market_model.live_order(market, rate, seconds, rng)
     times = end + 1_000 + offsets
     events: list[Any] = [None] * len(times)
-    for index in np.unique(which).tolist():
-        symbol = market[index]
-        at = np.flatnonzero(which == index)
-        walk = market_model.continued(symbol, times[at], last_price[symbol.name], rng)
+    for symbol, at, walk in market_model.walks(market, times, which, last_price, rng):
         named = events_of(rows_of(walk, 10**9), market_model.EXCHANGES, symbol.name)
         for position, event in zip(at.tolist(), named, strict=True):
             events[position] = event
