@@ -7,6 +7,7 @@ import itertools
 
 from hub.analytics.coverage import Coverage
 from hub.analytics.processor import LiquidationProcessor, ProcessorConfig
+from hub.analytics.window import refresh_ms
 from hub.channels import WINDOWS
 from hub.models import Alert, HeatmapDiff, LiquidationEvent, WindowCoverage
 
@@ -120,7 +121,7 @@ def test_many_symbols_long_windows_spread_over_the_flushes() -> None:
     processor = LiquidationProcessor(ProcessorConfig(), epoch="e")
     for symbol in symbols:
         processor.track(symbol, START)
-    pace = WINDOWS["7d"] // 57_600
+    pace = refresh_ms(WINDOWS["7d"])
     sends: dict[str, list[int]] = {symbol: [] for symbol in symbols}
     per_flush: list[int] = []
     for step in range(1, 3 * pace // 50 + 1):

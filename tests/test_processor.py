@@ -28,7 +28,7 @@ from hub.analytics.alerts import AlertThresholds
 from hub.analytics.density import KernelDensity
 from hub.analytics.leverage import tier_of
 from hub.analytics.processor import LiquidationProcessor, ProcessorConfig
-from hub.analytics.window import DEPARTURE_PACE_MS
+from hub.analytics.window import DEPARTURE_PACE_MS, refresh_ms
 from hub.channels import WINDOWS, heatmap_channel
 from hub.fanout.channel_state import ChannelState, HeatmapReplica, Outcome
 from hub.fanout.codec import EncodedMessage, decode_snapshot, encode_message
@@ -570,7 +570,7 @@ def test_a_late_liquidation_changes_only_the_windows_it_falls_in() -> None:
         now = START
         processor.apply(make_event("BTCUSDT", "long", 60_000.0, 5_000, now), now)
         processor.flush(now)
-        now += 30_000  # the `30d` window's pace: every window has published it
+        now += refresh_ms(WINDOWS["30d"])  # the `30d` window's pace: every window has published it
         processor.flush(now)
         now += 10  # the windows with a pace of their own published just now: not due
         if late:
