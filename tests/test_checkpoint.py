@@ -184,7 +184,7 @@ def test_a_restored_book_keeps_its_grid_through_the_events_after_the_checkpoint(
 @pytest.mark.timeout(300)  # the demo session twice, every message checked as clients do
 def test_every_window_resumes_where_its_clients_are() -> None:
     # Flushing every 2 s, the long windows (published at their own pace, the 30-day one
-    # every 30 s) stand at an earlier point than the checkpoint's flush: each resumes from
+    # every 45 s) stand at an earlier point than the checkpoint's flush: each resumes from
     # its own last publish, so the diffs after the restart apply to what clients hold.
     clients = Recorder()
     past = before_restart(0.5, every=2_000, recorder=clients)
