@@ -321,9 +321,10 @@ class HeatmapWindow:
         what is pending, let its oldest row go, or turn complete."""
         if self.cutoff is None:
             return math.inf
-        # Rows that only leave wake the window at most once a pace (an arrival publishes
-        # their leaving with it): at 2,000 liquidations/s over 300 symbols, leavings alone
-        # woke the short windows four times as often as arrivals.
+        # Rows that only leave wake the window at most once a second, and not before it
+        # is due (an arrival publishes their leaving with it): at 2,000 liquidations/s
+        # over 300 symbols, leavings alone woke the short windows four times as often as
+        # arrivals.
         due_at = self._due_at()
         wake = max(self._next_leave + self.span_ms, self._time + DEPARTURE_PACE_MS, due_at)
         if self._changed:
