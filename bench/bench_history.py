@@ -15,7 +15,7 @@ printed as such. The machine's load average is printed with each part.
    that is nearly always one row an entry), ids `{ms}-{arrival}`, written in pipelines,
    and what the hourly sweeps' compaction makes of them: the 6-hour stretches up to the
    last compaction in the archive (`archive_key`, at most ARCHIVE_ROWS rows an entry);
-   and a coverage beside them (`hub:positions`, `~coverage`) from before the 30 days, so
+   and a coverage beside them (`hub:{*}:state`, `~coverage`) from before the 30 days, so
    the windows are complete. Then a real `heatmap-hub ingest` process (REDIS_URL, the 300
    symbols, Binance only, on a local look-alike, no liquidity, no data directory) starts
    twice: first on the log as written (no checkpoint: every book a new epoch), then,
@@ -109,7 +109,7 @@ from hub.analytics.processor import LiquidationProcessor, ProcessorConfig
 from hub.analytics.rows import Named, Rows, events_of
 from hub.api.bodies import SnapshotBodies
 from hub.channels import heatmap_channel
-from hub.fanout.broker import STATE_KEY, topic_for
+from hub.fanout.broker import topic_for
 from hub.fanout.broker_redis import RedisBroker
 from hub.fanout.codec import decode_diff_body, decode_header, decode_snapshot, encode_message
 from hub.fanout.fanout import Fanout
@@ -119,7 +119,8 @@ from hub.models import LiquidationEvent
 from hub.service.control import STATUS_KEY, STATUS_TTL_S
 from hub.service.history import COVERAGE_FIELD
 from hub.storage.batch import encode_batch
-from hub.storage.event_log import ARCHIVE_ROWS, COMPACT_AFTER_MS, archive_key, stream_key
+from hub.storage.event_log import ARCHIVE_ROWS, COMPACT_AFTER_MS
+from hub.storage.layout import GLOBAL, archive_key, state_key, stream_key
 from tests.fakes.binance_server import ALL_MARKET, FakeBinance, force_order
 from tests.redis_server import RedisServer
 
@@ -275,7 +276,7 @@ def write_history(url: str, market: list[Symbol], scale: Scale) -> Loaded:
     pipe.execute()
     since = start - 3_600_000
     coverage = {symbol.name: CoverageState(since) for symbol in market}
-    client.hset(STATE_KEY, COVERAGE_FIELD, msgspec.json.encode(coverage))
+    client.hset(state_key(GLOBAL), COVERAGE_FIELD, msgspec.json.encode(coverage))
     used = int(client.info("memory")["used_memory"])
     client.close()
     return Loaded(events, entries, time.monotonic() - began, last_price, used / MB)

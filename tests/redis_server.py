@@ -169,3 +169,87 @@ class SentinelServer(RedisServer):
                 f"sentinel parallel-syncs {name} 1\n"
             )
         return [self.binary, str(config), "--sentinel"]
+
+
+class ClusterNode(RedisServer):
+    """One node of a Redis Cluster: quick to fail over (a master unreachable for 1 s is
+    failed), and a cluster that keeps serving the slots it still covers."""
+
+    def _arguments(self) -> list[str]:
+        return [
+            *super()._arguments(),
+            "--cluster-enabled", "yes",
+            "--cluster-config-file", str(self._dir / "nodes.conf"),
+            "--cluster-node-timeout", "1000",
+            "--cluster-require-full-coverage", "no",
+            "--cluster-replica-validity-factor", "0",
+        ]  # fmt: skip
+
+
+class ClusterServers:
+    """A Redis Cluster of `masters` masters with one replica each, on loopback."""
+
+    def __init__(self, masters: int = 3) -> None:
+        self.nodes = [ClusterNode() for _ in range(masters * 2)]
+        self.masters = masters
+        self.url = self.nodes[0].url
+
+    def start(self) -> None:
+        for node in self.nodes:
+            node.start()
+        cli = shutil.which("redis-cli") or "redis-cli"  # Debian's redis-server package has it
+        addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
+        subprocess.run(
+            [cli, "--cluster", "create", *addresses, "--cluster-replicas", "1", "--cluster-yes"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            timeout=60,
+        )
+        deadline = time.monotonic() + 30
+        while not all(self._state_ok(node) for node in self.nodes):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the cluster did not reach cluster_state:ok within 30 s")
+            time.sleep(0.1)
+
+    def owner(self, key: str) -> ClusterNode:
+        """The master serving `key`'s slot now, as a running node sees it."""
+        seen = next(node for node in self.nodes if node.running)
+        slot = int(_cli(seen.port, "CLUSTER", "KEYSLOT", key))
+        for line in _cli(seen.port, "CLUSTER", "NODES").splitlines():
+            fields = line.split()
+            if "master" not in fields[2] or "fail" in fields[2]:
+                continue
+            for part in fields[8:]:
+                low, _, high = part.partition("-")
+                if low.isdigit() and int(low) <= slot <= int(high or low):
+                    port = int(fields[1].split("@")[0].rsplit(":", 1)[1])
+                    return next(node for node in self.nodes if node.port == port)
+        raise RuntimeError(f"no master serves {key} (slot {slot}) as {seen.port} sees it")
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    @staticmethod
+    def _state_ok(node: RedisServer) -> bool:
+        return "cluster_state:ok" in _cli(node.port, "CLUSTER", "INFO")
+
+    def __enter__(self) -> ClusterServers:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def _cli(port: int, *command: str) -> str:
+    """A command's reply as redis-cli prints it ('' when the node does not answer)."""
+    cli = shutil.which("redis-cli") or "redis-cli"
+    try:
+        done = subprocess.run(
+            [cli, "-p", str(port), *command], capture_output=True, text=True, timeout=5
+        )
+    except subprocess.TimeoutExpired:
+        return ""
+    return done.stdout

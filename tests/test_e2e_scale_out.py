@@ -30,6 +30,7 @@ from websockets.exceptions import ConnectionClosed
 
 from hub.analytics.rows import Rows
 from hub.storage.event_log import read_all
+from hub.storage.layout import stream_key
 from tests.conftest import eventually, free_port, http_client
 from tests.fakes.binance_server import FakeBinance, force_order
 from tests.redis_server import RedisServer
@@ -38,7 +39,7 @@ from tests.test_e2e_live import ClientHeatmap
 ROOT = Path(__file__).resolve().parent.parent
 HEATMAP = "heatmap:BTCUSDT:1h"
 LIQUIDATIONS = "liquidations:BTCUSDT"
-STREAM = "hub:events:BTCUSDT"
+STREAM = stream_key("BTCUSDT")
 START_WITHIN = 15.0
 
 

@@ -22,6 +22,7 @@ from hub.config import load_settings
 from hub.errors import ConfigError
 from hub.fanout.broker_redis import RedisBroker
 from hub.fanout.redis_connect import parse_sentinel_url
+from hub.storage.layout import stream_key
 from tests.conftest import eventually
 from tests.fakes.binance_server import FakeBinance
 from tests.redis_server import RedisServer, SentinelServer
@@ -195,6 +196,6 @@ async def test_ingest_and_web_carry_on_after_the_master_is_killed(
     try:
         role = (await observer.info("replication"))["role"]
         assert role == "master", f"expected the replica promoted, seen role {role}"
-        assert await observer.exists("hub:events:BTCUSDT"), "the event log lives on"
+        assert await observer.exists(stream_key("BTCUSDT")), "the event log lives on"
     finally:
         await observer.aclose()

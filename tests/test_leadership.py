@@ -12,12 +12,11 @@ import pytest
 from redis.asyncio import Redis
 
 from hub.errors import Fenced
-from hub.fanout.broker import STATE_KEY
 from hub.fanout.broker_redis import RedisBroker
 from hub.models import LiquidationEvent
-from hub.service.leadership import LEASE_KEY, Lease
+from hub.service.leadership import Lease
 from hub.storage.event_log import RedisEventLog, stream_key
-from hub.storage.fence import FENCE_KEY
+from hub.storage.layout import FENCE_KEY, LEASE_KEY, state_key
 from hub.tasks import cancel_and_wait
 from tests.conftest import eventually
 from tests.redis_server import RedisServer
@@ -96,7 +95,7 @@ async def test_a_deposed_holder_publishes_nothing_and_moves_no_checkpoint(
         old.fence = await Lease(old.redis, 300).take()
         await old.publish_many([("hub:BTCUSDT", b"old 1")], {"pos": b"1"})
         assert await collector.next() == ("hub:BTCUSDT", b"old 1")
-        assert await redis.hget(STATE_KEY, "pos") == b"1"
+        assert await redis.hget(state_key("pos"), "pos") == b"1"
 
         await asyncio.sleep(0.5)  # the old holder paused past its lease; another took it
         new.fence = await Lease(new.redis, 300).take()
@@ -107,7 +106,7 @@ async def test_a_deposed_holder_publishes_nothing_and_moves_no_checkpoint(
             await old.publish("hub:BTCUSDT", b"old 3")
         await new.publish_many([("hub:BTCUSDT", b"new 1")], {"pos": b"7"})
         assert await collector.next() == ("hub:BTCUSDT", b"new 1"), "expected no old message"
-        assert await redis.hget(STATE_KEY, "pos") == b"7"
+        assert await redis.hget(state_key("pos"), "pos") == b"7"
     finally:
         await collector.stop()
         for broker in (old, new, listener):

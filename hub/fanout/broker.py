@@ -12,15 +12,21 @@ from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 import msgspec
 
 TOPIC_PREFIX = "hub:"
-STATE_KEY = "hub:positions"
 RESYNC_TOPIC = "hub:~resync"
 """Yielded by `messages()` after a reconnect: messages may have been missed before it."""
 
 
 def topic_for(channel: str) -> str:
-    """One topic per symbol (and one for `*` channels), so a cluster can shard by symbol."""
+    """One topic per symbol (and one for `*` channels), named with the symbol as a hash
+    tag, so a Redis Cluster shards by symbol and keeps the topic with the symbol's keys
+    (hub.storage.layout)."""
     symbol = channel.split(":", 2)[1]
-    return f"{TOPIC_PREFIX}{symbol}"
+    return f"{TOPIC_PREFIX}{{{symbol}}}"
+
+
+def topic_tag(topic: str) -> str:
+    """The symbol (or `*`) whose topic this is."""
+    return topic[len(TOPIC_PREFIX) + 1 : -1]
 
 
 class BrokerStatus(msgspec.Struct):

@@ -6,7 +6,10 @@ while `messages()` is iterated, one pub/sub connection for the subscribed topics
 Sharded pub/sub (SPUBLISH/SSUBSCRIBE, Redis >= 7) is used when the server has it: a shard
 channel belongs to the hash slot of its name, so in a Redis Cluster each `hub:{SYMBOL}`
 topic is carried by one shard instead of being broadcast to every node, and the load
-spreads by symbol. On a single server it behaves like plain pub/sub. Older servers get
+spreads by symbol. On a single server it behaves like plain pub/sub. In a cluster, the
+client is redis-py's RedisCluster (hub.fanout.redis_connect) and its sharded pub/sub
+(`ClusterPubSub`: a link to each shard that owns a subscribed topic); a flush is one
+fenced script per slot (hub.storage.layout). Older servers get
 PUBLISH/SUBSCRIBE; both ends read the version from the same server, so they agree.
 
 `url` may name the master of a Sentinel deployment (hub.fanout.redis_connect): each new
@@ -31,8 +34,8 @@ import contextlib
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import ClusterPubSub, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -40,31 +43,44 @@ from redis.exceptions import RedisError, ResponseError
 from redis.maint_notifications import MaintNotificationsConfig
 
 from hub.errors import BrokerUnavailable, Fenced
-from hub.fanout.broker import RESYNC_TOPIC, STATE_KEY, Broker, BrokerStatus
+from hub.fanout.broker import RESYNC_TOPIC, Broker, BrokerStatus, topic_tag
 from hub.fanout.redis_connect import connect
 from hub.feeds.backoff import Backoff
-from hub.storage.fence import FENCE_KEY, FENCED_REPLY, Fence
+from hub.storage.fence import Fence, raise_fenced
+from hub.storage.layout import (
+    FENCE_CHECK,
+    AnyRedis,
+    layout_of,
+    run_grouped,
+    state_key,
+    state_owner,
+)
 
 __all__ = ["RESYNC_TOPIC", "RedisBroker"]
 
 
 _FAILURES = (RedisError, OSError)
-# A fenced flush: the token checked, the checkpoint's fields set, the messages published,
-# all or nothing (KEYS: the fence, the state; ARGV: token, command, fields, then pairs).
-_FENCED_PUBLISH = f"""
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then
-  return redis.error_reply('{FENCED_REPLY} another ingest holds the lease')
+# A fenced flush (of the symbols of one slot): the tokens checked, the checkpoint's fields
+# set, the messages published, all or nothing. KEYS: the tokens, then the state hashes;
+# ARGV[3] the command, then for each state hash its field count and pairs, then the
+# (topic, payload) pairs.
+_FENCED_PUBLISH = (
+    FENCE_CHECK
+    + """
+local a = 4
+for k = fences + 1, #KEYS do
+  for _ = 1, tonumber(ARGV[a]) do
+    redis.call('HSET', KEYS[k], ARGV[a + 1], ARGV[a + 2])
+    a = a + 2
+  end
+  a = a + 1
 end
-local i = 4
-for _ = 1, tonumber(ARGV[3]) do
-  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
-  i = i + 2
-end
-for j = i, #ARGV, 2 do
-  redis.call(ARGV[2], ARGV[j], ARGV[j + 1])
+for j = a, #ARGV, 2 do
+  redis.call(ARGV[3], ARGV[j], ARGV[j + 1])
 end
 return 1
 """
+)
 
 
 class RedisBroker(Broker):
@@ -91,14 +107,16 @@ class RedisBroker(Broker):
             # (redis/redis-py#4230), about 50 us per 14 KB message whatever the log level.
             protocol=2,
         )
-        self.redis: Redis = self._connection.redis
+        self.redis: AnyRedis = self._connection.redis
+        self.layout = layout_of(self.redis)
         # A subscriber retries at least every 2 s: after a failover its clients wait for
         # it, and one connection attempt every 2 s while Redis is away costs nothing.
         self._backoff = backoff or Backoff(base=0.2, cap=2.0, healthy_after=30.0)
         self._ping_interval = ping_interval
         self._pong_timeout = pong_timeout
         self._topics: set[str] = set()
-        self._pubsub: PubSub | None = None
+        self._pubsub: PubSub | ClusterPubSub | None = None
+        self._unconfirmed: set[str] = set()  # cluster: subscriptions not yet acknowledged
         self._subscribe_lock = asyncio.Lock()  # a topic added mid-reconnect is not lost
         self._sharded: bool | None = None
         self._closed = asyncio.Event()
@@ -106,7 +124,6 @@ class RedisBroker(Broker):
         self._status = BrokerStatus(kind="redis", connected=False)
         # Set while this process holds the ingest lease: its publishes carry the token.
         self.fence: Fence | None = None
-        self._fenced_publish = self.redis.register_script(_FENCED_PUBLISH)
 
     @property
     def sharded(self) -> bool | None:
@@ -144,18 +161,13 @@ class RedisBroker(Broker):
                 await self._publish_fenced(self.fence, command, messages, state or {})
             else:
                 async with self.redis.pipeline(transaction=False) as pipe:
-                    if state:
-                        pipe.hset(STATE_KEY, mapping=dict(state))
+                    for owner, fields in _per_owner(state or {}).items():
+                        pipe.hset(state_key(owner), mapping=fields)
                     for topic, payload in messages:
                         pipe.execute_command(command, topic, payload)
                     await pipe.execute()
-        except ResponseError as error:
-            if str(error).startswith(FENCED_REPLY):
-                raise Fenced(f"{len(messages)} messages refused: {error}") from error
-            self._status.connected = False
-            raise BrokerUnavailable(
-                f"Redis unavailable, {len(messages)} messages not published: {error}"
-            ) from error
+        except Fenced as error:
+            raise Fenced(f"{len(messages)} messages refused: {error}") from error
         except _FAILURES as error:
             self._status.connected = False
             raise BrokerUnavailable(
@@ -172,12 +184,25 @@ class RedisBroker(Broker):
         messages: Sequence[tuple[str, bytes]],
         state: Mapping[str, bytes],
     ) -> None:
-        args: list[str | bytes | int] = [fence.token, command, len(state)]
-        for field, value in state.items():
-            args += [field, value]
+        """One script per slot (one in all on a single server): see `_FENCED_PUBLISH`."""
+        per_owner = _per_owner(state)
+        per_tag: dict[str, list[tuple[str, bytes]]] = {}
         for topic, payload in messages:
-            args += [topic, payload]
-        await self._fenced_publish(keys=[FENCE_KEY, STATE_KEY], args=args)
+            per_tag.setdefault(topic_tag(topic), []).append((topic, payload))
+        calls = []
+        for group in self.layout.groups([*per_owner, *per_tag]):
+            owners = [tag for tag in group if tag in per_owner]
+            args: list[str | bytes | int] = [fence.token, 1, command]
+            for owner in owners:
+                args.append(len(per_owner[owner]))
+                for field, value in per_owner[owner].items():
+                    args += [field, value]
+            for tag in group:
+                for topic, payload in per_tag.get(tag, ()):
+                    args += [topic, payload]
+            keys = [self.layout.fence_key(group[0]), *(state_key(o) for o in owners)]
+            calls.append((keys, args))
+        raise_fenced(await run_grouped(self.redis, _FENCED_PUBLISH, calls))
 
     async def subscribe(self, topics: Iterable[str]) -> None:
         """Add topics, at any time; while Redis is down they are subscribed on reconnect."""
@@ -202,7 +227,12 @@ class RedisBroker(Broker):
             try:
                 pubsub = await self._open_pubsub()
                 try:
-                    async for item in self._read(pubsub, resync):
+                    reader = (
+                        self._read_cluster(pubsub, resync)
+                        if isinstance(pubsub, ClusterPubSub)
+                        else self._read(pubsub, resync)
+                    )
+                    async for item in reader:
                         yield item
                 finally:
                     await self._close_pubsub(pubsub)
@@ -229,6 +259,8 @@ class RedisBroker(Broker):
             await self._connection.sentinel.aclose()
 
     async def _use_sharded(self) -> bool:
+        if self._sharded is None and self.layout.cluster:
+            self._sharded = True  # a cluster is Redis 7 or newer: its pub/sub is sharded
         if self._sharded is None:
             try:
                 info: dict[str, Any] = await self.redis.info("server")
@@ -238,14 +270,16 @@ class RedisBroker(Broker):
             self._sharded = major >= 7
         return self._sharded
 
-    async def _send_subscribe(self, pubsub: PubSub, topics: Iterable[str]) -> None:
+    async def _send_subscribe(self, pubsub: PubSub | ClusterPubSub, topics: Iterable[str]) -> None:
         if self._sharded:
             await pubsub.ssubscribe(*topics)
         else:
             await pubsub.subscribe(*topics)
 
-    async def _open_pubsub(self) -> PubSub:
+    async def _open_pubsub(self) -> PubSub | ClusterPubSub:
         await self._use_sharded()
+        if isinstance(self.redis, RedisCluster):
+            return await self._open_cluster_pubsub(self.redis)
         pubsub = self.redis.pubsub()
         try:
             async with self._subscribe_lock:
@@ -261,7 +295,25 @@ class RedisBroker(Broker):
             raise
         return pubsub
 
-    async def _close_pubsub(self, pubsub: PubSub) -> None:
+    async def _open_cluster_pubsub(self, cluster: RedisCluster) -> ClusterPubSub:
+        """A link per shard that owns a subscribed topic, as the cluster says now (its
+        slots read again: this may follow a failover or a moved slot). Live once every
+        subscription is acknowledged (`_read`): no PING reaches every shard's link."""
+        await cluster.nodes_manager.initialize()
+        pubsub = cluster.pubsub()
+        try:
+            async with self._subscribe_lock:
+                self._unconfirmed = set(self._topics)
+                if self._topics:
+                    await pubsub.ssubscribe(*sorted(self._topics))
+                self._pubsub = pubsub
+                self._renew = False
+        except BaseException:
+            await pubsub.aclose()
+            raise
+        return pubsub
+
+    async def _close_pubsub(self, pubsub: PubSub | ClusterPubSub) -> None:
         async with self._subscribe_lock:
             if self._pubsub is pubsub:
                 self._pubsub = None
@@ -299,3 +351,54 @@ class RedisBroker(Broker):
                 if resync:
                     resync = False
                     yield RESYNC_TOPIC, b""
+
+    async def _read_cluster(
+        self, pubsub: ClusterPubSub, resync: bool
+    ) -> AsyncIterator[tuple[str, bytes]]:
+        """Messages from a cluster's shard links until a subscription is lost (raises) or
+        the broker closes. A shard that fails over drops its subscribers, and a slot that
+        moves has its subscriptions dropped by the server (`sunsubscribe`): either way
+        every topic is subscribed afresh on the owners the cluster names then, and the
+        messages carry RESYNC_TOPIC. A shard that only goes silent (paused) is noticed by
+        the topics' heartbeats, which ask for the same (`resubscribe`)."""
+        loop = asyncio.get_running_loop()
+        opened = loop.time()
+        if not self._unconfirmed:  # nothing to wait for
+            self._status.connected = True
+            if resync:
+                resync = False
+                yield RESYNC_TOPIC, b""
+        while not self._closed.is_set():
+            if self._renew:
+                self._renew = False
+                raise RedisConnectionError("renewing the subscriptions")
+            if self._unconfirmed and loop.time() - opened >= self._pong_timeout:
+                raise RedisConnectionError(
+                    f"{len(self._unconfirmed)} subscriptions not acknowledged, e.g. "
+                    f"{min(self._unconfirmed)}"
+                )
+            message = await pubsub.get_sharded_message(timeout=1.0)
+            if message is None:
+                continue
+            kind, topic = message["type"], message["channel"].decode()
+            if kind == "smessage":
+                self._status.delivered += 1
+                yield topic, message["data"]
+            elif kind == "ssubscribe" and self._unconfirmed:
+                self._unconfirmed.discard(topic)
+                if not self._unconfirmed:
+                    self._status.connected = True
+                    self._status.lag_ms = (loop.time() - opened) * 1000
+                    if resync:
+                        resync = False
+                        yield RESYNC_TOPIC, b""
+            elif kind == "sunsubscribe" and topic in self._topics:
+                raise RedisConnectionError(f"Redis dropped the subscription to {topic}")
+
+
+def _per_owner(state: Mapping[str, bytes]) -> dict[str, dict[str, bytes]]:
+    """The checkpoint's fields by the state hash they go in (hub.storage.layout)."""
+    owners: dict[str, dict[str, bytes]] = {}
+    for field, value in state.items():
+        owners.setdefault(state_owner(field), {})[field] = value
+    return owners

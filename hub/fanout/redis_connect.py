@@ -1,4 +1,5 @@
-"""Which Redis server a process talks to: one URL, or the master that Sentinel names.
+"""Which Redis a process talks to: one server, the master that Sentinel names, or a
+Redis Cluster.
 
 With REDIS_SENTINELS the settings carry a `redis+sentinel://` URL (`sentinel_url`), so
 everything that only asks "is there a Redis" keeps reading `redis_url`. `connect` turns
@@ -6,17 +7,38 @@ it into a redis-py client whose connection pool asks the sentinels for the maste
 address on every new connection: after a failover, the first reconnect (the broker's own,
 with backoff) reaches the new master. Nothing is retried behind the caller's back, as
 with a plain URL.
+
+A `redis://` URL that names a node of a Redis Cluster is detected at start (INFO says
+`cluster_enabled:1`; `redis+cluster://` says so without asking, for a cluster that may be
+down when the process starts): the client is then redis-py's RedisCluster, which routes
+each key to the shard owning its slot, and the keys are laid out for it
+(hub.storage.layout). Unlike a single server's client it retries a command a few times,
+re-reading the slots between attempts: that is how it follows a failover or a moved slot.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 from typing import Any, NamedTuple
 from urllib.parse import quote, unquote, urlsplit
 
+import redis as sync_redis
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import RedisError
 
+from hub.storage.layout import AnyRedis
+
+log = logging.getLogger("hub.broker")
 SENTINEL_SCHEME = "redis+sentinel"
+CLUSTER_SCHEME = "redis+cluster"
+# A cluster command's attempts, the slots read again before each: a failover's new
+# master is usually known within the second after the old one is declared failed.
+CLUSTER_RETRY = Retry(ExponentialBackoff(cap=0.5, base=0.1), 3)
 
 
 class SentinelTarget(NamedTuple):
@@ -29,7 +51,7 @@ class SentinelTarget(NamedTuple):
 
 
 class RedisConnection(NamedTuple):
-    redis: Redis
+    redis: AnyRedis
     sentinel: Sentinel | None  # closed with the client
 
 
@@ -73,7 +95,12 @@ def parse_host_port(item: str) -> tuple[str, int]:
 
 def connect(url: str, **options: Any) -> RedisConnection:
     """A client of the server `url` names, with redis-py `options` for its connections."""
-    if urlsplit(url).scheme != SENTINEL_SCHEME:
+    scheme = urlsplit(url).scheme
+    if scheme == CLUSTER_SCHEME or (scheme == "redis" and is_cluster(url)):
+        options = {**options, "retry": CLUSTER_RETRY}
+        plain = "redis" + url.removeprefix(CLUSTER_SCHEME) if scheme == CLUSTER_SCHEME else url
+        return RedisConnection(RedisCluster.from_url(plain, **options), None)
+    if scheme != SENTINEL_SCHEME:
         return RedisConnection(Redis.from_url(url, **options), None)
     target = parse_sentinel_url(url)
     timeouts = {k: v for k, v in options.items() if k.startswith("socket_")}
@@ -87,3 +114,22 @@ def connect(url: str, **options: Any) -> RedisConnection:
         **options,
     )
     return RedisConnection(redis, sentinel)
+
+
+@functools.cache
+def is_cluster(url: str) -> bool:
+    """Whether `url` names a node of a Redis Cluster (asked once per process); a server
+    that does not answer within a second counts as a single one, said in the log."""
+    try:
+        with sync_redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1) as client:
+            info: dict[str, Any] = client.info("cluster")
+    except (RedisError, OSError) as error:
+        log.info(
+            "Redis at %s did not answer (%s): taken for a single server; a cluster's URL "
+            "can say so itself (%s://)",
+            urlsplit(url).hostname,
+            error,
+            CLUSTER_SCHEME,
+        )
+        return False
+    return bool(info.get("cluster_enabled"))

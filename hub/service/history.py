@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import msgspec
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from hub.analytics import checkpoint
@@ -35,13 +34,19 @@ from hub.analytics.rows import EMPTY_ROWS, Named
 from hub.analytics.rows import merge as merged
 from hub.config import Settings
 from hub.errors import Fenced
-from hub.fanout.broker import STATE_KEY
 from hub.models import ChannelMessage, LiquidationEvent
 from hub.service.control import SYMBOLS_KEY
 from hub.service.sources import Source, wall_clock_ms
 from hub.storage.disk_log import DiskEventLog, SkippedFile
 from hub.storage.event_log import CLOCK_SLACK_MS, RedisEventLog, read_all
 from hub.storage.fence import Fence
+from hub.storage.layout import (
+    GLOBAL,
+    AnyRedis,
+    migrate_legacy,
+    stamp_fences,
+    state_key,
+)
 
 log = logging.getLogger("hub.history")
 ALIVE_FIELD = "~alive"
@@ -185,7 +190,7 @@ class History(abc.ABC):
 
 class RedisHistory(History):
     def __init__(
-        self, redis: Redis, retention_ms: int, holdings: Callable[[], Mapping[str, Named]]
+        self, redis: AnyRedis, retention_ms: int, holdings: Callable[[], Mapping[str, Named]]
     ) -> None:
         super().__init__(retention_ms)
         self.redis = redis
@@ -200,17 +205,26 @@ class RedisHistory(History):
         self.log.append(arrival, event)
 
     async def read(self, symbols: set[str], track_all: bool, now: int) -> Kept:
-        saved = await self.redis.hgetall(STATE_KEY)
+        redis, layout = self.redis, self.log.layout
+        await migrate_legacy(redis, layout)
+        if track_all:
+            symbols = symbols | {m.decode() for m in await redis.smembers(SYMBOLS_KEY)}
+        if self.log.fence is not None:  # before reading: see hub.storage.layout
+            await stamp_fences(redis, layout, symbols, self.log.fence.token)
+        owners = [GLOBAL, *sorted(symbols)]
+        async with redis.pipeline(transaction=False) as pipe:
+            for owner in owners:
+                pipe.hgetall(state_key(owner))
+            states = await pipe.execute()
+        saved = {field: value for state in states for field, value in state.items()}
         self._positions = saved
         meta = Meta(
             alive=int(saved.get(ALIVE_FIELD.encode(), b"0") or 0),
             coverage=_decoded(saved.get(COVERAGE_FIELD.encode()), _coverage_decoder, {}),
             source=(saved.get(SOURCE_FIELD.encode()) or b"").decode() or None,
         )
-        if track_all:
-            symbols = symbols | {m.decode() for m in await self.redis.smembers(SYMBOLS_KEY)}
         since = now - self.retention_ms - CLOCK_SLACK_MS
-        rows = {symbol: await read_all(self.redis, symbol, since) for symbol in symbols}
+        rows = {symbol: await read_all(redis, symbol, since) for symbol in symbols}
         return Kept(meta, symbols, rows)
 
     def position(self, symbol: str) -> bytes | None:
@@ -365,7 +379,7 @@ def _decoded(raw: bytes | None, decoder: msgspec.json.Decoder, default: Any) -> 
 def build_history(
     settings: Settings,
     source: Source,
-    redis: Redis | None,
+    redis: AnyRedis | None,
     holdings: Callable[[], Mapping[str, Named]],
 ) -> History | None:
     """Redis when there is one; else the data directory, unless this is a replay (whose

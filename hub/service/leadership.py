@@ -23,13 +23,12 @@ import os
 import socket
 import uuid
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from hub.storage.fence import FENCE_KEY, Fence
+from hub.storage.fence import Fence
+from hub.storage.layout import FENCE_KEY, LEASE_KEY, AnyRedis
 
 log = logging.getLogger("hub.leadership")
-LEASE_KEY = "hub:ingest-lease"
 LEASE_MS = 5_000
 
 # KEYS: lease, fence; ARGV: id, ttl ms. The new token, or nil when the lease is held.
@@ -62,7 +61,7 @@ _FAILURES = (RedisError, OSError)
 
 
 class Lease:
-    def __init__(self, redis: Redis, lease_ms: int = LEASE_MS) -> None:
+    def __init__(self, redis: AnyRedis, lease_ms: int = LEASE_MS) -> None:
         self.redis = redis
         self.lease_ms = lease_ms
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -125,7 +124,7 @@ class Lease:
             await self._give_back(keys=[LEASE_KEY], args=[self.holder])
 
 
-async def _holder(redis: Redis) -> str:
+async def _holder(redis: AnyRedis) -> str:
     with contextlib.suppress(*_FAILURES):
         value = await redis.get(LEASE_KEY)
         if value:

@@ -1,4 +1,5 @@
-"""The durable event log on Redis: one Stream of accepted events per symbol.
+"""The durable event log on Redis: one Stream of accepted events per symbol
+(`hub:{SYMBOL}:events`, hub.storage.layout).
 
 `ingest` appends every event it accepts; a restarted `ingest` reads the streams back to
 rebuild its processor, and `web` processes read them for event lists and exports.
@@ -16,7 +17,7 @@ backwards can stop at the first entry older than what it wants.
 At real rates most entries hold one row, and reading millions of them back costs far more
 than their rows (a Redis reply and a decode each). So each sweep moves a symbol's entries,
 once the oldest not yet moved is `COMPACT_AFTER_MS` old, into its archive
-(`hub:archive:{SYMBOL}`): a Stream of large batches, each with the id of the last entry it
+(`hub:{SYMBOL}:archive`): a Stream of large batches, each with the id of the last entry it
 took. The archive's newest id is the mark up to which the stream is archived: readers take
 the archive up to it and the stream after it. The stream keeps what was archived until the
 next compaction, so a reader that saw the previous mark still finds what it reads next.
@@ -44,19 +45,25 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 
 import msgspec
 import numpy as np
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from hub.analytics.rows import Named, events_of, merge, rows_of
 from hub.errors import Fenced
 from hub.models import LiquidationEvent
 from hub.storage.batch import decode_batch, encode_batch
-from hub.storage.fence import FENCE_KEY, Fence, check_fence
+from hub.storage.fence import Fence, check_fence, raise_fenced
+from hub.storage.layout import (
+    FENCE_CHECK,
+    MARKER_KEY,
+    AnyRedis,
+    archive_key,
+    layout_of,
+    run_grouped,
+    stream_key,
+)
 from hub.storage.outage import Outage
 
 log = logging.getLogger("hub.storage")
-PREFIX = "hub:"
-MARKER_KEY = f"{PREFIX}instance"
 WRITE_BATCH = 5_000  # rows a write cycle takes from the buffer
 REWRITE_CHUNK = 10_000  # rows per entry when the whole log is written again
 READ_PAGE = 500  # entries per read
@@ -66,14 +73,48 @@ ARCHIVE_ROWS = 20_000  # at most per archive entry (a few hundred kB)
 # Fenced: retried like an outage, harmlessly, until the lease's holder ends the term.
 _FAILURES = (RedisError, OSError, Fenced)
 _legacy_decoder = msgspec.json.Decoder(LiquidationEvent)
-
-
-def stream_key(symbol: str) -> str:
-    return f"{PREFIX}events:{symbol}"
-
-
-def archive_key(symbol: str) -> str:
-    return f"{PREFIX}archive:{symbol}"
+# XADD that takes an id Redis already holds as written: an earlier, failed-looking write
+# of ours put that entry there.
+_ADD_ONCE = """
+local function add(key, id, payload)
+  local reply = redis.pcall('XADD', key, id, 'b', payload)
+  if type(reply) == 'table' and reply.err
+      and not string.find(reply.err, 'equal or smaller', 1, true) then
+    return reply.err
+  end
+end
+"""
+# KEYS: the tokens, ARGV[3] keys to delete, then the streams of the entries; ARGV from 4:
+# each entry's id and batch.
+_APPEND = (
+    FENCE_CHECK
+    + _ADD_ONCE
+    + """
+local deletes = tonumber(ARGV[3])
+for i = fences + 1, fences + deletes do redis.call('DEL', KEYS[i]) end
+local a = 4
+for i = fences + deletes + 1, #KEYS do
+  local err = add(KEYS[i], ARGV[a], ARGV[a + 1])
+  if err then return redis.error_reply(err) end
+  a = a + 2
+end
+return 1
+"""
+)
+# KEYS: the token, the archive, the stream; ARGV[3] the stream's MINID after archiving
+# ('' none), then each archive entry's id and batch.
+_ARCHIVE = (
+    FENCE_CHECK
+    + _ADD_ONCE
+    + """
+for a = 4, #ARGV, 2 do
+  local err = add(KEYS[fences + 1], ARGV[a], ARGV[a + 1])
+  if err then return redis.error_reply(err) end
+end
+if ARGV[3] ~= '' then redis.call('XTRIM', KEYS[fences + 2], 'MINID', ARGV[3]) end
+return 1
+"""
+)
 
 
 class EventLogStatus(msgspec.Struct):
@@ -89,12 +130,13 @@ class EventLogStatus(msgspec.Struct):
 class RedisEventLog:
     def __init__(
         self,
-        redis: Redis,
+        redis: AnyRedis,
         holdings: Callable[[], Mapping[str, Named]],
         max_buffer: int = 200_000,
     ) -> None:
         """`holdings` gives every row the processor holds, per symbol."""
         self.redis = redis
+        self.layout = layout_of(redis)
         self.holdings = holdings
         self.max_buffer = max_buffer
         self.outage = Outage("event log", log)
@@ -189,7 +231,7 @@ class RedisEventLog:
 
     async def _write_some(self) -> None:
         # A deposed ingest writes nothing more: every append checks the fencing token in
-        # its own transaction (`_add`), so only a rewrite, which also sets the marker,
+        # its own script (`_add`), so only a rewrite, which also sets the marker,
         # checks it first (one round trip less on every write of a busy hub).
         if await self.redis.get(MARKER_KEY) != self._marker.encode():
             if self.status.written:
@@ -216,27 +258,25 @@ class RedisEventLog:
         self.status.buffered = len(self._pending)
 
     async def _add(self, batches: list[tuple[str, Named]], replace: str | None = None) -> None:
-        """One entry per batch, pipelined; an entry Redis already holds counts as written.
-        `replace`: a symbol whose stream is deleted first. With a fence, all of it is one
-        transaction that Redis drops if the token moved on since it was checked (WATCH)."""
+        """One entry per batch; an entry Redis already holds counts as written. `replace`:
+        a symbol whose stream is deleted first. One fenced script per slot (hub.storage
+        .layout): a deposed ingest's write is refused whole there."""
         fence = self.fence
-        async with self.redis.pipeline(transaction=fence is not None) as pipe:
-            if fence is not None:
-                await pipe.watch(FENCE_KEY)
-                await check_fence(pipe, fence)
-                pipe.multi()
-            if replace is not None:
-                pipe.delete(stream_key(replace), archive_key(replace))
+        token = "" if fence is None else fence.token
+        symbols = [symbol for symbol, _ in batches]
+        calls = []
+        for group in self.layout.groups([*([replace] if replace else []), *symbols]):
+            members = set(group)
+            fences = [] if fence is None else [self.layout.fence_key(group[0])]
+            deletes = [stream_key(replace), archive_key(replace)] if replace in members else []
+            streams: list[str] = []
+            args: list[bytes | str | int] = [token, len(fences), len(deletes)]
             for symbol, named in batches:
-                pipe.xadd(
-                    stream_key(symbol), {"b": encode_batch(named)}, id=self._id(symbol, named)
-                )
-            results = await pipe.execute(raise_on_error=False)
-        for result in results:
-            # "equal or smaller": an entry of ours that an earlier, failed-looking write
-            # already put there
-            if isinstance(result, Exception) and "equal or smaller" not in str(result):
-                raise result
+                if symbol in members:
+                    streams.append(stream_key(symbol))
+                    args += [self._id(symbol, named), encode_batch(named)]
+            calls.append(([*fences, *deletes, *streams], args))
+        raise_fenced(await run_grouped(self.redis, _APPEND, calls))
 
     def _id(self, symbol: str, named: Named) -> str:
         ms = max(self._last_ms.get(symbol, 0), int(named.rows.time.max()))
@@ -327,7 +367,7 @@ class RedisEventLog:
         return len(due)
 
     async def _archive(self, symbol: str, mark: bytes | None) -> None:
-        """One transaction: the stream's entries after `mark` into archive entries, and the
+        """One script: the stream's entries after `mark` into archive entries, and the
         entries the previous compaction archived (up to `mark`) out of the stream."""
         key = stream_key(symbol)
         chunks: list[tuple[bytes, Named]] = []
@@ -342,27 +382,28 @@ class RedisEventLog:
                 parts, held = [], 0
         if parts:
             chunks.append((last, merge(parts)))
-        async with self.redis.pipeline(transaction=True) as pipe:
-            if self.fence is not None:  # a deposed ingest archives nothing (see `_add`)
-                await pipe.watch(FENCE_KEY)
-                await check_fence(pipe, self.fence)
-                pipe.multi()
-            for entry_id, named in chunks:
-                pipe.xadd(archive_key(symbol), {"b": encode_batch(named)}, id=entry_id)
-            if mark is not None:
-                pipe.xtrim(key, minid=_after_id(mark), approximate=False)
-            await pipe.execute()
+        fence = self.fence
+        fences = [] if fence is None else [self.layout.fence_key(symbol)]
+        args: list[bytes | str | int] = [
+            "" if fence is None else fence.token,
+            len(fences),
+            "" if mark is None else _after_id(mark),
+        ]
+        for entry_id, named in chunks:
+            args += [entry_id, encode_batch(named)]
+        keys = [*fences, archive_key(symbol), key]
+        raise_fenced(await run_grouped(self.redis, _ARCHIVE, [(keys, args)]))
 
 
 # -- reading ----------------------------------------------------------------------------
 
 
-async def read_all(redis: Redis, symbol: str, since: int = 0) -> Named:
+async def read_all(redis: AnyRedis, symbol: str, since: int = 0) -> Named:
     """The rows of `symbol` with entries from `since` on (ms; 0: all), in log order."""
     return merge([named async for named in entries_from(redis, symbol, since)])
 
 
-async def entries_from(redis: Redis, symbol: str, since: int) -> AsyncIterator[Named]:
+async def entries_from(redis: AnyRedis, symbol: str, since: int) -> AsyncIterator[Named]:
     """The log's entries with ids from `since - CLOCK_SLACK_MS` on, oldest first, decoded
     (an unreadable entry is skipped, counted in the log): the archive up to its mark, then
     the stream after it."""
@@ -378,7 +419,7 @@ async def entries_from(redis: Redis, symbol: str, since: int) -> AsyncIterator[N
 
 
 async def _entries(
-    redis: Redis, key: str, lower: str, upper: str = "+"
+    redis: AnyRedis, key: str, lower: str, upper: str = "+"
 ) -> AsyncIterator[tuple[bytes, Named]]:
     """Entries of one stream between two ids (`(` before an id excludes it), with their
     ids, oldest first, a page at a time."""
@@ -391,13 +432,13 @@ async def _entries(
         lower = f"({entries[-1][0].decode()}"
 
 
-async def _marks(redis: Redis, symbols: list[str]) -> dict[str, bytes | None]:
+async def _marks(redis: AnyRedis, symbols: list[str]) -> dict[str, bytes | None]:
     """Each symbol's archive mark: the id of the last stream entry archived."""
     tips = await _newest_ids(redis, [archive_key(symbol) for symbol in symbols])
     return dict(zip(symbols, tips, strict=True))
 
 
-async def _newest_ids(redis: Redis, keys: list[str]) -> list[bytes | None]:
+async def _newest_ids(redis: AnyRedis, keys: list[str]) -> list[bytes | None]:
     """The id of each stream's newest entry (None: empty or absent), in one round trip."""
     async with redis.pipeline(transaction=False) as pipe:
         for key in keys:
@@ -421,7 +462,7 @@ def _ms(entry_id: bytes) -> int:
 
 
 async def read_window(
-    redis: Redis, symbol: str, since: int, side: str | None, limit: int | None = None
+    redis: AnyRedis, symbol: str, since: int, side: str | None, limit: int | None = None
 ) -> list[LiquidationEvent]:
     """Events with time >= since (and `side`), newest first, at most `limit`, reading the
     stream backwards a page at a time and only as far as needed: an entry's id is at or

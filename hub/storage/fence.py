@@ -2,11 +2,12 @@
 
 Each `ingest` that takes the lease (hub.service.leadership) gets a token from INCR on
 FENCE_KEY, which then holds the token of the latest holder. A write that must never come
-from a deposed holder carries its token and is refused unless FENCE_KEY still holds it:
-atomically, inside a script, for publishes and the checkpoint (hub.fanout.broker_redis);
-in a transaction watching FENCE_KEY for the event log's appends and rewrites
-(hub.storage.event_log). A paused or cut-off process that
-wakes up after another took over therefore cannot publish conflicting seqs, move the
+from a deposed holder carries its token and is refused when a newer one is held where it
+writes: atomically, inside a script (hub.storage.layout's FENCE_CHECK), for publishes and
+the checkpoint (hub.fanout.broker_redis) and the event log's appends, rewrites and
+archiving (hub.storage.event_log). On one server that is FENCE_KEY itself; in a cluster,
+the token's copy in the slot written (hub.storage.layout). A paused or cut-off process
+that wakes up after another took over therefore cannot publish conflicting seqs, move the
 checkpoint, or rewrite the log.
 """
 
@@ -14,11 +15,9 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from redis.asyncio import Redis
-
 from hub.errors import Fenced
+from hub.storage.layout import FENCE_KEY, AnyRedis
 
-FENCE_KEY = "hub:ingest-fence"
 FENCED_REPLY = "FENCED"  # the start of a script's error when the token is stale
 
 
@@ -26,7 +25,16 @@ class Fence(NamedTuple):
     token: int
 
 
-async def check_fence(redis: Redis, fence: Fence | None) -> None:
+async def check_fence(redis: AnyRedis, fence: Fence | None) -> None:
     """Raise `Fenced` unless `fence` (None: no lease in use) is the latest token."""
     if fence is not None and await redis.get(FENCE_KEY) != str(fence.token).encode():
         raise Fenced(f"token {fence.token} is no longer the latest: another ingest took over")
+
+
+def raise_fenced(replies: list[object]) -> None:
+    """Raise the first error among a fenced script's replies: `Fenced` for a stale token."""
+    for reply in replies:
+        if isinstance(reply, Exception):
+            if str(reply).startswith(FENCED_REPLY):
+                raise Fenced(str(reply)) from reply
+            raise reply
