@@ -50,6 +50,7 @@ class RedisServer:
         self._dir = Path(tempfile.mkdtemp(prefix="hub-redis-"))
         self._process: subprocess.Popen[bytes] | None = None
         self._replica_of = replica_of
+        self.paused = False
 
     @property
     def running(self) -> bool:
@@ -87,11 +88,13 @@ class RedisServer:
         if self.running:
             assert self._process is not None
             self._process.send_signal(signal.SIGSTOP)
+            self.paused = True
 
     def resume(self) -> None:
         if self.running:
             assert self._process is not None
             self._process.send_signal(signal.SIGCONT)
+        self.paused = False
 
     def stop(self) -> None:
         self._terminate()
@@ -175,10 +178,16 @@ class ClusterNode(RedisServer):
     """One node of a Redis Cluster: quick to fail over (a master unreachable for 1 s is
     failed), and a cluster that keeps serving the slots it still covers."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        # Its own: the default (port + 10,000) may be taken, or past 65,535.
+        self.bus_port = _free_port()
+
     def _arguments(self) -> list[str]:
         return [
             *super()._arguments(),
             "--cluster-enabled", "yes",
+            "--cluster-port", str(self.bus_port),
             "--cluster-config-file", str(self._dir / "nodes.conf"),
             "--cluster-node-timeout", "1000",
             "--cluster-require-full-coverage", "no",
@@ -207,32 +216,38 @@ class ClusterServers:
             timeout=60,
         )
         deadline = time.monotonic() + 30
-        while not all(self._state_ok(node) for node in self.nodes):
+        while not all(self.state_ok(node) for node in self.nodes):
             if time.monotonic() > deadline:
                 raise RuntimeError("the cluster did not reach cluster_state:ok within 30 s")
             time.sleep(0.1)
 
-    def owner(self, key: str) -> ClusterNode:
-        """The master serving `key`'s slot now, as a running node sees it."""
-        seen = next(node for node in self.nodes if node.running)
-        slot = int(_cli(seen.port, "CLUSTER", "KEYSLOT", key))
-        for line in _cli(seen.port, "CLUSTER", "NODES").splitlines():
-            fields = line.split()
-            if "master" not in fields[2] or "fail" in fields[2]:
+    def owner(self, key: str) -> ClusterNode | None:
+        """The master serving `key`'s slot now, as the first node that answers sees it;
+        None while none does (a failover under way)."""
+        for seen in self.nodes:
+            if not seen.running or seen.paused:
                 continue
-            for part in fields[8:]:
-                low, _, high = part.partition("-")
-                if low.isdigit() and int(low) <= slot <= int(high or low):
-                    port = int(fields[1].split("@")[0].rsplit(":", 1)[1])
-                    return next(node for node in self.nodes if node.port == port)
-        raise RuntimeError(f"no master serves {key} (slot {slot}) as {seen.port} sees it")
+            slot = _cli(seen.port, "CLUSTER", "KEYSLOT", key).strip()
+            if not slot.isdigit():
+                continue
+            for line in _cli(seen.port, "CLUSTER", "NODES").splitlines():
+                fields = line.split()
+                if "master" not in fields[2] or "fail" in fields[2]:
+                    continue
+                for part in fields[8:]:
+                    low, _, high = part.partition("-")
+                    if low.isdigit() and int(low) <= int(slot) <= int(high or low):
+                        port = int(fields[1].split("@")[0].rsplit(":", 1)[1])
+                        return next(node for node in self.nodes if node.port == port)
+            return None
+        return None
 
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
 
     @staticmethod
-    def _state_ok(node: RedisServer) -> bool:
+    def state_ok(node: RedisServer) -> bool:
         return "cluster_state:ok" in _cli(node.port, "CLUSTER", "INFO")
 
     def __enter__(self) -> ClusterServers:

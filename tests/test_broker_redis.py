@@ -104,9 +104,9 @@ async def pair(
         collector = Collector(publisher)
     else:
         publisher, subscriber = make_broker(), make_broker()
-        await subscriber.subscribe(["hub:BTCUSDT"])
+        await subscriber.subscribe(["hub:{BTCUSDT}"])
         collector = Collector(subscriber)
-        await eventually(subscribed(observer, "hub:BTCUSDT"))
+        await eventually(subscribed(observer, "hub:{BTCUSDT}"))
     yield publisher, collector
     await collector.stop()
 
@@ -114,9 +114,9 @@ async def pair(
 async def test_round_trip_keeps_bytes_intact(pair: tuple[Broker, Collector]) -> None:
     publisher, collector = pair
     for payload in PAYLOADS:
-        await publisher.publish("hub:BTCUSDT", payload)
+        await publisher.publish("hub:{BTCUSDT}", payload)
     received = [await collector.next() for _ in PAYLOADS]
-    assert received == [("hub:BTCUSDT", payload) for payload in PAYLOADS]
+    assert received == [("hub:{BTCUSDT}", payload) for payload in PAYLOADS]
     assert publisher.status().published == len(PAYLOADS)
 
 
@@ -124,13 +124,13 @@ async def test_two_brokers_count_and_report_redis(
     make_broker: BrokerFactory, observer: Redis
 ) -> None:
     publisher, subscriber = make_broker(), make_broker()
-    await subscriber.subscribe(["hub:ETHUSDT"])
+    await subscriber.subscribe(["hub:{ETHUSDT}"])
     collector = Collector(subscriber)
-    await eventually(subscribed(observer, "hub:ETHUSDT"))
+    await eventually(subscribed(observer, "hub:{ETHUSDT}"))
     for n in range(5):
-        await publisher.publish("hub:ETHUSDT", b"%d" % n)
+        await publisher.publish("hub:{ETHUSDT}", b"%d" % n)
     assert [await collector.next() for _ in range(5)] == [
-        ("hub:ETHUSDT", b"%d" % n) for n in range(5)
+        ("hub:{ETHUSDT}", b"%d" % n) for n in range(5)
     ]
     sent, got = publisher.status(), subscriber.status()
     assert (sent.kind, sent.connected, sent.published) == ("redis", True, 5)
@@ -143,20 +143,20 @@ async def test_topics_subscribed_later_receive_later_messages(
     make_broker: BrokerFactory, observer: Redis
 ) -> None:
     publisher, subscriber = make_broker(), make_broker()
-    await subscriber.subscribe(["hub:BTCUSDT"])
+    await subscriber.subscribe(["hub:{BTCUSDT}"])
     collector = Collector(subscriber)
-    await eventually(subscribed(observer, "hub:BTCUSDT"))
-    await publisher.publish("hub:SOLUSDT", b"before")
-    await publisher.publish("hub:BTCUSDT", b"marker")
-    assert await collector.next() == ("hub:BTCUSDT", b"marker")
+    await eventually(subscribed(observer, "hub:{BTCUSDT}"))
+    await publisher.publish("hub:{SOLUSDT}", b"before")
+    await publisher.publish("hub:{BTCUSDT}", b"marker")
+    assert await collector.next() == ("hub:{BTCUSDT}", b"marker")
 
-    await subscriber.subscribe(["hub:SOLUSDT", "hub:BTCUSDT"])
-    await eventually(subscribed(observer, "hub:SOLUSDT"))
-    await publisher.publish("hub:SOLUSDT", b"after")
-    await publisher.publish("hub:BTCUSDT", b"still")
+    await subscriber.subscribe(["hub:{SOLUSDT}", "hub:{BTCUSDT}"])
+    await eventually(subscribed(observer, "hub:{SOLUSDT}"))
+    await publisher.publish("hub:{SOLUSDT}", b"after")
+    await publisher.publish("hub:{BTCUSDT}", b"still")
     assert [await collector.next(), await collector.next()] == [
-        ("hub:SOLUSDT", b"after"),
-        ("hub:BTCUSDT", b"still"),
+        ("hub:{SOLUSDT}", b"after"),
+        ("hub:{BTCUSDT}", b"still"),
     ]
     assert await collector.nothing_within(0.2)
     await collector.stop()
@@ -166,9 +166,9 @@ async def test_resubscribe_renews_the_link_and_says_resync(
     make_broker: BrokerFactory, observer: Redis
 ) -> None:
     publisher, subscriber = make_broker(), make_broker()
-    await subscriber.subscribe(["hub:BTCUSDT"])
+    await subscriber.subscribe(["hub:{BTCUSDT}"])
     collector = Collector(subscriber)
-    await eventually(subscribed(observer, "hub:BTCUSDT"))
+    await eventually(subscribed(observer, "hub:{BTCUSDT}"))
     before = await observer.client_list(_type="pubsub")
     assert len(before) == 1, before
 
@@ -178,25 +178,25 @@ async def test_resubscribe_renews_the_link_and_says_resync(
     assert {c["id"] for c in after}.isdisjoint({c["id"] for c in before}), (
         f"expected a new pub/sub connection, seen {before} then {after}"
     )
-    await publisher.publish("hub:BTCUSDT", b"still here")
-    assert await collector.next() == ("hub:BTCUSDT", b"still here")
+    await publisher.publish("hub:{BTCUSDT}", b"still here")
+    assert await collector.next() == ("hub:{BTCUSDT}", b"still here")
     await collector.stop()
 
 
 async def test_redis7_uses_sharded_pubsub(make_broker: BrokerFactory, observer: Redis) -> None:
     publisher, subscriber = make_broker(), make_broker()
-    await subscriber.subscribe(["hub:BNBUSDT"])
+    await subscriber.subscribe(["hub:{BNBUSDT}"])
     collector = Collector(subscriber)
-    await eventually(subscribed(observer, "hub:BNBUSDT"))
+    await eventually(subscribed(observer, "hub:{BNBUSDT}"))
     plain = observer.pubsub(ignore_subscribe_messages=True)
-    await plain.subscribe("hub:BNBUSDT")
-    assert await observer.execute_command("PUBSUB", "NUMSUB", "hub:BNBUSDT") == [
-        b"hub:BNBUSDT",
+    await plain.subscribe("hub:{BNBUSDT}")
+    assert await observer.execute_command("PUBSUB", "NUMSUB", "hub:{BNBUSDT}") == [
+        b"hub:{BNBUSDT}",
         1,
     ]
 
-    await publisher.publish("hub:BNBUSDT", b"sharded")
-    assert await collector.next() == ("hub:BNBUSDT", b"sharded")
+    await publisher.publish("hub:{BNBUSDT}", b"sharded")
+    assert await collector.next() == ("hub:{BNBUSDT}", b"sharded")
     assert publisher.sharded is True and subscriber.sharded is True
     # SPUBLISH reaches shard subscribers only: the plain SUBSCRIBE sees nothing.
     assert await plain.get_message(timeout=0.3) is None
@@ -214,17 +214,17 @@ async def test_servers_before_7_get_plain_pubsub(
 
     for broker in (publisher, subscriber):
         monkeypatch.setattr(broker.redis, "info", redis_6_info)
-    await subscriber.subscribe(["hub:ADAUSDT"])
+    await subscriber.subscribe(["hub:{ADAUSDT}"])
     collector = Collector(subscriber)
 
     async def plain_subscriber() -> bool:
-        reply = await observer.execute_command("PUBSUB", "NUMSUB", "hub:ADAUSDT")
+        reply = await observer.execute_command("PUBSUB", "NUMSUB", "hub:{ADAUSDT}")
         return int(reply[1]) == 1
 
     await eventually(plain_subscriber)
-    assert await shard_subscribers(observer, "hub:ADAUSDT") == 0
-    await publisher.publish("hub:ADAUSDT", b"\x00plain")
-    assert await collector.next() == ("hub:ADAUSDT", b"\x00plain")
+    assert await shard_subscribers(observer, "hub:{ADAUSDT}") == 0
+    await publisher.publish("hub:{ADAUSDT}", b"\x00plain")
+    assert await collector.next() == ("hub:{ADAUSDT}", b"\x00plain")
     assert publisher.sharded is False
     await collector.stop()
 
@@ -233,25 +233,25 @@ async def test_killed_redis_restarts_then_resync_and_new_messages(
     redis_server: RedisServer, make_broker: BrokerFactory, observer: Redis
 ) -> None:
     publisher, subscriber = make_broker(), make_broker()
-    await subscriber.subscribe(["hub:BTCUSDT"])
+    await subscriber.subscribe(["hub:{BTCUSDT}"])
     collector = Collector(subscriber)
-    await eventually(subscribed(observer, "hub:BTCUSDT"))
-    await publisher.publish("hub:BTCUSDT", b"one")
-    assert await collector.next() == ("hub:BTCUSDT", b"one")
+    await eventually(subscribed(observer, "hub:{BTCUSDT}"))
+    await publisher.publish("hub:{BTCUSDT}", b"one")
+    assert await collector.next() == ("hub:{BTCUSDT}", b"one")
 
     redis_server.kill()
     await eventually(lambda: not subscriber.status().connected)
-    await subscriber.subscribe(["hub:ETHUSDT"])  # added while down: subscribed on reconnect
+    await subscriber.subscribe(["hub:{ETHUSDT}"])  # added while down: subscribed on reconnect
     redis_server.start()
 
     # RESYNC comes once the re-subscriptions are live, so what follows is not lost.
     assert await collector.next(within=5) == (RESYNC_TOPIC, b"")
     assert subscriber.status().connected
-    await publisher.publish("hub:BTCUSDT", b"two")
-    await publisher.publish("hub:ETHUSDT", b"three")
+    await publisher.publish("hub:{BTCUSDT}", b"two")
+    await publisher.publish("hub:{ETHUSDT}", b"three")
     assert [await collector.next(), await collector.next()] == [
-        ("hub:BTCUSDT", b"two"),
-        ("hub:ETHUSDT", b"three"),
+        ("hub:{BTCUSDT}", b"two"),
+        ("hub:{ETHUSDT}", b"three"),
     ]
     assert await collector.nothing_within(0.2)  # exactly one RESYNC per outage
     await collector.stop()
@@ -261,18 +261,18 @@ async def test_publish_while_down_raises_quickly_and_recovers(
     redis_server: RedisServer, make_broker: BrokerFactory
 ) -> None:
     publisher = make_broker()
-    await publisher.publish("hub:BTCUSDT", b"up")
+    await publisher.publish("hub:{BTCUSDT}", b"up")
     redis_server.kill()
     for _ in range(2):  # the stale pooled connection, then a refused one
         with pytest.raises(BrokerUnavailable) as failed:
-            await publisher.publish("hub:BTCUSDT", b"down")
+            await publisher.publish("hub:{BTCUSDT}", b"down")
         # Quickly means from the closed or refused connection, not after a timeout.
         assert "timeout" not in str(failed.value).lower(), f"failed by timing out: {failed.value}"
     assert not publisher.status().connected
     assert publisher.status().published == 1
 
     redis_server.start()
-    await publisher.publish("hub:BTCUSDT", b"back")
+    await publisher.publish("hub:{BTCUSDT}", b"back")
     assert publisher.status().connected and publisher.status().published == 2
 
 
@@ -281,7 +281,7 @@ async def test_silent_redis_is_detected_by_ping_and_resynced(
 ) -> None:
     publisher = make_broker()
     subscriber = make_broker(ping_interval=0.1, pong_timeout=0.4, command_timeout=0.5)
-    await subscriber.subscribe(["hub:SOLUSDT"])
+    await subscriber.subscribe(["hub:{SOLUSDT}"])
     collector = Collector(subscriber)
     await eventually(lambda: subscriber.status().connected)
 
@@ -291,14 +291,14 @@ async def test_silent_redis_is_detected_by_ping_and_resynced(
     finally:
         redis_server.resume()
     assert await collector.next(within=5) == (RESYNC_TOPIC, b"")
-    await publisher.publish("hub:SOLUSDT", b"alive")
-    assert await collector.next() == ("hub:SOLUSDT", b"alive")
+    await publisher.publish("hub:{SOLUSDT}", b"alive")
+    assert await collector.next() == ("hub:{SOLUSDT}", b"alive")
     await collector.stop()
 
 
 async def test_close_ends_messages(make_broker: BrokerFactory) -> None:
     subscriber = make_broker()
-    await subscriber.subscribe(["hub:BTCUSDT"])
+    await subscriber.subscribe(["hub:{BTCUSDT}"])
     collector = Collector(subscriber)
     await eventually(lambda: subscriber.status().connected)
     await subscriber.close()

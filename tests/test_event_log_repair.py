@@ -80,6 +80,41 @@ async def test_liquidations_redis_lost_in_a_failover_are_written_again(
         await cancel_and_wait([writer])
 
 
+async def test_a_failed_write_retried_with_later_rows_after_a_repair_writes_each_once(
+    redis: Redis,
+) -> None:
+    """The repair writes again up to the last row a failed write tried; the retry of that
+    write, which took in what arrived meanwhile, must not write those rows a second time.
+    The write fails on the stream itself (as on a dead shard while the rest answers):
+    the stream is set aside and a string put in its place."""
+    held: list[tuple[int, LiquidationEvent]] = []
+    log = RedisEventLog(redis, lambda: {SYMBOL: rows_of(held)})
+    await log.claim()
+    writer = asyncio.create_task(log.run(check_interval=0.1))
+    key = stream_key(SYMBOL)
+    try:
+        for n in (1, 2, 3):
+            held.append((n, event(n)))
+            log.append(n, event(n))
+            await asyncio.wait_for(log.flushed(), 5)
+        await redis.rename(key, "aside")
+        await redis.set(key, "not a stream")
+        held.append((4, event(4)))
+        log.append(4, event(4))  # its write fails
+        await eventually(lambda: not log.status.connected, within=10)
+        held.append((5, event(5)))
+        log.append(5, event(5))  # buffered behind it
+        await redis.delete(key)
+        await redis.rename("aside", key)
+        await eventually(lambda: log.status.connected and log.status.buffered == 0, within=10)
+
+        logged = sorted((await read_all(redis, SYMBOL)).rows.arrival.tolist())
+        assert logged == [1, 2, 3, 4, 5], f"expected each once, seen {logged}"
+        assert log.status.repaired == 1, f"expected 4 written again, seen {log.status.repaired}"
+    finally:
+        await cancel_and_wait([writer])
+
+
 async def test_the_whole_checkpoint_is_written_again_after_an_outage(redis: Redis) -> None:
     """What the checkpoint stored before an outage may be gone with a failover: the
     next checkpoint carries every field, not only those that changed since."""

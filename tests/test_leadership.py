@@ -88,24 +88,24 @@ async def test_a_deposed_holder_publishes_nothing_and_moves_no_checkpoint(
 ) -> None:
     old, new = RedisBroker(redis_server.url), RedisBroker(redis_server.url)
     listener = RedisBroker(redis_server.url)
-    await listener.subscribe(["hub:BTCUSDT"])
+    await listener.subscribe(["hub:{BTCUSDT}"])
     collector = Collector(listener)
     try:
-        await eventually(subscribed(redis, "hub:BTCUSDT"))
+        await eventually(subscribed(redis, "hub:{BTCUSDT}"))
         old.fence = await Lease(old.redis, 300).take()
-        await old.publish_many([("hub:BTCUSDT", b"old 1")], {"pos": b"1"})
-        assert await collector.next() == ("hub:BTCUSDT", b"old 1")
+        await old.publish_many([("hub:{BTCUSDT}", b"old 1")], {"pos": b"1"})
+        assert await collector.next() == ("hub:{BTCUSDT}", b"old 1")
         assert await redis.hget(state_key("pos"), "pos") == b"1"
 
         await asyncio.sleep(0.5)  # the old holder paused past its lease; another took it
         new.fence = await Lease(new.redis, 300).take()
         assert new.fence is not None
         with pytest.raises(Fenced):
-            await old.publish_many([("hub:BTCUSDT", b"old 2")], {"pos": b"2"})
+            await old.publish_many([("hub:{BTCUSDT}", b"old 2")], {"pos": b"2"})
         with pytest.raises(Fenced):
-            await old.publish("hub:BTCUSDT", b"old 3")
-        await new.publish_many([("hub:BTCUSDT", b"new 1")], {"pos": b"7"})
-        assert await collector.next() == ("hub:BTCUSDT", b"new 1"), "expected no old message"
+            await old.publish("hub:{BTCUSDT}", b"old 3")
+        await new.publish_many([("hub:{BTCUSDT}", b"new 1")], {"pos": b"7"})
+        assert await collector.next() == ("hub:{BTCUSDT}", b"new 1"), "expected no old message"
         assert await redis.hget(state_key("pos"), "pos") == b"7"
     finally:
         await collector.stop()

@@ -10,13 +10,20 @@ from collections.abc import AsyncIterator
 import msgspec
 import pytest
 
-from hub.fanout.broker import topic_for
+from hub.fanout.broker import topic_for, topic_tag
 from hub.fanout.broker_memory import MemoryBroker
 from hub.fanout.codec import encode_message
 from hub.fanout.fanout import Fanout
 from hub.models import ChannelMessage
 from hub.service.control import ControlRequest
-from hub.service.heartbeat import HEARTBEAT_TOPIC, Beats, Heartbeat, Liveness, decode
+from hub.service.heartbeat import (
+    HEARTBEAT_TOPIC,
+    Beats,
+    Heartbeat,
+    Liveness,
+    beat_topic,
+    decode,
+)
 from hub.service.relay import Relay
 from hub.tasks import cancel_and_wait
 from tests.conftest import eventually
@@ -57,11 +64,35 @@ def test_beats_carry_the_position_of_snapshot_and_diff_channels() -> None:
         ]
     )
     assert beats.due(0.0)
-    beat = decode(beats.beat(10.0))
-    assert beat.positions == {CHANNEL: ("e1", 4), "predicted:ETHUSDT": ("e1", 7)}
+    [(topic, payload)] = beats.beat(10.0)
+    assert topic == HEARTBEAT_TOPIC
+    assert decode(payload).positions == {CHANNEL: ("e1", 4), "predicted:ETHUSDT": ("e1", 7)}
     assert not beats.due(10.9) and beats.due(11.0), "expected the next beat one interval later"
+    per_symbol = {topic: decode(payload).positions for topic, payload in beats.beat(11.0, True)}
+    assert per_symbol == {
+        beat_topic("BTCUSDT"): {CHANNEL: ("e1", 4)},
+        beat_topic("ETHUSDT"): {"predicted:ETHUSDT": ("e1", 7)},
+    }, "expected a beat per symbol, in its slot, with its own positions (a cluster)"
+    assert all(topic_tag(topic) in ("BTCUSDT", "ETHUSDT") for topic in per_symbol)
     beats.forget({"ETHUSDT"})
-    assert set(decode(beats.beat(11.0)).positions) == {CHANNEL}
+    [(_, payload)] = beats.beat(12.0)
+    assert set(decode(payload).positions) == {CHANNEL}
+
+
+def test_a_beat_topic_silent_while_others_beat_is_named_once_a_bound() -> None:
+    liveness = Liveness(silent_ms=1000)
+    btc, eth = beat_topic("BTCUSDT"), beat_topic("ETHUSDT")
+    liveness.heard(0.0, btc)
+    liveness.heard(0.0, eth)
+    for now in (0.5, 1.0, 1.5):
+        liveness.heard(now, btc)
+        assert not liveness.check(now)
+    assert liveness.silent_topics(0.9) == []
+    assert liveness.silent_topics(1.5) == [eth], "expected the shard of ETHUSDT named silent"
+    assert liveness.silent_topics(1.6) == [], "expected a full bound before naming it again"
+    liveness.forget([eth])
+    liveness.heard(3.0, btc)
+    assert liveness.silent_topics(3.0) == [], "expected a forgotten topic never named"
 
 
 class Relayed:

@@ -25,8 +25,9 @@ def topic_for(channel: str) -> str:
 
 
 def topic_tag(topic: str) -> str:
-    """The symbol (or `*`) whose topic this is."""
-    return topic[len(TOPIC_PREFIX) + 1 : -1]
+    """The hash tag of a topic: the symbol (or `*`) whose topic it is, or the name of a
+    service topic (`~control` …)."""
+    return topic[topic.index("{") + 1 : topic.index("}")]
 
 
 class BrokerStatus(msgspec.Struct):
@@ -38,6 +39,10 @@ class BrokerStatus(msgspec.Struct):
 
 
 class Broker(abc.ABC):
+    # Whether topics may reach a subscriber over separate links (a sharded Redis Cluster):
+    # one topic heard then proves nothing about another, so liveness is proven per topic.
+    sharded_topics = False
+
     @abc.abstractmethod
     async def publish(self, topic: str, payload: bytes) -> None: ...
 

@@ -109,6 +109,7 @@ class RedisBroker(Broker):
         )
         self.redis: AnyRedis = self._connection.redis
         self.layout = layout_of(self.redis)
+        self.sharded_topics = self.layout.cluster
         # A subscriber retries at least every 2 s: after a failover its clients wait for
         # it, and one connection attempt every 2 s while Redis is away costs nothing.
         self._backoff = backoff or Backoff(base=0.2, cap=2.0, healthy_after=30.0)

@@ -14,8 +14,9 @@ from typing import Literal
 
 import msgspec
 
-CONTROL_TOPIC = "hub:~control"
-SYMBOLS_TOPIC = "hub:~symbols"
+# Hash-tagged as every topic is (hub.fanout.broker.topic_for): a cluster gives each its slot.
+CONTROL_TOPIC = "hub:{~control}"
+SYMBOLS_TOPIC = "hub:{~symbols}"
 SYMBOLS_KEY = "hub:symbols"
 STATUS_KEY = "hub:ingest-status"
 STATUS_TTL_S = 10  # written every second: gone 10 s after ingest stopped writing it

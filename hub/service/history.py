@@ -34,8 +34,10 @@ from hub.analytics.rows import EMPTY_ROWS, Named
 from hub.analytics.rows import merge as merged
 from hub.config import Settings
 from hub.errors import Fenced
+from hub.fanout.broker import topic_tag
 from hub.models import ChannelMessage, LiquidationEvent
-from hub.service.control import SYMBOLS_KEY
+from hub.service.control import CONTROL_TOPIC, SYMBOLS_KEY, SYMBOLS_TOPIC
+from hub.service.heartbeat import HEARTBEAT_TOPIC
 from hub.service.sources import Source, wall_clock_ms
 from hub.storage.disk_log import DiskEventLog, SkippedFile
 from hub.storage.event_log import CLOCK_SLACK_MS, RedisEventLog, read_all
@@ -210,7 +212,8 @@ class RedisHistory(History):
         if track_all:
             symbols = symbols | {m.decode() for m in await redis.smembers(SYMBOLS_KEY)}
         if self.log.fence is not None:  # before reading: see hub.storage.layout
-            await stamp_fences(redis, layout, symbols, self.log.fence.token)
+            services = [topic_tag(t) for t in (CONTROL_TOPIC, SYMBOLS_TOPIC, HEARTBEAT_TOPIC)]
+            await stamp_fences(redis, layout, [*symbols, *services], self.log.fence.token)
         owners = [GLOBAL, *sorted(symbols)]
         async with redis.pipeline(transaction=False) as pipe:
             for owner in owners:

@@ -57,7 +57,7 @@ from hub.service import control
 from hub.service.coinglass import CoinGlassValidation, disabled_status
 from hub.service.control import ControlRequest, SymbolsAnnouncement
 from hub.service.health import source_entry, source_reasons
-from hub.service.heartbeat import HEARTBEAT_TOPIC, Beats
+from hub.service.heartbeat import Beats
 from hub.service.history import History, build_history, data_directory
 from hub.service.liquidity import build_liquidity
 from hub.service.sources import (
@@ -312,7 +312,7 @@ class Ingest:
         messages = [(topic_for(m.ch), encode_message(m)) for m in outbox]
         if self.beats is not None and self.beats.due(time.monotonic()):
             # Last in the pipeline: every position it carries was published before it.
-            messages.append((HEARTBEAT_TOPIC, self.beats.beat(time.monotonic())))
+            messages.extend(self.beats.beat(time.monotonic(), self.broker.sharded_topics))
         if messages or state:
             tried = True
             try:

@@ -28,7 +28,7 @@ from hub.service.control import (
     ControlRequest,
     decode_symbols,
 )
-from hub.service.heartbeat import HEARTBEAT_TOPIC, Liveness
+from hub.service.heartbeat import HEARTBEAT_TOPIC, Liveness, beat_topic, is_beat
 from hub.service.heartbeat import decode as decode_heartbeat
 from hub.storage.outage import Outage
 
@@ -76,6 +76,8 @@ class Relay:
     async def track(self, symbols: set[str], replace: bool = False) -> None:
         new = symbols - self.fanout.symbols
         if replace:
+            if self.liveness is not None:  # their beats stop: not a silent shard
+                self.liveness.forget(beat_topic(s) for s in self.fanout.symbols - symbols)
             self.fanout.symbols = set(symbols)
         else:
             self.fanout.symbols |= symbols
@@ -84,6 +86,8 @@ class Relay:
             SYMBOLS_TOPIC,
             HEARTBEAT_TOPIC,
         }
+        if self.broker.sharded_topics:  # beats per symbol (hub.service.heartbeat)
+            topics |= {beat_topic(s) for s in symbols} | {beat_topic("*")}
         await self.broker.subscribe(topics)
         if new:
             # Stale until the snapshot arrives, so `_retry_stale` asks again: the answer to
@@ -115,8 +119,8 @@ class Relay:
             channels = replicated_channels(self.fanout.symbols)
             self.fanout.stale.update(channels)
             await self._ask(channels)
-        elif topic == HEARTBEAT_TOPIC:
-            await self._heartbeat(payload)
+        elif is_beat(topic):
+            await self._heartbeat(topic, payload)
         elif topic == SYMBOLS_TOPIC:
             await self.track(set(decode_symbols(payload).symbols), replace=True)
         elif topic != CONTROL_TOPIC:
@@ -125,10 +129,10 @@ class Relay:
             if len(self.fanout.stale) > stale:
                 await self._ask(sorted(self.fanout.stale))
 
-    async def _heartbeat(self, payload: bytes) -> None:
+    async def _heartbeat(self, topic: str, payload: bytes) -> None:
         if self.liveness is None:
             return
-        if self.liveness.heard(asyncio.get_running_loop().time()):
+        if self.liveness.heard(asyncio.get_running_loop().time(), topic):
             log.info("relay: ingest is heard again")
             self.fanout.ingest_changed("up")
         behind = []
@@ -154,6 +158,14 @@ class Relay:
             if liveness.check(loop.time()):
                 log.warning("relay: no heartbeat from ingest for %.1f s", liveness.silent_s)
                 self.fanout.ingest_changed("down")
+                await self.broker.resubscribe()
+            elif silent := liveness.silent_topics(loop.time()):
+                log.warning(
+                    "relay: no heartbeat on %d topics (e.g. %s) for %.1f s; subscribing afresh",
+                    len(silent),
+                    silent[0],
+                    liveness.silent_s,
+                )
                 await self.broker.resubscribe()
 
     async def _ask(self, channels: list[str]) -> None:

@@ -306,6 +306,12 @@ class RedisEventLog:
             order = lost[np.argsort(rows.arrival[lost], kind="stable")]
             await self._add_chunked(symbol, named, order)
             self.status.repaired += len(order)
+            # What the failed writes tried (up to `_written`) is written now: retried with
+            # what came since, those rows would be in the log twice.
+            upto = self._written[symbol]
+            self._pending = deque(
+                item for item in self._pending if item[1].symbol != symbol or item[0] > upto
+            )
             log.warning(
                 "event log: Redis lost the last %d liquidations of %s (a failover?); written again",
                 len(order),
