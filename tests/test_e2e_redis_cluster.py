@@ -42,7 +42,13 @@ from tests.fakes.binance_server import FakeBinance
 from tests.redis_server import ClusterNode, ClusterServers
 from tests.test_e2e_scale_out import Client, Cluster, Injector, clients, settle
 from tests.test_e2e_scale_out import two_webs_with_a_client_each as webs_with_clients
-from tests.test_e2e_sentinel_faults import assert_losses_show, check_channels, source
+from tests.test_e2e_sentinel_faults import (
+    assert_losses_show,
+    check_channels,
+    published_again,
+    source,
+    strike,
+)
 
 __all__ = ["clients"]  # a fixture
 pytestmark = pytest.mark.timeout(300)
@@ -169,14 +175,7 @@ async def fault(
     assert owner is not None, "expected a settled cluster before the fault"
     last = events.times[-1]
     started = time.monotonic()
-    if hold is None:
-        await asyncio.to_thread(owner.kill)
-        resumed: asyncio.Future[None] | None = None
-    else:
-        owner.pause()
-        # The hold is the fault itself, not a wait for a condition.
-        resumed = asyncio.ensure_future(asyncio.sleep(hold))
-        resumed.add_done_callback(lambda _: owner.resume())
+    resumed = await strike(owner, hold)
     try:
         seen: list[int] = []
 
@@ -197,11 +196,7 @@ async def fault(
 
         await eventually(webs_subscribed, within=60, seen=lambda: counts[-3:])
         subscribed = time.monotonic() - started
-        await eventually(
-            lambda: all(c.liquidation_times()[-1] > last for c in clients),
-            within=60,
-            seen=lambda: [(last, c.liquidation_times()[-1]) for c in clients],
-        )
+        await published_again(clients, last)
         print(
             f"{label}: slot owner {owner.port} -> {new_owner.port} after {promoted:.2f} s, "
             f"both webs subscribed there after {subscribed:.2f} s, clients got a new "

@@ -80,6 +80,28 @@ def assert_losses_show(client: Client, accepted: list[int]) -> None:
     )
 
 
+async def strike(server: RedisServer, hold: float | None) -> asyncio.Future[None] | None:
+    """Pause `server` for `hold` seconds (None: kill it); the pause's end, to await."""
+    if hold is None:
+        await asyncio.to_thread(server.kill)
+        return None
+    server.pause()
+    # The hold is the fault itself (not a wait for a condition): it runs beside the
+    # caller's waits, which measure how soon publishing comes back.
+    resumed = asyncio.ensure_future(asyncio.sleep(hold))
+    resumed.add_done_callback(lambda _: server.resume())
+    return resumed
+
+
+async def published_again(clients: list[Client], last: int) -> None:
+    """Until every client got a liquidation sent after `last` (its trade time)."""
+    await eventually(
+        lambda: all(c.liquidation_times()[-1] > last for c in clients),
+        within=60,
+        seen=lambda: [(last, c.liquidation_times()[-1]) for c in clients],
+    )
+
+
 async def fault(
     servers: Deployment, events: Injector, clients: list[Client], label: str, hold: float | None
 ) -> None:
@@ -89,15 +111,7 @@ async def fault(
     master = await current_master(servers)
     last = events.times[-1]  # anything later was sent after the fault
     started = time.monotonic()
-    if hold is None:
-        await asyncio.to_thread(master.kill)
-        resumed: asyncio.Future[None] | None = None
-    else:
-        master.pause()
-        # The hold is the fault itself (not a wait for a condition): it runs beside the
-        # waits below, which measure how soon publishing comes back.
-        resumed = asyncio.ensure_future(asyncio.sleep(hold))
-        resumed.add_done_callback(lambda _: master.resume())
+    resumed = await strike(master, hold)
     try:
         promoted: list[int | None] = []
 
@@ -107,11 +121,7 @@ async def fault(
 
         await eventually(failed_over, within=60, seen=lambda: promoted[-3:])
         promoted_after = time.monotonic() - started
-        await eventually(
-            lambda: all(c.liquidation_times()[-1] > last for c in clients),
-            within=60,
-            seen=lambda: [(last, c.liquidation_times()[-1]) for c in clients],
-        )
+        await published_again(clients, last)
         paused = "" if resumed is None else f", master still paused: {not resumed.done()}"
         print(
             f"{label}: a sentinel named the new master {promoted_after:.2f} s after it, "
