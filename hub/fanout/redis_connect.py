@@ -119,12 +119,13 @@ def connect(url: str, **options: Any) -> RedisConnection:
 @functools.cache
 def is_cluster(url: str) -> bool:
     """Whether `url` names a node of a Redis Cluster (asked once per process); a server
-    that does not answer within a second counts as a single one, said in the log."""
+    that does not answer within a second counts as a single one (its outage is logged
+    by whoever uses it: this would only say it twice)."""
     try:
         with sync_redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1) as client:
             info: dict[str, Any] = client.info("cluster")
     except (RedisError, OSError) as error:
-        log.info(
+        log.debug(
             "Redis at %s did not answer (%s): taken for a single server; a cluster's URL "
             "can say so itself (%s://)",
             urlsplit(url).hostname,
