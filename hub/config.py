@@ -19,7 +19,7 @@ from hub.analytics.predicted import PredictedConfig
 from hub.errors import ConfigError, echo
 from hub.fanout.channel_state import HISTORY_BYTES
 from hub.fanout.protocol import Limits
-from hub.fanout.redis_connect import parse_host_port, sentinel_url
+from hub.fanout.redis_connect import CLUSTER_SCHEMES, parse_host_port, sentinel_url
 from hub.service.heartbeat import HEARTBEAT_MS, INGEST_SILENT_MS
 from hub.service.leadership import LEASE_MS
 
@@ -142,8 +142,12 @@ def _optional_http_url(name: str, raw: str) -> str | None:
 def _redis_url(name: str, raw: str) -> str | None:
     if raw == "":
         return None
-    if urlsplit(raw).scheme not in ("redis", "rediss", "unix"):
-        raise ConfigError(name, f"must be a redis://, rediss:// or unix:// URL, got {echo(raw)}")
+    if urlsplit(raw).scheme not in ("redis", "rediss", "unix", *CLUSTER_SCHEMES):
+        raise ConfigError(
+            name,
+            "must be a redis://, rediss://, unix://, redis+cluster:// or rediss+cluster:// "
+            f"URL, got {echo(raw)}",
+        )
     return raw
 
 

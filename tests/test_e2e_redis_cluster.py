@@ -89,9 +89,11 @@ async def test_a_fenced_flush_over_many_symbols_reaches_every_shard(
     servers: ClusterServers, client: RedisCluster
 ) -> None:
     symbols = [f"S{i}USDT" for i in range(60)]
-    publisher, listener = RedisBroker(servers.url), RedisBroker(servers.url)
+    publisher = RedisBroker(servers.url)
+    listener = RedisBroker(servers.url.replace("redis://", "redis+cluster://"))
     try:
         assert publisher.layout.cluster, "expected the plain URL of a node taken for a cluster"
+        assert listener.layout.cluster, "expected redis+cluster:// taken for a cluster"
         await listener.subscribe(topic_for(f"x:{s}") for s in symbols)
         got: list[tuple[str, bytes]] = []
 

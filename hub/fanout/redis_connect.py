@@ -9,11 +9,12 @@ with backoff) reaches the new master. Nothing is retried behind the caller's bac
 with a plain URL.
 
 A `redis://` URL that names a node of a Redis Cluster is detected at start (INFO says
-`cluster_enabled:1`; `redis+cluster://` says so without asking, for a cluster that may be
-down when the process starts): the client is then redis-py's RedisCluster, which routes
-each key to the shard owning its slot, and the keys are laid out for it
-(hub.storage.layout). Unlike a single server's client it retries a command a few times,
-re-reading the slots between attempts: that is how it follows a failover or a moved slot.
+`cluster_enabled:1`; `redis+cluster://` or `rediss+cluster://` says so without asking,
+for a cluster that may be down when the process starts): the client is then redis-py's
+RedisCluster, which routes each key to the shard owning its slot, and the keys are laid
+out for it (hub.storage.layout). Unlike a single server's client it retries a command a
+few times, re-reading the slots between attempts: that is how it follows a failover or a
+moved slot.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from hub.storage.layout import AnyRedis
 
 log = logging.getLogger("hub.broker")
 SENTINEL_SCHEME = "redis+sentinel"
-CLUSTER_SCHEME = "redis+cluster"
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}  # -> the plain one
 # A cluster command's attempts, the slots read again before each: a failover's new
 # master is usually known within the second after the old one is declared failed.
 CLUSTER_RETRY = Retry(ExponentialBackoff(cap=0.5, base=0.1), 3)
@@ -96,9 +97,9 @@ def parse_host_port(item: str) -> tuple[str, int]:
 def connect(url: str, **options: Any) -> RedisConnection:
     """A client of the server `url` names, with redis-py `options` for its connections."""
     scheme = urlsplit(url).scheme
-    if scheme == CLUSTER_SCHEME or (scheme == "redis" and is_cluster(url)):
+    if scheme in CLUSTER_SCHEMES or (scheme in ("redis", "rediss") and is_cluster(url)):
         options = {**options, "retry": CLUSTER_RETRY}
-        plain = "redis" + url.removeprefix(CLUSTER_SCHEME) if scheme == CLUSTER_SCHEME else url
+        plain = CLUSTER_SCHEMES.get(scheme, scheme) + url.removeprefix(scheme)
         return RedisConnection(RedisCluster.from_url(plain, **options), None)
     if scheme != SENTINEL_SCHEME:
         return RedisConnection(Redis.from_url(url, **options), None)
@@ -127,10 +128,9 @@ def is_cluster(url: str) -> bool:
     except (RedisError, OSError) as error:
         log.debug(
             "Redis at %s did not answer (%s): taken for a single server; a cluster's URL "
-            "can say so itself (%s://)",
+            "can say so itself (redis+cluster://)",
             urlsplit(url).hostname,
             error,
-            CLUSTER_SCHEME,
         )
         return False
     return bool(info.get("cluster_enabled"))
