@@ -25,7 +25,8 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
-from hub.errors import Fenced
+from hub.config import load_settings
+from hub.errors import ConfigError, Fenced
 from hub.fanout.broker import topic_for
 from hub.fanout.broker_redis import RESYNC_TOPIC, RedisBroker
 from hub.service.leadership import Lease
@@ -75,6 +76,13 @@ async def client(servers: ClusterServers) -> AsyncIterator[RedisCluster]:
     await redis.initialize()
     yield redis
     await redis.aclose()
+
+
+@pytest.mark.parametrize("url", ["redis+cluster://10.0.0.1:7000", "rediss+cluster://h:7000/0"])
+def test_a_url_may_say_it_names_a_cluster(url: str) -> None:
+    assert load_settings({"REDIS_URL": url}).redis_url == url
+    with pytest.raises(ConfigError, match="redis\\+cluster://"):
+        load_settings({"REDIS_URL": "cluster://10.0.0.1:7000"})
 
 
 def test_a_symbol_s_keys_share_one_slot() -> None:
