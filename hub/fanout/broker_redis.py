@@ -50,8 +50,8 @@ from hub.storage.fence import Fence, raise_fenced
 from hub.storage.layout import (
     FENCE_CHECK,
     AnyRedis,
+    GroupedScript,
     layout_of,
-    run_grouped,
     state_key,
     state_owner,
 )
@@ -125,6 +125,7 @@ class RedisBroker(Broker):
         self._status = BrokerStatus(kind="redis", connected=False)
         # Set while this process holds the ingest lease: its publishes carry the token.
         self.fence: Fence | None = None
+        self._fenced_publish = GroupedScript(self.redis, _FENCED_PUBLISH)
 
     @property
     def sharded(self) -> bool | None:
@@ -203,7 +204,7 @@ class RedisBroker(Broker):
                     args += [topic, payload]
             keys = [self.layout.fence_key(group[0]), *(state_key(o) for o in owners)]
             calls.append((keys, args))
-        raise_fenced(await run_grouped(self.redis, _FENCED_PUBLISH, calls))
+        raise_fenced(await self._fenced_publish(calls))
 
     async def subscribe(self, topics: Iterable[str]) -> None:
         """Add topics, at any time; while Redis is down they are subscribed on reconnect."""
@@ -299,7 +300,8 @@ class RedisBroker(Broker):
     async def _open_cluster_pubsub(self, cluster: RedisCluster) -> ClusterPubSub:
         """A link per shard that owns a subscribed topic, as the cluster says now (its
         slots read again: this may follow a failover or a moved slot). Live once every
-        subscription is acknowledged (`_read`): no PING reaches every shard's link."""
+        subscription is acknowledged (`_read_cluster`): no PING reaches every shard's
+        link."""
         await cluster.nodes_manager.initialize()
         pubsub = cluster.pubsub()
         try:

@@ -56,9 +56,9 @@ from hub.storage.layout import (
     FENCE_CHECK,
     MARKER_KEY,
     AnyRedis,
+    GroupedScript,
     archive_key,
     layout_of,
-    run_grouped,
     stream_key,
 )
 from hub.storage.outage import Outage
@@ -137,6 +137,8 @@ class RedisEventLog:
         """`holdings` gives every row the processor holds, per symbol."""
         self.redis = redis
         self.layout = layout_of(redis)
+        self._append = GroupedScript(redis, _APPEND)
+        self._archive_entries = GroupedScript(redis, _ARCHIVE)
         self.holdings = holdings
         self.max_buffer = max_buffer
         self.outage = Outage("event log", log)
@@ -276,7 +278,7 @@ class RedisEventLog:
                     streams.append(stream_key(symbol))
                     args += [self._id(symbol, named), encode_batch(named)]
             calls.append(([*fences, *deletes, *streams], args))
-        raise_fenced(await run_grouped(self.redis, _APPEND, calls))
+        raise_fenced(await self._append(calls))
 
     def _id(self, symbol: str, named: Named) -> str:
         ms = max(self._last_ms.get(symbol, 0), int(named.rows.time.max()))
@@ -398,7 +400,7 @@ class RedisEventLog:
         for entry_id, named in chunks:
             args += [entry_id, encode_batch(named)]
         keys = [*fences, archive_key(symbol), key]
-        raise_fenced(await run_grouped(self.redis, _ARCHIVE, [(keys, args)]))
+        raise_fenced(await self._archive_entries([(keys, args)]))
 
 
 # -- reading ----------------------------------------------------------------------------

@@ -108,24 +108,31 @@ end
 _STAMP = FENCE_CHECK + "return 1"
 
 
-async def run_grouped(
-    redis: AnyRedis, script: str, calls: Sequence[tuple[list[str], list[bytes | str | int]]]
-) -> list[object]:
-    """Each (keys, args) call of `script`, keys of one slot each; one call by EVALSHA
-    (loaded when missing), several pipelined. Replies in order; an error reply is
-    returned, not raised."""
-    if len(calls) == 1:
-        keys, args = calls[0]
-        try:
-            return [await redis.register_script(script)(keys=keys, args=args)]
-        except ResponseError as error:  # a reply, as in the pipeline below
-            return [error]
-    # EVAL, not EVALSHA: a replica promoted by a failover may not have the script cached,
-    # and Redis keeps a compiled EVAL'd script by its digest anyway.
-    async with redis.pipeline(transaction=False) as pipe:
-        for keys, args in calls:
-            pipe.execute_command("EVAL", script, len(keys), *keys, *args)
-        return list(await pipe.execute(raise_on_error=False))
+class GroupedScript:
+    """A script whose calls each write one slot's keys: one call by EVALSHA (loaded when
+    missing), several pipelined. Registered once: its digest is not computed per call."""
+
+    def __init__(self, redis: AnyRedis, source: str) -> None:
+        self.redis = redis
+        self.source = source
+        self._script = redis.register_script(source)
+
+    async def __call__(
+        self, calls: Sequence[tuple[list[str], list[bytes | str | int]]]
+    ) -> list[object]:
+        """Replies in order; an error reply is returned, not raised."""
+        if len(calls) == 1:
+            keys, args = calls[0]
+            try:
+                return [await self._script(keys=keys, args=args)]
+            except ResponseError as error:  # a reply, as in the pipeline below
+                return [error]
+        # EVAL, not EVALSHA: a replica promoted by a failover may not have the script
+        # cached, and Redis keeps a compiled EVAL'd script by its digest anyway.
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for keys, args in calls:
+                pipe.execute_command("EVAL", self.source, len(keys), *keys, *args)
+            return list(await pipe.execute(raise_on_error=False))
 
 
 async def stamp_fences(redis: AnyRedis, layout: Layout, tags: Iterable[str], token: int) -> None:
@@ -136,7 +143,7 @@ async def stamp_fences(redis: AnyRedis, layout: Layout, tags: Iterable[str], tok
     calls: list[tuple[list[str], list[bytes | str | int]]] = [
         ([layout.fence_key(group[0])], [token, 1]) for group in layout.groups([GLOBAL, *tags])
     ]
-    for reply in await run_grouped(redis, _STAMP, calls):
+    for reply in await GroupedScript(redis, _STAMP)(calls):
         if isinstance(reply, Exception):
             raise reply
 
