@@ -16,9 +16,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from hub.errors import Fenced
-from hub.storage.layout import FENCE_KEY, AnyRedis
-
-FENCED_REPLY = "FENCED"  # the start of a script's error when the token is stale
+from hub.storage.layout import FENCE_KEY, FENCED_REPLY, AnyRedis
 
 
 class Fence(NamedTuple):

@@ -92,14 +92,15 @@ def layout_of(redis: AnyRedis) -> Layout:
 # The prelude of every fenced script: ARGV[1] the token ('' with no lease), ARGV[2] how
 # many of the first KEYS are tokens to check. A newer token there refuses the write; an
 # older one (a slot not yet written in this term, or a Redis that lost it) is raised.
-FENCE_CHECK = """
+FENCED_REPLY = "FENCED"  # the start of a script's error when the token is stale
+FENCE_CHECK = f"""
 local token = tonumber(ARGV[1])
 local fences = tonumber(ARGV[2])
 if token then
   for i = 1, fences do
     local held = tonumber(redis.call('GET', KEYS[i]) or '0')
     if held > token then
-      return redis.error_reply('FENCED another ingest holds the lease')
+      return redis.error_reply('{FENCED_REPLY} another ingest holds the lease')
     end
     if held < token then redis.call('SET', KEYS[i], ARGV[1]) end
   end
