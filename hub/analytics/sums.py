@@ -408,14 +408,14 @@ class WindowSums:
     def bin(self, index: int) -> tuple[int, int, int]:
         """(long micros, short micros, count) of one bin."""
         slot = index - self._lo
-        if 0 <= slot < len(self._count):
-            return (int(self._long[slot]), int(self._short[slot]), int(self._count[slot]))
+        if 0 <= slot < len(self._count):  # `item`: a Python int, without a numpy scalar
+            return (self._long.item(slot), self._short.item(slot), self._count.item(slot))
         far = self._far.get(index)
         return (far[0], far[1], far[2]) if far else (0, 0, 0)
 
     def occupied(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(bin index, long micros, short micros, count) of every held bin, by index."""
-        used = np.flatnonzero(self._count)
+        used = self._count.nonzero()[0]
         index = used + self._lo
         long, short, count = self._long[used], self._short[used], self._count[used]
         if self._far:
