@@ -6,7 +6,15 @@ import numpy as np
 
 from hub.analytics.density import KernelDensity
 from hub.analytics.grid import PriceGrid
-from hub.analytics.sums import ROW_BY_ROW, Arrivals, Placed, RowSums, WindowSums, place
+from hub.analytics.sums import (
+    ROW_BY_ROW,
+    Arrivals,
+    Placed,
+    RowSums,
+    WindowSums,
+    place,
+    place_few,
+)
 
 GRID = PriceGrid.around(60_000.0, 15.0, "BTCUSDT.0")
 # The axis every window of the book shares (bandwidth 0.3 % of the price).
@@ -100,3 +108,34 @@ def test_many_arrivals_shared_by_windows_end_where_each_adding_them_does() -> No
         assert sums.density().tolist() == alone.density().tolist(), (
             "shared density differs from the one adding alone"
         )
+
+
+def test_a_few_rows_placed_one_by_one_are_placed_as_numpy_places_them() -> None:
+    rng = np.random.default_rng(11)
+    count = 2_000
+    # Prices around the axis, past both its ends, on its very first and last fine node,
+    # and on bin boundaries; notionals up to the largest a store takes, and half micros
+    # (rounded to even).
+    price = np.concatenate(
+        (
+            rng.uniform(40_000.0, 80_000.0, count),
+            [KDE.start - 5 * KDE.bandwidth, KDE.start + (KDE.size - 1) * KDE.step],
+            GRID.bin_width * rng.integers(2_500, 3_500, 8),
+        )
+    )
+    total = len(price)
+    notional = rng.lognormal(8, 3, total).round(2)
+    notional[:4] = (1e10, 0.0, 5e-7, 2.5e-6)
+    short = rng.random(total) < 0.5
+    exchange = rng.integers(0, 3, total).astype(np.uint8)
+    time = np.arange(total, dtype=np.int64) + 1_000
+    # As a book keeps its arrivals: every field a float.
+    rows = np.column_stack((time, price, notional, short, exchange)).tolist()
+    for kde in (KDE, None):
+        by_numpy = place(time, price, notional, short, exchange, GRID, kde)
+        one_by_one = place_few(rows, GRID, kde)
+        for column, expected in zip(one_by_one, by_numpy, strict=True):
+            assert column.dtype == expected.dtype
+            assert column.tolist() == expected.tolist()
+        if kde is not None:  # both on and off the lattice
+            assert (by_numpy.node == -1).any() and (by_numpy.node >= 0).any()

@@ -225,6 +225,15 @@ class KernelDensity:
         right = np.rint(weights * fraction).astype(np.int64)
         return left, right
 
+    def split_one(self, price: float, weight: int) -> tuple[int, int]:
+        """`split` of one point, in Python's floats: the same IEEE operations and the same
+        rounding (half to even), so the same integers, without numpy's calls."""
+        position = (price - self._fine_start) / self._fine_step
+        if not 0.0 <= position <= self._fine_size - 1:
+            return -1, 0
+        left = int(min(position, max(self._fine_size - 2, 0)))
+        return left, round(weight * (position - left))
+
     def clear(self) -> None:
         self._fine.fill(0.0)
         self._pending_prices.clear()

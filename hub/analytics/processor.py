@@ -36,8 +36,10 @@ from hub.analytics.store import EventStore
 from hub.analytics.sums import (
     EMPTY_STATISTICS,
     MICROS,
+    ROW_BY_ROW,
     Arrivals,
     place,
+    place_few,
     place_rows,
 )
 from hub.analytics.window import HeatmapWindow, refresh_ms
@@ -247,13 +249,18 @@ class SymbolBook:
         """The windows' sums brought to `now` (arrivals in, aged rows out): those that are
         due, or `every` one; the others keep the arrivals for when they are."""
         arrived: Arrivals | None = None
-        if self._arrived and self.grid is not None:
-            values = np.frombuffer(self._arrived, np.float64).reshape(-1, _ARRIVED_FIELDS).T
-            time, price, notional, short, exchange = values[:5].astype(np.float64, copy=True)
-            del values  # a view of the buffer: it must go before the buffer may shrink
+        arrived_rows = len(self._arrived) // _ARRIVED_FIELDS
+        if arrived_rows and self.grid is not None:
             # What the windows that take them all (most do) share is made once.
-            arrived = Arrivals(
-                place(
+            if arrived_rows <= ROW_BY_ROW:
+                fields = self._arrived
+                rows = [fields[at : at + 5] for at in range(0, len(fields), _ARRIVED_FIELDS)]
+                placed = place_few(rows, self.grid, self.kde)
+            else:
+                values = np.frombuffer(self._arrived, np.float64).reshape(-1, _ARRIVED_FIELDS).T
+                time, price, notional, short, exchange = values[:5].astype(np.float64, copy=True)
+                del values  # a view of the buffer: it must go before the buffer may shrink
+                placed = place(
                     time.astype(np.int64),
                     price,
                     notional,
@@ -262,7 +269,7 @@ class SymbolBook:
                     self.grid,
                     self.kde,
                 )
-            )
+            arrived = Arrivals(placed)
         for window in self.windows.values():
             if every or window.due(now):
                 window.drain(arrived, now)

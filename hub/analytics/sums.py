@@ -19,6 +19,7 @@ construction.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -41,6 +42,7 @@ DENSITY_RESYNC = 256  # changes added to a density before it is made again from 
 DENSITY_SPREAD_MOST = 256  # nodes a change may touch and still be added node by node
 
 EMPTY_STATISTICS = Statistics(0, 0.0, 0.0, 0.0, 0.0, 0.0)
+_PLACED_DTYPES = (np.int64, np.int64, np.int64, bool, np.uint8, np.int64, np.int64)
 
 
 def micros(notional: np.ndarray) -> np.ndarray:
@@ -92,6 +94,31 @@ def place(
     else:
         node, right = kde.split(price, amounts)
     return Placed(time, bins, amounts, short, exchange, node, right)
+
+
+def place_few(rows: list[Sequence[float]], grid: PriceGrid, kde: KernelDensity | None) -> Placed:
+    """`place` of a few rows (time, price, notional, short, exchange code, all floats), one
+    by one in Python: the same IEEE operations and roundings, so the same integers, for
+    a few scalar steps a row instead of the two dozen numpy calls `place` makes whatever
+    the count (a book's arrivals in one flush are mostly one or two)."""
+    columns: list[list[int]] = [[] for _ in _PLACED_DTYPES]
+    for time, price, notional, short, exchange in rows:
+        amount = round(notional * MICROS)  # as `micros`: rint is half to even too
+        node, right = (-1, 0) if kde is None else kde.split_one(price, amount)
+        placed = (
+            int(time),
+            grid.bin_index(price),
+            amount,
+            short != 0.0,
+            int(exchange),
+            node,
+            right,
+        )
+        for column, value in zip(columns, placed, strict=True):
+            column.append(value)
+    return Placed(
+        *(np.array(column, dtype) for column, dtype in zip(columns, _PLACED_DTYPES, strict=True))
+    )
 
 
 def place_rows(rows: Rows, grid: PriceGrid, kde: KernelDensity | None) -> Placed:
