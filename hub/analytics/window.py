@@ -118,7 +118,6 @@ class HeatmapWindow:
         self.grid = grid
         self.kde = kde
         self._clusters = ClusterTracker(kde.bandwidth)
-        self._values = np.zeros(0)  # density as computed at the last publish
         self._published_statistics = EMPTY_STATISTICS
         self._published_clusters: list[Cluster] = []
         self._published_reference = grid.reference_price
