@@ -15,6 +15,7 @@ published while the slot had no master is lost as documented, as a seq jump)."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -37,6 +38,7 @@ from hub.storage.layout import (
     stamp_fences,
     state_key,
     stream_key,
+    tagged,
 )
 from tests.conftest import eventually
 from tests.fakes.binance_server import FakeBinance
@@ -135,6 +137,13 @@ async def test_a_fenced_flush_over_many_symbols_reaches_every_shard(
         await stamp_fences(client, Layout(cluster=True), symbols, newer.token)
         with pytest.raises(Fenced):
             await publisher.publish_many(messages, {s: b"stale" for s in symbols})
+        # Two symbols of one slot stamped together, then written apart: refused too.
+        first, second = same_slot_pair()
+        await stamp_fences(client, Layout(cluster=True), [first, second], newer.token)
+        for alone in (first, second):
+            with pytest.raises(Fenced):
+                await publisher.publish_many([], {alone: b"stale"})
+            assert await client.hget(state_key(alone), alone) is None
         for symbol in symbols:
             assert await client.hget(state_key(symbol), symbol) == f"at {symbol}".encode()
         assert len(got) == len(symbols), "expected nothing published by the deposed holder"
@@ -143,6 +152,18 @@ async def test_a_fenced_flush_over_many_symbols_reaches_every_shard(
     finally:
         await publisher.close()
         await listener.close()
+
+
+def same_slot_pair() -> tuple[str, str]:
+    """Two symbols whose keys share a hash slot."""
+    seen: dict[int, str] = {}
+    for n in itertools.count():
+        symbol = f"P{n}USDT"
+        slot = key_slot(tagged(symbol).encode())
+        if slot in seen:
+            return seen[slot], symbol
+        seen[slot] = symbol
+    raise AssertionError("unreachable")
 
 
 # -- the deployment under faults ----------------------------------------------------------

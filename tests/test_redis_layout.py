@@ -34,8 +34,11 @@ def test_one_server_writes_everything_in_one_script_a_cluster_one_per_slot() -> 
     for group in groups:
         slots = {key_slot(tagged(symbol).encode()) for symbol in group}
         assert len(slots) == 1, f"expected one slot per group, seen {slots} for {group}"
-    assert Layout(cluster=True).fence_key("BTCUSDT") == "hub:{BTCUSDT}:fence"
-    assert ONE_SERVER.fence_key("BTCUSDT") == "hub:{ingest}:fence"
+    assert Layout(cluster=True).fence_keys(["BTCUSDT", "ETHUSDT", "BTCUSDT"]) == [
+        "hub:{BTCUSDT}:fence",
+        "hub:{ETHUSDT}:fence",
+    ], "expected each tag's copy once (a cluster)"
+    assert ONE_SERVER.fence_keys(["BTCUSDT", "ETHUSDT"]) == ["hub:{ingest}:fence"]
 
 
 async def test_the_earlier_layout_is_moved_to_today_s_names_and_read_back(

@@ -194,7 +194,8 @@ class RedisBroker(Broker):
         calls = []
         for group in self.layout.groups([*per_owner, *per_tag]):
             owners = [tag for tag in group if tag in per_owner]
-            args: list[str | bytes | int] = [fence.token, 1, command]
+            fences = self.layout.fence_keys(group)
+            args: list[str | bytes | int] = [fence.token, len(fences), command]
             for owner in owners:
                 args.append(len(per_owner[owner]))
                 for field, value in per_owner[owner].items():
@@ -202,7 +203,7 @@ class RedisBroker(Broker):
             for tag in group:
                 for topic, payload in per_tag.get(tag, ()):
                     args += [topic, payload]
-            keys = [self.layout.fence_key(group[0]), *(state_key(o) for o in owners)]
+            keys = [*fences, *(state_key(o) for o in owners)]
             calls.append((keys, args))
         raise_fenced(await self._fenced_publish(calls))
 

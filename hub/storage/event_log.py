@@ -265,16 +265,17 @@ class RedisEventLog:
         .layout): a deposed ingest's write is refused whole there."""
         fence = self.fence
         token = "" if fence is None else fence.token
-        symbols = [symbol for symbol, _ in batches]
+        per_symbol: dict[str, list[Named]] = {}
+        for symbol, named in batches:
+            per_symbol.setdefault(symbol, []).append(named)
         calls = []
-        for group in self.layout.groups([*([replace] if replace else []), *symbols]):
-            members = set(group)
-            fences = [] if fence is None else [self.layout.fence_key(group[0])]
-            deletes = [stream_key(replace), archive_key(replace)] if replace in members else []
+        for group in self.layout.groups([*([replace] if replace else []), *per_symbol]):
+            fences = [] if fence is None else self.layout.fence_keys(group)
+            deletes = [stream_key(replace), archive_key(replace)] if replace in group else []
             streams: list[str] = []
             args: list[bytes | str | int] = [token, len(fences), len(deletes)]
-            for symbol, named in batches:
-                if symbol in members:
+            for symbol in group:
+                for named in per_symbol.get(symbol, ()):
                     streams.append(stream_key(symbol))
                     args += [self._id(symbol, named), encode_batch(named)]
             calls.append(([*fences, *deletes, *streams], args))
@@ -391,7 +392,7 @@ class RedisEventLog:
         if parts:
             chunks.append((last, merge(parts)))
         fence = self.fence
-        fences = [] if fence is None else [self.layout.fence_key(symbol)]
+        fences = [] if fence is None else self.layout.fence_keys([symbol])
         args: list[bytes | str | int] = [
             "" if fence is None else fence.token,
             len(fences),

@@ -66,9 +66,13 @@ def state_owner(field: str) -> str:
 class Layout(NamedTuple):
     cluster: bool = False
 
-    def fence_key(self, tag: str) -> str:
-        """The key a write for `tag` checks its token against."""
-        return f"{tagged(tag)}:fence" if self.cluster else FENCE_KEY
+    def fence_keys(self, tags: Iterable[str]) -> list[str]:
+        """The keys a write for `tags` (of one slot) checks its token against: the token
+        itself on one server; in a cluster each tag's copy, since writes to one slot
+        come in other groupings (a flush of one symbol, of two that share the slot)."""
+        if not self.cluster:
+            return [FENCE_KEY]
+        return [f"{tagged(tag)}:fence" for tag in dict.fromkeys(tags)]
 
     def groups(self, tags: Iterable[str]) -> list[list[str]]:
         """`tags` in the groups one script may write together: one per hash slot in a
@@ -141,9 +145,10 @@ async def stamp_fences(redis: AnyRedis, layout: Layout, tags: Iterable[str], tok
     holder of an older token can write none of them."""
     if not layout.cluster:
         return
-    calls: list[tuple[list[str], list[bytes | str | int]]] = [
-        ([layout.fence_key(group[0])], [token, 1]) for group in layout.groups([GLOBAL, *tags])
-    ]
+    calls: list[tuple[list[str], list[bytes | str | int]]] = []
+    for group in layout.groups([GLOBAL, *tags]):
+        keys = layout.fence_keys(group)
+        calls.append((keys, [token, len(keys)]))
     for reply in await GroupedScript(redis, _STAMP)(calls):
         if isinstance(reply, Exception):
             raise reply
