@@ -33,7 +33,7 @@ from hub.analytics.processor import (
     LiquidationProcessor,
     SymbolBook,
 )
-from hub.analytics.rows import Named, events_of, in_log_order
+from hub.analytics.rows import Named, Rows, events_of, in_log_order
 from hub.analytics.sums import Arrivals, place_rows
 from hub.channels import WINDOWS
 from hub.models import ChannelMessage
@@ -143,20 +143,30 @@ def restore_book(
     book = processor.books[symbol]
     logged = in_log_order(logged)
     rows, exchanges = logged
-    position = _position(raw_position)
-    if position is None or not _trusted(position, logged, book):
+    position = decode_position(raw_position)
+    if position is None or not trusted(position, logged.rows.arrival, book):
         _load(book, logged, now)
         return False, []
     upto = int(np.searchsorted(rows.arrival, position.arrival, side="right"))
     book.store.load(Named(rows.take(slice(0, upto)), exchanges))
-    _resume(book, position)
+    start_stream(book, position)
+    held = book.store.rows()
+    finish_stream(book, position, held.take(held.arrival > lowest_watermark(position)))
+    return True, apply_rest(processor, symbol, Named(rows.take(slice(upto, None)), exchanges), now)
+
+
+def apply_rest(
+    processor: LiquidationProcessor, symbol: str, rest: Named, now: int
+) -> list[ChannelMessage]:
+    """The events after a checkpoint (in log order), applied as new: their messages are
+    sent again with the seqs they had."""
     messages: list[ChannelMessage] = []
-    for event in events_of(rows.take(slice(upto, None)), exchanges, symbol):
+    for event in events_of(rest.rows, rest.exchanges, symbol):
         messages.extend(processor.apply(event, now).messages)
-    return True, messages
+    return messages
 
 
-def _position(raw: bytes | None) -> BookPosition | None:
+def decode_position(raw: bytes | None) -> BookPosition | None:
     if not raw:
         return None
     try:
@@ -165,31 +175,47 @@ def _position(raw: bytes | None) -> BookPosition | None:
         return None
 
 
-def _trusted(position: BookPosition, logged: Named, book: SymbolBook) -> bool:
-    """Whether the log holds the watermark, and the store of that flush never reached
-    the cap (the rows the cap pushed out are in the log, but which they were is not)."""
-    arrivals = logged.rows.arrival
+def trusted(position: BookPosition, arrivals: np.ndarray, book: SymbolBook) -> bool:
+    """Whether the log (its `arrivals`, in order) holds the watermark, and the store of
+    that flush never reached the cap (the rows the cap pushed out are in the log, but
+    which they were is not)."""
     at = int(np.searchsorted(arrivals, position.arrival))
     if at >= len(arrivals) or arrivals[at] != position.arrival:
         return False
     return at < book.store.max_events and set(position.windows) == set(WINDOWS)
 
 
-def _resume(book: SymbolBook, position: BookPosition) -> None:
+def lowest_watermark(position: BookPosition) -> int:
+    """Every window's sums at its publish hold the rows up to this arrival (at least)."""
+    return min(saved.watermark for saved in position.windows.values())
+
+
+def start_stream(book: SymbolBook, position: BookPosition) -> None:
+    """Take up the stream of `position`: its grid, and every window's sums as of its last
+    publish, made from the store (which holds the rows up to the book's watermark)."""
     config = book.config
     grid = PriceGrid(position.bin_width, position.reference_price, config.range_pct, position.epoch)
     book.carry_on(grid, position.market_price)
-    store = book.store
-    held = store.rows()
+    held = book.store.rows()
     placed = place_rows(held, grid, book.kde)
     for name, window in book.windows.items():
         saved = position.windows[name]
         start = saved.published_at - window.span_ms
         baseline = (held.arrival <= saved.watermark) & (held.time >= start)
-        clusters = window.resume(saved.seq, saved.published_at, placed.take(baseline))
-        window.watermark = saved.watermark
+        window.rebuild(saved.seq, saved.published_at, saved.watermark, placed.take(baseline))
+
+
+def finish_stream(book: SymbolBook, position: BookPosition, recent: Rows) -> None:
+    """The book as at the flush of `position`, every window's sums standing at its last
+    publish (`start_stream`, `HeatmapWindow.follow`): each takes what arrived after its
+    own watermark up to the book's (from `recent`: the store's rows after the lowest
+    watermark, in the store's order), and the book carries on from there."""
+    placed = place_rows(recent, book.grid, book.kde)
+    for name, window in book.windows.items():
+        saved = position.windows[name]
+        clusters = window.resumed()
         # From its publish to the flush: what arrived after its own watermark.
-        after = placed.take(held.arrival > saved.watermark)
+        after = placed.take(recent.arrival > saved.watermark)
         window.drain(Arrivals(after) if len(after) else None, position.flushed_at)
         if name == ALERT_WINDOW:
             # The process before the restart alerted these: the engine takes them as it

@@ -179,20 +179,44 @@ class EventStore:
         arrival = self.next_arrival
         self.next_arrival += 1
         row = row_of(event, self.code(event.exchange), arrival)
-        if event.time < self._newest:
+        return arrival, self._keep(row, same_key(event))
+
+    def extend(self, named: Named) -> tuple[Rows, Rows]:
+        """Keep rows read from a log (a standby following it), with their own arrival
+        numbers; returns them with this store's exchange codes, and the rows the cap
+        pushed out."""
+        rows, names = named
+        codes = np.array([self.code(name) for name in names], np.uint8)
+        exchange = codes[rows.exchange] if len(rows) else rows.exchange
+        recoded = Rows(*rows[:6], exchange, rows.arrival)
+        pushed: list[Rows] = []
+        for row in zip(*(column.tolist() for column in recoded), strict=True):
+            key = (row[0], row[1], row[2], "short" if row[5] else "long", self.exchanges[row[6]])
+            evicted = self._keep(row, key)
+            if len(evicted):
+                pushed.append(evicted)
+        if len(rows):
+            self.next_arrival = max(self.next_arrival, int(rows.arrival.max()) + 1)
+        if not pushed:
+            return recoded, EMPTY_ROWS
+        return recoded, Rows(*(np.concatenate(c) for c in zip(*pushed, strict=True)))
+
+    def _keep(self, row: tuple[float, ...], key: tuple[int, float, float, str, str]) -> Rows:
+        """Hold one row (`key`: its `same_key`); returns the rows the cap pushed out."""
+        time = row[0]
+        if time < self._newest:
             self._insert(row)
         else:
-            self._newest = event.time
+            self._newest = time
             self._pending.extend(row)
-        if event.time >= self._recent_floor:
-            key = hash(same_key(event))
-            self._recent[key] = self._recent.get(key, 0) + 1
+        if time >= self._recent_floor:
+            hashed = hash(key)
+            self._recent[hashed] = self._recent.get(hashed, 0) + 1
             if self._newest - self._recent_floor > 2 * DEDUP_HORIZON_MS:
                 self._raise_floor(self._newest - DEDUP_HORIZON_MS)
-        evicted = EMPTY_ROWS
         if len(self) > self.max_events:
-            evicted = self._pop(len(self) - self.max_events)
-        return arrival, evicted
+            return self._pop(len(self) - self.max_events)
+        return EMPTY_ROWS
 
     def load(self, named: Named) -> None:
         """Take these rows (any order) as the whole content, e.g. a log read back at start.

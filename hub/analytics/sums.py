@@ -336,6 +336,10 @@ class WindowSums:
         self.lattice = None if kde is None else np.zeros(kde.fine_size, np.int64)
         self._density = None
 
+    def forget_density(self) -> None:
+        """Make the density again from the lattice when next asked for."""
+        self._density = None
+
     def _spread(self, change: LatticeChange, sign: int) -> None:
         density = self._density
         if density is None or self.kde is None:

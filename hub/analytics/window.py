@@ -70,6 +70,7 @@ REFRESH_FRACTION = 57_600  # of the span: a long window's pace
 CLUSTER_PACE_MS = 1_000
 DEPARTURE_PACE_MS = 1_000  # rows that only leave are published at most this often
 CLUSTER_FRACTION = 14_400  # of the span: a long window's clusters' pace
+_OLDEST_CHUNK = 1024  # rows searched at a time for the oldest a window holds
 # Changed density values closer than this are sent as one run: a run costs its offset.
 _RUN_JOIN = 4
 
@@ -257,23 +258,58 @@ class HeatmapWindow:
         self._changed = False
         self.seq = 0
 
-    def resume(self, seq: int, published_at: int, held: Placed) -> list[Cluster]:
+    def rebuild(self, seq: int, published_at: int, watermark: int, held: Placed) -> None:
         """Carry on a stream from a checkpoint: `held` are the rows this window held at its
-        publish of `seq` (at `published_at`), so its bins are exactly what clients hold.
-        The derived parts (statistics, clusters, density, reference, coverage) are sent
-        again by the next diff. Returns the clusters as of that publish, tracked: the next
-        publish keeps their ids. The caller then drains what came after."""
-        self.cutoff = published_at - self.span_ms
-        self._waiting = []
+        publish of `seq` (at `published_at`, the rows up to arrival `watermark`), so its
+        bins are exactly what clients hold. Then `resumed`, and the caller drains what
+        came after."""
         self.sums = WindowSums()
         self.sums.set_axis(self.kde)
-        self.sums.add(held, 1)
+        self.follow(seq, published_at, watermark, held, None)
+
+    def follow(
+        self,
+        seq: int,
+        published_at: int,
+        watermark: int,
+        entering: Placed,
+        leaving: Placed | None,
+    ) -> None:
+        """Move the sums to the window's publish of `seq` (at `published_at`, the rows up
+        to arrival `watermark`) from its previous one, by the rows that came into it and
+        those that aged out since: a standby following the checkpoints keeps each window
+        as clients hold it, for what changed (`resumed` once it takes over)."""
+        self.cutoff = published_at - self.span_ms
+        self._waiting = []
+        self.sums.add(entering, 1)
+        if leaving is not None and len(leaving):
+            self.sums.add(leaving, -1)
         self.sums.take_changes()
-        self._next_leave = int(held.time.min()) if len(held) else math.inf
+        self._next_leave = self._oldest_held(watermark)
         self.seq = seq
         self._time = published_at
+        self.watermark = watermark
+
+    def _oldest_held(self, watermark: int) -> float:
+        """The oldest time of the rows up to arrival `watermark` from the cutoff on (the
+        store is in time order; a later arrival is rarely among the oldest)."""
+        rows = self.store.since(self.cutoff or 0)
+        start = 0
+        while start < len(rows):
+            chunk = rows.arrival[start : start + _OLDEST_CHUNK] <= watermark
+            if chunk.any():
+                return int(rows.time[start + int(chunk.argmax())])
+            start += _OLDEST_CHUNK
+        return math.inf
+
+    def resumed(self) -> list[Cluster]:
+        """The stream carries on from the publish the sums stand at (`rebuild`, `follow`):
+        the derived parts (statistics, clusters, density, reference, coverage) are sent
+        again by the next diff. Returns the clusters as of that publish, tracked: the next
+        publish keeps their ids."""
         self._axis_moved = True  # the next diff sends the density whole
         self._changed = True
+        self.sums.forget_density()  # made from the lattice: the same however it was reached
         clusters = self._find_clusters(self._density())
         self._published_statistics = _UNSENT_STATISTICS
         self._published_clusters = _UNSENT_CLUSTERS
