@@ -62,6 +62,10 @@ async def test_the_standby_takes_over_when_the_primary_dies(
     await settle(cluster, web, client, len(events.times))
     assert fake_binance.connection_count_total == upstream, "the standby read upstream"
     assert "lease: taken" not in log_of(standby)
+    # Warm: it read the history and follows the primary's log and checkpoints.
+    await eventually(lambda: "standby: following" in log_of(standby), within=30)
+    epoch = client.heatmap_messages[-1]["epoch"]
+    seen = len(client.heatmap_messages)
 
     await cluster.kill(primary)
     killed = time.monotonic()
@@ -74,6 +78,12 @@ async def test_the_standby_takes_over_when_the_primary_dies(
     assert client.liquidation_times() == events.times
     client.assert_liquidations_follow_on()
     await assert_all_once(cluster, [web], events.times)
+    taken = log_of(standby)
+    assert "stream resumed, kept warm by the standby" in taken, (
+        f"expected the standby to carry on the stream from the books it followed; log: {taken}"
+    )
+    epochs = {m["epoch"] for m in client.heatmap_messages[seen:]}
+    assert epochs == {epoch}, f"expected the heatmap to carry on in epoch {epoch}, saw {epochs}"
 
 
 async def test_a_paused_primary_that_wakes_after_the_takeover_is_fenced(

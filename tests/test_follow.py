@@ -57,10 +57,11 @@ class Standby:
     ) -> tuple[LiquidationProcessor, list[ChannelMessage]]:
         self.poll(saved, log)
         processor = self.follower.processor
+        processor.first_arrival = FIRST_ARRIVAL
         checkpoint.restore_channels(processor, saved[checkpoint.CHANNELS_FIELD])
         messages: list[ChannelMessage] = []
         for symbol in sorted(log):
-            resumed, again = self.follower.take_over(symbol, saved.get(symbol), now, FIRST_ARRIVAL)
+            resumed, again = self.follower.take_over(symbol, saved.get(symbol), now)
             assert resumed, f"{symbol}: expected the stream to carry on"
             messages.extend(again)
         # Books flush in the order they were tracked, which orders the `*` channels'

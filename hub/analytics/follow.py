@@ -108,13 +108,13 @@ class Follower:
             self.processor.untrack(symbol)
 
     def take_over(
-        self, symbol: str, raw_position: bytes | None, now: int, first_arrival: int
+        self, symbol: str, raw_position: bytes | None, now: int
     ) -> tuple[bool, list[ChannelMessage]]:
         """This process takes over: `symbol`'s book as `restore_book` makes it from the log
         and `raw_position` (the last checkpoint, read after the last rows): whether the
         stream carries on, and the messages of the events after the checkpoint. New
-        events are numbered from `first_arrival` on (after any the log holds)."""
-        self.processor.first_arrival = first_arrival
+        events are numbered from the processor's `first_arrival` on (set it first: after
+        any the log holds)."""
         followed = self._follow(symbol)
         self.move(symbol, raw_position)
         position = decode_position(raw_position)
@@ -128,7 +128,7 @@ class Follower:
         book.market_price = position.market_price
         recent = followed.recent
         finish_stream(book, position, recent.take(np.lexsort((recent.arrival, recent.time))))
-        book.store.next_arrival = max(book.store.next_arrival, first_arrival)
+        book.store.next_arrival = max(book.store.next_arrival, self.processor.first_arrival)
         pending = followed.pending
         del self._followed[symbol]
         return True, apply_rest(self.processor, symbol, pending, now)

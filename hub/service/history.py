@@ -29,6 +29,7 @@ from redis.exceptions import RedisError
 
 from hub.analytics import checkpoint
 from hub.analytics.coverage import Coverage, CoverageState
+from hub.analytics.follow import Follower
 from hub.analytics.processor import LiquidationProcessor
 from hub.analytics.rows import EMPTY_ROWS, Named
 from hub.analytics.rows import merge as merged
@@ -98,9 +99,10 @@ class History(abc.ABC):
     def append(self, arrival: int, event: LiquidationEvent) -> None: ...
 
     @abc.abstractmethod
-    async def read(self, symbols: set[str], track_all: bool, now: int) -> Kept:
+    async def read(self, symbols: set[str], track_all: bool, now: int, rows: bool = True) -> Kept:
         """What was kept for `symbols` (with `track_all`, for every symbol kept); reads
-        the liquidations/alerts channels' positions too, where they are kept."""
+        the liquidations/alerts channels' positions too, where they are kept. Without
+        `rows`, not the events (a warm standby holds them)."""
 
     def restore(
         self,
@@ -109,12 +111,15 @@ class History(abc.ABC):
         now: int,
         covers_from: int,
         merge: bool = False,
+        follower: Follower | None = None,
     ) -> Restored:
         """Rebuild the processor's books from what `read` gave. The source delivers from
         `covers_from` on: where a symbol with nothing kept is covered from, and the end of
         the gap since the process before this one was last alive (a source that lays what
         it missed, as the demo does, leaves none). With `merge` (the history is read late,
-        the books already hold events) the kept rows join those held, in a new epoch."""
+        the books already hold events) the kept rows join those held, in a new epoch.
+        With a `follower` (a warm standby's, whose processor this is), its books are
+        finished instead of rebuilt from rows."""
         if not merge:
             self.restore_channels(processor)
         meta = kept.meta
@@ -133,15 +138,19 @@ class History(abc.ABC):
                     continue
                 named = merged([named, Named(book.store.rows(), book.store.exchanges)])
                 position = None
-            resumed[symbol], again = checkpoint.restore_book(
-                processor, symbol, named, position, now
-            )
+            if follower is not None:
+                resumed[symbol], again = follower.take_over(symbol, position, now)
+            else:
+                resumed[symbol], again = checkpoint.restore_book(
+                    processor, symbol, named, position, now
+                )
             messages.extend(again)
             log.info(
-                "history: %s restored %d events (%s)",
+                "history: %s restored %d events (%s%s)",
                 symbol,
-                len(named.rows),
+                len(processor.books[symbol].store),
                 "stream resumed" if resumed[symbol] else "new epoch",
+                ", kept warm by the standby" if follower is not None else "",
             )
         return Restored(resumed, messages)
 
@@ -206,7 +215,7 @@ class RedisHistory(History):
     def append(self, arrival: int, event: LiquidationEvent) -> None:
         self.log.append(arrival, event)
 
-    async def read(self, symbols: set[str], track_all: bool, now: int) -> Kept:
+    async def read(self, symbols: set[str], track_all: bool, now: int, rows: bool = True) -> Kept:
         redis, layout = self.redis, self.log.layout
         await migrate_legacy(redis, layout)
         if track_all:
@@ -226,9 +235,12 @@ class RedisHistory(History):
             coverage=_decoded(saved.get(COVERAGE_FIELD.encode()), _coverage_decoder, {}),
             source=(saved.get(SOURCE_FIELD.encode()) or b"").decode() or None,
         )
+        if not rows:
+            return Kept(meta, symbols, {})
         since = now - self.retention_ms - CLOCK_SLACK_MS
-        rows = {symbol: await read_all(redis, symbol, since) for symbol in symbols}
-        return Kept(meta, symbols, rows)
+        return Kept(
+            meta, symbols, {symbol: await read_all(redis, symbol, since) for symbol in symbols}
+        )
 
     def position(self, symbol: str) -> bytes | None:
         return self._positions.get(symbol.encode())
@@ -315,7 +327,7 @@ class DiskHistory(History):
     def append(self, arrival: int, event: LiquidationEvent) -> None:
         self.log.append(arrival, event)
 
-    async def read(self, symbols: set[str], track_all: bool, now: int) -> Kept:
+    async def read(self, symbols: set[str], track_all: bool, now: int, rows: bool = True) -> Kept:
         meta = _decoded(self.log.read_state(), _meta_decoder, Meta())
         logged = await asyncio.to_thread(self.log.read_all, now - self.retention_ms)
         if track_all:

@@ -39,10 +39,11 @@ from hub.service import control
 from hub.service.control import ControlRequest
 from hub.service.health import verdict
 from hub.service.heartbeat import Liveness
-from hub.service.ingest import Ingest
+from hub.service.ingest import Ingest, processor_config
 from hub.service.leadership import Lease
 from hub.service.relay import Relay
 from hub.service.sources import Source, wall_clock_ms
+from hub.service.standby import Standby
 from hub.storage.candles import read_ring
 from hub.storage.event_log import entries_from, read_window
 from hub.storage.fence import Fence
@@ -358,8 +359,10 @@ class WebHub:
 
 class IngestOnly:
     """`heatmap-hub ingest`: runs until cancelled, publishing only while it holds the
-    lease (hub.service.leadership); until then, and after losing it, a warm standby. Each
-    term builds its processor afresh from the history, which the previous holder kept."""
+    lease (hub.service.leadership); until then, and after losing it, a warm standby that
+    follows the leader (hub.service.standby). A term starts from the standby's books when
+    it had read the history by then, else from the history, which the previous holder
+    kept."""
 
     def __init__(self, settings: Settings, source: Source = LIVE, standby: bool = False) -> None:
         if not settings.redis_url:
@@ -372,17 +375,20 @@ class IngestOnly:
 
     async def run(self, stop: asyncio.Event) -> None:
         try:
-            while (fence := await self.lease.wait_for(stop, self.standby)) is not None:
-                if not await self._term(fence, stop):
+            while True:
+                standby = Standby(self.broker.redis, self.settings, processor_config(self.settings))
+                fence = await self.lease.wait_for(stop, self.standby, standby.start)
+                warm = await standby.stop()
+                if fence is None or not await self._term(fence, stop, standby if warm else None):
                     return
                 self.standby = False  # deposed: any later turn comes as soon as it lapses
         finally:
             await self.broker.close()
 
-    async def _term(self, fence: Fence, stop: asyncio.Event) -> bool:
+    async def _term(self, fence: Fence, stop: asyncio.Event, standby: Standby | None) -> bool:
         """Publish until stopped (False) or deposed (True)."""
         self.broker.fence = fence
-        ingest = Ingest(self.settings, self.source, self.broker, self.broker.redis)
+        ingest = Ingest(self.settings, self.source, self.broker, self.broker.redis, standby)
         assert ingest.history is not None
         ingest.history.fenced_by(fence)
         holding = asyncio.create_task(self.lease.hold())

@@ -27,7 +27,7 @@ import logging
 import math
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from redis.asyncio import Redis
@@ -72,6 +72,9 @@ from hub.storage.candles import CandleWriter
 from hub.storage.outage import Outage
 from hub.tasks import cancel_and_wait
 
+if TYPE_CHECKING:
+    from hub.service.standby import Standby
+
 log = logging.getLogger("hub.ingest")
 LIQUIDITY_WINDOW = "1h"  # whose clusters support and resistance take in
 # A publish (and the event log's write and the checkpoint with it) follows the previous by
@@ -82,6 +85,18 @@ COINGLASS_HORIZON_MS = 25 * 3_600_000  # the hours CoinGlass is compared over, a
 _encoder = msgspec.json.Encoder()
 
 
+def processor_config(settings: Settings) -> ProcessorConfig:
+    return ProcessorConfig(
+        max_events=settings.max_events,
+        retention_ms=settings.retention_ms,
+        bandwidth_pct=settings.kde_bandwidth_pct,
+        range_pct=settings.price_range_pct,
+        alert_max_age_ms=settings.alert_max_age_ms,
+        alerts=settings.alerts.thresholds,
+        alerts_by_symbol=settings.alerts.by_symbol,
+    )
+
+
 class Ingest:
     def __init__(
         self,
@@ -89,6 +104,7 @@ class Ingest:
         source: Source,
         broker: Broker,
         redis: Redis | None = None,
+        standby: Standby | None = None,
     ) -> None:
         self.settings = settings
         self.broker = broker
@@ -111,20 +127,17 @@ class Ingest:
         self.listings = build_listings(settings, source)
         timing = source.timing
         self._silent_after_ms = int(1000 * (timing.silent_after if timing else 60.0))
-        self.processor = LiquidationProcessor(
-            ProcessorConfig(
-                max_events=settings.max_events,
-                retention_ms=settings.retention_ms,
-                bandwidth_pct=settings.kde_bandwidth_pct,
-                range_pct=settings.price_range_pct,
-                alert_max_age_ms=settings.alert_max_age_ms,
-                alerts=settings.alerts.thresholds,
-                alerts_by_symbol=settings.alerts.by_symbol,
-            ),
-            epoch=epoch,
-            # Arrival numbers from this process's start (in us): after any earlier one's.
-            first_arrival=wall_clock_ms() * 1000,
-        )
+        # Arrival numbers from this process's start (in us): after any earlier one's.
+        first_arrival = wall_clock_ms() * 1000
+        # A warm standby taking over brings the processor it kept following the leader.
+        self.standby = standby
+        if standby is None:
+            self.processor = LiquidationProcessor(
+                processor_config(settings), epoch=epoch, first_arrival=first_arrival
+            )
+        else:
+            self.processor = standby.follower.processor
+            self.processor.epoch, self.processor.first_arrival = epoch, first_arrival
         live = source.replay is None and not source.demo
         self.coinglass = (
             CoinGlassValidation(
@@ -345,20 +358,35 @@ class Ingest:
         return await self.history.checkpoint(self.processor, self.clock())
 
     async def restore(self) -> dict[str, bool]:
-        """Rebuild the processor from the history; per symbol, whether its stream was
-        resumed (same epoch and seq) rather than restarted. Raises when the history cannot
-        be read (Redis down)."""
+        """Rebuild the processor from the history (or finish the one a warm standby kept);
+        per symbol, whether its stream was resumed (same epoch and seq) rather than
+        restarted. Raises when the history cannot be read (Redis down)."""
         history = self.history
         assert history is not None
         now = self.clock()
+        standby = self.standby
         late = self.processor.rejected + sum(len(b.store) for b in self.processor.books.values())
-        kept = await history.read(set(self.processor.books), self.settings.track_all_symbols, now)
+        symbols = set(self.processor.books)
+        if standby is not None:  # its books are the follower's, not events taken late
+            late = 0
+            symbols = set() if self.settings.track_all_symbols else set(self.settings.symbols)
+        kept = await history.read(
+            symbols, self.settings.track_all_symbols, now, rows=standby is None
+        )
+        newest = kept.newest
+        if standby is not None:
+            await standby.catch_up(kept.symbols)
+            newest = standby.follower.newest_time()
         source = kept.meta.source.encode() if kept.meta.source else None
         for feed in self.feeds:
-            feed.resume(source, kept.newest, now)
+            feed.resume(source, newest, now)
             history.source_state = feed.state() or history.source_state
         self._covers_from = min([feed.covers_from(now) for feed in self.feeds] or [now])
-        restored = history.restore(self.processor, kept, now, self._covers_from, merge=late > 0)
+        follower = None if standby is None else standby.follower
+        restored = history.restore(
+            self.processor, kept, now, self._covers_from, merge=late > 0, follower=follower
+        )
+        self.standby = None  # the follower's work is done: its books are this process's
         self._outbox.extend(restored.messages)
         for symbol in self.processor.books:
             self.predicted.track(symbol, now)  # restored books of `*`
@@ -517,6 +545,17 @@ class Ingest:
                 await self.restore()
             except (RedisError, OSError) as error:
                 log.warning("ingest: cannot read the history yet (%s); retrying", error)
+                if self.standby is not None:
+                    # The feeds start now and cannot wait: their events go to books of
+                    # this process, and the history read later joins them (a new epoch).
+                    self.standby = None
+                    self.processor = LiquidationProcessor(
+                        processor_config(self.settings),
+                        epoch=self.processor.epoch,
+                        first_arrival=self.processor.first_arrival,
+                    )
+                    for symbol in () if self.settings.track_all_symbols else self.settings.symbols:
+                        self.processor.track(symbol, self._covers_from)
                 self._tasks.append(asyncio.create_task(self._restore_later(), name="restore"))
         # A flush first: a resumed stream's next diff (re-sending its derived parts) comes
         # before any snapshot, so every snapshot published matches the stream.

@@ -22,6 +22,7 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Callable
 
 from redis.exceptions import RedisError
 
@@ -78,12 +79,20 @@ class Lease:
         self.fence = Fence(int(token))
         return self.fence
 
-    async def wait_for(self, stop: asyncio.Event, standby: bool = False) -> Fence | None:
+    async def wait_for(
+        self,
+        stop: asyncio.Event,
+        standby: bool = False,
+        waiting: Callable[[], None] | None = None,
+    ) -> Fence | None:
         """Take the lease as soon as it is free; None when `stop` is set first. A
         `standby` first lets a lease period go by, so a process started as the primary
-        at the same time takes it."""
-        if standby and await _stopped_within(stop, self.lease_ms / 1000):
-            return None
+        at the same time takes it. `waiting` is called once this process has to wait."""
+        if standby:
+            if waiting is not None:
+                waiting()
+            if await _stopped_within(stop, self.lease_ms / 1000):
+                return None
         said = False
         while True:
             try:
@@ -95,6 +104,8 @@ class Lease:
                 log.info("lease: taken by %s with token %d", self.holder, fence.token)
                 return fence
             if not said:
+                if waiting is not None:
+                    waiting()
                 holder = await _holder(self.redis)
                 log.info("lease: held by %s; this ingest waits as a standby", holder)
                 said = True

@@ -427,6 +427,38 @@ async def entries_from(redis: AnyRedis, symbol: str, since: int) -> AsyncIterato
         yield named
 
 
+async def newest_ids(redis: AnyRedis, symbols: list[str]) -> dict[str, bytes | None]:
+    """The id of each symbol's newest stream entry (None: none yet): where reading the
+    tail starts (`read_tails`)."""
+    ids = await _newest_ids(redis, [stream_key(symbol) for symbol in symbols])
+    return dict(zip(symbols, ids, strict=True))
+
+
+async def read_tails(
+    redis: AnyRedis, after: Mapping[str, bytes | None]
+) -> dict[str, tuple[bytes | None, list[Named]]]:
+    """Each symbol's stream entries after the id given (None: from the first), oldest
+    first, decoded: the rows and the id to read on from. One round trip a page."""
+    cursors = dict(after)
+    found: dict[str, tuple[bytes | None, list[Named]]] = {s: (c, []) for s, c in cursors.items()}
+    while cursors:
+        symbols = list(cursors)
+        async with redis.pipeline(transaction=False) as pipe:
+            for symbol in symbols:
+                pipe.xrange(stream_key(symbol), min=_after(cursors[symbol]), count=READ_PAGE)
+            pages = await pipe.execute()
+        for symbol, entries in zip(symbols, pages, strict=True):
+            if entries:
+                rows = found[symbol][1]
+                rows.extend(named for _, named in _decode(stream_key(symbol), entries))
+                found[symbol] = (entries[-1][0], rows)
+            if len(entries) < READ_PAGE:
+                del cursors[symbol]
+            else:
+                cursors[symbol] = entries[-1][0]
+    return found
+
+
 async def _entries(
     redis: AnyRedis, key: str, lower: str, upper: str = "+"
 ) -> AsyncIterator[tuple[bytes, Named]]:
