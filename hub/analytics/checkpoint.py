@@ -238,7 +238,10 @@ def _load(book: SymbolBook, logged: Named, now: int) -> None:
     market_price = prices[0]
     for price in prices[1:]:
         market_price += MARKET_PRICE_WEIGHT * (price - market_price)
-    book.last_arrival = store.next_arrival - 1
+    # The last row's own number (the store numbers new ones from the process's base, which
+    # no row holds): the first checkpoint then names a row of the log, and a restart (or
+    # a standby) can resume from it.
+    book.last_arrival = int(logged.rows.arrival.max())
     book.start_epoch(market_price, now)
     _observe_recent(book, now)
 

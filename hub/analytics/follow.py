@@ -49,12 +49,25 @@ class _Followed:
 
     def __init__(self) -> None:
         self.position: BookPosition | None = None  # where the book stands; None: not started
+        self._pending: list[Named] = []  # joined when read: a page at a time is O(page)
         # The epoch of a checkpoint the rows held could not start (a hole in the log): its
         # later checkpoints are not tried either (each would rebuild the book in vain).
         self.untrusted = ""
-        self.pending = _NOTHING
         self.recent = EMPTY_ROWS
         self.newest = 0  # the highest arrival number taken
+
+    @property
+    def pending(self) -> Named:
+        if len(self._pending) > 1:
+            self._pending = [merge(self._pending)]
+        return self._pending[0] if self._pending else _NOTHING
+
+    @pending.setter
+    def pending(self, rows: Named) -> None:
+        self._pending = [rows] if len(rows.rows) else []
+
+    def add(self, rows: Named) -> None:
+        self._pending.append(rows)
 
 
 class Follower:
@@ -63,6 +76,7 @@ class Follower:
         self._followed: dict[str, _Followed] = {}
         self.steps = 0  # checkpoints followed step by step
         self.starts = 0  # books started again from the rows held
+        self.rebuilt: list[str] = []  # books taken over as a restore makes them (not followed)
 
     @property
     def symbols(self) -> set[str]:
@@ -78,7 +92,7 @@ class Follower:
             return
         rows = rows.take(fresh)
         followed.newest = int(rows.arrival.max())
-        followed.pending = merge([followed.pending, Named(rows, logged.exchanges)])
+        followed.add(Named(rows, logged.exchanges))
 
     def move(self, symbol: str, raw_position: bytes | None) -> None:
         """The leader's latest checkpoint of `symbol`: the book moves to it."""
@@ -93,6 +107,11 @@ class Follower:
             self._step(self.processor.books[symbol], followed, position)
         elif position.epoch != followed.untrusted:
             self._start(symbol, followed, position)
+
+    def held(self) -> int:
+        """The events held, followed or not yet."""
+        stored = sum(len(book.store) for book in self.processor.books.values())
+        return stored + sum(len(f.pending.rows) for f in self._followed.values())
 
     def newest_time(self) -> int | None:
         """The newest event time held."""
@@ -121,6 +140,7 @@ class Follower:
         book = self.processor.books[symbol]
         if position is None or followed.position != position:
             # Not followed to it (no checkpoint, or one not to be trusted): as a restore.
+            self.rebuilt.append(symbol)
             rows = merge([Named(book.store.rows(), book.store.exchanges), followed.pending])
             self._fresh_book(symbol, book)
             del self._followed[symbol]

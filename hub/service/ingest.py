@@ -386,6 +386,14 @@ class Ingest:
         restored = history.restore(
             self.processor, kept, now, self._covers_from, merge=late > 0, follower=follower
         )
+        if follower is not None:
+            log.info(
+                "ingest: took over from the standby's books: %d carried on, %d rebuilt from "
+                "the rows it held %s",
+                len(kept.symbols) - len(follower.rebuilt),
+                len(follower.rebuilt),
+                follower.rebuilt[:10],
+            )
         self.standby = None  # the follower's work is done: its books are this process's
         self._outbox.extend(restored.messages)
         for symbol in self.processor.books:

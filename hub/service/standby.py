@@ -82,7 +82,7 @@ class Standby:
                 log.info(
                     "standby: following %d symbols (%d events) after reading for %.1f s",
                     len(self._cursors),
-                    sum(len(book.store) for book in self.follower.processor.books.values()),
+                    self.follower.held(),
                     time.monotonic() - began,
                 )
             backoff.attempt = 0
