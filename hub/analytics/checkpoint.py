@@ -213,7 +213,7 @@ def finish_stream(book: SymbolBook, position: BookPosition, recent: Rows) -> Non
     placed = place_rows(recent, book.grid, book.kde)
     for name, window in book.windows.items():
         saved = position.windows[name]
-        clusters = window.resumed()
+        clusters = window.resumed(clusters_then=name == ALERT_WINDOW)
         # From its publish to the flush: what arrived after its own watermark.
         after = placed.take(recent.arrival > saved.watermark)
         window.drain(Arrivals(after) if len(after) else None, position.flushed_at)

@@ -302,15 +302,17 @@ class HeatmapWindow:
             start += _OLDEST_CHUNK
         return math.inf
 
-    def resumed(self) -> list[Cluster]:
+    def resumed(self, clusters_then: bool) -> list[Cluster]:
         """The stream carries on from the publish the sums stand at (`rebuild`, `follow`):
         the derived parts (statistics, clusters, density, reference, coverage) are sent
-        again by the next diff. Returns the clusters as of that publish, tracked: the next
-        publish keeps their ids."""
+        again by the next diff. With `clusters_then`, returns the clusters as of that
+        publish, tracked (the next publish keeps their ids); else the next publish finds
+        them afresh (a process's cluster ids are its own either way), which halves the
+        clusters a restore or a takeover finds before its first diff."""
         self._axis_moved = True  # the next diff sends the density whole
         self._changed = True
         self.sums.forget_density()  # made from the lattice: the same however it was reached
-        clusters = self._find_clusters(self._density())
+        clusters = self._find_clusters(self._density()) if clusters_then else []
         self._published_statistics = _UNSENT_STATISTICS
         self._published_clusters = _UNSENT_CLUSTERS
         self._published_reference = math.nan
