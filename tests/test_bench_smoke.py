@@ -13,6 +13,9 @@ reports a figure. Only that something ran and arrived is checked, never how fast
   held.
 - `bench/processor_cascade.py --smoke`: it restores books and drives the processor
   through the API a change could move; the run must apply and publish something.
+- `bench/bench_takeover.py --smoke`: it runs a primary and a standby `ingest` over a
+  history written in the log's format and kills the primary; the standby must have
+  followed it, carried every book on, and published diffs in the same epoch after.
 - `bench/bench_alert_sinks.py --smoke`: it runs the sinks' look-alikes and the delivery
   outside the test suite; every healthy sink must get every alert, with one down and not.
 """
@@ -77,6 +80,17 @@ def test_smoke_run_drives_the_processor_through_a_cascade() -> None:
     numbers = [int(n.replace(",", "")) for n in re.findall(r"([\d,]+) (?:events|messages)", line)]
     assert len(numbers) == 2 and min(numbers) > 0, (
         f"expected events and messages on the 'this tree' line:\n{output}"
+    )
+
+
+@pytest.mark.timeout(240)
+def test_smoke_run_takes_over_warm() -> None:
+    stdout, output = smoke("bench_takeover.py", 220)
+    summary = stdout.split("summary", 1)[-1]
+    assert "standby: following 20 symbols" in summary, f"expected the standby to follow:\n{output}"
+    assert "20 carried on, 0 rebuilt" in summary, f"expected every book carried on:\n{output}"
+    assert "same epoch: True" in summary and "first probe diff nan" not in summary, (
+        f"expected diffs in the same epoch after the takeover:\n{output}"
     )
 
 
