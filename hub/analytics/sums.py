@@ -142,11 +142,17 @@ def square_sum(values: np.ndarray) -> int:
 class LatticeChange:
     """Weights (micros) added to density lattice nodes, with what they add to a density,
     worked out once per axis: every window of a book shares one axis, so the nine windows
-    an arrival enters add the same terms."""
+    an arrival enters add the same terms.
+
+    Those of many rows are listed only when their terms are asked for: past
+    DENSITY_SPREAD_MOST nodes they never are (the density is made again from the lattice),
+    and listing them anyway took a seventh of a restore's CPU (every window is made from
+    the store), and milliseconds of a flush a long window with a large batch fell due in."""
 
     def __init__(self, nodes: list[int], weights: list[int]) -> None:
-        self.nodes = nodes
-        self.weights = weights
+        self.size = len(nodes)  # node entries, a node may come twice
+        self._listed = (nodes, weights)
+        self._columns: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._terms: tuple[KernelDensity, DensityTerms] | None = None
 
     @classmethod
@@ -154,13 +160,24 @@ class LatticeChange:
         """Of many rows, as numpy gives them: every left node, then every right one."""
         on = rows.node >= 0
         node, right = rows.node[on], rows.right[on]
-        left = rows.micros[on] - right
-        return cls([*node.tolist(), *(node + 1).tolist()], [*left.tolist(), *right.tolist()])
+        change = cls([], [])
+        change.size = 2 * len(node)
+        change._columns = (node, rows.micros[on] - right, right)
+        return change
 
     def terms(self, kde: KernelDensity) -> DensityTerms:
         if self._terms is None or self._terms[0] is not kde:
-            self._terms = (kde, kde.terms(self.nodes, [w / MICROS for w in self.weights]))
+            nodes, weights = self._lists()
+            self._terms = (kde, kde.terms(nodes, [w / MICROS for w in weights]))
         return self._terms[1]
+
+    def _lists(self) -> tuple[list[int], list[int]]:
+        if self._columns is not None:
+            node, left, right = self._columns
+            nodes = [*node.tolist(), *(node + 1).tolist()]
+            self._listed = (nodes, [*left.tolist(), *right.tolist()])
+            self._columns = None
+        return self._listed
 
 
 class RowSums:
@@ -344,7 +361,7 @@ class WindowSums:
         density = self._density
         if density is None or self.kde is None:
             return
-        if len(change.nodes) > DENSITY_SPREAD_MOST:  # cheaper made again from the lattice
+        if change.size > DENSITY_SPREAD_MOST:  # cheaper made again from the lattice
             self._density = None
             return
         terms = change.terms(self.kde)
