@@ -15,8 +15,8 @@ every 100 ms, and half-way the primary is killed (SIGKILL). Shown: how long the 
 took to be ready and its CPU and RSS while following; from the kill, when the standby
 logged taking the lease and its last `restored` line; and the client's view, from
 `bench_history`'s probe watch on the probe symbol's topic: the longest stretch without a
-`heatmap:PROBEUSDT:1h` message around the kill, and whether that channel carried on in
-its epoch. The lease is HEATMAP_INGEST_LEASE_MS (`--lease-ms`, default 5,000): a
+`heatmap:PROBEUSDT:1h` message around the kill, when it ended, and whether that channel
+carried on in its epoch. The lease is HEATMAP_INGEST_LEASE_MS (`--lease-ms`, default 5,000): a
 takeover cannot come before it lapses.
 """
 
@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import math
 import os
 import signal
@@ -74,7 +75,7 @@ class Taken(NamedTuple):
     lease_s: float  # kill -> "lease: taken"
     restored_s: float  # kill -> the last "restored" line
     gap_s: float  # the longest stretch without a probe 1h message around the kill
-    first_after_s: float  # kill -> the first probe 1h message of the new leader
+    again_s: float  # kill -> the message that ended that stretch (the new leader's first)
     same_epoch: bool
     said: list[str]  # what the standby logged about following and taking over
 
@@ -195,10 +196,9 @@ async def _take_over(
     watching.cancel()
     await broker.close()
     kill_loop, kill_wall = killed
-    times = [at for at, _, _ in watch.seen]
-    around = [t for t in times if kill_loop - 10 <= t]
-    gaps = [b - a for a, b in zip([kill_loop, *around], around, strict=False) if b > kill_loop]
-    after = [t for t in times if t > kill_loop]
+    times = [at for at, _, _ in watch.seen if at >= kill_loop - 10]
+    gaps = [(b - a, b) for a, b in itertools.pairwise(times) if b > kill_loop]
+    gap_s, again = max(gaps, default=(math.nan, math.nan))
     epochs_before = [e for at, _, e in watch.seen if at < kill_loop]
     epochs_after = {e for at, _, e in watch.seen if at > kill_loop}
     return Taken(
@@ -207,8 +207,8 @@ async def _take_over(
         rss_mb,
         log_time(standby_log, "lease: taken") - kill_wall,
         log_time(standby_log, " restored ", last=True) - kill_wall,
-        max(gaps, default=math.nan),
-        (after[0] - kill_loop) if after else math.nan,
+        gap_s,
+        again - kill_loop,
         bool(epochs_before) and epochs_after == {epochs_before[-1]},
         [
             line
@@ -226,8 +226,8 @@ def show(name: str, taken: Taken | None) -> None:
         f"  {name}: standby ready after {taken.ready_s:.1f} s, following at "
         f"{taken.standby_cpu:.0%} of a core, RSS {taken.standby_rss_mb:,.0f} MB\n"
         f"    after the kill: lease taken {taken.lease_s:.1f} s, books restored "
-        f"{taken.restored_s:.1f} s, first probe diff {taken.first_after_s:.1f} s "
-        f"(longest silence {taken.gap_s:.1f} s), same epoch: {taken.same_epoch}",
+        f"{taken.restored_s:.1f} s, probe diffs again {taken.again_s:.1f} s (silent "
+        f"{taken.gap_s:.1f} s), same epoch: {taken.same_epoch}",
         *(f"    {line}" for line in taken.said),
         sep="\n",
         flush=True,

@@ -89,7 +89,7 @@ def test_smoke_run_takes_over_warm() -> None:
     summary = stdout.split("summary", 1)[-1]
     assert "standby: following 20 symbols" in summary, f"expected the standby to follow:\n{output}"
     assert "20 carried on, 0 rebuilt" in summary, f"expected every book carried on:\n{output}"
-    assert "same epoch: True" in summary and "first probe diff nan" not in summary, (
+    assert "same epoch: True" in summary and "diffs again nan" not in summary, (
         f"expected diffs in the same epoch after the takeover:\n{output}"
     )
 

@@ -366,10 +366,14 @@ class HeatmapWindow:
         wake = max(self._next_leave + self.span_ms, self._time + DEPARTURE_PACE_MS, due_at)
         if self._changed:
             wake = min(wake, due_at)
+        # Neither clusters to find again nor a coverage turning complete is published
+        # before the window is due: waking for them sooner only drained the book's other
+        # windows early (a restored book's long windows, their coverage unsent until their
+        # first publish up to 45 s later, woke it at every flush).
         if self._clusters_stale:
-            wake = min(wake, self._clusters_due)
+            wake = min(wake, max(self._clusters_due, due_at))
         if not self._published_coverage.complete:
-            wake = min(wake, coverage.complete_from(self.span_ms))
+            wake = min(wake, max(coverage.complete_from(self.span_ms), due_at))
         return wake
 
     @property
