@@ -252,3 +252,27 @@ def test_positions_encoded_again_only_for_books_that_flushed() -> None:
     for symbol in symbols - moved:
         assert second[symbol] is first[symbol], f"{symbol} did not flush: kept as encoded"
     assert any(second[s] != first[s] for s in moved), f"{sorted(moved)} flushed: re-encoded"
+
+
+def test_a_restored_book_stays_quiet_until_its_long_windows_are_due() -> None:
+    # A restored window's coverage counts as unsent until its first publish, which a
+    # long window makes at its own pace (the 30d one up to 45 s later): that must not
+    # wake the book at every flush meanwhile, as it did (a restored hub then needed a
+    # sixth more CPU than a new one for the first 45 s).
+    past = before_restart(0.5)
+    after = restored(
+        past.processor, past.held, checkpoint.Positions()(past.processor), past.last_flush
+    )
+    flushes = 200
+    woken = {symbol: 0 for symbol in after.books}
+    for step in range(1, flushes + 1):
+        now = past.last_flush + 50 * step
+        for symbol, book in after.books.items():
+            woken[symbol] += not (book.quiet and now < book.quiet_until)
+        after.flush(now)
+    busy = {symbol: count for symbol, count in woken.items() if count > flushes // 4}
+    assert not busy, (
+        f"expected a restored book with nothing arriving to wake at most every fourth of "
+        f"{flushes} flushes (for what leaves, clusters, and its windows as they fall due); "
+        f"woken: {woken}"
+    )
