@@ -77,6 +77,11 @@ class Standby:
                 log.warning("standby: cannot read from Redis (%s); retrying", error)
                 await asyncio.sleep(backoff.next_delay())
                 continue
+            except Exception:
+                # What it holds may be half moved: a takeover reads the history instead.
+                log.exception("standby: following failed; a takeover will read the history")
+                self.ready = False
+                return
             if not self.ready:
                 self.ready = True
                 log.info(
