@@ -32,6 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from trees import extract_hub  # bench/: this script's own folder
+
 ROOT = Path(__file__).resolve().parent.parent
 SIZES = (1_000, 10_000)
 SMOKE_SIZES = (10, 100)
@@ -162,15 +164,7 @@ def main() -> None:
     trees = {"this tree": ROOT}
     with tempfile.TemporaryDirectory() as scratch:
         if args.baseline:
-            old = Path(scratch) / "baseline"
-            old.mkdir()
-            archive = subprocess.run(
-                ["git", "-C", str(ROOT), "archive", args.baseline, "hub"],
-                capture_output=True,
-                check=True,
-            )
-            subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
-            trees[args.baseline] = old
+            trees[args.baseline] = extract_hub(args.baseline, Path(scratch) / "baseline")
         figures: dict[str, dict[str, list[float]]] = {label: {} for label in trees}
         for _ in range(args.rounds if args.baseline else 1):
             for label, tree in trees.items():

@@ -103,6 +103,7 @@ from bench.history_market import (
     Liquidations,
     Symbol,
 )
+from bench.trees import extract_hub
 from hub.analytics.checkpoint import restore_book
 from hub.analytics.coverage import CoverageState
 from hub.analytics.processor import LiquidationProcessor, ProcessorConfig
@@ -394,13 +395,29 @@ def restore_figures(name: str, started: Started | None, loaded: Loaded) -> list[
     ]
 
 
-def part_load_and_live(scale: Scale, live: bool) -> list[Figure]:
+class History(NamedTuple):
+    """A `redis-server` holding a generated history (`write_history`)."""
+
+    url: str
+    market: list[Symbol]
+    loaded: Loaded
+
+
+@contextlib.contextmanager
+def history_server(scale: Scale, heading: str) -> Iterator[History]:
+    """A real `redis-server` with `scale`'s history written in the log's format."""
     market = market_model.symbols(scale.symbols)
     server = RedisServer()
     server.start()
     try:
-        print(f"1. load: {len(market)} symbols over {scale.days:g} days ({load_average()})")
-        loaded = write_history(server.url, market, scale)
+        print(f"{heading}: {len(market)} symbols over {scale.days:g} days ({load_average()})")
+        yield History(server.url, market, write_history(server.url, market, scale))
+    finally:
+        server.stop()
+
+
+def part_load_and_live(scale: Scale, live: bool) -> list[Figure]:
+    with history_server(scale, "1. load") as (url, market, loaded):
         figures = [
             show(
                 Figure(
@@ -411,10 +428,8 @@ def part_load_and_live(scale: Scale, live: bool) -> list[Figure]:
                 )
             )
         ]
-        figures += asyncio.run(_ingest_parts(server.url, market, loaded, scale, live))
+        figures += asyncio.run(_ingest_parts(url, market, loaded, scale, live))
         return figures
-    finally:
-        server.stop()
 
 
 async def _ingest_parts(
@@ -498,12 +513,26 @@ def cascade(market: list[Symbol], loaded: Loaded, scale: Scale) -> Cascade:
 
 class ProbeWatch:
     """What arrives on the probe symbol's topic: (time, event_count) of each
-    `heatmap:PROBE:1h` message, and the arrival time of each `liquidations:PROBE` one."""
+    `heatmap:PROBE:1h` message and (time, epoch) of every one, and the arrival time of
+    each `liquidations:PROBE` one."""
 
     def __init__(self) -> None:
         self.counts: list[tuple[float, int]] = []
+        self.epochs: list[tuple[float, str]] = []
         self.liquidations: list[float] = []
         self.channel = heatmap_channel(PROBE, "1h")
+
+    @classmethod
+    async def started(cls, url: str) -> tuple[ProbeWatch, RedisBroker, asyncio.Task[None]]:
+        """A watch reading the probe's topic (subscribed once this returns): the watch,
+        its broker (close it) and the reading task (cancel it)."""
+        broker = RedisBroker(url)
+        await broker.subscribe({topic_for(heatmap_channel(PROBE, "1h"))})
+        watch = cls()
+        watching = asyncio.create_task(watch.run(broker))
+        while not broker.status().connected:  # noqa: ASYNC110 - a status field, no event
+            await asyncio.sleep(0.05)
+        return watch, broker, watching
 
     async def run(self, broker: RedisBroker) -> None:
         loop = asyncio.get_running_loop()
@@ -513,6 +542,7 @@ class ProbeWatch:
             if header.ch == f"liquidations:{PROBE}":
                 self.liquidations.append(now)
             elif header.ch == self.channel:
+                self.epochs.append((now, header.epoch))
                 if header.type == "snapshot":
                     statistics = decode_snapshot(header.data).statistics
                 else:
@@ -546,12 +576,7 @@ async def live_part(
     scale: Scale,
 ) -> list[Figure]:
     stream = cascade(market, loaded, scale)
-    broker = RedisBroker(url)
-    await broker.subscribe({topic_for(heatmap_channel(PROBE, "1h"))})
-    watch = ProbeWatch()
-    watching = asyncio.create_task(watch.run(broker))
-    while not broker.status().connected:  # noqa: ASYNC110 - a status field, no event
-        await asyncio.sleep(0.05)
+    watch, broker, watching = await ProbeWatch.started(url)
     before = await _status(client)
     pid = ingest.process.pid
     print(f"  sending ({load_average()})")
@@ -799,10 +824,7 @@ def flush_timings(held: Liquidations, new: Liquidations) -> dict[str, Any]:
 def baseline_timings(revision: str, scale: Scale) -> dict[str, Any]:
     """Part 3 on `revision`'s hub, in its own process (`history_baseline.py`)."""
     with tempfile.TemporaryDirectory(prefix="bench-history-baseline-") as tree:
-        archive = subprocess.run(
-            ["git", "-C", str(ROOT), "archive", revision, "hub"], capture_output=True, check=True
-        )
-        subprocess.run(["tar", "-x", "-C", tree], input=archive.stdout, check=True)
+        extract_hub(revision, Path(tree))
         child = ROOT / "bench" / "history_baseline.py"
         count, steps = str(scale.flush_events), str(scale.baseline_steps)
         done = subprocess.run(

@@ -59,6 +59,7 @@ from scipy.stats import gaussian_kde
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere
 
 from bench import processor_throughput as runner
+from bench.trees import extract_hub
 from hub.analytics.grid import PriceGrid
 from hub.analytics.processor import LiquidationProcessor, ProcessorConfig
 from hub.config import EXCHANGES
@@ -155,12 +156,7 @@ def throughput_beside(
     root = Path(__file__).resolve().parent.parent
     results: dict[str, dict[str, list[float]]] = {"this tree": {}, baseline: {}}
     with tempfile.TemporaryDirectory() as scratch:
-        old = Path(scratch) / "baseline"
-        old.mkdir()
-        archive = subprocess.run(
-            ["git", "-C", str(root), "archive", baseline, "hub"], capture_output=True, check=True
-        )
-        subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
+        old = extract_hub(baseline, Path(scratch) / "baseline")
         for name, events in profiles.items():
             path = Path(scratch) / f"{name}.msgpack"
             runner.write_events(path, events)

@@ -45,23 +45,19 @@ from bench.bench_history import (
     FULL,
     SMOKE,
     Loaded,
+    ProbeWatch,
     Scale,
     _logged_at,
     cascade,
+    history_server,
     ingest_env,
     load_average,
     send_cascade,
     start_ingest,
-    write_history,
 )
 from bench.fanout_servers import cpu_seconds, rss_kib, stop
-from bench.history_market import PROBE
-from hub.channels import heatmap_channel
-from hub.fanout.broker import topic_for
-from hub.fanout.broker_redis import RedisBroker
-from hub.fanout.codec import decode_header
+from bench.trees import extract_hub
 from tests.fakes.binance_server import FakeBinance
-from tests.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 READY_DEADLINE_S = 600.0
@@ -80,20 +76,6 @@ class Taken(NamedTuple):
     said: list[str]  # what the standby logged about following and taking over
 
 
-class Watch:
-    """Every `heatmap:PROBE:1h` message: (arrival time, type, epoch)."""
-
-    def __init__(self) -> None:
-        self.seen: list[tuple[float, str, str]] = []
-
-    async def run(self, broker: RedisBroker) -> None:
-        loop = asyncio.get_running_loop()
-        async for _, payload in broker.messages():
-            header = decode_header(payload)
-            if header.ch == heatmap_channel(PROBE, "1h"):
-                self.seen.append((loop.time(), header.type, header.epoch))
-
-
 def log_time(path: Path, text: str, last: bool = False) -> float:
     """The wall time of the first (or last) log line holding `text`; nan when none."""
     times = [_logged_at(line) for line in path.read_text().splitlines() if text in line]
@@ -103,15 +85,10 @@ def log_time(path: Path, text: str, last: bool = False) -> float:
 
 
 async def scenario(tree: Path, scale: Scale, lease_ms: int, scratch: Path) -> Taken | None:
-    market = market_model.symbols(scale.symbols)
-    server = RedisServer()
-    server.start()
-    try:
-        print(f"  history: {len(market)} symbols over {scale.days:g} days ({load_average()})")
-        loaded = write_history(server.url, market, scale)
-        client = Redis.from_url(server.url)
+    with history_server(scale, "  history") as (url, market, loaded):
+        client = Redis.from_url(url)
         async with contextlib.aclosing(client), FakeBinance() as fake:
-            env = ingest_env(server.url, market, fake.base_url)
+            env = ingest_env(url, market, fake.base_url)
             env |= {"PYTHONPATH": str(tree), "HEATMAP_INGEST_LEASE_MS": str(lease_ms)}
             primary = await start_ingest(client, env, scratch / "primary.log", READY_DEADLINE_S)
             if primary is None:
@@ -129,7 +106,7 @@ async def scenario(tree: Path, scale: Scale, lease_ms: int, scratch: Path) -> Ta
                 return await _take_over(
                     client,
                     fake,
-                    server.url,
+                    url,
                     primary.process,
                     standby,
                     standby_log,
@@ -140,8 +117,6 @@ async def scenario(tree: Path, scale: Scale, lease_ms: int, scratch: Path) -> Ta
             finally:
                 stop(primary.process)
                 stop(standby)
-    finally:
-        server.stop()
 
 
 async def _take_over(
@@ -167,12 +142,7 @@ async def _take_over(
             break
         await asyncio.sleep(0.1)
     print(f"  standby ready after {ready_s:.1f} s ({load_average()})")
-    broker = RedisBroker(url)
-    await broker.subscribe({topic_for(heatmap_channel(PROBE, "1h"))})
-    watch = Watch()
-    watching = asyncio.create_task(watch.run(broker))
-    while not broker.status().connected:  # noqa: ASYNC110 - a status field, no event
-        await asyncio.sleep(0.05)
+    watch, broker, watching = await ProbeWatch.started(url)
     loop = asyncio.get_running_loop()
     stream = cascade(market, loaded, scale)
     probes = int(scale.live_seconds * 1_000 / 100)
@@ -196,11 +166,11 @@ async def _take_over(
     watching.cancel()
     await broker.close()
     kill_loop, kill_wall = killed
-    times = [at for at, _, _ in watch.seen if at >= kill_loop - 10]
+    times = [at for at, _ in watch.epochs if at >= kill_loop - 10]
     gaps = [(b - a, b) for a, b in itertools.pairwise(times) if b > kill_loop]
     gap_s, again = max(gaps, default=(math.nan, math.nan))
-    epochs_before = [e for at, _, e in watch.seen if at < kill_loop]
-    epochs_after = {e for at, _, e in watch.seen if at > kill_loop}
+    epochs_before = [e for at, e in watch.epochs if at < kill_loop]
+    epochs_after = {e for at, e in watch.epochs if at > kill_loop}
     return Taken(
         ready_s,
         standby_cpu[0],
@@ -249,14 +219,7 @@ def main() -> None:
     trees = [("this tree", ROOT)]
     with tempfile.TemporaryDirectory(prefix="bench-takeover-") as scratch:
         if args.baseline:
-            tree = Path(scratch) / "baseline"
-            tree.mkdir()
-            archive = subprocess.run(
-                ["git", "-C", str(ROOT), "archive", args.baseline, "hub"],
-                capture_output=True,
-                check=True,
-            )
-            subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+            tree = extract_hub(args.baseline, Path(scratch) / "baseline")
             trees.append((f"baseline {args.baseline}", tree))
         results = []
         for name, tree in trees:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from trees import extract_hub  # bench/: this script's own folder
 
 ROOT = Path(__file__).resolve().parent.parent
 FLUSH_MS = 50
@@ -159,13 +160,7 @@ def main() -> None:
     show("this tree", run(ROOT, args))
     if args.baseline:
         with tempfile.TemporaryDirectory(prefix="bench-processor-cascade-") as tree:
-            archive = subprocess.run(
-                ["git", "-C", str(ROOT), "archive", args.baseline, "hub"],
-                capture_output=True,
-                check=True,
-            )
-            subprocess.run(["tar", "-x", "-C", tree], input=archive.stdout, check=True)
-            show(f"baseline {args.baseline}", run(Path(tree), args))
+            show(f"baseline {args.baseline}", run(extract_hub(args.baseline, Path(tree)), args))
 
 
 if __name__ == "__main__":

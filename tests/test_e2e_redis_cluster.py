@@ -43,7 +43,7 @@ from hub.storage.layout import (
 from tests.conftest import eventually
 from tests.fakes.binance_server import FakeBinance
 from tests.redis_server import ClusterNode, ClusterServers
-from tests.test_e2e_scale_out import Client, Cluster, Injector, clients, open_client, settle
+from tests.test_e2e_scale_out import Client, Cluster, Injector, clients, settle
 from tests.test_e2e_scale_out import two_webs_with_a_client_each as webs_with_clients
 from tests.test_e2e_sentinel_faults import (
     assert_losses_show,
@@ -52,7 +52,7 @@ from tests.test_e2e_sentinel_faults import (
     source,
     strike,
 )
-from tests.test_e2e_standby import log_of, primary_and_standby, upstream_again
+from tests.test_e2e_standby import warm_takeover
 
 __all__ = ["clients"]  # a fixture
 pytestmark = pytest.mark.timeout(300)
@@ -302,27 +302,5 @@ async def test_a_standby_follows_the_leader_over_the_shards_and_takes_over_warm(
     servers: ClusterServers, hub: Cluster, clients: list[Client], fake_binance: FakeBinance
 ) -> None:
     # The standby reads every symbol's checkpoint and log tail from the shard owning it.
-    primary, standby, upstream = await primary_and_standby(hub)
-    web = await hub.start_web()
-    client = await open_client(clients, "a", web)
-    events = Injector(fake_binance)
-    await events.inject(10, pause=0.01)
-    hub.redis_server = owner_of(servers, stream_key("BTCUSDT"))
-    await settle(hub, web, client, len(events.times))
-    await eventually(lambda: "standby: following" in log_of(standby), within=30)
-    await events.inject(5, pause=0.01)  # followed as they come
-    await settle(hub, web, client, len(events.times))
-    epoch = client.heatmap_messages[-1]["epoch"]
-    seen = len(client.heatmap_messages)
-
-    await hub.kill(primary)
-    await eventually(lambda: upstream_again(hub, upstream), within=30)
-    await events.inject(10, pause=0.01)
-    await settle(hub, web, client, len(events.times), within=30)
-    taken = log_of(standby)
-    assert "stream resumed, kept warm by the standby" in taken, (
-        f"expected the standby to carry BTCUSDT's stream on from the books it followed: {taken}"
-    )
-    epochs = {m["epoch"] for m in client.heatmap_messages[seen:]}
-    assert epochs == {epoch}, f"expected the heatmap to carry on in epoch {epoch}, saw {epochs}"
-    assert client.liquidation_times() == events.times
+    hub.redis_server = owner_of(servers, stream_key("BTCUSDT"))  # where the log is read
+    await warm_takeover(hub, clients, fake_binance)
