@@ -109,6 +109,11 @@ class Settings:
         return self.symbols == (ALL_SYMBOLS,)
 
     @property
+    def named_symbols(self) -> tuple[str, ...]:
+        """The symbols HEATMAP_SYMBOLS names; none with `*` (they follow what is seen)."""
+        return () if self.track_all_symbols else self.symbols
+
+    @property
     def retention_ms(self) -> int:
         return int(self.retention_days * 86_400_000)
 

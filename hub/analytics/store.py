@@ -52,6 +52,13 @@ def same_key(event: LiquidationEvent) -> tuple[int, float, float, str, str]:
     return (event.time, event.price, event.quantity, event.side, event.exchange)
 
 
+def row_key(
+    time: int, price: float, quantity: float, short: bool, exchange: str
+) -> tuple[int, float, float, str, str]:
+    """`same_key` of a row's values (`exchange`: its name)."""
+    return (time, price, quantity, "short" if short else "long", exchange)
+
+
 class EventStore:
     def __init__(
         self, symbol: str, max_events: int, retention_ms: int, first_arrival: int = 1
@@ -195,7 +202,8 @@ class EventStore:
         recoded = Rows(*rows[:6], exchange, rows.arrival)
         pushed: list[Rows] = []
         for row in zip(*(column.tolist() for column in recoded), strict=True):
-            key = (row[0], row[1], row[2], "short" if row[5] else "long", self.exchanges[row[6]])
+            time, price, quantity, _, _, short, code, _ = row
+            key = row_key(time, price, quantity, short, self.exchanges[code])
             evicted = self._keep(row, key)
             if len(evicted):
                 pushed.append(evicted)
@@ -285,7 +293,7 @@ class EventStore:
             rows.exchange.tolist(),
             strict=True,
         ):
-            key = hash((time, price, quantity, "short" if short else "long", names[exchange]))
+            key = hash(row_key(time, price, quantity, short, names[exchange]))
             held = recent.get(key, 0) + sign
             if held > 0:
                 recent[key] = held

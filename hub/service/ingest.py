@@ -171,7 +171,7 @@ class Ingest:
         self._tasks: list[asyncio.Task[None]] = []
         self._feed_tasks: list[asyncio.Task[None]] = []
         self._symbols_changed = True
-        for symbol in () if settings.track_all_symbols else settings.symbols:
+        for symbol in settings.named_symbols:
             self.processor.track(symbol, self._covers_from)
             self.predicted.track(symbol, self.clock())
 
@@ -367,11 +367,12 @@ class Ingest:
         assert history is not None
         now = self.clock()
         standby = self.standby
-        late = self.processor.rejected + sum(len(b.store) for b in self.processor.books.values())
-        symbols = set(self.processor.books)
-        if standby is not None:  # its books are the follower's, not events taken late
-            late = 0
-            symbols = set() if self.settings.track_all_symbols else set(self.settings.symbols)
+        if standby is None:
+            books = self.processor.books.values()
+            late = self.processor.rejected + sum(len(book.store) for book in books)
+            symbols = set(self.processor.books)
+        else:  # its books are the follower's, not events taken late
+            late, symbols = 0, set(self.settings.named_symbols)
         kept = await history.read(
             symbols, self.settings.track_all_symbols, now, rows=standby is None
         )
@@ -564,7 +565,7 @@ class Ingest:
                         epoch=self.processor.epoch,
                         first_arrival=self.processor.first_arrival,
                     )
-                    for symbol in () if self.settings.track_all_symbols else self.settings.symbols:
+                    for symbol in self.settings.named_symbols:
                         self.processor.track(symbol, self._covers_from)
                 self._tasks.append(asyncio.create_task(self._restore_later(), name="restore"))
         # A flush first: a resumed stream's next diff (re-sending its derived parts) comes

@@ -217,7 +217,7 @@ def build_liquidity(
     HEATMAP_LIQUIDITY is off. With HEATMAP_SYMBOLS `*` books follow the symbols seen."""
     if settings.liquidity == "off":
         return None
-    symbols = set() if settings.track_all_symbols else set(settings.symbols)
+    symbols = set(settings.named_symbols)
     live = source.replay is None and not source.demo
 
     def make_feed(

@@ -140,7 +140,7 @@ def build_open_interest(
     live = source.replay is None and not source.demo
     if not live or not source.open_interest or "binance" not in settings.exchanges:
         return None
-    symbols = set() if settings.track_all_symbols else set(settings.symbols)
+    symbols = set(settings.named_symbols)
     return BinanceOpenInterest(
         settings.binance_rest_url,
         settings.binance_ws_url,

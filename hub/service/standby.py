@@ -125,5 +125,4 @@ class Standby:
     async def _symbols(self) -> set[str]:
         """What the leader tracks (it announces them); the configured ones in any case."""
         announced = {m.decode() for m in await self.redis.smembers(SYMBOLS_KEY)}
-        configured = set() if self.settings.track_all_symbols else set(self.settings.symbols)
-        return announced | configured
+        return announced | set(self.settings.named_symbols)
