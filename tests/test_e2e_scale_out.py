@@ -361,22 +361,25 @@ class Injector:
 
 async def settle(hub: Cluster, web: Proc, client: Client, events: int, within: float = 10) -> None:
     """Wait until the client's heatmap and the web process's REST snapshot hold `events`
-    events at the same seq, then require them equal."""
+    events at the same seq, then require them equal (both as they were at that moment: a
+    diff may follow, clusters being found again at their pace)."""
+    seen: list[tuple[dict[str, Any], dict[str, Any]]] = []
 
     async def settled() -> bool:
         client.check()
         if client.heatmap.state is None:
             return False
         rest = await hub.rest_snapshot(web)
+        mine = client.heatmap.view()
+        seen[:] = [(rest, mine)]
         return (
             rest["statistics"]["event_count"] == events
-            and rest["seq"] == client.heatmap.seq
-            and rest["epoch"] == client.heatmap.epoch
+            and rest["seq"] == mine["seq"]
+            and rest["epoch"] == mine["epoch"]
         )
 
     await eventually(settled, within=within)
-    rest = await hub.rest_snapshot(web)
-    mine = client.heatmap.view()
+    rest, mine = seen[0]
     assert (mine["seq"], mine["epoch"]) == (rest["seq"], rest["epoch"])
     assert mine["bins"] == sorted(rest["bins"])
     assert mine["clusters"] == rest["clusters"]
