@@ -183,6 +183,46 @@ async def test_resubscribe_renews_the_link_and_says_resync(
     await collector.stop()
 
 
+async def test_resubscribing_loses_no_message_published_meanwhile(
+    make_broker: BrokerFactory, observer: Redis
+) -> None:
+    """A relay renews its link when ingest goes quiet, which is also when a new ingest
+    starts publishing (a takeover): the new link is subscribed before the old one goes,
+    and the old one read to its end, so every message arrives (twice at most: the fan-out
+    drops a repeated seq)."""
+    publisher, subscriber = make_broker(), make_broker()
+    await subscriber.subscribe(["hub:{BTCUSDT}"])
+    collector = Collector(subscriber)
+    await eventually(subscribed(observer, "hub:{BTCUSDT}"))
+    sent = [str(n).encode() for n in range(600)]
+
+    async def publish() -> None:
+        for payload in sent:
+            await publisher.publish("hub:{BTCUSDT}", payload)
+            await asyncio.sleep(0.001)
+
+    publishing = asyncio.create_task(publish())
+    renewals = 0
+    while not publishing.done():
+        await subscriber.resubscribe()
+        renewals += 1
+        await asyncio.sleep(0.05)
+    await publishing
+    seen: list[bytes] = []
+    with contextlib.suppress(TimeoutError):  # the assertions below say what is missing
+        while sent[-1] not in seen:
+            topic, payload = await collector.next(within=10.0)
+            if topic != RESYNC_TOPIC:
+                seen.append(payload)
+    firsts = list(dict.fromkeys(seen))
+    missing = [p for p in sent if p not in set(seen)]
+    assert not missing, (
+        f"expected all {len(sent)} after {renewals} renewals; lost {len(missing)}: {missing[:10]}"
+    )
+    assert firsts == sent, "expected the messages in the order published"
+    await collector.stop()
+
+
 async def test_redis7_uses_sharded_pubsub(make_broker: BrokerFactory, observer: Redis) -> None:
     publisher, subscriber = make_broker(), make_broker()
     await subscriber.subscribe(["hub:{BNBUSDT}"])

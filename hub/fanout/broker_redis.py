@@ -60,6 +60,7 @@ __all__ = ["RESYNC_TOPIC", "RedisBroker"]
 
 
 _FAILURES = (RedisError, OSError)
+_LAST_PING = b"last"  # ends what a renewed link held (`_read_to_end`)
 # A fenced flush (of the symbols of one slot): the tokens checked, the checkpoint's fields
 # set, the messages published, all or nothing. KEYS: the tokens, then the state hashes;
 # ARGV[3] the command, then for each state hash its field count and pairs, then the
@@ -229,16 +230,32 @@ class RedisBroker(Broker):
             connected_at = asyncio.get_running_loop().time()
             try:
                 pubsub = await self._open_pubsub()
-                try:
-                    reader = (
-                        self._read_cluster(pubsub, resync)
-                        if isinstance(pubsub, ClusterPubSub)
-                        else self._read(pubsub, resync)
-                    )
-                    async for item in reader:
-                        yield item
-                finally:
-                    await self._close_pubsub(pubsub)
+                while True:
+                    try:
+                        reader = (
+                            self._read_cluster(pubsub, resync)
+                            if isinstance(pubsub, ClusterPubSub)
+                            else self._read(pubsub, resync)
+                        )
+                        async for item in reader:
+                            yield item
+                        if self._closed.is_set() or isinstance(pubsub, ClusterPubSub):
+                            break
+                        # Renewing (`resubscribe`): the next link is subscribed before this
+                        # one goes, and this one is read to its end, so nothing published
+                        # meanwhile is lost (what comes on both, the fan-out drops by seq).
+                        # A relay renews when ingest falls silent, which is also when a
+                        # new ingest starts publishing.
+                        fresh = await self._open_pubsub()
+                        try:
+                            async for item in self._read_to_end(pubsub):
+                                yield item
+                        except BaseException:
+                            await self._close_pubsub(fresh)
+                            raise
+                    finally:
+                        await self._close_pubsub(pubsub)
+                    pubsub, resync = fresh, True
             except _FAILURES:
                 self._status.connected = False
                 resync = True
@@ -331,7 +348,7 @@ class RedisBroker(Broker):
         while not self._closed.is_set():
             if self._renew:
                 self._renew = False
-                raise RedisConnectionError("renewing the subscriptions")
+                return  # `messages` opens the next link, then reads this one to its end
             if ping_sent is None and loop.time() >= next_ping:
                 await pubsub.ping()
                 ping_sent = loop.time()
@@ -355,6 +372,27 @@ class RedisBroker(Broker):
                 if resync:
                     resync = False
                     yield RESYNC_TOPIC, b""
+
+    async def _read_to_end(self, pubsub: PubSub) -> AsyncIterator[tuple[str, bytes]]:
+        """The messages `pubsub` holds up to a PING sent now: Redis answers in order, so
+        that is everything it pushed to this link before the link replacing it was
+        subscribed. A link that fails or does not answer within the pong timeout is given
+        up: what it held is lost, as with any broken link (the resync after a renewal
+        has the relay ask for snapshots)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._pong_timeout
+        with contextlib.suppress(*_FAILURES):
+            await pubsub.ping(_LAST_PING.decode())
+            while loop.time() < deadline:
+                message = await pubsub.get_message(timeout=max(deadline - loop.time(), 0.1))
+                if message is None:
+                    continue
+                kind = message["type"]
+                if kind in ("message", "smessage"):
+                    self._status.delivered += 1
+                    yield message["channel"].decode(), message["data"]
+                elif kind == "pong" and message["data"] == _LAST_PING:
+                    return
 
     async def _read_cluster(
         self, pubsub: ClusterPubSub, resync: bool
