@@ -215,7 +215,8 @@ async def test_resubscribing_loses_no_message_published_meanwhile(
             if topic != RESYNC_TOPIC:
                 seen.append(payload)
     firsts = list(dict.fromkeys(seen))
-    missing = [p for p in sent if p not in set(seen)]
+    held = set(seen)
+    missing = [p for p in sent if p not in held]
     assert not missing, (
         f"expected all {len(sent)} after {renewals} renewals; lost {len(missing)}: {missing[:10]}"
     )
